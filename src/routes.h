@@ -1,0 +1,68 @@
+/*
+ * routes.h - the route table: Via prefixes to backends.
+ *
+ * A table is built once from the configuration and never changes; a reload
+ * builds a new one and swaps the pointer.  Connections hold a reference, so
+ * a table lives until its last connection is gone.
+ *
+ * Matching follows WCF's UriPrefixTable as SMSvcHost uses it: host classes
+ * are tried strong (+), exact, weak (*), and the first class with any match
+ * decides; inside a class the longest prefix by whole path segments wins;
+ * a route's port, when it has one, is compared with the local port the
+ * connection arrived on, never with the port in the Via.  At equal depth a
+ * route with a port beats one without.  Lookups are hash probes, one per
+ * (class, port, prefix length), so cost grows with the Via's depth, not
+ * with the number of routes.
+ */
+#ifndef NETTCPD_ROUTES_H
+#define NETTCPD_ROUTES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "via.h"
+
+/* One route: a named backend, reached by one or more prefixes. */
+struct route {
+	char *name;                /* the config section */
+	struct addr backend;
+	char *backend_text;        /* as written in the config, for logs */
+};
+
+struct route_table;
+
+/* Build an empty table; NULL on allocation failure. */
+struct route_table *routes_new(void);
+
+/*
+ * Add a route (copied; the table owns the copy) and return its index, or -1
+ * on allocation failure.
+ */
+int routes_add_route(struct route_table *t, const char *name,
+    const struct addr *backend, const char *backend_text);
+
+/*
+ * Add a prefix for route index ri.  prefix is a parsed VIA_ALLOW_WILDCARD URI.
+ * Returns 0, -1 on allocation failure, or -2 when the same prefix (class,
+ * host, port, path) is already in the table; then *other_route, if not NULL,
+ * is set to the index of the route that holds it.
+ */
+int routes_add_prefix(struct route_table *t, int ri, const struct via *prefix,
+    int *other_route);
+
+/*
+ * Find the route for a parsed Via that arrived on local_port.  Allocates
+ * nothing.  Returns NULL when no prefix matches.
+ */
+const struct route *routes_lookup(const struct route_table *t,
+    const struct via *via, uint16_t local_port);
+
+size_t routes_count(const struct route_table *t);
+const struct route *routes_get(const struct route_table *t, size_t i);
+
+/* Reference counting; routes_new() returns a table holding one reference. */
+struct route_table *routes_ref(struct route_table *t);
+void routes_unref(struct route_table *t);
+
+#endif
