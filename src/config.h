@@ -1,0 +1,61 @@
+/*
+ * config.h - the INI configuration, loaded once into an immutable struct.
+ *
+ * Every section but [global] is a route named by the section.  Errors name
+ * FILE:LINE; the line of a section header for whole-section problems.
+ */
+#ifndef NETTCPD_CONFIG_H
+#define NETTCPD_CONFIG_H
+
+#include <stddef.h>
+
+#include "addr.h"
+#include "log.h"
+#include "routes.h"
+
+/* Defaults, documented in nettcpd.ini(5). */
+#define CONFIG_DEFAULT_LISTEN "0.0.0.0:808, [::]:808"
+#define CONFIG_DEFAULT_PREAMBLE_TIMEOUT 30.0
+#define CONFIG_DEFAULT_CONNECT_TIMEOUT 5.0
+#define CONFIG_DEFAULT_MAX_CONNECTIONS 10000u
+#define CONFIG_DEFAULT_MAX_PENDING 100u
+
+enum forward_method {
+	FORWARD_SPLICE = 0, /* zero-copy through a pipe */
+	FORWARD_COPY,       /* recv()/send() through a small buffer */
+};
+
+struct listen_cfg {
+	struct addr addr;
+	char *text;
+};
+
+struct config {
+	char *path;
+	struct listen_cfg *listens;
+	size_t nlistens;
+	double preamble_timeout;   /* seconds, from accept to the routing decision */
+	double connect_timeout;    /* seconds, for the backend connect */
+	unsigned max_connections;  /* client connections open at once */
+	unsigned max_pending;      /* client connections still in their preamble */
+	enum forward_method forward;
+	enum log_target log_target;
+	enum log_level log_level;
+	struct route_table *routes;
+};
+
+/*
+ * Load and validate path.  Returns a config, or NULL with every problem
+ * written to err (errlen bytes) as "FILE:LINE: text" lines.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+
+void config_free(struct config *cfg);
+
+/*
+ * Parse a duration: a number of seconds, or a number with ms, s, m or h.
+ * Returns 0 and the seconds in *out, or -1.
+ */
+int config_parse_duration(const char *text, double *out);
+
+#endif

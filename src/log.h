@@ -1,0 +1,37 @@
+/*
+ * log.h - one line per event, to stderr (with a timestamp) or syslog.
+ */
+#ifndef NETTCPD_LOG_H
+#define NETTCPD_LOG_H
+
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARNING,
+	LOG_LEVEL_NOTICE,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+enum log_target {
+	LOG_TARGET_STDERR = 0,
+	LOG_TARGET_SYSLOG,
+};
+
+void log_open(enum log_target target, enum log_level level);
+void log_close(void);
+
+/* Level name ("error" ... "debug") to level; -1 if unknown. */
+int log_level_from_name(const char *name);
+
+void log_msg(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_err(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_LEVEL_NOTICE, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+int log_enabled(enum log_level level);
+
+#endif
