@@ -1,0 +1,70 @@
+/*
+ * conn.h - one client connection, from accept to close.
+ */
+#ifndef NETTCPD_CONN_H
+#define NETTCPD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+
+#include <ev.h>
+
+#include "nmf.h"
+#include "pump.h"
+#include "worker.h"
+
+enum conn_state {
+	CONN_PREAMBLE,   /* reading the client's preamble up to the Via */
+	CONN_CONNECTING, /* route chosen, backend connect in flight */
+	CONN_REPLAY,     /* writing the bytes read from the client to the backend */
+	CONN_FORWARDING, /* pumping both directions until both have ended */
+	CONN_FAULTING,   /* writing a framing Fault record to the client */
+	CONN_DRAINING,   /* fault sent and FIN sent; discarding the client's bytes */
+};
+
+union conn_sockaddr {
+	struct sockaddr sa;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+};
+
+struct conn {
+	struct worker *w;
+	enum conn_state state;
+	struct conn *prev, *next;                 /* worker's list of all connections */
+	struct conn *pending_prev, *pending_next; /* worker's preamble list, oldest first */
+
+	int client_fd;
+	int backend_fd;                           /* -1 until connecting */
+	ev_io client_rd, client_wr, backend_rd, backend_wr;
+	ev_timer deadline;                        /* preamble, connect or drain deadline */
+
+	union conn_sockaddr client_addr;
+	uint16_t local_port;
+
+	uint8_t *preamble;                        /* bytes read before routing, replayed */
+	size_t preamble_len;
+	size_t replay_off;                        /* next preamble byte to send the backend */
+	struct nmf_parser parser;
+	size_t via_off, via_len;                  /* the Via inside preamble */
+
+	struct route_table *routes;               /* reference held once routed */
+	const struct route *route;
+
+	const uint8_t *fault;                     /* Fault record being sent (static) */
+	size_t fault_len, fault_off;
+	size_t drained;                           /* client bytes discarded after a fault */
+
+	struct pump up;                           /* client to backend */
+	struct pump down;                         /* backend to client */
+};
+
+/* Take ownership of an accepted, non-blocking client socket. */
+void conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
+    socklen_t peerlen, uint16_t local_port);
+
+/* Close every connection of the worker at once (shutdown). */
+void conn_close_all(struct worker *w);
+
+#endif

@@ -1,0 +1,168 @@
+/*
+ * listener.c - the shared ports: bind, accept, pause and resume.
+ */
+#include "listener.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "conn.h"
+#include "log.h"
+
+/* Accept at most this many connections per wakeup, so one busy port cannot
+ * starve the connections already open. */
+#define ACCEPT_BATCH 64
+/* Out of file descriptors: stop accepting this long, then try again. */
+#define ACCEPT_BACKOFF_SECONDS 0.1
+#define LISTEN_BACKLOG 4096
+
+static void
+on_acceptable(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct listener *l = io->data;
+	struct worker *w = l->w;
+
+	(void)loop;
+	(void)revents;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		union conn_sockaddr peer;
+		socklen_t peerlen = sizeof(peer);
+		int fd;
+
+		fd = accept4(io->fd, &peer.sa, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			switch (errno) {
+			case EAGAIN:
+			case EINTR:
+			case ECONNABORTED:
+				return;
+			case EMFILE:
+			case ENFILE:
+			case ENOBUFS:
+			case ENOMEM:
+				/* The connection stays in the backlog; polling
+				 * again at once would spin. */
+				log_warn("accept on %s: %s; pausing accepts for %.0f ms",
+				    l->text, strerror(errno), ACCEPT_BACKOFF_SECONDS * 1000);
+				listeners_pause(w, ACCEPT_PAUSE_BACKOFF);
+				ev_timer_set(&w->accept_backoff, ACCEPT_BACKOFF_SECONDS, 0.);
+				ev_timer_start(w->loop, &w->accept_backoff);
+				return;
+			default:
+				log_warn("accept on %s: %s", l->text, strerror(errno));
+				return;
+			}
+		}
+		conn_accept(w, fd, &peer.sa, peerlen, l->port);
+		if (w->accept_paused)
+			return;
+	}
+}
+
+static void
+on_backoff_over(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+
+	(void)loop;
+	(void)revents;
+	listeners_resume(w, ACCEPT_PAUSE_BACKOFF);
+}
+
+static int
+listen_socket(const struct listen_cfg *lc)
+{
+	int one = 1;
+	int fd;
+
+	fd = socket(lc->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	/* [::]:808 must not swallow IPv4, so 0.0.0.0:808 can be bound too. */
+	if (lc->addr.ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&lc->addr.ss, lc->addr.len) < 0)
+		goto fail;
+	if (listen(fd, LISTEN_BACKLOG) < 0)
+		goto fail;
+	return fd;
+
+fail:
+	log_err("cannot listen on %s: %s", lc->text, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+int
+listeners_open(struct worker *w)
+{
+	const struct config *cfg = w->cfg;
+
+	ev_init(&w->accept_backoff, on_backoff_over);
+	w->accept_backoff.data = w;
+	w->listeners = calloc(cfg->nlistens, sizeof(*w->listeners));
+	if (w->listeners == NULL) {
+		log_err("out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->nlistens; i++) {
+		struct listener *l = &w->listeners[i];
+		int fd = listen_socket(&cfg->listens[i]);
+
+		if (fd < 0) {
+			listeners_close(w);
+			return -1;
+		}
+		l->w = w;
+		l->port = addr_port((const struct sockaddr *)&cfg->listens[i].addr.ss);
+		l->text = cfg->listens[i].text;
+		ev_io_init(&l->io, on_acceptable, fd, EV_READ);
+		l->io.data = l;
+		ev_io_start(w->loop, &l->io);
+		w->nlisteners++;
+		log_info("listening on %s", l->text);
+	}
+	return 0;
+}
+
+void
+listeners_close(struct worker *w)
+{
+	ev_timer_stop(w->loop, &w->accept_backoff);
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		ev_io_stop(w->loop, &w->listeners[i].io);
+		close(w->listeners[i].io.fd);
+	}
+	free(w->listeners);
+	w->listeners = NULL;
+	w->nlisteners = 0;
+}
+
+void
+listeners_pause(struct worker *w, unsigned reason)
+{
+	if (w->accept_paused == 0)
+		for (size_t i = 0; i < w->nlisteners; i++)
+			ev_io_stop(w->loop, &w->listeners[i].io);
+	w->accept_paused |= reason;
+}
+
+void
+listeners_resume(struct worker *w, unsigned reason)
+{
+	if (!(w->accept_paused & reason))
+		return;
+	w->accept_paused &= ~reason;
+	if (w->accept_paused == 0)
+		for (size_t i = 0; i < w->nlisteners; i++)
+			ev_io_start(w->loop, &w->listeners[i].io);
+}

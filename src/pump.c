@@ -1,0 +1,200 @@
+/*
+ * pump.c - move bytes one way between two non-blocking sockets, with
+ * splice() through a pipe or with recv()/send() through a small buffer.
+ */
+#include "pump.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Ask splice for more than a pipe holds; the kernel stops at its capacity. */
+#define PUMP_SPLICE_MAX (1u << 20)
+
+void
+pipe_pool_init(struct pipe_pool *pool)
+{
+	pool->count = 0;
+}
+
+void
+pipe_pool_drain(struct pipe_pool *pool)
+{
+	while (pool->count > 0) {
+		pool->count--;
+		close(pool->fds[pool->count][0]);
+		close(pool->fds[pool->count][1]);
+	}
+}
+
+static int
+pipe_take(struct pipe_pool *pool, int fds[2])
+{
+	if (pool->count > 0) {
+		pool->count--;
+		fds[0] = pool->fds[pool->count][0];
+		fds[1] = pool->fds[pool->count][1];
+		return 0;
+	}
+	return pipe2(fds, O_NONBLOCK | O_CLOEXEC);
+}
+
+/* Only an empty pipe may go back to the pool: stale bytes would leak into
+ * another connection. */
+static void
+pipe_give(struct pipe_pool *pool, int fds[2], int empty)
+{
+	if (empty && pool->count < PIPE_POOL_MAX) {
+		pool->fds[pool->count][0] = fds[0];
+		pool->fds[pool->count][1] = fds[1];
+		pool->count++;
+	} else {
+		close(fds[0]);
+		close(fds[1]);
+	}
+	fds[0] = fds[1] = -1;
+}
+
+void
+pump_init(struct pump *p)
+{
+	p->pipe[0] = p->pipe[1] = -1;
+	p->buf = NULL;
+	p->buf_off = 0;
+	p->pending = 0;
+	p->total = 0;
+	p->src_eof = 0;
+	p->dst_shut = 0;
+}
+
+void
+pump_release(struct pump *p, struct pipe_pool *pool)
+{
+	if (p->pipe[0] >= 0)
+		pipe_give(pool, p->pipe, p->pending == 0);
+	free(p->buf);
+	p->buf = NULL;
+	p->pending = 0;
+}
+
+/*
+ * splice() from a socket into a pipe returns EAGAIN both when the socket is
+ * empty and when the pipe is full.  The loop below only concludes "socket
+ * empty" when the pipe was just emptied: with bytes left in the pipe it
+ * writes them out first and tries again.
+ */
+static enum pump_status
+pump_splice(struct pump *p, int src, int dst, struct pipe_pool *pool)
+{
+	for (;;) {
+		int moved = 0;
+		ssize_t n;
+
+		if (!p->src_eof) {
+			if (p->pipe[0] < 0 && pipe_take(pool, p->pipe) < 0)
+				return PUMP_ERROR;
+			n = splice(src, NULL, p->pipe[1], NULL, PUMP_SPLICE_MAX,
+			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0) {
+				p->pending += (size_t)n;
+				moved = 1;
+			} else if (n == 0) {
+				p->src_eof = 1;
+			} else if (errno == EINTR) {
+				continue;
+			} else if (errno != EAGAIN) {
+				return PUMP_ERROR;
+			}
+		}
+		if (p->pending > 0) {
+			n = splice(p->pipe[0], NULL, dst, NULL, p->pending,
+			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0) {
+				p->pending -= (size_t)n;
+				p->total += (uint64_t)n;
+				moved = 1;
+			} else if (n < 0 && errno == EINTR) {
+				continue;
+			} else if (n < 0 && errno == EAGAIN) {
+				return PUMP_WANT_WRITE;
+			} else {
+				return PUMP_ERROR;
+			}
+		}
+		if (p->pending == 0 && p->pipe[0] >= 0)
+			pipe_give(pool, p->pipe, 1);
+		if (!moved)
+			return PUMP_WANT_READ;
+	}
+}
+
+static enum pump_status
+pump_copy(struct pump *p, int src, int dst)
+{
+	for (;;) {
+		int moved = 0;
+		ssize_t n;
+
+		if (!p->src_eof && p->pending == 0) {
+			if (p->buf == NULL && (p->buf = malloc(PUMP_COPY_BUFSZ)) == NULL)
+				return PUMP_ERROR;
+			n = recv(src, p->buf, PUMP_COPY_BUFSZ, 0);
+			if (n > 0) {
+				p->pending = (size_t)n;
+				p->buf_off = 0;
+				moved = 1;
+			} else if (n == 0) {
+				p->src_eof = 1;
+			} else if (errno == EINTR) {
+				continue;
+			} else if (errno != EAGAIN) {
+				return PUMP_ERROR;
+			}
+		}
+		if (p->pending > 0) {
+			n = send(dst, p->buf + p->buf_off, p->pending, MSG_NOSIGNAL);
+			if (n > 0) {
+				p->pending -= (size_t)n;
+				p->buf_off += (size_t)n;
+				p->total += (uint64_t)n;
+				moved = 1;
+			} else if (n < 0 && errno == EINTR) {
+				continue;
+			} else if (n < 0 && errno == EAGAIN) {
+				return PUMP_WANT_WRITE;
+			} else {
+				return PUMP_ERROR;
+			}
+		}
+		if (!moved) {
+			/* Nothing in flight: an idle connection holds no buffer. */
+			free(p->buf);
+			p->buf = NULL;
+			return PUMP_WANT_READ;
+		}
+	}
+}
+
+enum pump_status
+pump_run(struct pump *p, int src, int dst, enum forward_method method,
+    struct pipe_pool *pool)
+{
+	enum pump_status status;
+
+	if (p->dst_shut)
+		return PUMP_DONE;
+	if (method == FORWARD_SPLICE)
+		status = pump_splice(p, src, dst, pool);
+	else
+		status = pump_copy(p, src, dst);
+	/* Pass the FIN on only once every byte before it is delivered. */
+	if (status == PUMP_WANT_READ && p->src_eof) {
+		if (shutdown(dst, SHUT_WR) < 0)
+			return PUMP_ERROR;
+		p->dst_shut = 1;
+		status = PUMP_DONE;
+	}
+	return status;
+}

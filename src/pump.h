@@ -1,0 +1,61 @@
+/*
+ * pump.h - move bytes one way between two non-blocking sockets.
+ *
+ * Splice mode moves them through a pipe without copying them to user space;
+ * copy mode moves them with recv()/send() through a small buffer.  Either
+ * store (pipe or buffer) is taken only while bytes are in flight and given
+ * back as soon as it is empty, so an idle connection holds neither.  A pipe
+ * that still holds bytes is closed, never reused.
+ */
+#ifndef NETTCPD_PUMP_H
+#define NETTCPD_PUMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* Idle pipes kept for reuse; more than this are closed when returned. */
+#define PIPE_POOL_MAX 8
+/* Size of the copy-mode buffer. */
+#define PUMP_COPY_BUFSZ 16384u
+
+struct pipe_pool {
+	int fds[PIPE_POOL_MAX][2];
+	size_t count;
+};
+
+/* One direction of a connection. */
+struct pump {
+	int pipe[2];        /* splice mode: -1 when no pipe is held */
+	uint8_t *buf;       /* copy mode: NULL when no buffer is held */
+	size_t buf_off;     /* copy mode: first unsent byte in buf */
+	size_t pending;     /* bytes read from the source, not yet written */
+	uint64_t total;     /* bytes delivered to the destination */
+	unsigned src_eof : 1;  /* the source sent FIN */
+	unsigned dst_shut : 1; /* FIN passed on with shutdown(SHUT_WR) */
+};
+
+enum pump_status {
+	PUMP_WANT_READ,  /* wait until the source is readable */
+	PUMP_WANT_WRITE, /* wait until the destination is writable */
+	PUMP_DONE,       /* source ended and the FIN was passed on */
+	PUMP_ERROR,      /* a socket failed (errno says why); tear both down */
+};
+
+void pump_init(struct pump *p);
+
+/*
+ * Move what can be moved now from src to dst.  Returns what to wait for.
+ * On PUMP_ERROR errno holds the cause.
+ */
+enum pump_status pump_run(struct pump *p, int src, int dst,
+    enum forward_method method, struct pipe_pool *pool);
+
+/* Give back whatever the pump holds (bytes in flight are lost). */
+void pump_release(struct pump *p, struct pipe_pool *pool);
+
+void pipe_pool_init(struct pipe_pool *pool);
+void pipe_pool_drain(struct pipe_pool *pool);
+
+#endif
