@@ -1,0 +1,133 @@
+"""The command line, configuration errors, and signals."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nettcpd_test import (NETTCPD, SLOW, SRCDIR, WRAPPER, Backend, Daemon, free_port,  # noqa: E402
+                          preamble, recv_exact, recv_until_close, run_tests)
+
+
+def nettcpd(*args):
+    return subprocess.run(WRAPPER + [NETTCPD, *args], capture_output=True, text=True,
+                          timeout=30 * SLOW)
+
+
+def write_config(text):
+    fd, path = tempfile.mkstemp(suffix=".ini", prefix="nettcpd-test-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def test_version_and_usage():
+    r = nettcpd("-V")
+    assert r.returncode == 0 and r.stdout.startswith("nettcpd "), r
+    r = nettcpd("-h")
+    assert r.returncode == 0 and "usage: nettcpd" in r.stdout
+    r = nettcpd("-x")
+    assert r.returncode == 2 and "usage:" in r.stderr
+    r = nettcpd("stray-argument")
+    assert r.returncode == 2
+
+
+def test_shipped_config_checks_ok():
+    path = os.path.join(SRCDIR, "etc", "nettcpd.ini")
+    r = nettcpd("-t", "-c", path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{path}: configuration OK"
+
+
+def test_check_binds_nothing_and_probes_nothing():
+    """-t succeeds while the listen port is taken and the backend is down."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    path = write_config(f"[global]\nlisten = 127.0.0.1:{port}\n\n"
+                        f"[a]\nvia = net.tcp://+/A\nbackend = 127.0.0.1:{free_port()}\n")
+    r = nettcpd("-t", "-c", path)
+    assert r.returncode == 0, r.stderr
+    # and running for real reports the bind failure
+    r = nettcpd("-c", path)
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in r.stderr
+    busy.close()
+    os.unlink(path)
+
+
+def test_config_errors_name_file_and_line():
+    path = write_config(
+        "[global]\n"                                   # 1
+        "listen = 127.0.0.1:8808\n"                    # 2
+        "preamble_timeout = 10x\n"                     # 3
+        "bogus = 1\n"                                  # 4
+        "\n"                                           # 5
+        "[nobackend]\n"                                # 6
+        "via = net.tcp://+/A\n"                        # 7
+        "\n"                                           # 8
+        "[badvia]\n"                                   # 9
+        "via = http://+/B\n"                           # 10
+        "backend = 127.0.0.1:9001\n"                   # 11
+    )
+    r = nettcpd("-t", "-c", path)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert any(line.startswith(f"{path}:3:") and "preamble_timeout" in line for line in lines), lines
+    assert any(line.startswith(f"{path}:4:") and "bogus" in line for line in lines), lines
+    assert any(line.startswith(f"{path}:6:") and "backend" in line for line in lines), lines
+    assert any(line.startswith(f"{path}:10:") for line in lines), lines
+    # the daemon refuses to start on it too
+    r = nettcpd("-c", path)
+    assert r.returncode == 1 and f"{path}:3:" in r.stderr
+    os.unlink(path)
+
+
+def test_missing_config_file():
+    r = nettcpd("-t", "-c", "/nonexistent/nettcpd.ini")
+    assert r.returncode == 1
+    assert r.stderr.startswith("/nonexistent/nettcpd.ini: cannot open"), r.stderr
+
+
+def test_sigterm_and_sigint_exit_zero_promptly_with_open_connections():
+    b = Backend(name="B")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        d = Daemon([("b", "net.tcp://+/", b.addr)]).start()
+        routed = d.connect()
+        routed.sendall(preamble("net.tcp://h/x"))
+        assert recv_exact(routed, 2) == b"\x0bB"
+        waiting = d.connect()
+        waiting.sendall(b"\x00\x01")
+        time.sleep(0.1)
+        started = time.time()
+        status = d.stop(sig)
+        assert status == 0, (sig, status, d.log())
+        assert time.time() - started < 1.0 * SLOW
+        # every connection was closed
+        for s in (routed, waiting):
+            got, how = recv_until_close(s)
+            assert how in ("eof", "reset")
+            s.close()
+        assert "shutting down" in d.log()
+    b.close()
+
+
+def test_sighup_is_logged_and_ignored():
+    b = Backend(name="B")
+    with Daemon([("b", "net.tcp://+/", b.addr)]) as d:
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("SIGHUP received")
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/x"))
+        assert recv_exact(s, 2) == b"\x0bB"
+        s.close()
+    b.close()
+
+
+if __name__ == "__main__":
+    run_tests(globals())

@@ -1,0 +1,146 @@
+"""Limits: 1,000 concurrent connections, max_pending, max_connections,
+running out of file descriptors; no descriptor left behind."""
+
+import os
+import selectors
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nettcpd_test import (SLOW, Backend, Daemon, preamble, recv_exact,  # noqa: E402
+                          recv_until_close, run_tests, wait_for)
+
+
+def test_thousand_concurrent_connections():
+    """1,000 clients connect at once, all are routed, each gets its own
+    bytes back, and afterwards the daemon holds no extra socket."""
+    n = 1000
+    b = Backend()
+    # every client connects before any sends its preamble: all 1,000 are
+    # pending at once, so max_pending must admit them
+    with Daemon([("e", "net.tcp://+/Echo", b.addr)], log_level="info",
+                extra_global="max_pending = 1000") as d:
+        base = d.sockets()
+        clients = []
+        for i in range(n):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", d.port))
+            clients.append(s)
+        sel = selectors.DefaultSelector()
+        want = {}
+        for i, s in enumerate(clients):
+            msg = preamble(f"net.tcp://h/Echo/{i}") + f"payload-{i:04d}".encode()
+            want[s] = b"\x0bbackend" + f"payload-{i:04d}".encode()
+            sel.register(s, selectors.EVENT_WRITE, [msg, bytearray()])
+        done = 0
+        deadline = time.time() + 60 * SLOW
+        while done < n and time.time() < deadline:
+            for key, ev in sel.select(timeout=1):
+                s, (msg, got) = key.fileobj, key.data
+                if ev & selectors.EVENT_WRITE:
+                    try:
+                        sent = s.send(msg)
+                    except BlockingIOError:
+                        continue
+                    key.data[0] = msg = msg[sent:]
+                    if not msg:
+                        sel.modify(s, selectors.EVENT_READ, key.data)
+                    continue
+                chunk = s.recv(4096)
+                assert chunk, "connection closed early"
+                got += chunk
+                if len(got) >= len(want[s]):
+                    assert bytes(got) == want[s], (bytes(got), want[s])
+                    sel.unregister(s)
+                    done += 1
+        assert done == n, f"only {done} of {n} answered"
+        assert d.sockets() == base + 2 * n, d.sockets()
+        for s in clients:
+            s.close()
+        d.assert_no_leak(base, timeout=10)
+    b.close()
+
+
+def test_max_pending_evicts_the_oldest():
+    b = Backend(name="B")
+    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="max_pending = 5") as d:
+        slow = [d.connect() for _ in range(5)]
+        for s in slow:
+            s.sendall(b"\x00\x01")            # stuck in the preamble
+        time.sleep(0.1)
+        fast = d.connect()
+        fast.sendall(preamble("net.tcp://h/x"))
+        assert recv_exact(fast, 2) == b"\x0bB"   # the newcomer is served
+        got, how = recv_until_close(slow[0])
+        assert how == "reset"                    # the oldest gave way
+        slow[1].settimeout(0.2)
+        try:
+            assert slow[1].recv(1) == b"", "second oldest closed too"
+            raise AssertionError("second oldest closed")
+        except socket.timeout:
+            pass
+        d.wait_log("max_pending (5) reached, oldest preamble reset")
+        for s in slow + [fast]:
+            s.close()
+    b.close()
+
+
+def test_max_connections_pauses_accept():
+    b = Backend(name="B")
+    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="max_connections = 3") as d:
+        held = []
+        for _ in range(3):
+            s = d.connect()
+            s.sendall(preamble("net.tcp://h/x"))
+            assert recv_exact(s, 2) == b"\x0bB"
+            held.append(s)
+        # the fourth completes its TCP handshake in the kernel backlog but is
+        # not served until a slot frees up
+        late = d.connect()
+        late.sendall(preamble("net.tcp://h/x"))
+        late.settimeout(0.5)
+        try:
+            late.recv(1)
+            raise AssertionError("served beyond max_connections")
+        except socket.timeout:
+            pass
+        held.pop().close()
+        late.settimeout(5 * SLOW)
+        assert recv_exact(late, 2) == b"\x0bB"
+        for s in held + [late]:
+            s.close()
+    b.close()
+
+
+def test_out_of_descriptors_backs_off_without_spinning():
+    """With a tiny descriptor limit, accept fails with EMFILE: the daemon
+    logs it, pauses accepting instead of spinning, and serves again once
+    descriptors are free."""
+    b = Backend(name="B")
+    d = Daemon([("e", "net.tcp://+/", b.addr)], rlimit_nofile=24, log_level="info")
+    with d:
+        held = []
+        # fill the table: each routed connection takes two descriptors
+        for _ in range(12):
+            s = d.connect()
+            s.sendall(preamble("net.tcp://h/x"))
+            held.append(s)
+        d.wait_log("Too many open files")
+        cpu_before = d.cpu_seconds()
+        time.sleep(1.0)
+        cpu_used = d.cpu_seconds() - cpu_before
+        assert cpu_used < 0.3, f"daemon used {cpu_used:.2f}s CPU while out of fds"
+        for s in held:
+            s.close()
+        time.sleep(0.3)
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/x"))
+        assert recv_exact(s, 2) == b"\x0bB"
+        s.close()
+    b.close()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
