@@ -1,0 +1,99 @@
+// The .NET WCF client (System.ServiceModel.NetTcp). Prints exactly one PASS or FAIL line.
+//
+//   InteropClient --address URI --expect-name NAME [--calls N] [--size BYTES] [--timeout S]
+//       N calls of Hello on one channel, each reply must come from service NAME,
+//       then (with --size) one RoundTrip of BYTES bytes, compared byte for byte.
+//   InteropClient --address URI --expect-endpoint-not-found [--timeout S]
+//       the connection must be refused: .NET maps the framing Fault EndpointNotFound
+//       to System.ServiceModel.EndpointNotFoundException.
+//
+// Exit 0 PASS, 1 FAIL, 2 bad arguments, 3 watchdog (no result within --timeout).
+using System;
+using System.ServiceModel;
+using System.ServiceModel.Channels;
+using System.Threading;
+
+namespace NettcpdInterop
+{
+    static class Program
+    {
+        static int Main(string[] args)
+        {
+            string address = null, expectName = null;
+            bool expectNotFound = false;
+            int calls = 1, size = 0, timeout = 30;
+            try {
+                for (int i = 0; i < args.Length; i++) {
+                    switch (args[i]) {
+                    case "--address": address = args[++i]; break;
+                    case "--expect-name": expectName = args[++i]; break;
+                    case "--expect-endpoint-not-found": expectNotFound = true; break;
+                    case "--calls": calls = int.Parse(args[++i]); break;
+                    case "--size": size = int.Parse(args[++i]); break;
+                    case "--timeout": timeout = int.Parse(args[++i]); break;
+                    default: throw new ArgumentException("unknown argument " + args[i]);
+                    }
+                }
+                if (address == null || (expectName == null) == !expectNotFound)
+                    throw new ArgumentException("need --address and one of --expect-name / --expect-endpoint-not-found");
+            } catch (Exception e) {
+                Console.Error.WriteLine("InteropClient: " + e.Message);
+                return 2;
+            }
+
+            string what = ".NET client " + address;
+            var watchdog = new Thread(() => {
+                Thread.Sleep(timeout * 1000);
+                Console.Out.WriteLine("FAIL " + what + ": no result within " + timeout + " s");
+                Console.Out.Flush();
+                Environment.Exit(3);
+            });
+            watchdog.IsBackground = true;
+            watchdog.Start();
+
+            // .NET sets SO_RCVBUF and SO_SNDBUF to ConnectionBufferSize (8 KiB by default). On
+            // Linux loopback (MSS ~64 KiB) that small window stalls ~200 ms per 16 KiB, so a 1 MiB
+            // reply takes ~13 s, with or without nettcpd in between. 64 KiB: ~50 ms.
+            var binding = new CustomBinding(Interop.Binding(timeout));
+            binding.Elements.Find<TcpTransportBindingElement>().ConnectionBufferSize = 64 * 1024;
+            var factory = new ChannelFactory<IWhoAmI>(binding, new EndpointAddress(address));
+            IWhoAmI channel = null;
+            try {
+                channel = factory.CreateChannel();
+                ((IClientChannel) channel).Open();
+                string first = null;
+                for (int k = 1; k <= calls; k++) {
+                    string text = "hello#" + k;
+                    string reply = channel.Hello(text);
+                    if (expectName != null && reply != expectName + ": " + text)
+                        throw new Exception("Hello('" + text + "') returned '" + reply + "', want '" + expectName + ": " + text + "'");
+                    first ??= reply;
+                }
+                string bulk = "";
+                if (size > 0) {
+                    byte[] data = Interop.Pattern(size);
+                    string diff = Interop.Compare(data, channel.RoundTrip(data));
+                    if (diff != null) throw new Exception("RoundTrip(" + size + " bytes): " + diff);
+                    bulk = ", RoundTrip of " + size + " bytes identical";
+                }
+                ((IClientChannel) channel).Close();
+                factory.Close();
+                if (expectNotFound) {
+                    Console.Out.WriteLine("FAIL " + what + ": call succeeded ('" + first + "'), want EndpointNotFoundException");
+                    return 1;
+                }
+                Console.Out.WriteLine("PASS " + what + ": " + calls + " call(s) answered by " + expectName + " ('" + first + "')" + bulk);
+                return 0;
+            } catch (Exception e) {
+                if (channel != null) ((IClientChannel) channel).Abort();
+                factory.Abort();
+                if (expectNotFound && e.GetType() == typeof(EndpointNotFoundException)) {
+                    Console.Out.WriteLine("PASS " + what + ": refused with " + Interop.Describe(e));
+                    return 0;
+                }
+                Console.Out.WriteLine("FAIL " + what + ": " + Interop.Describe(e));
+                return 1;
+            }
+        }
+    }
+}
