@@ -23,6 +23,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "tls.h"
+
 #define DURATION_MAX (24.0 * 3600.0)
 #define COUNT_MAX 1000000u
 
@@ -37,6 +39,7 @@ enum global_key {
 	GK_LISTEN = 0,
 	GK_PREAMBLE_TIMEOUT,
 	GK_CONNECT_TIMEOUT,
+	GK_IDLE_TIMEOUT,
 	GK_MAX_CONNECTIONS,
 	GK_MAX_PENDING,
 	GK_FORWARD,
@@ -49,12 +52,42 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_LISTEN] = "listen",
 	[GK_PREAMBLE_TIMEOUT] = "preamble_timeout",
 	[GK_CONNECT_TIMEOUT] = "connect_timeout",
+	[GK_IDLE_TIMEOUT] = "idle_timeout",
 	[GK_MAX_CONNECTIONS] = "max_connections",
 	[GK_MAX_PENDING] = "max_pending",
 	[GK_FORWARD] = "forward",
 	[GK_LOG] = "log",
 	[GK_LOG_LEVEL] = "log_level",
 };
+
+/* Route keys that configure TLS termination, besides tls itself. */
+enum tls_key {
+	TK_CERT = 0,
+	TK_KEY,
+	TK_MIN_VERSION,
+	TK_CIPHERS,
+	TK_CIPHERSUITES,
+	TLS_KEY_COUNT
+};
+
+static const char *const tls_keys[TLS_KEY_COUNT] = {
+	[TK_CERT] = "tls_cert",
+	[TK_KEY] = "tls_key",
+	[TK_MIN_VERSION] = "tls_min_version",
+	[TK_CIPHERS] = "tls_ciphers",
+	[TK_CIPHERSUITES] = "tls_ciphersuites",
+};
+
+/* Which key a failed TLS setting was written with. */
+static const enum tls_key tls_key_of_setting[] = {
+	[TLS_SETTING_CERT] = TK_CERT,
+	[TLS_SETTING_KEY] = TK_KEY,
+	[TLS_SETTING_MIN_VERSION] = TK_MIN_VERSION,
+	[TLS_SETTING_CIPHERS] = TK_CIPHERS,
+	[TLS_SETTING_CIPHERSUITES] = TK_CIPHERSUITES,
+};
+
+#define TLS_DEFAULT_MIN_VERSION "1.2"
 
 struct via_line {
 	char *text;
@@ -73,10 +106,21 @@ struct route_sect {
 	char *backend_text;
 	int backend_line;       /* 0 while the section has no backend key */
 	struct addr backend;
+	int tls_line;           /* of the tls key, 0 if absent */
+	int tls_terminate;
+	char *tls_value[TLS_KEY_COUNT];  /* tls_cert ... tls_ciphersuites */
+	int tls_value_line[TLS_KEY_COUNT];
+};
+
+/* A TLS context already built, shared by routes with the same settings. */
+struct tls_cache_entry {
+	char *value[TLS_KEY_COUNT];
+	SSL_CTX *ctx;
 };
 
 struct err_item {
 	int line;               /* 0 for the file as a whole */
+	int warning;            /* reported, but the file is still usable */
 	size_t seq;             /* keeps errors on one line in the order found */
 	char *msg;
 };
@@ -107,23 +151,25 @@ struct parser {
 	struct config *cfg;
 	struct err_item *errs;
 	size_t nerrs;
+	size_t nwarnings;
+	struct tls_cache_entry *tls_cache;
+	size_t ntls_cache;
 	int oom;
 };
 
 static void add_error(struct parser *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static void add_warning(struct parser *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
-add_error(struct parser *p, int line, const char *fmt, ...)
+add_item(struct parser *p, int line, int warning, const char *fmt, va_list ap)
 {
 	struct err_item *e;
 	char *msg;
-	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
 	n = vasprintf(&msg, fmt, ap);
-	va_end(ap);
 	if (n < 0) {
 		p->oom = 1;
 		return;
@@ -136,9 +182,32 @@ add_error(struct parser *p, int line, const char *fmt, ...)
 	}
 	p->errs = e;
 	e[p->nerrs].line = line;
+	e[p->nerrs].warning = warning;
 	e[p->nerrs].seq = p->nerrs;
 	e[p->nerrs].msg = msg;
 	p->nerrs++;
+	if (warning)
+		p->nwarnings++;
+}
+
+static void
+add_error(struct parser *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_item(p, line, 0, fmt, ap);
+	va_end(ap);
+}
+
+static void
+add_warning(struct parser *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_item(p, line, 1, fmt, ap);
+	va_end(ap);
 }
 
 static int
@@ -158,15 +227,17 @@ err_cmp(const void *a, const void *b)
  */
 static int
 put_line(char *err, size_t errlen, size_t *used, const char *path,
-    int line, const char *msg)
+    int line, int warning, const char *msg)
 {
+	const char *kind = warning ? "warning: " : "";
 	int n;
 
 	if (line > 0)
-		n = snprintf(err + *used, errlen - *used, "%s:%d: %s\n", path,
-		    line, msg);
+		n = snprintf(err + *used, errlen - *used, "%s:%d: %s%s\n", path,
+		    line, kind, msg);
 	else
-		n = snprintf(err + *used, errlen - *used, "%s: %s\n", path, msg);
+		n = snprintf(err + *used, errlen - *used, "%s: %s%s\n", path,
+		    kind, msg);
 	if (n < 0 || (size_t)n >= errlen - *used) {
 		if (errlen >= 2) {
 			err[errlen - 2] = '\n';
@@ -189,10 +260,10 @@ write_errors(struct parser *p, char *err, size_t errlen)
 	qsort(p->errs, p->nerrs, sizeof(*p->errs), err_cmp);
 	for (i = 0; i < p->nerrs; i++)
 		if (put_line(err, errlen, &used, p->path, p->errs[i].line,
-		    p->errs[i].msg) < 0)
+		    p->errs[i].warning, p->errs[i].msg) < 0)
 			return;
 	if (p->oom)
-		put_line(err, errlen, &used, p->path, 0, "out of memory");
+		put_line(err, errlen, &used, p->path, 0, 0, "out of memory");
 }
 
 static void
@@ -511,6 +582,13 @@ global_key(struct parser *p, const char *name, const char *value)
 			    "and at most 24h: 30, 1.5, 500ms, 30s, 2m, 1h)",
 			    name, value);
 		break;
+	case GK_IDLE_TIMEOUT:
+		if (strcmp(value, "off") == 0)
+			cfg->idle_timeout = 0;
+		else if (config_parse_duration(value, &cfg->idle_timeout) < 0)
+			add_error(p, p->lineno, "bad idle_timeout '%s' (off, or a "
+			    "duration above 0 and at most 24h)", value);
+		break;
 	case GK_MAX_CONNECTIONS:
 	case GK_MAX_PENDING:
 		if (parse_count(value, k == GK_MAX_CONNECTIONS ?
@@ -585,7 +663,32 @@ route_key(struct parser *p, const char *name, const char *value)
 			p->oom = 1;
 		else if (addr_parse(value, 1, &r->backend, why, sizeof(why)) < 0)
 			add_error(p, p->lineno, "bad backend '%s': %s", value, why);
+	} else if (strcmp(name, "tls") == 0) {
+		if (r->tls_line != 0) {
+			add_error(p, p->lineno,
+			    "duplicate key 'tls' (first at line %d)", r->tls_line);
+			return;
+		}
+		r->tls_line = p->lineno;
+		if (strcmp(value, "terminate") == 0)
+			r->tls_terminate = 1;
+		else if (strcmp(value, "passthrough") != 0)
+			add_error(p, p->lineno, "unknown tls '%s' (passthrough or "
+			    "terminate)", value);
 	} else {
+		for (int k = 0; k < TLS_KEY_COUNT; k++) {
+			if (strcmp(name, tls_keys[k]) != 0)
+				continue;
+			if (r->tls_value_line[k] != 0) {
+				add_error(p, p->lineno, "duplicate key '%s' (first at "
+				    "line %d)", name, r->tls_value_line[k]);
+				return;
+			}
+			r->tls_value_line[k] = p->lineno;
+			if ((r->tls_value[k] = strdup(value)) == NULL)
+				p->oom = 1;
+			return;
+		}
 		add_error(p, p->lineno, "unknown key '%s' in route [%s]", name,
 		    r->name);
 	}
@@ -617,6 +720,88 @@ handle_key(void *user, const char *section, const char *name,
 	return 1;
 }
 
+/* An existing context with exactly these settings, or a new one. */
+static SSL_CTX *
+tls_context(struct parser *p, struct route_sect *r)
+{
+	struct tls_settings ts;
+	struct tls_cache_entry *e;
+	enum tls_setting bad;
+	char err[512], warn[256];
+	const char *minv = r->tls_value[TK_MIN_VERSION];
+	SSL_CTX *ctx;
+	size_t i;
+	int k;
+
+	for (i = 0; i < p->ntls_cache; i++) {
+		for (k = 0; k < TLS_KEY_COUNT; k++) {
+			const char *a = p->tls_cache[i].value[k];
+			const char *b = r->tls_value[k];
+
+			if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
+				break;
+		}
+		if (k == TLS_KEY_COUNT)
+			return p->tls_cache[i].ctx;
+	}
+
+	ts.cert = r->tls_value[TK_CERT];
+	ts.key = r->tls_value[TK_KEY];
+	ts.min_version = tls_parse_min_version(minv ? minv : TLS_DEFAULT_MIN_VERSION);
+	ts.ciphers = r->tls_value[TK_CIPHERS];
+	ts.ciphersuites = r->tls_value[TK_CIPHERSUITES];
+	if (ts.min_version < 0) {
+		add_error(p, r->tls_value_line[TK_MIN_VERSION],
+		    "unknown tls_min_version '%s' (1.2 or 1.3)", minv);
+		return NULL;
+	}
+	ctx = tls_ctx_new(&ts, &bad, err, sizeof(err), warn, sizeof(warn));
+	if (ctx == NULL) {
+		int line = r->tls_value_line[tls_key_of_setting[bad]];
+
+		add_error(p, line ? line : r->line, "%s", err);
+		return NULL;
+	}
+	if (warn[0] != '\0')
+		add_warning(p, r->tls_value_line[TK_CERT], "tls_cert '%s': %s",
+		    ts.cert, warn);
+	e = realloc(p->tls_cache, (p->ntls_cache + 1) * sizeof(*e));
+	if (e == NULL) {
+		SSL_CTX_free(ctx);
+		p->oom = 1;
+		return NULL;
+	}
+	p->tls_cache = e;
+	e += p->ntls_cache++;
+	e->ctx = ctx;
+	for (k = 0; k < TLS_KEY_COUNT; k++)
+		e->value[k] = r->tls_value[k];  /* owned by the route section */
+	return ctx;
+}
+
+/* Check a section's TLS keys; give the route its context if it terminates. */
+static void
+build_route_tls(struct parser *p, struct route_sect *r, int ri)
+{
+	SSL_CTX *ctx;
+
+	if (!r->tls_terminate) {
+		for (int k = 0; k < TLS_KEY_COUNT; k++)
+			if (r->tls_value_line[k] != 0)
+				add_error(p, r->tls_value_line[k],
+				    "'%s' needs tls = terminate", tls_keys[k]);
+		return;
+	}
+	if (r->tls_value[TK_CERT] == NULL || r->tls_value[TK_KEY] == NULL) {
+		add_error(p, r->line, "route [%s] has tls = terminate but no %s",
+		    r->name, r->tls_value[TK_CERT] == NULL ? "tls_cert" : "tls_key");
+		return;
+	}
+	ctx = tls_context(p, r);
+	if (ctx != NULL)
+		routes_set_tls(p->cfg->routes, ri, ctx);
+}
+
 /*
  * Sections that are already in error still go into the table (with an
  * empty backend), so that a via they share with another route is reported
@@ -644,6 +829,7 @@ build_routes(struct parser *p)
 			p->oom = 1;
 			return;
 		}
+		build_route_tls(p, r, ri);
 		for (j = 0; j < r->nvias; j++) {
 			const struct via_line *vl = &r->vias[j];
 			const char *why;
@@ -682,7 +868,12 @@ parser_free(struct parser *p)
 		free(p->routes[i].vias);
 		free(p->routes[i].name);
 		free(p->routes[i].backend_text);
+		for (j = 0; j < TLS_KEY_COUNT; j++)
+			free(p->routes[i].tls_value[j]);
 	}
+	for (i = 0; i < p->ntls_cache; i++)
+		SSL_CTX_free(p->tls_cache[i].ctx);
+	free(p->tls_cache);
 	free(p->routes);
 	free(p->listen_lines);
 	for (i = 0; i < p->nerrs; i++)
@@ -709,7 +900,7 @@ config_load(const char *path, char *err, size_t errlen)
 
 			snprintf(why, sizeof(why), "cannot open: %s",
 			    strerror(errno));
-			put_line(err, errlen, &used, path, 0, why);
+			put_line(err, errlen, &used, path, 0, 0, why);
 		}
 		return NULL;
 	}
@@ -744,13 +935,13 @@ config_load(const char *path, char *err, size_t errlen)
 	if (p.key_line[GK_LISTEN] == 0)
 		add_listens(&p, CONFIG_DEFAULT_LISTEN, 0);
 	build_routes(&p);
-	if (p.nerrs == 0 && !p.oom) {
+	if (p.nerrs == p.nwarnings && !p.oom) {
 		result = cfg;
 		cfg = NULL;
 	}
 out:
-	if (result == NULL)
-		write_errors(&p, err, errlen);
+	/* On success only warnings are left to report. */
+	write_errors(&p, err, errlen);
 	parser_free(&p);
 	config_free(cfg);
 	return result;

@@ -36,6 +36,7 @@ struct config {
 	size_t nlistens;
 	double preamble_timeout;   /* seconds, from accept to the routing decision */
 	double connect_timeout;    /* seconds, for the backend connect */
+	double idle_timeout;       /* seconds without progress when forwarding; 0: off */
 	unsigned max_connections;  /* client connections open at once */
 	unsigned max_pending;      /* client connections still in their preamble */
 	enum forward_method forward;
@@ -46,7 +47,9 @@ struct config {
 
 /*
  * Load and validate path.  Returns a config, or NULL with every problem
- * written to err (errlen bytes) as "FILE:LINE: text" lines.
+ * written to err (errlen bytes) as "FILE:LINE: text" lines.  Warnings
+ * ("FILE:LINE: warning: text") do not make it fail; on success err holds
+ * only those, or "".
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 

@@ -2,13 +2,16 @@
  * conn.c - the connection state machine, from accept to close.
  *
  *   PREAMBLE --Via routed--> CONNECTING --> REPLAY --> FORWARDING --> closed
- *      |                         |            |
- *      +--fault--+   +-----------+------------+  (backend refused/timed out)
- *                v   v
- *              FAULTING --> DRAINING --> closed
+ *      |    \                     ^  |          |
+ *      |     UPGRADE --> TLS_HANDSHAKE --> TLS_PREAMBLE   (tls = terminate)
+ *      |        |                    |  |          |
+ *      +--fault-+--+   +-------------+--+----------+  (backend refused/timed out)
+ *                  v   v
+ *                FAULTING --> DRAINING --> closed
  *
- * A connection is in the worker's preamble list exactly while its state is
- * PREAMBLE, which is what max_pending counts.
+ * A connection is in the worker's preamble list exactly while it is in one
+ * of the states before CONNECTING: that is what max_pending counts, and what
+ * preamble_timeout limits.
  */
 #include "conn.h"
 
@@ -25,6 +28,7 @@
 #include "listener.h"
 #include "log.h"
 #include "routes.h"
+#include "tls.h"
 #include "via.h"
 
 /* After a fault, read and discard at most this much, for at most this long
@@ -42,8 +46,7 @@ enum close_how {
 
 static void conn_close(struct conn *c, enum close_how how);
 static void conn_fault(struct conn *c, enum nmf_fault fault);
-static void forward_up(struct conn *c);
-static void forward_down(struct conn *c);
+static void forward_tls(struct conn *c);
 
 /* Printable copy of a Via for a log line: control and non-ASCII bytes are
  * escaped, so a hostile Via cannot forge log lines. */
@@ -136,14 +139,43 @@ pending_append(struct conn *c)
 	w->npending++;
 }
 
+static int
+in_preamble(enum conn_state state)
+{
+	return state == CONN_PREAMBLE || state == CONN_UPGRADE ||
+	    state == CONN_TLS_HANDSHAKE || state == CONN_TLS_PREAMBLE;
+}
+
 /* Every state change goes through here, so the preamble list always holds
- * exactly the connections in PREAMBLE. */
+ * exactly the connections still in their preamble. */
 static void
 conn_set_state(struct conn *c, enum conn_state state)
 {
-	if (c->state == CONN_PREAMBLE && state != CONN_PREAMBLE)
+	if (in_preamble(c->state) && !in_preamble(state))
 		pending_unlink(c);
 	c->state = state;
+}
+
+/* Wait for exactly these events on the client socket. */
+static void
+watch_client(struct conn *c, int events)
+{
+	struct ev_loop *loop = c->w->loop;
+
+	if (events & EV_READ)
+		ev_io_start(loop, &c->client_rd);
+	else
+		ev_io_stop(loop, &c->client_rd);
+	if (events & EV_WRITE)
+		ev_io_start(loop, &c->client_wr);
+	else
+		ev_io_stop(loop, &c->client_wr);
+}
+
+static int
+events_of(enum tls_step step)
+{
+	return step == TLS_STEP_WANT_WRITE ? EV_WRITE : EV_READ;
 }
 
 static void
@@ -201,6 +233,7 @@ conn_close(struct conn *c, enum close_how how)
 	close_backend(c);
 	pump_release(&c->up, &w->pipes);
 	pump_release(&c->down, &w->pipes);
+	SSL_free(c->ssl);
 	free(c->preamble);
 	if (c->routes != NULL)
 		routes_unref(c->routes);
@@ -212,29 +245,63 @@ conn_close(struct conn *c, enum close_how how)
 
 /* ------------------------------------------------------------ faults */
 
+/* Write some of the fault, in clear or inside TLS; -1 on failure, else 0
+ * with *events set to what to wait for (0 once all of it is out). */
+static int
+fault_send(struct conn *c, int *events)
+{
+	const uint8_t *rest = c->fault + c->fault_off;
+	size_t len = c->fault_len - c->fault_off;
+	char why[256];
+
+	*events = 0;
+	if (c->tls_ready) {
+		size_t put;
+		enum tls_step step = tls_write(c->ssl, rest, len, &put);
+
+		if (step == TLS_STEP_ERROR) {
+			conn_log(c, LOG_LEVEL_DEBUG, "fault not delivered: %s",
+			    tls_error(why, sizeof(why)));
+			return -1;
+		}
+		c->fault_off += put;
+		if (step != TLS_STEP_DONE)
+			*events = events_of(step);
+	} else {
+		ssize_t n = send(c->client_fd, rest, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			conn_log(c, LOG_LEVEL_DEBUG, "fault not delivered: %s",
+			    strerror(errno));
+			return -1;
+		}
+		if (n > 0)
+			c->fault_off += (size_t)n;
+		if (n < 0)
+			*events = EV_WRITE;
+	}
+	if (*events == 0 && c->fault_off < c->fault_len)
+		*events = EV_WRITE;
+	return 0;
+}
+
 static void
 fault_write(struct conn *c)
 {
-	ssize_t n;
+	int events;
 
-	n = send(c->client_fd, c->fault + c->fault_off, c->fault_len - c->fault_off,
-	    MSG_NOSIGNAL);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR) {
-			ev_io_start(c->w->loop, &c->client_wr);
-			return;
-		}
-		conn_log(c, LOG_LEVEL_DEBUG, "fault not delivered: %s", strerror(errno));
+	if (fault_send(c, &events) < 0) {
 		conn_close(c, CLOSE_RESET);
 		return;
 	}
-	c->fault_off += (size_t)n;
-	if (c->fault_off < c->fault_len) {
-		ev_io_start(c->w->loop, &c->client_wr);
+	if (events != 0) {
+		watch_client(c, events);
 		return;
 	}
 	/* The fault is out: half-close, then drain so the client reads the
 	 * fault instead of a reset that would discard it. */
+	if (c->tls_ready)
+		tls_close_notify(c->ssl);
 	ev_io_stop(c->w->loop, &c->client_wr);
 	if (shutdown(c->client_fd, SHUT_WR) < 0) {
 		conn_close(c, CLOSE_RESET);
@@ -282,6 +349,14 @@ conn_fault(struct conn *c, enum nmf_fault fault)
 
 /* ------------------------------------------------------------ backend */
 
+/* Forwarding made progress: push the idle deadline back, if there is one. */
+static void
+idle_touch(struct conn *c)
+{
+	if (c->w->cfg->idle_timeout > 0)
+		ev_timer_again(c->w->loop, &c->deadline);
+}
+
 static void
 forward_start(struct conn *c)
 {
@@ -289,9 +364,18 @@ forward_start(struct conn *c)
 	free(c->preamble);
 	c->preamble = NULL;
 	ev_timer_stop(c->w->loop, &c->deadline);
+	/* From here on the deadline is the idle timer (ev_timer_again). */
+	c->deadline.repeat = c->w->cfg->idle_timeout;
+	idle_touch(c);
 	ev_io_stop(c->w->loop, &c->backend_wr);
 	conn_set_state(c, CONN_FORWARDING);
 	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s", c->route->backend_text);
+	if (c->ssl != NULL) {
+		/* OpenSSL may already hold decrypted bytes the socket will
+		 * never signal again. */
+		forward_tls(c);
+		return;
+	}
 	ev_io_start(c->w->loop, &c->client_rd);
 	ev_io_start(c->w->loop, &c->backend_rd);
 }
@@ -366,7 +450,7 @@ backend_connect(struct conn *c)
 
 	/* Hold the client's further bytes in its socket until the replay is
 	 * out; they follow by splice. */
-	ev_io_stop(c->w->loop, &c->client_rd);
+	watch_client(c, 0);
 	conn_set_state(c, CONN_CONNECTING);
 	deadline_start(c, c->w->cfg->connect_timeout);
 	if (connect(fd, (const struct sockaddr *)&backend->ss, backend->len) == 0) {
@@ -379,6 +463,182 @@ backend_connect(struct conn *c)
 		    "backend %s: connect: %s, sent EndpointUnavailable",
 		    c->route->backend_text, strerror(errno));
 		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
+	}
+}
+
+/* ------------------------------------------------------------ TLS termination */
+
+/* Client bytes that are not framing, logged as the reason for a close. */
+static void
+tls_fail(struct conn *c, const char *what)
+{
+	char why[256];
+
+	conn_log(c, LOG_LEVEL_NOTICE, "%s: %s, closed", what, tls_error(why, sizeof(why)));
+	conn_close(c, CLOSE_FIN);
+}
+
+/*
+ * Read the decrypted preamble up to Preamble End.  It is appended to the
+ * clear-text Version, Mode, Via and Encoding records (the Upgrade Request
+ * was dropped), so the buffer ends up holding exactly what the backend, which
+ * runs without transport security, must be sent.
+ */
+static void
+tls_preamble_read(struct conn *c)
+{
+	struct nmf_record rec;
+	enum tls_step step;
+	size_t got;
+	int status;
+
+	for (;;) {
+		if (c->preamble_len == NMF_PREAMBLE_MAX) {
+			conn_log(c, LOG_LEVEL_NOTICE, "no Preamble End inside TLS, reset");
+			conn_close(c, CLOSE_RESET);
+			return;
+		}
+		step = tls_read(c->ssl, c->preamble + c->preamble_len,
+		    NMF_PREAMBLE_MAX - c->preamble_len, &got);
+		if (step == TLS_STEP_ERROR) {
+			tls_fail(c, "TLS read failed in the preamble");
+			return;
+		}
+		if (step != TLS_STEP_DONE) {
+			watch_client(c, events_of(step));
+			return;
+		}
+		if (got == 0) {
+			conn_log(c, LOG_LEVEL_NOTICE, "end of stream inside TLS before "
+			    "Preamble End, closed");
+			conn_close(c, CLOSE_FIN);
+			return;
+		}
+		c->preamble_len += got;
+		status = nmf_parse(&c->parser, c->preamble + c->clear_end,
+		    c->preamble_len - c->clear_end, &rec);
+		if (status == NMF_NEED_MORE)
+			continue;
+		if (status == NMF_RECORD && rec.type == NMF_REC_PREAMBLE_END) {
+			backend_connect(c);
+			return;
+		}
+		if (status == NMF_RECORD) {
+			/* A second upgrade inside TLS: nothing to serve it. */
+			conn_log(c, LOG_LEVEL_NOTICE, "second upgrade inside TLS, "
+			    "sent UpgradeInvalid");
+			conn_fault(c, NMF_FAULT_UPGRADE_INVALID);
+			return;
+		}
+		conn_log(c, LOG_LEVEL_NOTICE, "malformed preamble inside TLS (%s), reset",
+		    nmf_strerror(status));
+		conn_close(c, CLOSE_RESET);
+		return;
+	}
+}
+
+static void
+tls_handshake(struct conn *c)
+{
+	enum tls_step step = tls_accept(c->ssl);
+
+	switch (step) {
+	case TLS_STEP_DONE:
+		c->tls_ready = 1;
+		conn_set_state(c, CONN_TLS_PREAMBLE);
+		conn_log(c, LOG_LEVEL_DEBUG, "TLS handshake done (%s, %s)",
+		    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+		tls_preamble_read(c);
+		break;
+	case TLS_STEP_ERROR:
+		tls_fail(c, "TLS handshake failed");
+		break;
+	default:
+		watch_client(c, events_of(step));
+		break;
+	}
+}
+
+/* Answer the Upgrade Request and start the server side of TLS. */
+static void
+tls_start(struct conn *c)
+{
+	static const uint8_t upgrade_response = NMF_REC_UPGRADE_RESPONSE;
+	uint8_t mode = c->parser.mode;
+
+	/* The client sends nothing more until it has the response, so bytes
+	 * already here are not a ClientHello we could hand to OpenSSL. */
+	if (c->parser.pos != c->preamble_len) {
+		conn_log(c, LOG_LEVEL_NOTICE, "bytes after the Upgrade Request "
+		    "before its response, reset");
+		conn_close(c, CLOSE_RESET);
+		return;
+	}
+	/* Nothing has been written to this socket yet: one byte fits. */
+	if (send(c->client_fd, &upgrade_response, 1, MSG_NOSIGNAL) != 1) {
+		conn_log(c, LOG_LEVEL_NOTICE, "cannot send the Upgrade Response (%s), "
+		    "closed", strerror(errno));
+		conn_close(c, CLOSE_RESET);
+		return;
+	}
+	c->ssl = SSL_new(c->route->tls_ctx);
+	if (c->ssl == NULL || !SSL_set_fd(c->ssl, c->client_fd)) {
+		tls_fail(c, "cannot start TLS");
+		return;
+	}
+	SSL_set_accept_state(c->ssl);
+	c->preamble_len = c->clear_end;
+	nmf_parser_init_upgraded(&c->parser, mode);
+	conn_set_state(c, CONN_TLS_HANDSHAKE);
+	tls_handshake(c);
+}
+
+/*
+ * On a terminating route, read the clear-text records after the Via: the
+ * Encoding, then the Upgrade Request this route requires.
+ */
+static void
+upgrade_parse(struct conn *c)
+{
+	struct nmf_record rec;
+	int status;
+
+	for (;;) {
+		status = nmf_parse(&c->parser, c->preamble, c->preamble_len, &rec);
+		if (status != NMF_RECORD)
+			break;
+		switch (rec.type) {
+		case NMF_REC_KNOWN_ENCODING:
+		case NMF_REC_EXTENSIBLE_ENCODING:
+			c->clear_end = c->parser.pos;
+			break;
+		case NMF_REC_UPGRADE_REQUEST:
+			if (rec.str_len != strlen(TLS_UPGRADE_NAME) ||
+			    memcmp(c->preamble + rec.str_off, TLS_UPGRADE_NAME,
+			    rec.str_len) != 0) {
+				conn_log(c, LOG_LEVEL_NOTICE, "upgrade '%.*s' cannot be "
+				    "served by a tls = terminate route, sent UpgradeInvalid",
+				    (int)(rec.str_len > 64 ? 64 : rec.str_len),
+				    (const char *)c->preamble + rec.str_off);
+				conn_fault(c, NMF_FAULT_UPGRADE_INVALID);
+				return;
+			}
+			tls_start(c);
+			return;
+		default:
+			/* Preamble End without an upgrade.  WCF itself aborts
+			 * (RemoteSecurityNotNegotiatedOnStreamUpgrade); a fault
+			 * tells the client why instead. */
+			conn_log(c, LOG_LEVEL_NOTICE, "client did not ask for the TLS "
+			    "upgrade this route requires, sent UpgradeInvalid");
+			conn_fault(c, NMF_FAULT_UPGRADE_INVALID);
+			return;
+		}
+	}
+	if (status != NMF_NEED_MORE) {
+		conn_log(c, LOG_LEVEL_NOTICE, "malformed preamble (%s) at byte %zu, reset",
+		    nmf_strerror(status), c->parser.pos);
+		conn_close(c, CLOSE_RESET);
 	}
 }
 
@@ -405,6 +665,13 @@ route_via(struct conn *c)
 	}
 	c->routes = routes_ref(c->w->routes);
 	c->route = route;
+	if (route->tls_ctx != NULL) {
+		/* Terminating: the backend is dialled once the client's
+		 * Preamble End has arrived inside TLS. */
+		conn_set_state(c, CONN_UPGRADE);
+		upgrade_parse(c);
+		return;
+	}
 	backend_connect(c);
 }
 
@@ -438,6 +705,10 @@ preamble_read(struct conn *c)
 		return;
 	}
 	c->preamble_len += (size_t)n;
+	if (c->state == CONN_UPGRADE) {
+		upgrade_parse(c);
+		return;
+	}
 
 	for (;;) {
 		status = nmf_parse(&c->parser, c->preamble, c->preamble_len, &rec);
@@ -479,8 +750,13 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
     ev_io *dst_wr)
 {
 	struct ev_loop *loop = c->w->loop;
+	uint64_t before = p->total;
+	enum pump_status status = pump_run(p, src, dst, c->w->cfg->forward,
+	    &c->w->pipes);
 
-	switch (pump_run(p, src, dst, c->w->cfg->forward, &c->w->pipes)) {
+	if (p->total != before)
+		idle_touch(c);
+	switch (status) {
 	case PUMP_WANT_READ:
 		ev_io_stop(loop, dst_wr);
 		ev_io_start(loop, src_rd);
@@ -508,16 +784,70 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 	}
 }
 
+/*
+ * A terminated connection shares one SSL between the two directions, and
+ * either may need the client socket readable or writable (a read can have
+ * to write, a write to read), so any event runs both and the watchers are
+ * set to what the two need together.
+ */
+static void
+forward_tls(struct conn *c)
+{
+	struct ev_loop *loop = c->w->loop;
+	struct tls_wants up, down;
+	enum pump_status up_status, down_status;
+	char why[256];
+	int backend_events;
+	uint64_t before = c->up.total + c->down.total;
+
+	up_status = tls_pump_up(&c->up, c->ssl, c->client_fd, c->backend_fd, &up);
+	down_status = up_status == PUMP_ERROR ? PUMP_ERROR :
+	    tls_pump_down(&c->down, c->ssl, c->client_fd, c->backend_fd, &down);
+	if (up_status == PUMP_ERROR || down_status == PUMP_ERROR) {
+		conn_log(c, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
+		    tls_error(why, sizeof(why)), (unsigned long long)c->up.total,
+		    (unsigned long long)c->down.total);
+		conn_close(c, CLOSE_RESET);
+		return;
+	}
+	if (up_status == PUMP_DONE && down_status == PUMP_DONE) {
+		conn_log(c, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
+		    (unsigned long long)c->up.total, (unsigned long long)c->down.total);
+		conn_close(c, CLOSE_FIN);
+		return;
+	}
+	if (c->up.total + c->down.total != before)
+		idle_touch(c);
+	watch_client(c, up.client | down.client);
+	backend_events = up.backend | down.backend;
+	if (backend_events & EV_READ)
+		ev_io_start(loop, &c->backend_rd);
+	else
+		ev_io_stop(loop, &c->backend_rd);
+	if (backend_events & EV_WRITE)
+		ev_io_start(loop, &c->backend_wr);
+	else
+		ev_io_stop(loop, &c->backend_wr);
+}
+
 static void
 forward_up(struct conn *c)
 {
-	forward(c, &c->up, c->client_fd, c->backend_fd, &c->client_rd, &c->backend_wr);
+	if (c->ssl != NULL)
+		forward_tls(c);
+	else
+		forward(c, &c->up, c->client_fd, c->backend_fd, &c->client_rd,
+		    &c->backend_wr);
 }
 
 static void
 forward_down(struct conn *c)
 {
-	forward(c, &c->down, c->backend_fd, c->client_fd, &c->backend_rd, &c->client_wr);
+	if (c->ssl != NULL)
+		forward_tls(c);
+	else
+		forward(c, &c->down, c->backend_fd, c->client_fd, &c->backend_rd,
+		    &c->client_wr);
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -531,10 +861,20 @@ on_client_readable(struct ev_loop *loop, ev_io *io, int revents)
 	(void)revents;
 	switch (c->state) {
 	case CONN_PREAMBLE:
+	case CONN_UPGRADE:
 		preamble_read(c);
+		break;
+	case CONN_TLS_HANDSHAKE:
+		tls_handshake(c);
+		break;
+	case CONN_TLS_PREAMBLE:
+		tls_preamble_read(c);
 		break;
 	case CONN_FORWARDING:
 		forward_up(c);
+		break;
+	case CONN_FAULTING:
+		fault_write(c); /* a TLS write can wait for a read */
 		break;
 	case CONN_DRAINING:
 		drain_read(c);
@@ -551,10 +891,22 @@ on_client_writable(struct ev_loop *loop, ev_io *io, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (c->state == CONN_FAULTING)
+	switch (c->state) {
+	case CONN_TLS_HANDSHAKE:
+		tls_handshake(c);
+		break;
+	case CONN_TLS_PREAMBLE:
+		tls_preamble_read(c);
+		break;
+	case CONN_FAULTING:
 		fault_write(c);
-	else if (c->state == CONN_FORWARDING)
+		break;
+	case CONN_FORWARDING:
 		forward_down(c);
+		break;
+	default:
+		break;
+	}
 }
 
 static void
@@ -599,9 +951,17 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 	switch (c->state) {
 	case CONN_PREAMBLE:
+	case CONN_UPGRADE:
 		conn_log(c, LOG_LEVEL_NOTICE,
 		    "preamble_timeout expired after %zu bytes, reset", c->preamble_len);
 		conn_close(c, CLOSE_RESET);
+		break;
+	case CONN_TLS_HANDSHAKE:
+	case CONN_TLS_PREAMBLE:
+		conn_log(c, LOG_LEVEL_NOTICE, "preamble_timeout expired %s, closed",
+		    c->state == CONN_TLS_HANDSHAKE ? "in the TLS handshake" :
+		    "before Preamble End inside TLS");
+		conn_close(c, CLOSE_FIN);
 		break;
 	case CONN_CONNECTING:
 	case CONN_REPLAY:
@@ -609,6 +969,12 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 		    "backend %s: connect_timeout expired, sent EndpointUnavailable",
 		    c->route->backend_text);
 		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
+		break;
+	case CONN_FORWARDING:
+		conn_log(c, LOG_LEVEL_INFO, "idle_timeout expired after %llu bytes up, "
+		    "%llu down, closed", (unsigned long long)c->up.total,
+		    (unsigned long long)c->down.total);
+		conn_close(c, CLOSE_FIN);
 		break;
 	default:
 		/* The client neither took the fault nor closed in time. */

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 
 #include <ev.h>
+#include <openssl/ssl.h>
 
 #include "nmf.h"
 #include "pump.h"
@@ -16,6 +17,9 @@
 
 enum conn_state {
 	CONN_PREAMBLE,   /* reading the client's preamble up to the Via */
+	CONN_UPGRADE,    /* TLS-terminating route: reading up to the Upgrade Request */
+	CONN_TLS_HANDSHAKE, /* Upgrade Response sent; TLS server handshake */
+	CONN_TLS_PREAMBLE,  /* reading the rest of the preamble inside TLS, up to 0C */
 	CONN_CONNECTING, /* route chosen, backend connect in flight */
 	CONN_REPLAY,     /* writing the bytes read from the client to the backend */
 	CONN_FORWARDING, /* pumping both directions until both have ended */
@@ -48,6 +52,10 @@ struct conn {
 	size_t replay_off;                        /* next preamble byte to send the backend */
 	struct nmf_parser parser;
 	size_t via_off, via_len;                  /* the Via inside preamble */
+	size_t clear_end;                         /* TLS: end of the Encoding record, */
+	                                          /* where the decrypted bytes go */
+	SSL *ssl;                                 /* TLS: the client side, once upgraded */
+	unsigned tls_ready : 1;                   /* TLS: handshake done, faults go inside */
 
 	struct route_table *routes;               /* reference held once routed */
 	const struct route *route;

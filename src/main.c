@@ -53,6 +53,21 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	log_notice("SIGHUP received: configuration reload is not implemented yet, ignored");
 }
 
+/* Say once how terminated TLS is carried, so an operator knows the cost. */
+static void
+log_tls_path(const struct config *cfg)
+{
+	size_t i, terminating = 0;
+
+	for (i = 0; i < routes_count(cfg->routes); i++)
+		if (routes_get(cfg->routes, i)->tls_ctx != NULL)
+			terminating++;
+	if (terminating == 0)
+		return;
+	log_info("TLS: %zu terminating routes; records are handled by OpenSSL "
+	    "(SSL_read/SSL_write; kernel TLS offload is not used)", terminating);
+}
+
 static int
 run(const struct config *cfg)
 {
@@ -84,6 +99,7 @@ run(const struct config *cfg)
 	if (routes_count(cfg->routes) == 0)
 		log_warn("%s defines no routes: every client will get EndpointNotFound",
 		    cfg->path);
+	log_tls_path(cfg);
 	log_info("nettcpd %s started: %zu routes, forward = %s", PACKAGE_VERSION,
 	    routes_count(cfg->routes),
 	    cfg->forward == FORWARD_SPLICE ? "splice" : "copy");
@@ -137,10 +153,10 @@ main(int argc, char **argv)
 	}
 
 	cfg = config_load(path, err, sizeof(err));
-	if (cfg == NULL) {
-		fputs(err, stderr);
+	/* Errors, or on success the warnings, one "FILE:LINE: ..." per line. */
+	fputs(err, stderr);
+	if (cfg == NULL)
 		return EXIT_FAILURE;
-	}
 	if (check_only) {
 		printf("%s: configuration OK\n", path);
 		config_free(cfg);

@@ -124,6 +124,7 @@ route_free(struct route *r)
 		return;
 	free(r->name);
 	free(r->backend_text);
+	SSL_CTX_free(r->tls_ctx);
 	free(r);
 }
 
@@ -175,6 +176,16 @@ routes_add_route(struct route_table *t, const char *name,
 fail:
 	route_free(r);
 	return -1;
+}
+
+void
+routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx)
+{
+	struct route *r = t->routes[ri];
+
+	SSL_CTX_up_ref(ctx);
+	SSL_CTX_free(r->tls_ctx);
+	r->tls_ctx = ctx;
 }
 
 int

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "addr.h"
 #include "via.h"
 
@@ -28,6 +30,7 @@ struct route {
 	char *name;                /* the config section */
 	struct addr backend;
 	char *backend_text;        /* as written in the config, for logs */
+	SSL_CTX *tls_ctx;          /* terminate the ssl-tls upgrade; NULL: pass it through */
 };
 
 struct route_table;
@@ -41,6 +44,9 @@ struct route_table *routes_new(void);
  */
 int routes_add_route(struct route_table *t, const char *name,
     const struct addr *backend, const char *backend_text);
+
+/* Make route ri terminate TLS with ctx (the table takes its own reference). */
+void routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx);
 
 /*
  * Add a prefix for route index ri.  prefix is a parsed VIA_ALLOW_WILDCARD URI.

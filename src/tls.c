@@ -1,0 +1,322 @@
+/*
+ * tls.c - terminating the net.tcp TLS upgrade with OpenSSL.
+ *
+ * Only the server side is here: nettcpd answers the client's
+ * application/ssl-tls upgrade and talks clear text to the backend.
+ */
+#include "tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <ev.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+/* Plaintext bytes per direction in flight: one full TLS record. */
+#define TLS_PUMP_BUFSZ 16384u
+
+int
+tls_parse_min_version(const char *text)
+{
+	if (strcmp(text, "1.2") == 0)
+		return TLS1_2_VERSION;
+	if (strcmp(text, "1.3") == 0)
+		return TLS1_3_VERSION;
+	return -1;
+}
+
+const char *
+tls_error(char *buf, size_t len)
+{
+	unsigned long e, last = 0;
+
+	/* The last error is the most specific; drain the rest. */
+	while ((e = ERR_get_error()) != 0)
+		last = e;
+	if (last == 0)
+		snprintf(buf, len, "%s", errno != 0 ? strerror(errno) : "unknown error");
+	else
+		ERR_error_string_n(last, buf, len);
+	return buf;
+}
+
+static void
+check_validity(SSL_CTX *ctx, char *warn, size_t warnlen)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+
+	if (cert == NULL)
+		return;
+	if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0)
+		snprintf(warn, warnlen, "certificate has expired; clients will refuse it");
+	else if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0)
+		snprintf(warn, warnlen, "certificate is not valid yet; clients will refuse it");
+}
+
+SSL_CTX *
+tls_ctx_new(const struct tls_settings *s, enum tls_setting *bad, char *err,
+    size_t errlen, char *warn, size_t warnlen)
+{
+	char why[256];
+	SSL_CTX *ctx;
+
+	err[0] = '\0';
+	warn[0] = '\0';
+	ERR_clear_error();
+	*bad = TLS_SETTING_CERT;
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		snprintf(err, errlen, "cannot create a TLS context: %s",
+		    tls_error(why, sizeof(why)));
+		goto fail;
+	}
+	/*
+	 * WCF pools the raw socket and abandons the TLS stream without
+	 * close_notify, so a plain FIN is a normal end here.  Renegotiation
+	 * is a client-driven CPU sink nothing in net.tcp needs.
+	 */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	*bad = TLS_SETTING_MIN_VERSION;
+	if (!SSL_CTX_set_min_proto_version(ctx, s->min_version)) {
+		snprintf(err, errlen, "cannot set the minimum TLS version: %s",
+		    tls_error(why, sizeof(why)));
+		goto fail;
+	}
+	*bad = TLS_SETTING_CIPHERS;
+	if (s->ciphers != NULL && !SSL_CTX_set_cipher_list(ctx, s->ciphers)) {
+		snprintf(err, errlen, "tls_ciphers '%s': no usable cipher", s->ciphers);
+		goto fail;
+	}
+	*bad = TLS_SETTING_CIPHERSUITES;
+	if (s->ciphersuites != NULL && !SSL_CTX_set_ciphersuites(ctx, s->ciphersuites)) {
+		snprintf(err, errlen, "tls_ciphersuites '%s': no usable suite",
+		    s->ciphersuites);
+		goto fail;
+	}
+	*bad = TLS_SETTING_CERT;
+	if (!SSL_CTX_use_certificate_chain_file(ctx, s->cert)) {
+		snprintf(err, errlen, "tls_cert '%s': %s", s->cert,
+		    tls_error(why, sizeof(why)));
+		goto fail;
+	}
+	*bad = TLS_SETTING_KEY;
+	if (!SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM)) {
+		/* OpenSSL checks the pair while loading the key. */
+		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+			snprintf(err, errlen, "tls_key '%s' does not match tls_cert '%s'",
+			    s->key, s->cert);
+		else
+			snprintf(err, errlen, "tls_key '%s': %s", s->key,
+			    tls_error(why, sizeof(why)));
+		goto fail;
+	}
+	if (!SSL_CTX_check_private_key(ctx)) {
+		snprintf(err, errlen, "tls_key '%s' does not match tls_cert '%s'",
+		    s->key, s->cert);
+		goto fail;
+	}
+	check_validity(ctx, warn, warnlen);
+	ERR_clear_error();
+	return ctx;
+
+fail:
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	return NULL;
+}
+
+/* Map an OpenSSL result to a step; ret is what the call returned. */
+static enum tls_step
+tls_step_of(SSL *ssl, int ret)
+{
+	switch (SSL_get_error(ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+		return TLS_STEP_WANT_READ;
+	case SSL_ERROR_WANT_WRITE:
+		return TLS_STEP_WANT_WRITE;
+	default:
+		return TLS_STEP_ERROR;
+	}
+}
+
+enum tls_step
+tls_accept(SSL *ssl)
+{
+	int ret;
+
+	errno = 0;
+	ERR_clear_error();
+	ret = SSL_accept(ssl);
+	return ret == 1 ? TLS_STEP_DONE : tls_step_of(ssl, ret);
+}
+
+enum tls_step
+tls_read(SSL *ssl, void *buf, size_t len, size_t *got)
+{
+	int ret;
+
+	*got = 0;
+	errno = 0;
+	ERR_clear_error();
+	ret = SSL_read(ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (ret > 0) {
+		*got = (size_t)ret;
+		return TLS_STEP_DONE;
+	}
+	if (SSL_get_error(ssl, ret) == SSL_ERROR_ZERO_RETURN)
+		return TLS_STEP_DONE;
+	return tls_step_of(ssl, ret);
+}
+
+enum tls_step
+tls_write(SSL *ssl, const void *buf, size_t len, size_t *put)
+{
+	int ret;
+
+	*put = 0;
+	errno = 0;
+	ERR_clear_error();
+	ret = SSL_write(ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (ret > 0) {
+		*put = (size_t)ret;
+		return TLS_STEP_DONE;
+	}
+	return tls_step_of(ssl, ret);
+}
+
+void
+tls_close_notify(SSL *ssl)
+{
+	ERR_clear_error();
+	if (!(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+		(void)SSL_shutdown(ssl);
+	ERR_clear_error();
+}
+
+static int
+wants_of(enum tls_step step)
+{
+	return step == TLS_STEP_WANT_WRITE ? EV_WRITE : EV_READ;
+}
+
+/* Decrypted client bytes to the backend. */
+enum pump_status
+tls_pump_up(struct pump *p, SSL *ssl, int client, int backend,
+    struct tls_wants *wants)
+{
+	(void)client;
+	wants->client = wants->backend = 0;
+	if (p->dst_shut)
+		return PUMP_DONE;
+	for (;;) {
+		if (p->pending == 0 && !p->src_eof) {
+			enum tls_step step;
+			size_t got;
+
+			if (p->buf == NULL && (p->buf = malloc(TLS_PUMP_BUFSZ)) == NULL)
+				return PUMP_ERROR;
+			step = tls_read(ssl, p->buf, TLS_PUMP_BUFSZ, &got);
+			if (step == TLS_STEP_ERROR)
+				return PUMP_ERROR;
+			if (step != TLS_STEP_DONE) {
+				/* Idle: hold no buffer. */
+				free(p->buf);
+				p->buf = NULL;
+				wants->client = wants_of(step);
+				return PUMP_WANT_READ;
+			}
+			if (got == 0)
+				p->src_eof = 1;
+			p->pending = got;
+			p->buf_off = 0;
+		}
+		while (p->pending > 0) {
+			ssize_t n = send(backend, p->buf + p->buf_off, p->pending,
+			    MSG_NOSIGNAL);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN) {
+				wants->backend = EV_WRITE;
+				return PUMP_WANT_WRITE;
+			}
+			if (n < 0)
+				return PUMP_ERROR;
+			p->pending -= (size_t)n;
+			p->buf_off += (size_t)n;
+			p->total += (uint64_t)n;
+		}
+		if (p->src_eof) {
+			free(p->buf);
+			p->buf = NULL;
+			if (shutdown(backend, SHUT_WR) < 0)
+				return PUMP_ERROR;
+			p->dst_shut = 1;
+			return PUMP_DONE;
+		}
+	}
+}
+
+/* Backend bytes encrypted to the client. */
+enum pump_status
+tls_pump_down(struct pump *p, SSL *ssl, int client, int backend,
+    struct tls_wants *wants)
+{
+	wants->client = wants->backend = 0;
+	if (p->dst_shut)
+		return PUMP_DONE;
+	for (;;) {
+		if (p->pending == 0 && !p->src_eof) {
+			ssize_t n;
+
+			if (p->buf == NULL && (p->buf = malloc(TLS_PUMP_BUFSZ)) == NULL)
+				return PUMP_ERROR;
+			n = recv(backend, p->buf, TLS_PUMP_BUFSZ, 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN) {
+				free(p->buf);
+				p->buf = NULL;
+				wants->backend = EV_READ;
+				return PUMP_WANT_READ;
+			}
+			if (n < 0)
+				return PUMP_ERROR;
+			if (n == 0)
+				p->src_eof = 1;
+			p->pending = (size_t)n;
+			p->buf_off = 0;
+		}
+		while (p->pending > 0) {
+			enum tls_step step;
+			size_t put;
+
+			step = tls_write(ssl, p->buf + p->buf_off, p->pending, &put);
+			if (step == TLS_STEP_ERROR)
+				return PUMP_ERROR;
+			if (step != TLS_STEP_DONE) {
+				wants->client = wants_of(step);
+				return PUMP_WANT_WRITE;
+			}
+			p->pending -= put;
+			p->buf_off += put;
+			p->total += (uint64_t)put;
+		}
+		if (p->src_eof) {
+			free(p->buf);
+			p->buf = NULL;
+			tls_close_notify(ssl);
+			if (shutdown(client, SHUT_WR) < 0)
+				return PUMP_ERROR;
+			p->dst_shut = 1;
+			return PUMP_DONE;
+		}
+	}
+}
