@@ -196,5 +196,27 @@ def test_backend_reset_mid_stream_reaches_client():
         b.close()
 
 
+def test_idle_timeout_closes_only_silent_connections():
+    b = Backend(name="B")
+    with Daemon([("r", "net.tcp://+/", b.addr)], extra_global="idle_timeout = 500ms") as d:
+        base = d.sockets()
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/x"))
+        assert recv_exact(s, 2) == b"\x0bB"
+        # traffic every 200 ms keeps it open well past the timeout
+        for i in range(8):
+            s.sendall(b"ping%d" % i)
+            assert recv_exact(s, 5) == b"ping%d" % i
+            last_activity = time.time()
+            time.sleep(0.2)
+        got, how = recv_until_close(s)
+        s.close()
+        assert got == b"" and how == "eof"
+        assert 0.45 < time.time() - last_activity < 1.5, time.time() - last_activity
+        d.wait_log("idle_timeout expired after")
+        d.assert_no_leak(base)
+    b.close()
+
+
 if __name__ == "__main__":
     run_tests(globals())
