@@ -481,6 +481,25 @@ START_TEST(test_duration_keys)
 }
 END_TEST
 
+START_TEST(test_idle_timeout)
+{
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_double_eq(cfg->idle_timeout, 0);   /* off by default */
+	config_free(cfg);
+	cfg = load_ok("[global]\nidle_timeout = 2m\n");
+	ck_assert_double_eq(cfg->idle_timeout, 120);
+	config_free(cfg);
+	cfg = load_ok("[global]\nidle_timeout = off\n");
+	ck_assert_double_eq(cfg->idle_timeout, 0);
+	config_free(cfg);
+	load_bad("[global]\nidle_timeout = 0\n");
+	ck_error(2, "bad idle_timeout", "'0'");
+	load_bad("[global]\nidle_timeout = never\n");
+	ck_error(2, "bad idle_timeout", "'never'");
+}
+END_TEST
+
 /* -------------------------------------------------------------- integers */
 
 START_TEST(test_counts)
@@ -1133,6 +1152,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_duration_valid);
 	tcase_add_test(tc, test_duration_invalid);
 	tcase_add_test(tc, test_duration_keys);
+	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_counts);
 	suite_add_tcase(s, tc);
 
