@@ -19,7 +19,27 @@
 #define ACCEPT_BATCH 64
 /* Out of file descriptors: stop accepting this long, then try again. */
 #define ACCEPT_BACKOFF_SECONDS 0.1
+#define ACCEPT_BACKOFF_LOG_SECONDS 10.0
 #define LISTEN_BACKLOG 4096
+
+/* One line per ACCEPT_BACKOFF_LOG_SECONDS while starved, with how many
+ * backoffs it stands for, so a long shortage cannot flood the log. */
+static void
+backoff_log(struct worker *w, const struct listener *l, int err)
+{
+	ev_tstamp now = ev_now(w->loop);
+
+	if (w->backoff_logged_at != 0 &&
+	    now - w->backoff_logged_at < ACCEPT_BACKOFF_LOG_SECONDS) {
+		w->backoffs_unlogged++;
+		return;
+	}
+	log_warn("accept on %s: %s; pausing accepts for %.0f ms (%u more "
+	    "pauses since the last report)", l->text, strerror(err),
+	    ACCEPT_BACKOFF_SECONDS * 1000, w->backoffs_unlogged);
+	w->backoff_logged_at = now;
+	w->backoffs_unlogged = 0;
+}
 
 static void
 on_acceptable(struct ev_loop *loop, ev_io *io, int revents)
@@ -47,8 +67,7 @@ on_acceptable(struct ev_loop *loop, ev_io *io, int revents)
 			case ENOMEM:
 				/* The connection stays in the backlog; polling
 				 * again at once would spin. */
-				log_warn("accept on %s: %s; pausing accepts for %.0f ms",
-				    l->text, strerror(errno), ACCEPT_BACKOFF_SECONDS * 1000);
+				backoff_log(w, l, errno);
 				listeners_pause(w, ACCEPT_PAUSE_BACKOFF);
 				ev_timer_set(&w->accept_backoff, ACCEPT_BACKOFF_SECONDS, 0.);
 				ev_timer_start(w->loop, &w->accept_backoff);

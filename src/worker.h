@@ -29,6 +29,8 @@ struct worker {
 	size_t nlisteners;
 	unsigned accept_paused;         /* bit set of enum accept_pause */
 	ev_timer accept_backoff;
+	ev_tstamp backoff_logged_at;    /* last "out of descriptors" line, 0: never */
+	unsigned backoffs_unlogged;     /* backoffs since that line */
 
 	struct conn *conns;             /* every open client connection */
 	unsigned nconns;

@@ -132,6 +132,8 @@ def test_out_of_descriptors_backs_off_without_spinning():
         time.sleep(1.0)
         cpu_used = d.cpu_seconds() - cpu_before
         assert cpu_used < 0.3, f"daemon used {cpu_used:.2f}s CPU while out of fds"
+        # ten backoffs a second, but one log line per 10 s
+        assert d.log().count("pausing accepts") == 1, d.log()
         for s in held:
             s.close()
         time.sleep(0.3)
