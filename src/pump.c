@@ -185,10 +185,17 @@ pump_run(struct pump *p, int src, int dst, enum forward_method method,
 
 	if (p->dst_shut)
 		return PUMP_DONE;
-	if (method == FORWARD_SPLICE)
+	/* A copy already in flight finishes as a copy. */
+	if (method == FORWARD_SPLICE && p->buf == NULL) {
 		status = pump_splice(p, src, dst, pool);
-	else
+		/* No descriptor left for a pipe: copy this transfer instead
+		 * of failing the connection. */
+		if (status == PUMP_ERROR && p->pipe[0] < 0 &&
+		    (errno == EMFILE || errno == ENFILE))
+			status = pump_copy(p, src, dst);
+	} else {
 		status = pump_copy(p, src, dst);
+	}
 	/* Pass the FIN on only once every byte before it is delivered. */
 	if (status == PUMP_WANT_READ && p->src_eof) {
 		if (shutdown(dst, SHUT_WR) < 0)
