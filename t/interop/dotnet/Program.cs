@@ -6,21 +6,79 @@
 //   InteropClient --address URI --expect-endpoint-not-found [--timeout S]
 //       the connection must be refused: .NET maps the framing Fault EndpointNotFound
 //       to System.ServiceModel.EndpointNotFoundException.
+//   InteropClient --address URI --expect-upgrade-invalid [--timeout S]
+//       the connection must be refused with the framing Fault UpgradeInvalid, which .NET
+//       raises as System.ServiceModel.ProtocolException (see UpgradeInvalidMessage).
+//
+// Options for TLS (the application/ssl-tls upgrade):
+//   --tls-ca FILE        use SecurityMode.Transport with TcpClientCredentialType.None and
+//                        trust exactly the CA certificate in PEM FILE (a chain built with
+//                        CustomRootTrust, no revocation check); the server certificate must
+//                        also match the identity below, which WCF checks against its DNS names
+//   --dns-identity NAME  the expected server identity (default: the address's host). WCF
+//                        compares it with the certificate's DNS names only, never with an IP
+//                        address, so a client dialling 127.0.0.1 needs --dns-identity localhost
+//   --tls13              offer TLS 1.2 and 1.3 (WCF's default, TcpTransportSecurity.SslProtocols,
+//                        stops at TLS 1.2)
 //
 // Exit 0 PASS, 1 FAIL, 2 bad arguments, 3 watchdog (no result within --timeout).
 using System;
+using System.Globalization;
+using System.IO;
+using System.IdentityModel.Selectors;
+using System.IdentityModel.Tokens;
+using System.Linq;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.ServiceModel;
 using System.ServiceModel.Channels;
+using System.ServiceModel.Security;
 using System.Threading;
 
 namespace NettcpdInterop
 {
+    // Accepts a server certificate only if it chains to the one test CA: the CA is the
+    // only trust anchor (not the system store), and the certificate must be valid for
+    // server authentication. Host name checks are WCF's (the endpoint identity).
+    sealed class TestCaValidator : X509CertificateValidator
+    {
+        readonly X509Certificate2 ca;
+        public TestCaValidator(X509Certificate2 ca) { this.ca = ca; }
+
+        public override void Validate(X509Certificate2 certificate)
+        {
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.Add(ca);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            chain.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.1")); // serverAuth
+            if (!chain.Build(certificate)) {
+                string why = string.Join("; ", chain.ChainStatus.Select(st => st.Status + " " + st.StatusInformation.Trim()));
+                throw new SecurityTokenValidationException("server certificate '" + certificate.Subject
+                    + "' does not chain to the test CA: " + why);
+            }
+            X509Certificate2 root = chain.ChainElements[chain.ChainElements.Count - 1].Certificate;
+            if (!root.RawData.AsSpan().SequenceEqual(ca.RawData))
+                throw new SecurityTokenValidationException("server certificate chains to '" + root.Subject + "', not the test CA");
+        }
+    }
+
     static class Program
     {
+        // The stable start of the ProtocolException message .NET raises for the framing Fault
+        // UpgradeInvalid (SR.FramingUpgradeInvalid in System.ServiceModel.NetFramingBase):
+        // "The requested upgrade is not supported by '<via>'. This could be due to mismatched
+        // bindings (for example security enabled on the client and not on the server)."
+        const string UpgradeInvalidMessage = "The requested upgrade is not supported by ";
+
         static int Main(string[] args)
         {
-            string address = null, expectName = null;
-            bool expectNotFound = false;
+            // Exception messages in English whatever the locale: one is compared below.
+            CultureInfo.DefaultThreadCurrentUICulture = CultureInfo.InvariantCulture;
+            CultureInfo.CurrentUICulture = CultureInfo.InvariantCulture;
+            string address = null, expectName = null, tlsCa = null, dnsIdentity = null;
+            bool expectNotFound = false, expectUpgradeInvalid = false, tls13 = false;
             int calls = 1, size = 0, timeout = 30;
             try {
                 for (int i = 0; i < args.Length; i++) {
@@ -28,20 +86,25 @@ namespace NettcpdInterop
                     case "--address": address = args[++i]; break;
                     case "--expect-name": expectName = args[++i]; break;
                     case "--expect-endpoint-not-found": expectNotFound = true; break;
+                    case "--expect-upgrade-invalid": expectUpgradeInvalid = true; break;
+                    case "--tls-ca": tlsCa = args[++i]; break;
+                    case "--dns-identity": dnsIdentity = args[++i]; break;
+                    case "--tls13": tls13 = true; break;
                     case "--calls": calls = int.Parse(args[++i]); break;
                     case "--size": size = int.Parse(args[++i]); break;
                     case "--timeout": timeout = int.Parse(args[++i]); break;
                     default: throw new ArgumentException("unknown argument " + args[i]);
                     }
                 }
-                if (address == null || (expectName == null) == !expectNotFound)
-                    throw new ArgumentException("need --address and one of --expect-name / --expect-endpoint-not-found");
+                int expectations = (expectName != null ? 1 : 0) + (expectNotFound ? 1 : 0) + (expectUpgradeInvalid ? 1 : 0);
+                if (address == null || expectations != 1)
+                    throw new ArgumentException("need --address and one of --expect-name / --expect-endpoint-not-found / --expect-upgrade-invalid");
             } catch (Exception e) {
                 Console.Error.WriteLine("InteropClient: " + e.Message);
                 return 2;
             }
 
-            string what = ".NET client " + address;
+            string what = ".NET client " + address + (tlsCa == null ? "" : tls13 ? " (TLS 1.2/1.3)" : " (TLS)");
             var watchdog = new Thread(() => {
                 Thread.Sleep(timeout * 1000);
                 Console.Out.WriteLine("FAIL " + what + ": no result within " + timeout + " s");
@@ -54,9 +117,32 @@ namespace NettcpdInterop
             // .NET sets SO_RCVBUF and SO_SNDBUF to ConnectionBufferSize (8 KiB by default). On
             // Linux loopback (MSS ~64 KiB) that small window stalls ~200 ms per 16 KiB, so a 1 MiB
             // reply takes ~13 s, with or without nettcpd in between. 64 KiB: ~50 ms.
-            var binding = new CustomBinding(Interop.Binding(timeout));
+            NetTcpBinding netTcp = Interop.Binding(timeout);
+            if (tlsCa != null) {
+                netTcp.Security.Mode = SecurityMode.Transport;
+                netTcp.Security.Transport.ClientCredentialType = TcpClientCredentialType.None;
+                if (tls13)
+                    netTcp.Security.Transport.SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13;
+            }
+            var binding = new CustomBinding(netTcp);
             binding.Elements.Find<TcpTransportBindingElement>().ConnectionBufferSize = 64 * 1024;
-            var factory = new ChannelFactory<IWhoAmI>(binding, new EndpointAddress(address));
+            var endpoint = dnsIdentity != null
+                ? new EndpointAddress(new Uri(address), new DnsEndpointIdentity(dnsIdentity))
+                : new EndpointAddress(address);
+            ChannelFactory<IWhoAmI> factory;
+            try {
+                factory = new ChannelFactory<IWhoAmI>(binding, endpoint);
+                if (tlsCa != null) {
+                    factory.Credentials.ServiceCertificate.SslCertificateAuthentication = new X509ServiceCertificateAuthentication {
+                        CertificateValidationMode = X509CertificateValidationMode.Custom,
+                        CustomCertificateValidator = new TestCaValidator(X509Certificate2.CreateFromPem(File.ReadAllText(tlsCa))),
+                        RevocationMode = X509RevocationMode.NoCheck,
+                    };
+                }
+            } catch (Exception e) {
+                Console.Out.WriteLine("FAIL " + what + ": client setup: " + Interop.Describe(e));
+                return 1;
+            }
             IWhoAmI channel = null;
             try {
                 channel = factory.CreateChannel();
@@ -78,8 +164,9 @@ namespace NettcpdInterop
                 }
                 ((IClientChannel) channel).Close();
                 factory.Close();
-                if (expectNotFound) {
-                    Console.Out.WriteLine("FAIL " + what + ": call succeeded ('" + first + "'), want EndpointNotFoundException");
+                if (expectNotFound || expectUpgradeInvalid) {
+                    Console.Out.WriteLine("FAIL " + what + ": call succeeded ('" + first + "'), want "
+                        + (expectNotFound ? "EndpointNotFoundException" : "ProtocolException for UpgradeInvalid"));
                     return 1;
                 }
                 Console.Out.WriteLine("PASS " + what + ": " + calls + " call(s) answered by " + expectName + " ('" + first + "')" + bulk);
@@ -88,6 +175,10 @@ namespace NettcpdInterop
                 if (channel != null) ((IClientChannel) channel).Abort();
                 factory.Abort();
                 if (expectNotFound && e.GetType() == typeof(EndpointNotFoundException)) {
+                    Console.Out.WriteLine("PASS " + what + ": refused with " + Interop.Describe(e));
+                    return 0;
+                }
+                if (expectUpgradeInvalid && e.GetType() == typeof(ProtocolException) && e.Message.StartsWith(UpgradeInvalidMessage + "'" + address, StringComparison.Ordinal)) {
                     Console.Out.WriteLine("PASS " + what + ": refused with " + Interop.Describe(e));
                     return 0;
                 }

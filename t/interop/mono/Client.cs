@@ -6,6 +6,9 @@
 //   mono InteropClient.exe --address URI --expect-endpoint-not-found [--timeout S]
 //       the connection must be refused with the framing Fault EndpointNotFound,
 //       which Mono surfaces as a plain FaultException whose Message is the fault URI.
+//   mono InteropClient.exe --address URI --expect-upgrade-invalid [--timeout S]
+//       the same with the framing Fault UpgradeInvalid (a route that requires TLS,
+//       which this client cannot do: Mono's net.tcp has no transport security).
 //
 // Exit 0 PASS, 1 FAIL, 2 bad arguments, 3 watchdog (no result within --timeout).
 using System;
@@ -19,7 +22,7 @@ namespace NettcpdInterop
         static int Main(string[] args)
         {
             string address = null, expectName = null;
-            bool expectNotFound = false;
+            bool expectNotFound = false, expectUpgradeInvalid = false;
             int calls = 1, size = 0, timeout = 30;
             try {
                 for (int i = 0; i < args.Length; i++) {
@@ -27,14 +30,16 @@ namespace NettcpdInterop
                     case "--address": address = args[++i]; break;
                     case "--expect-name": expectName = args[++i]; break;
                     case "--expect-endpoint-not-found": expectNotFound = true; break;
+                    case "--expect-upgrade-invalid": expectUpgradeInvalid = true; break;
                     case "--calls": calls = int.Parse(args[++i]); break;
                     case "--size": size = int.Parse(args[++i]); break;
                     case "--timeout": timeout = int.Parse(args[++i]); break;
                     default: throw new ArgumentException("unknown argument " + args[i]);
                     }
                 }
-                if (address == null || (expectName == null) == !expectNotFound)
-                    throw new ArgumentException("need --address and one of --expect-name / --expect-endpoint-not-found");
+                int expectations = (expectName != null ? 1 : 0) + (expectNotFound ? 1 : 0) + (expectUpgradeInvalid ? 1 : 0);
+                if (address == null || expectations != 1)
+                    throw new ArgumentException("need --address and one of --expect-name / --expect-endpoint-not-found / --expect-upgrade-invalid");
             } catch (Exception e) {
                 Console.Error.WriteLine("InteropClient: " + e.Message);
                 return 2;
@@ -72,8 +77,9 @@ namespace NettcpdInterop
                 }
                 ((IClientChannel) channel).Close();
                 factory.Close();
-                if (expectNotFound) {
-                    Console.Out.WriteLine("FAIL " + what + ": call succeeded ('" + first + "'), want EndpointNotFound fault");
+                if (expectNotFound || expectUpgradeInvalid) {
+                    Console.Out.WriteLine("FAIL " + what + ": call succeeded ('" + first + "'), want "
+                        + (expectNotFound ? "EndpointNotFound" : "UpgradeInvalid") + " fault");
                     return 1;
                 }
                 Console.Out.WriteLine("PASS " + what + ": " + calls + " call(s) answered by " + expectName + " ('" + first + "')" + bulk);
@@ -81,7 +87,9 @@ namespace NettcpdInterop
             } catch (Exception e) {
                 if (channel != null) ((IClientChannel) channel).Abort();
                 factory.Abort();
-                if (expectNotFound && e.GetType() == typeof(FaultException) && e.Message == Interop.EndpointNotFoundFault) {
+                string wantFault = expectNotFound ? Interop.EndpointNotFoundFault
+                    : expectUpgradeInvalid ? Interop.UpgradeInvalidFault : null;
+                if (wantFault != null && e.GetType() == typeof(FaultException) && e.Message == wantFault) {
                     Console.Out.WriteLine("PASS " + what + ": refused with " + e.GetType().FullName + ": " + e.Message);
                     return 0;
                 }

@@ -22,6 +22,9 @@ namespace NettcpdInterop
         // The framing Fault nettcpd sends for a Via that matches no route.
         public const string EndpointNotFoundFault =
             "http://schemas.microsoft.com/ws/2006/05/framing/faults/EndpointNotFound";
+        // The framing Fault nettcpd sends when a route that terminates TLS gets no TLS upgrade.
+        public const string UpgradeInvalidFault =
+            "http://schemas.microsoft.com/ws/2006/05/framing/faults/UpgradeInvalid";
 
         // Plain net.tcp (no transport security: Mono has none), big enough for 1 MiB calls.
         public static NetTcpBinding Binding(int timeoutSeconds)
