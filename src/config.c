@@ -45,6 +45,7 @@ enum global_key {
 	GK_FORWARD,
 	GK_LOG,
 	GK_LOG_LEVEL,
+	GK_WORKERS,
 	GK_COUNT
 };
 
@@ -58,6 +59,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_FORWARD] = "forward",
 	[GK_LOG] = "log",
 	[GK_LOG_LEVEL] = "log_level",
+	[GK_WORKERS] = "workers",
 };
 
 /* Route keys that configure TLS termination, besides tls itself. */
@@ -614,6 +616,14 @@ global_key(struct parser *p, const char *name, const char *value)
 		else
 			add_error(p, p->lineno,
 			    "unknown log '%s' (stderr or syslog)", value);
+		break;
+	case GK_WORKERS:
+		if (strcmp(value, "auto") == 0)
+			cfg->workers = 0;
+		else if (parse_count(value, &cfg->workers) < 0 ||
+		    cfg->workers > CONFIG_MAX_WORKERS)
+			add_error(p, p->lineno, "bad workers '%s' (auto, or an "
+			    "integer from 1 to %u)", value, CONFIG_MAX_WORKERS);
 		break;
 	case GK_LOG_LEVEL:
 		level = log_level_from_name(value);

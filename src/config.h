@@ -19,6 +19,7 @@
 #define CONFIG_DEFAULT_CONNECT_TIMEOUT 5.0
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 10000u
 #define CONFIG_DEFAULT_MAX_PENDING 100u
+#define CONFIG_MAX_WORKERS 256u
 
 enum forward_method {
 	FORWARD_SPLICE = 0, /* zero-copy through a pipe */
@@ -39,6 +40,7 @@ struct config {
 	double idle_timeout;       /* seconds without progress when forwarding; 0: off */
 	unsigned max_connections;  /* client connections open at once */
 	unsigned max_pending;      /* client connections still in their preamble */
+	unsigned workers;          /* event loops, one thread each; 0: one per CPU */
 	enum forward_method forward;
 	enum log_target log_target;
 	enum log_level log_level;

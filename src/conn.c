@@ -239,7 +239,7 @@ conn_close(struct conn *c, enum close_how how)
 		routes_unref(c->routes);
 	free(c);
 
-	if (w->nconns < w->cfg->max_connections)
+	if (w->nconns < w->max_connections)
 		listeners_resume(w, ACCEPT_PAUSE_LIMIT);
 }
 
@@ -1021,9 +1021,9 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 
 	/* A full preamble set gives way to the newcomer: the oldest is the
 	 * one most likely to be a slow or silent client. */
-	if (w->npending >= w->cfg->max_pending && w->pending_oldest != NULL) {
+	if (w->npending >= w->max_pending && w->pending_oldest != NULL) {
 		conn_log(w->pending_oldest, LOG_LEVEL_NOTICE,
-		    "max_pending (%u) reached, oldest preamble reset", w->cfg->max_pending);
+		    "max_pending (%u) reached, oldest preamble reset", w->max_pending);
 		conn_close(w->pending_oldest, CLOSE_RESET);
 	}
 
@@ -1037,7 +1037,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 
 	deadline_start(c, w->cfg->preamble_timeout);
 	ev_io_start(w->loop, &c->client_rd);
-	if (w->nconns >= w->cfg->max_connections)
+	if (w->nconns >= w->max_connections)
 		listeners_pause(w, ACCEPT_PAUSE_LIMIT);
 }
 

@@ -94,7 +94,7 @@ on_backoff_over(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 static int
-listen_socket(const struct listen_cfg *lc)
+listen_socket(const struct listen_cfg *lc, int share_port)
 {
 	int one = 1;
 	int fd;
@@ -103,6 +103,12 @@ listen_socket(const struct listen_cfg *lc)
 	if (fd < 0)
 		goto fail;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	/* Each worker has its own socket and the kernel spreads connections
+	 * over them.  Only then: with one worker a second nettcpd on the
+	 * same port must fail to bind, not silently share it. */
+	if (share_port &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
 	/* [::]:808 must not swallow IPv4, so 0.0.0.0:808 can be bound too. */
 	if (lc->addr.ss.ss_family == AF_INET6 &&
@@ -135,7 +141,7 @@ listeners_open(struct worker *w)
 	}
 	for (size_t i = 0; i < cfg->nlistens; i++) {
 		struct listener *l = &w->listeners[i];
-		int fd = listen_socket(&cfg->listens[i]);
+		int fd = listen_socket(&cfg->listens[i], w->share_port);
 
 		if (fd < 0) {
 			listeners_close(w);
@@ -148,7 +154,8 @@ listeners_open(struct worker *w)
 		l->io.data = l;
 		ev_io_start(w->loop, &l->io);
 		w->nlisteners++;
-		log_info("listening on %s", l->text);
+		if (w->index == 0)
+			log_info("listening on %s", l->text);
 	}
 	return 0;
 }

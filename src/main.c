@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "routes.h"
 #include "worker.h"
 
 #ifndef NETTCPD_DEFAULT_CONFIG
@@ -68,54 +69,64 @@ log_tls_path(const struct config *cfg)
 	    "(SSL_read/SSL_write; kernel TLS offload is not used)", terminating);
 }
 
+/*
+ * The main thread only waits for signals; the workers do all the I/O.
+ * Every worker is set up (and has bound its sockets) before any starts, so
+ * a bind error stops nettcpd before it serves anyone.
+ */
 static int
 run(const struct config *cfg)
 {
-	struct worker w;
+	struct ev_loop *loop;
+	struct worker *workers;
 	ev_signal sigterm, sigint, sighup;
+	unsigned n = worker_count(cfg), ready = 0, started = 0, i;
 	int status = EXIT_FAILURE;
-
-	memset(&w, 0, sizeof(w));
-	w.loop = ev_default_loop(EVFLAG_AUTO);
-	if (w.loop == NULL) {
-		log_err("cannot initialise the event loop");
-		return EXIT_FAILURE;
-	}
-	w.cfg = cfg;
-	w.routes = cfg->routes;
-	pipe_pool_init(&w.pipes);
 
 	/* splice() into a socket the peer has closed raises SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
+	loop = ev_default_loop(EVFLAG_AUTO);
+	workers = calloc(n, sizeof(*workers));
+	if (loop == NULL || workers == NULL) {
+		log_err("cannot initialise the event loop");
+		free(workers);
+		return EXIT_FAILURE;
+	}
 	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);
 	ev_signal_init(&sighup, on_hup, SIGHUP);
-	ev_signal_start(w.loop, &sigterm);
-	ev_signal_start(w.loop, &sigint);
-	ev_signal_start(w.loop, &sighup);
+	ev_signal_start(loop, &sigterm);
+	ev_signal_start(loop, &sigint);
+	ev_signal_start(loop, &sighup);
 
-	if (listeners_open(&w) < 0)
-		goto out;
+	for (ready = 0; ready < n; ready++)
+		if (worker_init(&workers[ready], cfg, ready, n) < 0)
+			goto out;
 	if (routes_count(cfg->routes) == 0)
 		log_warn("%s defines no routes: every client will get EndpointNotFound",
 		    cfg->path);
 	log_tls_path(cfg);
-	log_info("nettcpd %s started: %zu routes, forward = %s", PACKAGE_VERSION,
-	    routes_count(cfg->routes),
+	for (started = 0; started < n; started++)
+		if (worker_start(&workers[started]) < 0)
+			goto out;
+	log_info("nettcpd %s started: %zu routes, %u workers, forward = %s",
+	    PACKAGE_VERSION, routes_count(cfg->routes), n,
 	    cfg->forward == FORWARD_SPLICE ? "splice" : "copy");
 
-	ev_run(w.loop, 0);
-
-	listeners_close(&w);
-	conn_close_all(&w);
-	log_info("stopped");
+	ev_run(loop, 0);
 	status = EXIT_SUCCESS;
 out:
-	pipe_pool_drain(&w.pipes);
-	ev_signal_stop(w.loop, &sigterm);
-	ev_signal_stop(w.loop, &sigint);
-	ev_signal_stop(w.loop, &sighup);
-	ev_loop_destroy(w.loop);
+	for (i = 0; i < started; i++)
+		worker_stop(&workers[i]);
+	for (i = 0; i < ready; i++)
+		worker_finish(&workers[i], i < started);
+	if (status == EXIT_SUCCESS)
+		log_info("stopped");
+	free(workers);
+	ev_signal_stop(loop, &sigterm);
+	ev_signal_stop(loop, &sigint);
+	ev_signal_stop(loop, &sighup);
+	ev_loop_destroy(loop);
 	return status;
 }
 

@@ -10,6 +10,7 @@
 #include "routes.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,7 @@ struct prefix_slot {
 };
 
 struct route_table {
-	unsigned refs;
+	atomic_uint refs;          /* every worker's connections share a table */
 	struct route **routes;     /* pointers, so routes_get() survives growth */
 	size_t nroutes, routes_cap;
 	struct prefix_slot *slots;
@@ -139,7 +140,7 @@ routes_new(void)
 	if (!t->slots)
 		goto fail;
 	t->nslots = INITIAL_SLOTS;
-	t->refs = 1;
+	atomic_init(&t->refs, 1);
 	return t;
 
 fail:
@@ -310,11 +311,10 @@ routes_get(const struct route_table *t, size_t i)
 	return i < t->nroutes ? t->routes[i] : NULL;
 }
 
-/* Tables live on the event-loop thread only, so the count needs no atomics. */
 struct route_table *
 routes_ref(struct route_table *t)
 {
-	t->refs++;
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	return t;
 }
 
@@ -323,7 +323,8 @@ routes_unref(struct route_table *t)
 {
 	size_t i;
 
-	if (!t || --t->refs > 0)
+	/* acq_rel: the last owner must see every other owner's writes. */
+	if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) > 1)
 		return;
 	for (i = 0; i < t->nslots; i++)
 		free((char *)t->slots[i].key.path);

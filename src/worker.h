@@ -1,10 +1,13 @@
 /*
- * worker.h - one event loop and everything it owns: its listeners, its
- * connections, its pipe pool.  Nothing here is shared with another thread,
- * so the forwarding path takes no locks.
+ * worker.h - one thread running one event loop, and everything it owns: its
+ * listening sockets (SO_REUSEPORT twins of the other workers'), its
+ * connections, its pipe pool.  Workers share only the immutable config and
+ * route table, so the forwarding path takes no locks.
  */
 #ifndef NETTCPD_WORKER_H
 #define NETTCPD_WORKER_H
+
+#include <pthread.h>
 
 #include <ev.h>
 
@@ -24,6 +27,10 @@ struct worker {
 	struct ev_loop *loop;
 	const struct config *cfg;
 	struct route_table *routes;     /* the table new connections route with */
+	unsigned index;                 /* 0 .. workers-1, for logs */
+	int share_port;                 /* several workers: listen with SO_REUSEPORT */
+	unsigned max_connections;       /* this worker's share of the limits */
+	unsigned max_pending;
 
 	struct listener *listeners;
 	size_t nlisteners;
@@ -39,6 +46,33 @@ struct worker {
 	unsigned npending;
 
 	struct pipe_pool pipes;
+
+	pthread_t thread;
+	ev_async stop;                  /* another thread asks this one to stop */
 };
+
+/* How many workers cfg asks for ("auto": one per online CPU). */
+unsigned worker_count(const struct config *cfg);
+
+/*
+ * Set up worker index of n: its loop and its listening sockets (bound here,
+ * so a bind error is reported before anything runs).  Returns 0, or -1
+ * after logging why, with nothing left to free.
+ */
+int worker_init(struct worker *w, const struct config *cfg, unsigned index,
+    unsigned n);
+
+/* Run the worker's loop on a thread of its own.  Returns 0 or -1. */
+int worker_start(struct worker *w);
+
+/* Ask a started worker to stop; safe from any thread. */
+void worker_stop(struct worker *w);
+
+/*
+ * Wait for a started worker to stop, then close its listeners and every
+ * connection it holds and free what it owns.  Also for a worker that was
+ * initialised but never started.
+ */
+void worker_finish(struct worker *w, int started);
 
 #endif

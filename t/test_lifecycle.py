@@ -129,5 +129,34 @@ def test_sighup_is_logged_and_ignored():
     b.close()
 
 
+def test_workers_each_listen_on_the_shared_port():
+    """workers = 3: three event-loop threads beside the main one, three
+    SO_REUSEPORT sockets on the port, and connections served by all."""
+    b = Backend(name="B")
+    with Daemon([("b", "net.tcp://+/", b.addr)], extra_global="workers = 3") as d:
+        assert len(os.listdir(f"/proc/{d.pid}/task")) == 4
+        listening = subprocess.run(["ss", "-Hltn", f"sport = :{d.port}"],
+                                   capture_output=True, text=True).stdout
+        assert len(listening.strip().splitlines()) == 3, listening
+        for _ in range(50):
+            s = d.connect()
+            s.sendall(preamble("net.tcp://h/x"))
+            assert recv_exact(s, 2) == b"\x0bB"
+            s.close()
+        d.wait_log("3 workers")
+    b.close()
+
+
+def test_one_worker_does_not_share_its_port():
+    """Without SO_REUSEPORT a second daemon on the same port fails to bind."""
+    b = Backend(name="B")
+    with Daemon([("b", "net.tcp://+/", b.addr)], extra_global="workers = 1") as d:
+        path = write_config(f"[global]\nlisten = 127.0.0.1:{d.port}\nworkers = 1\n")
+        r = nettcpd("-c", path)
+        assert r.returncode == 1 and "Address already in use" in r.stderr, r
+        os.unlink(path)
+    b.close()
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -18,9 +18,10 @@ def test_thousand_concurrent_connections():
     n = 1000
     b = Backend()
     # every client connects before any sends its preamble: all 1,000 are
-    # pending at once, so max_pending must admit them
+    # pending at once, so max_pending must admit them, whichever of the
+    # two workers the kernel hands each one to
     with Daemon([("e", "net.tcp://+/Echo", b.addr)], log_level="info",
-                extra_global="max_pending = 1000") as d:
+                extra_global="max_pending = 2000\nworkers = 2") as d:
         base = d.sockets()
         clients = []
         for i in range(n):
@@ -65,7 +66,7 @@ def test_thousand_concurrent_connections():
 
 def test_max_pending_evicts_the_oldest():
     b = Backend(name="B")
-    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="max_pending = 5") as d:
+    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="max_pending = 5\nworkers = 1") as d:
         slow = [d.connect() for _ in range(5)]
         for s in slow:
             s.sendall(b"\x00\x01")            # stuck in the preamble
@@ -89,7 +90,7 @@ def test_max_pending_evicts_the_oldest():
 
 def test_max_connections_pauses_accept():
     b = Backend(name="B")
-    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="max_connections = 3") as d:
+    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="max_connections = 3\nworkers = 1") as d:
         held = []
         for _ in range(3):
             s = d.connect()
@@ -120,7 +121,8 @@ def test_out_of_descriptors_backs_off_without_spinning():
     logs that once, pauses accepting instead of spinning, and serves the
     waiting client once descriptors are free."""
     b = Backend(name="B")
-    d = Daemon([("e", "net.tcp://+/", b.addr)], rlimit_nofile=24, log_level="info")
+    d = Daemon([("e", "net.tcp://+/", b.addr)], rlimit_nofile=24, log_level="info",
+               extra_global="workers = 1")
     with d:
         held, first = [], None
         for _ in range(30):

@@ -481,6 +481,25 @@ START_TEST(test_duration_keys)
 }
 END_TEST
 
+START_TEST(test_workers)
+{
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_uint_eq(cfg->workers, 0);   /* auto */
+	config_free(cfg);
+	cfg = load_ok("[global]\nworkers = 4\n");
+	ck_assert_uint_eq(cfg->workers, 4);
+	config_free(cfg);
+	cfg = load_ok("[global]\nworkers = auto\n");
+	ck_assert_uint_eq(cfg->workers, 0);
+	config_free(cfg);
+	load_bad("[global]\nworkers = 0\n");
+	ck_error(2, "bad workers", "'0'");
+	load_bad("[global]\nworkers = 257\n");
+	ck_error(2, "bad workers", "'257'");
+}
+END_TEST
+
 START_TEST(test_idle_timeout)
 {
 	struct config *cfg = load_ok("[global]\n");
@@ -1153,6 +1172,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_duration_invalid);
 	tcase_add_test(tc, test_duration_keys);
 	tcase_add_test(tc, test_idle_timeout);
+	tcase_add_test(tc, test_workers);
 	tcase_add_test(tc, test_counts);
 	suite_add_tcase(s, tc);
 

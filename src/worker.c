@@ -1,0 +1,105 @@
+/*
+ * worker.c - one thread, one event loop.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+
+unsigned
+worker_count(const struct config *cfg)
+{
+	long cpus;
+
+	if (cfg->workers > 0)
+		return cfg->workers;
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cpus < 1)
+		return 1;
+	return cpus > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (unsigned)cpus;
+}
+
+/* An even share of a limit, rounded up so the shares cover the limit. */
+static unsigned
+share(unsigned limit, unsigned n)
+{
+	return (limit + n - 1) / n;
+}
+
+static void
+on_stop(struct ev_loop *loop, ev_async *async, int revents)
+{
+	(void)async;
+	(void)revents;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+int
+worker_init(struct worker *w, const struct config *cfg, unsigned index,
+    unsigned n)
+{
+	memset(w, 0, sizeof(*w));
+	w->cfg = cfg;
+	w->routes = cfg->routes;
+	w->index = index;
+	w->share_port = n > 1;
+	w->max_connections = share(cfg->max_connections, n);
+	w->max_pending = share(cfg->max_pending, n);
+	pipe_pool_init(&w->pipes);
+	w->loop = ev_loop_new(EVFLAG_AUTO);
+	if (w->loop == NULL) {
+		log_err("cannot create the event loop of worker %u", index);
+		return -1;
+	}
+	ev_async_init(&w->stop, on_stop);
+	ev_async_start(w->loop, &w->stop);
+	if (listeners_open(w) < 0) {
+		ev_loop_destroy(w->loop);
+		return -1;
+	}
+	return 0;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	ev_run(w->loop, 0);
+	return NULL;
+}
+
+int
+worker_start(struct worker *w)
+{
+	int err = pthread_create(&w->thread, NULL, worker_main, w);
+
+	if (err != 0) {
+		log_err("cannot start worker %u: %s", w->index, strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+void
+worker_stop(struct worker *w)
+{
+	ev_async_send(w->loop, &w->stop);
+}
+
+void
+worker_finish(struct worker *w, int started)
+{
+	if (started)
+		pthread_join(w->thread, NULL);
+	listeners_close(w);
+	conn_close_all(w);
+	pipe_pool_drain(&w->pipes);
+	ev_async_stop(w->loop, &w->stop);
+	ev_loop_destroy(w->loop);
+}
