@@ -259,7 +259,8 @@ write_errors(struct parser *p, char *err, size_t errlen)
 	if (err == NULL || errlen == 0)
 		return;
 	err[0] = '\0';
-	qsort(p->errs, p->nerrs, sizeof(*p->errs), err_cmp);
+	if (p->nerrs > 0)  /* qsort() must not be given a NULL array */
+		qsort(p->errs, p->nerrs, sizeof(*p->errs), err_cmp);
 	for (i = 0; i < p->nerrs; i++)
 		if (put_line(err, errlen, &used, p->path, p->errs[i].line,
 		    p->errs[i].warning, p->errs[i].msg) < 0)
