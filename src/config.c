@@ -148,7 +148,7 @@ struct parser {
 	int global_line;
 	int key_line[GK_COUNT]; /* first line of each [global] key, 0 if absent */
 	struct route_sect *routes;
-	size_t nroutes;
+	size_t nroutes, routes_cap;
 	int *listen_lines;      /* parallel to cfg->listens */
 	struct config *cfg;
 	struct err_item *errs;
@@ -164,7 +164,7 @@ static void add_error(struct parser *p, int line, const char *fmt, ...)
 static void add_warning(struct parser *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void
+static void __attribute__((format(printf, 4, 0)))
 add_item(struct parser *p, int line, int warning, const char *fmt, va_list ap)
 {
 	struct err_item *e;
@@ -301,7 +301,6 @@ enter_section(struct parser *p, const char *name, size_t len)
 {
 	struct route_sect *r;
 	char *copy;
-	size_t i;
 
 	while (len > 0 && isspace((unsigned char)*name)) {
 		name++;
@@ -330,24 +329,23 @@ enter_section(struct parser *p, const char *name, size_t len)
 		p->kind = SECT_GLOBAL;
 		return;
 	}
-	for (i = 0; i < p->nroutes; i++)
-		if (strcmp(p->routes[i].name, copy) == 0) {
-			add_error(p, p->lineno,
-			    "duplicate route [%s] (first at line %d)", copy,
-			    p->routes[i].line);
-			break;
-		}
 	/*
-	 * A duplicate still gets a section of its own, so that its keys are
-	 * checked too; the config is refused anyway.
+	 * A duplicate name still gets a section of its own, so that its keys
+	 * are checked too; check_route_names() reports it at the end.  The
+	 * array grows by doubling: files with thousands of routes are normal.
 	 */
-	r = realloc(p->routes, (p->nroutes + 1) * sizeof(*r));
-	if (r == NULL) {
-		free(copy);
-		p->oom = 1;
-		return;
+	if (p->nroutes == p->routes_cap) {
+		size_t cap = p->routes_cap ? 2 * p->routes_cap : 16;
+
+		r = realloc(p->routes, cap * sizeof(*r));
+		if (r == NULL) {
+			free(copy);
+			p->oom = 1;
+			return;
+		}
+		p->routes = r;
+		p->routes_cap = cap;
 	}
-	p->routes = r;
 	r = &p->routes[p->nroutes];
 	memset(r, 0, sizeof(*r));
 	r->name = copy;
@@ -731,6 +729,46 @@ handle_key(void *user, const char *section, const char *name,
 	return 1;
 }
 
+static int
+route_name_cmp(const void *a, const void *b)
+{
+	const struct route_sect *x = *(const struct route_sect *const *)a;
+	const struct route_sect *y = *(const struct route_sect *const *)b;
+	int c = strcmp(x->name, y->name);
+
+	return c != 0 ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* Report every route section whose name an earlier section already took;
+ * sorting keeps this fast with thousands of routes. */
+static void
+check_route_names(struct parser *p)
+{
+	struct route_sect **sorted;
+	size_t i;
+
+	if (p->nroutes < 2)
+		return;
+	sorted = malloc(p->nroutes * sizeof(*sorted));
+	if (sorted == NULL) {
+		p->oom = 1;
+		return;
+	}
+	for (i = 0; i < p->nroutes; i++)
+		sorted[i] = &p->routes[i];
+	qsort(sorted, p->nroutes, sizeof(*sorted), route_name_cmp);
+	for (i = 1; i < p->nroutes; i++) {
+		const struct route_sect *first = sorted[i - 1];
+
+		while (i < p->nroutes && strcmp(sorted[i]->name, first->name) == 0) {
+			add_error(p, sorted[i]->line, "duplicate route [%s] (first "
+			    "at line %d)", sorted[i]->name, first->line);
+			i++;
+		}
+	}
+	free(sorted);
+}
+
 /* An existing context with exactly these settings, or a new one. */
 static SSL_CTX *
 tls_context(struct parser *p, struct route_sect *r)
@@ -945,6 +983,7 @@ config_load(const char *path, char *err, size_t errlen)
 		add_error(&p, 0, "cannot read: %s", strerror(p.read_errno));
 	if (p.key_line[GK_LISTEN] == 0)
 		add_listens(&p, CONFIG_DEFAULT_LISTEN, 0);
+	check_route_names(&p);
 	build_routes(&p);
 	if (p.nerrs == p.nwarnings && !p.oom) {
 		result = cfg;
