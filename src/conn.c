@@ -1019,12 +1019,22 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	c->backend_rd.data = c->backend_wr.data = c;
 	c->deadline.data = c;
 
-	/* A full preamble set gives way to the newcomer: the oldest is the
-	 * one most likely to be a slow or silent client. */
-	if (w->npending >= w->max_pending && w->pending_oldest != NULL) {
-		conn_log(w->pending_oldest, LOG_LEVEL_NOTICE,
+	/*
+	 * A full preamble set gives way to the newcomer: the oldest is the
+	 * one most likely to be a slow or silent client.  Read it once first:
+	 * in a burst of accepts the oldest may be a client whose whole
+	 * preamble already waits, unread, in its socket.
+	 */
+	while (w->npending >= w->max_pending && w->pending_oldest != NULL) {
+		struct conn *oldest = w->pending_oldest;
+		unsigned before = w->npending;
+
+		on_client_readable(w->loop, &oldest->client_rd, EV_READ);
+		if (w->npending < before)
+			continue; /* routed, faulted or closed: no longer pending */
+		conn_log(oldest, LOG_LEVEL_NOTICE,
 		    "max_pending (%u) reached, oldest preamble reset", w->max_pending);
-		conn_close(w->pending_oldest, CLOSE_RESET);
+		conn_close(oldest, CLOSE_RESET);
 	}
 
 	c->next = w->conns;
