@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Write the seed corpus: fuzz/corpus/{nmf,via,config}/ and the fixed
+regression inputs of fuzz/regress/nmf/.
+
+The seeds are sources, kept in git; this script only says where they came
+from and makes adding one easy.  It rewrites the files it knows and leaves
+every other file (inputs saved from fuzzing runs) alone:
+
+    python3 fuzz/make_seeds.py
+"""
+
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def mbint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def string_record(rtype, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return bytes([rtype]) + mbint(len(data)) + data
+
+
+def preamble(via, mode=2, encoding=8, content_type=None, upgrade=None,
+             version=(1, 0), end=True):
+    out = bytes([0, version[0], version[1], 1, mode]) + string_record(2, via)
+    if content_type is not None:
+        out += string_record(4, content_type)
+    elif encoding is not None:
+        out += bytes([3, encoding])
+    if upgrade is not None:
+        return out + string_record(9, upgrade)
+    return out + (b"\x0c" if end else b"")
+
+
+def write(kind, name, data, sub="corpus"):
+    d = os.path.join(HERE, sub, kind)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ------------------------------------------------------------ nmf
+# The first byte is the harness's control byte (see fuzz_nmf.c): 0x00 =
+# no split bytes, start at the first byte of a connection.
+
+def nmf(name, stream, control=0, splits=b""):
+    assert len(splits) == control & 0x0F
+    write("nmf", name, bytes([control]) + splits + stream)
+
+
+VIA = "net.tcp://127.0.0.1:37221/Echo"
+nmf("mode1-singleton-unsized", preamble(VIA, mode=1))
+nmf("mode2-duplex", preamble(VIA, mode=2))
+nmf("mode3-simplex", preamble(VIA, mode=3))
+nmf("mode4-singleton-sized", preamble(VIA, mode=4))
+nmf("mode0-invalid", preamble(VIA, mode=0))
+for enc in range(0, 10):
+    nmf(f"known-encoding-{enc}", preamble(VIA, encoding=enc))
+nmf("upgrade-ssl-tls", preamble("net.tcp://h/Secure", upgrade="application/ssl-tls"))
+nmf("upgrade-negotiate", preamble("net.tcp://h/Secure", upgrade="application/negotiate"))
+nmf("upgrade-then-tls-bytes", preamble("net.tcp://h/S", upgrade="application/ssl-tls") +
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+nmf("extensible-msbinsession1-gzip",
+    preamble("net.tcp://h/x", content_type="application/soap+msbinsession1+gzip"))
+nmf("extensible-text-xml",
+    preamble("net.tcp://h/x", content_type="text/xml; charset=utf-8"))
+nmf("extensible-256", preamble("net.tcp://h/x", content_type="a" * 256))
+nmf("extensible-257", preamble("net.tcp://h/x", content_type="a" * 257))
+nmf("upgrade-256", preamble("net.tcp://h/x", upgrade="u" * 256))
+nmf("upgrade-257", preamble("net.tcp://h/x", upgrade="u" * 257))
+long_via = "net.tcp://host.example/" + "/".join(["seg%03d" % i for i in range(400)])
+nmf("via-2048", preamble(long_via[:2048]))
+nmf("via-2049", preamble(long_via[:2048] + "x"))
+nmf("via-mbint-non-minimal", bytes([0, 1, 0, 1, 2, 2, 0x9e, 0x80, 0x00]) +
+    VIA.encode() + b"\x03\x08\x0c")
+nmf("via-empty", preamble(""))
+nmf("version-2-0", preamble(VIA, version=(2, 0)))
+nmf("version-1-1", preamble(VIA, version=(1, 1)))
+nmf("mono-capture-with-envelope", preamble(VIA) + b"\x06\xcf\x01\x05\x04")
+nmf("no-preamble-end", preamble(VIA, end=False))
+nmf("garbage-http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+nmf("split-1-0-7", preamble("net.tcp://h/split/me"), control=0x03, splits=bytes([1, 0, 7]))
+nmf("split-3", preamble("net.tcp://h/x", upgrade="application/ssl-tls"),
+    control=0x01, splits=bytes([3]))
+nmf("upgraded-start-tls-again", string_record(9, "application/ssl-tls"), control=0x30)
+nmf("upgraded-start-end", b"\x0c", control=0x10)
+nmf("upgraded-start-via", string_record(2, VIA), control=0x30)
+
+# Hostile sizes: the parser refuses each on its size byte.  Kept as
+# regressions too, so that make check replays them on every build.
+HEAD = bytes([0, 1, 0, 1, 2])
+VIA_REC = string_record(2, "net.tcp://h/x")
+HOSTILE = {
+    "via": HEAD + b"\x02",
+    "content-type": HEAD + VIA_REC + b"\x04",
+    "upgrade": HEAD + VIA_REC + b"\x03\x08\x09",
+}
+for what, head in HOSTILE.items():
+    for label, size in (("2gib", b"\x80\x80\x80\x80\x08"),
+                        ("2gib-minus-1", b"\xff\xff\xff\xff\x07"),
+                        ("6-byte-mbint", b"\x80\x80\x80\x80\x80\x00"),
+                        ("2049", mbint(2049))):
+        for sub in ("corpus", "regress"):
+            write("nmf", f"size-{label}-{what}", b"\x00" + head + size + b"x" * 16, sub)
+
+# ------------------------------------------------------------ via
+
+VIAS = {
+    "plain": "net.tcp://host.example/Svc",
+    "strong": "net.tcp://+/Calc/Sub",
+    "weak": "net.tcp://*/Weak/Path%20With%20Space",
+    "upper-port-query": "NET.TCP://Host.Example:808/Calc/Sub/x?q=1#frag",
+    "ipv6": "net.tcp://[::1]:808/V6/deeper",
+    "ipv6-long": "net.tcp://[0:0:0:0:0:ffff:7f00:1]/x",
+    "ipv6-zone": "net.tcp://[fe80::1%25eth0]/x",
+    "ipv4": "net.tcp://10.0.0.1:9000/A/B/C",
+    "dots": "net.tcp://h/a/./b/../c",
+    "empty-segments": "net.tcp://h/a//..//b",
+    "escapes": "net.tcp://h/%41%2f%5C%2E%2e/x%3a%7e%25",
+    "lone-percent": "net.tcp://h/100%/x%4",
+    "backslashes": "net.tcp:\\\\h\\a\\b",
+    "userinfo": "net.tcp://user@h/",
+    "space": "net.tcp://h/Path With Space",
+    "idn": "net.tcp://xn--bcher-kva.example/%E4%B8%AD",
+    "utf8": "net.tcp://b\u00fccher.example/\u4e2d\u6587",
+    "lws": "  \tnet.tcp://h/x \r\n",
+    "port-0": "net.tcp://h:0/",
+    "port-65536": "net.tcp://h:65536/",
+    "port-empty": "net.tcp://h:/",
+    "http": "http://h/",
+    "relative": "/Calc",
+    "root": "net.tcp://host.example",
+    "root-slash": "net.tcp://host.example/",
+    "dotdot-above-root": "net.tcp://h/../../x",
+    "deep-route": "net.tcp://h/Calc/Sub/Deep/Deeper/Deepest",
+    "exact-ported": "net.tcp://host.example:9000/svc/x/y/z",
+    "many-segments": "net.tcp://h" + "/a" * 600,
+    "long-2048": ("net.tcp://h/" + "abcdefg/" * 300)[:2048],
+    "long-escapes": ("net.tcp://h/" + "%C3%A9" * 400)[:2048],
+}
+for name, uri in VIAS.items():
+    write("via", name, uri)
+
+# ------------------------------------------------------------ config
+
+with open(os.path.join(HERE, "..", "etc", "nettcpd.ini"), "rb") as f:
+    write("config", "shipped-example", f.read())
+
+CONFIGS = {
+    "minimal": "[global]\nlisten = 127.0.0.1:8808\n\n[a]\nvia = net.tcp://+/A\nbackend = 127.0.0.1:9001\n",
+    "every-key": """[global]
+listen = 0.0.0.0:808, [::]:808 , 127.0.0.1:8808
+preamble_timeout = 1.5
+connect_timeout = 500ms
+max_connections = 1000000
+max_pending = 1
+forward = copy
+log = syslog
+log_level = debug
+
+[calc]
+via = net.tcp://+/Calc
+via = net.tcp://host.example:808/Calc/Sub
+via = net.tcp://*/Weak
+backend = [::1]:9001
+
+[local]
+backend = localhost:9002
+via = net.tcp://[::1]/V6
+""",
+    "errors": """key = before any section
+[global]
+listen = 1.2.3.4
+listen = [::1:80, host:80
+preamble_timeout = 25h
+connect_timeout = -1
+max_connections = 0
+max_pending = 1000001
+forward = zero-copy
+log = file
+log_level = loud
+log_level = info
+bogus = 1
+[global]
+[]
+[dup]
+via = net.tcp://+/X
+backend = 127.0.0.1:1
+[dup]
+via = net.tcp://+/X
+via = http://nope/
+backend = nosuchhost.invalid:1
+backend = 127.0.0.1:2
+other = 1
+[empty]
+[unclosed
+no equals sign here
+""",
+    "bom-crlf-indent": "\ufeff[global]\r\n   listen = 127.0.0.1:1\r\n\t[r] ; comment\r\n  via = net.tcp://+/r\r\n  backend = 127.0.0.1:2\r\n",
+    "comments": "; c\n# c\n[global] ; trailing\nlisten = 127.0.0.1:1 ; c\n[r]\nvia=net.tcp://+/r;not a comment\nbackend=127.0.0.1:2\n",
+    "long-line": "[global]\nlisten = " + "1" * 5000 + "\n",
+    "long-section": "[" + "s" * 400 + "]\nvia = net.tcp://+/s\nbackend = 127.0.0.1:1\n",
+    "continuation": "[r]\nvia = net.tcp://+/r\n  more\nbackend = 127.0.0.1:1\n",
+    "nul-byte": "[global]\nlisten = 127.0.0.1:1\x00junk\n",
+    "no-newline": "[r]\nvia = net.tcp://+/r\nbackend = 127.0.0.1:1",
+    "workers-idle": "[global]\nworkers = auto\nidle_timeout = off\n[global]\nworkers = 0\n"
+                    "idle_timeout = 5m\n[g2]\nworkers = 2\n",
+    "tls-terminate-missing-files": """[secure]
+via = net.tcp://+/Secure
+backend = 127.0.0.1:9003
+tls = terminate
+tls_cert = no/such/cert.pem
+tls_key = no/such/key.pem
+tls_min_version = 1.3
+tls_ciphers = ECDHE-RSA-AES128-GCM-SHA256
+tls_ciphersuites = TLS_AES_128_GCM_SHA256
+
+[passthrough]
+via = net.tcp://+/Pass
+backend = 127.0.0.1:9004
+tls = passthrough
+tls_cert = c.pem
+tls_min_version = 1.1
+""",
+}
+for name, text in CONFIGS.items():
+    write("config", name, text)
