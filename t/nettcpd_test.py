@@ -10,6 +10,7 @@ Environment:
                    by default forwarding tests run with both
 """
 
+import atexit
 import os
 import resource
 import shlex
@@ -258,6 +259,19 @@ def complete_preamble(buf):
 
 # ------------------------------------------------------------ the daemon
 
+# Every daemon a test started, so none outlives the test program even when
+# a test fails between start() and stop().
+RUNNING = []
+
+
+@atexit.register
+def _kill_leftover_daemons():
+    for d in RUNNING:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
 class Daemon:
     def __init__(self, routes=(), listen=None, extra_global="", forward="splice",
                  raw_config=None, rlimit_nofile=None, log_level="debug"):
@@ -292,6 +306,7 @@ class Daemon:
         self.proc = subprocess.Popen(WRAPPER + [NETTCPD, "-c", self.config],
                                      stdout=log, stderr=log, preexec_fn=limit)
         log.close()
+        RUNNING.append(self)
         deadline = time.time() + 10 * SLOW
         while time.time() < deadline:
             if "started" in self.log():
@@ -299,6 +314,8 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise AssertionError(f"nettcpd exited {self.proc.returncode}:\n{self.log()}")
             time.sleep(0.02)
+        self.proc.kill()
+        self.proc.wait()
         raise AssertionError("nettcpd did not start:\n" + self.log())
 
     def log(self):
