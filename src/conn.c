@@ -36,8 +36,8 @@
 #define FAULT_DRAIN_MAX (64u * 1024u)
 #define FAULT_DRAIN_SECONDS 2.0
 
-/* How much of a Via a log line shows. */
-#define LOG_VIA_MAX 256u
+/* How much of a Via or other client text a log line shows. */
+#define LOG_TEXT_MAX 256u
 
 enum close_how {
 	CLOSE_FIN,   /* orderly close */
@@ -48,17 +48,18 @@ static void conn_close(struct conn *c, enum close_how how);
 static void conn_fault(struct conn *c, enum nmf_fault fault);
 static void forward_tls(struct conn *c);
 
-/* Printable copy of a Via for a log line: control and non-ASCII bytes are
- * escaped, so a hostile Via cannot forge log lines. */
+/* Printable copy of client bytes (a Via, an upgrade name) for a log line:
+ * control and non-ASCII bytes are escaped, so a client cannot forge log
+ * lines. */
 static const char *
-via_for_log(const uint8_t *via, size_t len, char *out, size_t outlen)
+printable(const uint8_t *via, size_t len, char *out, size_t outlen)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
 
 	for (size_t i = 0; i < len && o + 8 < outlen; i++) {
 		uint8_t ch = via[i];
-		if (i == LOG_VIA_MAX) {
+		if (i == LOG_TEXT_MAX) {
 			memcpy(out + o, "...", 3);
 			o += 3;
 			break;
@@ -80,7 +81,7 @@ via_for_log(const uint8_t *via, size_t len, char *out, size_t outlen)
 static void __attribute__((format(printf, 3, 4)))
 conn_log(struct conn *c, enum log_level level, const char *fmt, ...)
 {
-	char peer[ADDR_TEXT_MAX], via[LOG_VIA_MAX * 4 + 8], what[512];
+	char peer[ADDR_TEXT_MAX], via[LOG_TEXT_MAX * 4 + 8], what[512];
 	va_list ap;
 
 	if (!log_enabled(level))
@@ -93,7 +94,7 @@ conn_log(struct conn *c, enum log_level level, const char *fmt, ...)
 		log_msg(level, "client %s route [%s]: %s", peer, c->route->name, what);
 	else if (c->preamble != NULL && c->via_len > 0)
 		log_msg(level, "client %s via '%s': %s", peer,
-		    via_for_log(c->preamble + c->via_off, c->via_len, via, sizeof(via)),
+		    printable(c->preamble + c->via_off, c->via_len, via, sizeof(via)),
 		    what);
 	else
 		log_msg(level, "client %s: %s", peer, what);
@@ -468,6 +469,15 @@ backend_connect(struct conn *c)
 
 /* ------------------------------------------------------------ TLS termination */
 
+/* A framing error before routing: abort, as SMSvcHost does, without a fault. */
+static void
+preamble_malformed(struct conn *c, int status)
+{
+	conn_log(c, LOG_LEVEL_NOTICE, "malformed preamble (%s) at byte %zu, reset",
+	    nmf_strerror(status), c->parser.pos);
+	conn_close(c, CLOSE_RESET);
+}
+
 /* Client bytes that are not framing, logged as the reason for a close. */
 static void
 tls_fail(struct conn *c, const char *what)
@@ -616,10 +626,12 @@ upgrade_parse(struct conn *c)
 			if (rec.str_len != strlen(TLS_UPGRADE_NAME) ||
 			    memcmp(c->preamble + rec.str_off, TLS_UPGRADE_NAME,
 			    rec.str_len) != 0) {
-				conn_log(c, LOG_LEVEL_NOTICE, "upgrade '%.*s' cannot be "
+				char name[LOG_TEXT_MAX * 4 + 8];
+
+				conn_log(c, LOG_LEVEL_NOTICE, "upgrade '%s' cannot be "
 				    "served by a tls = terminate route, sent UpgradeInvalid",
-				    (int)(rec.str_len > 64 ? 64 : rec.str_len),
-				    (const char *)c->preamble + rec.str_off);
+				    printable(c->preamble + rec.str_off, rec.str_len,
+				    name, sizeof(name)));
 				conn_fault(c, NMF_FAULT_UPGRADE_INVALID);
 				return;
 			}
@@ -635,11 +647,8 @@ upgrade_parse(struct conn *c)
 			return;
 		}
 	}
-	if (status != NMF_NEED_MORE) {
-		conn_log(c, LOG_LEVEL_NOTICE, "malformed preamble (%s) at byte %zu, reset",
-		    nmf_strerror(status), c->parser.pos);
-		conn_close(c, CLOSE_RESET);
-	}
+	if (status != NMF_NEED_MORE)
+		preamble_malformed(c, status);
 }
 
 /* ------------------------------------------------------------ preamble */
@@ -735,9 +744,7 @@ preamble_read(struct conn *c)
 		conn_fault(c, NMF_FAULT_UNSUPPORTED_MODE);
 		break;
 	default:
-		conn_log(c, LOG_LEVEL_NOTICE, "malformed preamble (%s) at byte %zu, reset",
-		    nmf_strerror(status), c->parser.pos);
-		conn_close(c, CLOSE_RESET);
+		preamble_malformed(c, status);
 		break;
 	}
 }
