@@ -1,0 +1,838 @@
+#!/usr/bin/env python3
+"""bench/run.py - nettcpd's benchmark: every scenario against direct,
+nettcpd and HAProxy on loopback, then one table.
+
+`make bench` runs this with NETTCPD, BENCH_LOADGEN and BENCH_SERVICE set to
+the programs just built.  Every knob is an environment variable; see
+bench/README or `run.py --help`.  Traffic goes to 127.0.0.0/8 only; every
+child is started here and stopped here, by its own pid.
+"""
+
+import json
+import os
+import platform
+import resource
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HELP = """usage: run.py [--help]
+
+Environment (defaults in brackets):
+  NETTCPD             the daemon                      [./src/nettcpd]
+  BENCH_LOADGEN       the load generator              [./bench/nmf-loadgen]
+  BENCH_SERVICE       the test service                [./bench/nmf-service]
+  HAPROXY             haproxy binary, or "none"       [haproxy on PATH]
+  BENCH_TARGETS       columns, in order   [direct nettcpd haproxy haproxy-auto]
+                      haproxy:      option splice-request + splice-response
+                      haproxy-auto: option splice-auto
+                      haproxy-copy: no splice option
+                      nettcpd-copy: nettcpd with forward = copy
+  BENCH_SCENARIOS     which to run                    [idle cps routes rr bulk]
+  BENCH_SECONDS       measured time of each run       [5]
+  BENCH_WARMUP        warm-up before cps and rr       [1]
+  BENCH_CONNS         clients for cps and rr          [64]
+  BENCH_BULK_CONNS    connection counts for bulk      [1 8]
+  BENCH_IDLE_CONNS    idle connections                [9000]
+  BENCH_SOURCES       source addresses 127.0.0.1..N   [4]
+  BENCH_ROUTES        routes of the base config       [8]
+  BENCH_ROUTES_LARGE  routes of the large config      [10000]
+  BENCH_ROUTE_ROUNDS  alternating small/large rounds  [2]
+  BENCH_REQ_BYTES     request envelope payload        [256]
+  BENCH_REPLY_BYTES   reply envelope payload          [256]
+  BENCH_ENVELOPE      bulk envelope payload           [65536]
+  BENCH_THREADS       event loops of each proxy: nettcpd workers and
+                      HAProxy nbthread alike; a number or auto (one per CPU) [1]
+  HAPROXY_ROUTING     map (tree lookup) | acl (one use_backend per route) [map]
+  BENCH_JSON          also write every figure to this JSON file
+  BENCH_KEEP          keep the work directory (configs, logs) if set
+"""
+
+VIA_HOST = "bench.local"
+# Every column the runner knows: what runs, and how it forwards.
+TARGET_KINDS = {
+    "direct": ("direct", None),
+    "nettcpd": ("nettcpd", "splice"),
+    "nettcpd-copy": ("nettcpd", "copy"),
+    "haproxy": ("haproxy", "always"),
+    "haproxy-auto": ("haproxy", "auto"),
+    "haproxy-copy": ("haproxy", "off"),
+}
+# HAProxy keeps up to this many pipes for splicing (two descriptors each).
+HAPROXY_MAXPIPES = 256
+
+
+def env_int(name, default):
+    return int(os.environ.get(name, default))
+
+
+def env_float(name, default):
+    return float(os.environ.get(name, default))
+
+
+def env_list(name, default):
+    return os.environ.get(name, default).replace(",", " ").split()
+
+
+class Settings:
+    def __init__(self):
+        here = os.getcwd()
+        self.nettcpd = os.environ.get("NETTCPD", os.path.join(here, "src", "nettcpd"))
+        self.loadgen = os.environ.get("BENCH_LOADGEN", os.path.join(here, "bench", "nmf-loadgen"))
+        self.service = os.environ.get("BENCH_SERVICE", os.path.join(here, "bench", "nmf-service"))
+        hp = os.environ.get("HAPROXY", "")
+        self.haproxy = None if hp == "none" else (hp or shutil.which("haproxy")
+                                                  or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy") or None)
+        self.targets = env_list("BENCH_TARGETS", "direct nettcpd haproxy haproxy-auto")
+        self.scenarios = env_list("BENCH_SCENARIOS", "idle cps routes rr bulk")
+        self.seconds = env_float("BENCH_SECONDS", 5)
+        self.warmup = env_float("BENCH_WARMUP", 1)
+        self.conns = env_int("BENCH_CONNS", 64)
+        self.bulk_conns = [int(x) for x in env_list("BENCH_BULK_CONNS", "1 8")]
+        self.idle_conns = env_int("BENCH_IDLE_CONNS", 9000)
+        self.sources = env_int("BENCH_SOURCES", 4)
+        self.routes = env_int("BENCH_ROUTES", 8)
+        self.routes_large = env_int("BENCH_ROUTES_LARGE", 10000)
+        self.route_rounds = max(1, env_int("BENCH_ROUTE_ROUNDS", 2))
+        self.req_bytes = env_int("BENCH_REQ_BYTES", 256)
+        self.reply_bytes = env_int("BENCH_REPLY_BYTES", 256)
+        self.envelope = env_int("BENCH_ENVELOPE", 65536)
+        self.threads = os.environ.get("BENCH_THREADS", "1")
+        if self.threads == "auto":
+            self.hp_threads = os.cpu_count() or 1
+        elif self.threads.isdigit() and 1 <= int(self.threads) <= 64:
+            self.hp_threads = int(self.threads)
+        else:
+            raise SystemExit("BENCH_THREADS must be auto or 1..64")
+        self.hp_routing = os.environ.get("HAPROXY_ROUTING", "map")
+        self.json = os.environ.get("BENCH_JSON", "")
+        self.keep = bool(os.environ.get("BENCH_KEEP", ""))
+        if self.seconds <= 0 or self.seconds > 600:
+            raise SystemExit("BENCH_SECONDS must be in (0, 600]")
+        for t in self.targets:
+            if t not in TARGET_KINDS:
+                raise SystemExit(f"BENCH_TARGETS: unknown target {t} "
+                                 f"(known: {' '.join(TARGET_KINDS)})")
+        if self.hp_routing not in ("map", "acl"):
+            raise SystemExit("HAPROXY_ROUTING must be map or acl")
+
+
+# ------------------------------------------------------------------ /proc
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid):
+    """utime + stime of a process (all its threads), seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_pss_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def meminfo_kib():
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, rest = line.split(":", 1)
+            out[key] = int(rest.split()[0])
+    return out
+
+
+def meminfo_median(samples=5, gap=0.2):
+    """MemAvailable and Slab, each the median of a few samples: other
+    processes move MemAvailable by megabytes from one moment to the next."""
+    snaps = []
+    for i in range(samples):
+        if i:
+            time.sleep(gap)
+        snaps.append(meminfo_kib())
+    return {k: sorted(s[k] for s in snaps)[samples // 2] for k in ("MemAvailable", "Slab")}
+
+
+def sockstat():
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                p = line.split()[1:]
+                return dict(zip(p[0::2], (int(x) for x in p[1::2])))
+    return {}
+
+
+def listening(port):
+    """Whether something listens on 127.0.0.1:port (read from /proc, so the
+    probe opens no connection the daemon would count or log)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            p = line.split()
+            if p[1] == want and p[3] == "0A":
+                return True
+    return False
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+# ------------------------------------------------------------------ processes
+
+class Child:
+    """A process this script started; stopped by its pid only."""
+
+    def __init__(self, name, argv, workdir, stdin=None, stdout=None):
+        self.name = name
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(argv, stdin=stdin,
+                                     stdout=stdout if stdout is not None else self.log,
+                                     stderr=self.log, text=True)
+        self.pid = self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=10):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+    def log_tail(self, n=10):
+        try:
+            with open(self.log_path) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+
+def wait_listening(child, port, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(f"{child.name} exited: {child.log_tail()}")
+        if listening(port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{child.name} not listening on {port} after {timeout}s")
+
+
+# ------------------------------------------------------------------ targets
+
+def via_path(i):
+    return f"/svc{i}"
+
+
+def nettcpd_config(path, port, backend_port, nroutes, forward, maxconn, workers="1"):
+    with open(path, "w") as f:
+        f.write("; generated by bench/run.py\n[global]\n"
+                f"listen = 127.0.0.1:{port}\n"
+                f"max_connections = {maxconn}\nmax_pending = 1000\n"
+                f"forward = {forward}\nlog = stderr\nlog_level = warning\n"
+                f"workers = {workers}\n")
+        for i in range(nroutes):
+            f.write(f"\n[svc{i}]\nvia = net.tcp://+{via_path(i)}\n"
+                    f"backend = 127.0.0.1:{backend_port}\n")
+
+
+def haproxy_config(path, map_path, port, backend_port, nroutes, st, splice_mode):
+    """Payload routing equivalent to nettcpd's: wait until the whole Via is
+    in the buffer, then pick the backend by the Via bytes.  The Via of the
+    benchmark's preamble starts at byte 7 after a one-byte length at byte 6
+    (Version 00 01 00, Mode 01 02, Via 02 LEN ...), which payload_lv reads.
+    map: one tree lookup of the lower-cased Via (HAProxy's cheapest form);
+    acl: one use_backend rule per route, tried in order."""
+    splice = {"auto": "    option splice-auto\n",
+              "always": "    option splice-request\n    option splice-response\n",
+              "off": ""}[splice_mode]
+    via = "req.payload_lv(6,1)"
+    with open(path, "w") as f:
+        f.write("# generated by bench/run.py\nglobal\n"
+                f"    maxconn {st.maxconn}\n"
+                f"    ulimit-n {st.nofile}\n"
+                f"    maxpipes {HAPROXY_MAXPIPES}\n"
+                f"    nbthread {st.hp_threads}\n"
+                f"\ndefaults\n    mode tcp\n    maxconn {st.maxconn}\n"
+                "    timeout connect 5s\n    timeout client 10m\n"
+                "    timeout server 10m\n" + splice +
+                f"\nfrontend nettcp\n    bind 127.0.0.1:{port}\n"
+                "    tcp-request inspect-delay 30s\n"
+                f"    tcp-request content accept if {{ {via} -m found }}\n"
+                "    tcp-request content reject\n")
+        if st.hp_routing == "map":
+            f.write(f"    use_backend %[{via},lower,map_str({map_path})]\n")
+        else:
+            for i in range(nroutes):
+                f.write(f"    use_backend svc{i} if {{ {via},lower -m str "
+                        f"net.tcp://{VIA_HOST}{via_path(i)} }}\n")
+        for i in range(nroutes):
+            f.write(f"\nbackend svc{i}\n    server s 127.0.0.1:{backend_port}\n")
+    with open(map_path, "w") as f:
+        for i in range(nroutes):
+            f.write(f"net.tcp://{VIA_HOST}{via_path(i)} svc{i}\n")
+
+
+class Target:
+    """One column: where the load generator connects, and the proxy's pid."""
+
+    def __init__(self, name, st, workdir, service_port):
+        self.name = name
+        self.st = st
+        self.workdir = workdir
+        self.service_port = service_port
+        self.child = None
+        self.port = service_port
+
+    def start(self, nroutes):
+        st = self.st
+        if self.name == "direct":
+            self.port = self.service_port
+            return
+        self.port = free_port()
+        tag = f"{self.name}-{nroutes}"
+        program, forward = TARGET_KINDS[self.name]
+        if program == "nettcpd":
+            cfg = os.path.join(self.workdir, f"{tag}.ini")
+            nettcpd_config(cfg, self.port, self.service_port, nroutes, forward, st.maxconn,
+                           st.threads)
+            argv = [st.nettcpd, "-c", cfg]
+        else:
+            cfg = os.path.join(self.workdir, f"{tag}.cfg")
+            haproxy_config(cfg, os.path.join(self.workdir, f"{tag}.map"),
+                           self.port, self.service_port, nroutes, st, forward)
+            argv = [st.haproxy, "-f", cfg, "-db"]
+        self.child = Child(tag, argv, self.workdir)
+        wait_listening(self.child, self.port, 60)
+        time.sleep(0.2)
+
+    @property
+    def pid(self):
+        return self.child.pid if self.child else None
+
+    def cpu(self):
+        return proc_cpu(self.pid) if self.child else None
+
+    def stop(self):
+        if self.child:
+            self.child.stop()
+            self.child = None
+
+
+# ------------------------------------------------------------------ load generator
+
+def parse_result(line):
+    """The load generator's "result k=v ..." (or "ready k=v ...") line;
+    first_error="..." may hold spaces and comes last."""
+    out = {}
+    rest = line.split(None, 1)[1] if " " in line.strip() else ""
+    head, _, err = rest.partition(' first_error="')
+    for tok in head.split():
+        k, _, v = tok.partition("=")
+        try:
+            out[k] = float(v)
+        except ValueError:
+            out[k] = v
+    if err:
+        out["first_error"] = err.strip().rstrip('"')
+    return out
+
+
+def loadgen(st, target, mode, extra, timeout):
+    argv = [st.loadgen, "-a", f"127.0.0.1:{target.port}", "-m", mode,
+            "-H", VIA_HOST] + [str(x) for x in extra]
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("result ")]
+    if not lines:
+        raise RuntimeError(f"nmf-loadgen {mode}: no result (exit {p.returncode}): "
+                           f"{p.stderr.strip()[-300:]}")
+    return parse_result(lines[-1])
+
+
+def measured(st, target, service, mode, extra, seconds):
+    """One load generator run with the proxy's and service's CPU around it."""
+    cpu0, svc0 = target.cpu(), proc_cpu(service.pid)
+    r = loadgen(st, target, mode, extra, seconds + st.warmup + 90)
+    cpu1, svc1 = target.cpu(), proc_cpu(service.pid)
+    r["proxy_cpu"] = None if cpu0 is None else cpu1 - cpu0
+    r["service_cpu"] = svc1 - svc0
+    return r
+
+
+def note(msg):
+    print(msg, flush=True)
+
+
+def check(r, what):
+    if r.get("errors", 0):
+        note(f"    !! {what}: {int(r['errors'])} errors, first: {r.get('first_error', '?')}")
+
+
+# ------------------------------------------------------------------ scenarios
+
+def run_cps(st, target, service, nroutes, key, results):
+    base = ["-c", st.conns, "-r", nroutes, "-q", st.req_bytes, "-p", st.reply_bytes,
+            "-s", 1]
+    if st.warmup > 0:
+        loadgen(st, target, "cps", base + ["-d", st.warmup], st.warmup + 60)
+    r = measured(st, target, service, "cps", base + ["-d", st.seconds], st.seconds)
+    check(r, f"{target.name} {key}")
+    if r["proxy_cpu"] is not None and r["ok"]:
+        r["cpu_per_kconn"] = r["proxy_cpu"] / (r["ok"] / 1000.0)
+    results.setdefault(target.name, {})[key] = r
+    note(f"    {key:<10} {r['rate']:>10.0f} conn/s  p99 {r['p99_us'] / 1000:.2f} ms"
+         + (f"  proxy CPU {r['proxy_cpu']:.2f}s" if r["proxy_cpu"] is not None else ""))
+
+
+def run_routes(st, name, service, workdir, results):
+    """Route-table cost: the same proxy with the small and the large table,
+    both running, measured in alternation so that drift on a shared machine
+    hits both alike; medians of the rounds."""
+    small = Target(name, st, workdir, service.port)
+    large = Target(name, st, workdir, service.port)
+    runs = {"small": [], "large": []}
+    try:
+        t0 = time.monotonic()
+        large.start(st.routes_large)
+        note(f"    {st.routes_large} routes: started in {time.monotonic() - t0:.1f}s")
+        small.start(st.routes)
+        base = ["-c", st.conns, "-q", st.req_bytes, "-p", st.reply_bytes, "-s", 1]
+        for which, t, n in (("small", small, st.routes), ("large", large, st.routes_large)):
+            if st.warmup > 0:
+                loadgen(st, t, "cps", base + ["-r", n, "-d", st.warmup], st.warmup + 60)
+        for _ in range(st.route_rounds):
+            for which, t, n in (("small", small, st.routes), ("large", large, st.routes_large)):
+                r = measured(st, t, service, "cps", base + ["-r", n, "-d", st.seconds],
+                             st.seconds)
+                check(r, f"{name} {n} routes")
+                r["cpu_per_kconn"] = r["proxy_cpu"] / (r["ok"] / 1000.0) if r["ok"] else None
+                runs[which].append(r)
+                note(f"    {n:>6} routes {r['rate']:>10.0f} conn/s  "
+                     f"CPU {1000 * (r['cpu_per_kconn'] or 0):.1f} ms/1k conn")
+    finally:
+        small.stop()
+        large.stop()
+
+    def med(which, field):
+        xs = sorted(r[field] for r in runs[which] if r.get(field) is not None)
+        return xs[len(xs) // 2] if xs else None
+    out = {}
+    for which in ("small", "large"):
+        out[which] = {f: med(which, f) for f in ("rate", "cpu_per_kconn", "p99_us")}
+        out[which]["errors"] = sum(r.get("errors", 0) for r in runs[which])
+        out[which]["runs"] = runs[which]
+    lg, sm = out["large"], out["small"]
+    if sm["rate"] and lg["rate"] is not None:
+        lg["vs_small"] = lg["rate"] / sm["rate"]
+    if sm["cpu_per_kconn"] and lg["cpu_per_kconn"] is not None:
+        lg["cpu_vs_small"] = lg["cpu_per_kconn"] / sm["cpu_per_kconn"]
+    results.setdefault(name, {})["cps_small"] = sm
+    results.setdefault(name, {})["cps_large"] = lg
+
+
+def run_rr(st, target, service, results):
+    args = ["-c", st.conns, "-r", st.routes, "-q", st.req_bytes, "-p", st.reply_bytes,
+            "-w", st.warmup, "-d", st.seconds]
+    r = measured(st, target, service, "rr", args, st.seconds)
+    check(r, f"{target.name} rr")
+    if r["proxy_cpu"] is not None and r["ok"]:
+        # Includes the warm-up's requests' CPU: count them at the same rate.
+        total = r["ok"] * (st.seconds + st.warmup) / st.seconds
+        r["cpu_per_kreq"] = r["proxy_cpu"] / (total / 1000.0)
+    results.setdefault(target.name, {})["rr"] = r
+    note(f"    rr         {r['rate']:>10.0f} req/s   p50 {r['p50_us']:.0f} us  "
+         f"p99 {r['p99_us']:.0f} us  p99.9 {r['p999_us']:.0f} us")
+
+
+def run_bulk(st, target, service, direction, nconn, results):
+    key = f"{direction}{nconn}"
+    args = ["-c", nconn, "-r", st.routes, "-e", st.envelope, "-d", st.seconds]
+    r = measured(st, target, service, direction, args, st.seconds)
+    check(r, f"{target.name} {key}")
+    if r["proxy_cpu"] is not None and r["bytes"]:
+        r["cpu_per_gb"] = r["proxy_cpu"] / (r["bytes"] / 1e9)
+    results.setdefault(target.name, {})[key] = r
+    note(f"    {key:<10} {r['mbps']:>10.0f} MB/s"
+         + (f"  proxy CPU {r['proxy_cpu']:.2f}s" if r["proxy_cpu"] is not None else ""))
+
+
+def run_idle(st, target, service, workdir, results):
+    n = st.idle_conns
+    time.sleep(1.0)
+    pss0 = proc_pss_kib(target.pid) if target.pid else None
+    mem0, tcp0 = meminfo_median(), sockstat()
+    svc_pss0 = proc_pss_kib(service.pid)
+    argv = [st.loadgen, "-a", f"127.0.0.1:{target.port}", "-m", "idle", "-n", str(n),
+            "-c", str(st.conns), "-s", str(st.sources), "-r", str(st.routes),
+            "-H", VIA_HOST, "-d", "300"]
+    lg = Child(f"idle-{target.name}", argv, workdir, stdin=subprocess.PIPE,
+               stdout=subprocess.PIPE)
+    ready = None
+    deadline = time.monotonic() + 60 + n / 200
+    try:
+        while time.monotonic() < deadline and ready is None:
+            r, _, _ = select.select([lg.proc.stdout], [], [], 1.0)
+            if r:
+                line = lg.proc.stdout.readline()
+                if not line:
+                    break
+                if line.startswith("ready "):
+                    ready = parse_result(line)
+        if ready is None:
+            raise RuntimeError(f"idle load generator never ready: {lg.log_tail()}")
+        time.sleep(2.0)     # let the last acks and allocations settle
+        pss1 = proc_pss_kib(target.pid) if target.pid else None
+        mem1, tcp1 = meminfo_median(), sockstat()
+        svc_pss1 = proc_pss_kib(service.pid)
+        lg.proc.stdin.write("close\n")
+        lg.proc.stdin.close()
+        lg.proc.wait(timeout=60)
+        out = lg.proc.stdout.read()
+    finally:
+        lg.stop()
+    res = [ln for ln in out.splitlines() if ln.startswith("result ")]
+    final = parse_result(res[-1]) if res else {}
+    held = int(ready.get("n", 0))
+    r = {"conns": held, "errors": ready.get("errors", 0) + final.get("errors", 0),
+         "first_error": final.get("first_error", "")}
+    if held:
+        if pss0 is not None:
+            r["pss_per_conn"] = (pss1 - pss0) / held
+        r["memavail_per_conn"] = (mem0["MemAvailable"] - mem1["MemAvailable"]) / held
+        r["slab_per_conn"] = (mem1["Slab"] - mem0["Slab"]) / held
+        r["service_pss_per_conn"] = (svc_pss1 - svc_pss0) / held
+        # What the connections cost in the kernel (Slab) and in the two
+        # processes that hold them (proxy and service): unlike MemAvailable,
+        # unmoved by whatever else the machine is doing.
+        r["held_per_conn"] = (r["slab_per_conn"] + r["service_pss_per_conn"]
+                              + r.get("pss_per_conn", 0.0))
+        r["tw_before"], r["tw_after"] = tcp0.get("tw", 0), tcp1.get("tw", 0)
+    check(r, f"{target.name} idle")
+    results.setdefault(target.name, {})["idle"] = r
+    note(f"    idle       {held} held"
+         + (f"  PSS {r['pss_per_conn']:.2f} KiB/conn" if "pss_per_conn" in r else "")
+         + f"  MemAvailable {r.get('memavail_per_conn', 0):.2f} KiB/conn"
+         + f"  Slab {r.get('slab_per_conn', 0):.2f} KiB/conn")
+    time.sleep(1.0)
+
+
+# ------------------------------------------------------------------ table
+
+def fmt(v):
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def get(results, target, key, field, scale=1.0):
+    v = results.get(target, {}).get(key, {}).get(field)
+    return None if v is None else v * scale
+
+
+def rows(st):
+    R = []
+    nr, nl = st.routes, st.routes_large
+    if "cps" in st.scenarios:
+        t = f"conn rate, {nr} routes"
+        R += [(t, "conn/s", "cps", "rate", 1),
+              ("", "conn p99 ms", "cps", "p99_us", 1e-3),
+              ("", "CPU s/1k conn", "cps", "cpu_per_kconn", 1)]
+    if "routes" in st.scenarios:
+        t = f"conn rate, {nl} routes"
+        R += [(t, "conn/s", "cps_large", "rate", 1),
+              ("", "CPU s/1k conn", "cps_large", "cpu_per_kconn", 1),
+              ("", f"conn/s / {nr}-route", "cps_large", "vs_small", 1),
+              ("", f"CPU / {nr}-route", "cps_large", "cpu_vs_small", 1)]
+    if "rr" in st.scenarios:
+        R += [(f"req/resp, {st.conns} conns", "req/s", "rr", "rate", 1),
+              ("", "p50 us", "rr", "p50_us", 1),
+              ("", "p99 us", "rr", "p99_us", 1),
+              ("", "p99.9 us", "rr", "p999_us", 1),
+              ("", "CPU ms/1k req", "rr", "cpu_per_kreq", 1e3)]
+    if "bulk" in st.scenarios:
+        for d in ("up", "down"):
+            for n in st.bulk_conns:
+                R += [(f"bulk {d}, {n} conn{'s' if n > 1 else ''}", "MB/s", f"{d}{n}", "mbps", 1),
+                      ("", "CPU s/GB", f"{d}{n}", "cpu_per_gb", 1)]
+    if "idle" in st.scenarios:
+        R += [(f"idle, {st.idle_conns} conns", "proxy PSS KiB/conn", "idle", "pss_per_conn", 1),
+              ("", "MemAvail KiB/conn", "idle", "memavail_per_conn", 1),
+              ("", "Slab KiB/conn", "idle", "slab_per_conn", 1),
+              ("", "MemAvail-direct KiB", "idle", "memavail_over_direct", 1),
+              ("", "Slab+PSS KiB/conn", "idle", "held_per_conn", 1)]
+    return R
+
+
+def derive(results):
+    for t, res in results.items():
+        d = results.get("direct", {}).get("idle", {}).get("memavail_per_conn")
+        if "idle" in res and d is not None and t != "direct":
+            res["idle"]["memavail_over_direct"] = res["idle"].get("memavail_per_conn", 0) - d
+
+
+# Fields where more is better; for every other field less is better.
+HIGHER_IS_BETTER = ("rate", "mbps")
+
+
+def best_haproxy(results, key, field, scale=1.0):
+    """HAProxy's best figure for a metric over the HAProxy columns run (each
+    forwarding mode), and the column it came from: nettcpd is compared with
+    the better HAProxy configuration for every workload."""
+    found = [(get(results, t, key, field, scale), t) for t in results
+             if TARGET_KINDS.get(t, ("",))[0] == "haproxy"]
+    found = [(v, t) for v, t in found if v is not None]
+    if not found:
+        return None, None
+    pick = max if field in HIGHER_IS_BETTER else min
+    return pick(found, key=lambda vt: vt[0])
+
+
+def print_table(st, results):
+    cols = [t for t in st.targets if t in results]
+    head = ["scenario", "metric"] + cols + ["n/h", "h=", "n/d"]
+    body = []
+    for title, metric, key, field, scale in rows(st):
+        vals = [get(results, t, key, field, scale) for t in cols]
+        n = get(results, "nettcpd", key, field, scale)
+        h, h_from = best_haproxy(results, key, field, scale)
+        d = get(results, "direct", key, field, scale)
+        if field in ("vs_small", "cpu_vs_small"):
+            body.append([title, metric] + [fmt(v) if v is None else f"{v:.3f}" for v in vals]
+                        + ["", "", ""])
+            continue
+        rn, rd = ratio(n, h), ratio(n, d)
+        body.append([title, metric] + [fmt(v) for v in vals] +
+                    ["-" if rn is None else f"{rn:.2f}x",
+                     "" if rn is None else h_from.replace("haproxy-", "").replace("haproxy", "splice"),
+                     "-" if rd is None else f"{rd:.2f}x"])
+    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
+    line = "  ".join("-" * w for w in widths)
+
+    def show(r):
+        return "  ".join(str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i])
+                         for i, c in enumerate(r))
+    print(line)
+    print(show(head))
+    print(line)
+    for r in body:
+        if r[0] and r is not body[0]:
+            print()
+        print(show(r))
+    print(line)
+    print("n/h = nettcpd / the better HAProxy column for that metric (h= names it:\n"
+          "splice = splice-request + splice-response, auto = splice-auto); n/d = nettcpd /\n"
+          "direct.  CPU = the proxy's utime+stime from /proc/PID/stat (all threads).\n"
+          "MB = 1e6 bytes, GB = 1e9 bytes, KiB = 1024 bytes.")
+
+
+TARGETS = [
+    # (label, key, field, op, limit): met when nettcpd/HAProxy op limit
+    ("cps >= 1.5x HAProxy", "cps", "rate", ">=", 1.5),
+    ("CPU per 1,000 conns <= 0.5x", "cps", "cpu_per_kconn", "<=", 0.5),
+    ("bulk up 1 conn throughput >= 1.5x", "up1", "mbps", ">=", 1.5),
+    ("bulk down 1 conn throughput >= 1.5x", "down1", "mbps", ">=", 1.5),
+    ("bulk up 1 conn CPU/GB <= 0.5x", "up1", "cpu_per_gb", "<=", 0.5),
+    ("bulk up 8 conns CPU/GB <= 0.5x", "up8", "cpu_per_gb", "<=", 0.5),
+    ("bulk down 1 conn CPU/GB <= 0.5x", "down1", "cpu_per_gb", "<=", 0.5),
+    ("bulk down 8 conns CPU/GB <= 0.5x", "down8", "cpu_per_gb", "<=", 0.5),
+    ("req/resp rate >= HAProxy", "rr", "rate", ">=", 1.0),
+    ("req/resp CPU/request <= 0.7x", "rr", "cpu_per_kreq", "<=", 0.7),
+    ("req/resp p99 no worse", "rr", "p99_us", "<=", 1.0),
+    ("idle proxy memory/conn <= 0.25x", "idle", "pss_per_conn", "<=", 0.25),
+]
+
+
+def print_targets(st, results):
+    if "nettcpd" not in results:
+        return
+    print("\nTargets (nettcpd / the better HAProxy column, as n/h above):")
+    for label, key, field, op, limit in TARGETS:
+        n, h = get(results, "nettcpd", key, field), best_haproxy(results, key, field)[0]
+        if n is None or h is None or h == 0:
+            continue
+        r = n / h
+        ok = r >= limit if op == ">=" else r <= limit
+        print(f"  {'met ' if ok else 'MISS'}  {label:<40} {r:6.2f}x")
+    v = get(results, "nettcpd", "cps_large", "vs_small")
+    if v is not None:
+        ok = v >= 0.95
+        label = f"nettcpd {st.routes_large}-route cps within 5% of {st.routes}"
+        print(f"  {'met ' if ok else 'MISS'}  {label:<40} {v:6.3f} of the {st.routes}-route "
+              f"rate (CPU/conn {get(results, 'nettcpd', 'cps_large', 'cpu_vs_small') or 0:.3f}x)")
+
+
+# ------------------------------------------------------------------ main
+
+def raise_nofile(want):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def version_of(argv):
+    try:
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, timeout=10).stdout
+        return out.splitlines()[0].strip() if out else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def main():
+    if len(sys.argv) > 1:
+        print(HELP)
+        return 0 if sys.argv[1] in ("-h", "--help") else 2
+    st = Settings()
+    for path, what in ((st.nettcpd, "NETTCPD"), (st.loadgen, "BENCH_LOADGEN"),
+                       (st.service, "BENCH_SERVICE")):
+        if not os.access(path, os.X_OK):
+            raise SystemExit(f"{what}={path}: not an executable (run `make bench`)")
+    if st.haproxy is None and any(TARGET_KINDS[t][0] == "haproxy" for t in st.targets):
+        print("\n*** NOTICE: HAProxy is not installed (apt-get install haproxy); "
+              "its columns are skipped. ***\n", flush=True)
+        st.targets = [t for t in st.targets if TARGET_KINDS[t][0] != "haproxy"]
+
+    # A proxy holds two descriptors per connection, HAProxy also its pipes.
+    # Without the privilege to raise the hard limit, size everything to it.
+    want = 2 * st.idle_conns + 2 * HAPROXY_MAXPIPES + 1000
+    st.nofile = raise_nofile(max(want, 65536))
+    st.maxconn = min(40000, (st.nofile - 2 * HAPROXY_MAXPIPES - 200) // 2)
+    if st.maxconn < st.idle_conns + 100:
+        n = max(100, st.maxconn - 100)
+        note(f"*** NOTICE: open-file limit {st.nofile}: idle scenario reduced to "
+             f"{n} connections ***")
+        st.idle_conns = n
+
+    note(f"nettcpd benchmark  {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    note(f"  host: {platform.node()}  kernel {platform.release()}  {os.cpu_count()} CPUs  "
+         f"load {loadavg()}")
+    note(f"  nettcpd: {version_of([st.nettcpd, '-V'])}   haproxy: "
+         f"{version_of([st.haproxy, '-v']) if st.haproxy else 'absent'}")
+    note(f"  BENCH_SECONDS={st.seconds:g} BENCH_CONNS={st.conns} BENCH_IDLE_CONNS={st.idle_conns} "
+         f"routes {st.routes}/{st.routes_large} request {st.req_bytes} B reply {st.reply_bytes} B "
+         f"envelope {st.envelope} B")
+    note(f"  event loops per proxy: {st.threads} (nettcpd workers = {st.threads}, HAProxy nbthread "
+         f"{st.hp_threads});  HAProxy routing={st.hp_routing}, haproxy: splice-request +"
+         f" splice-response, haproxy-auto: splice-auto;  nettcpd: forward = splice")
+
+    workdir = tempfile.mkdtemp(prefix="nettcpd-bench-")
+    service = None
+    targets = []
+    results = {}
+    t_begin = time.monotonic()
+    try:
+        svc_port = free_port()
+        service = Child("service", [st.service, "-l", f"127.0.0.1:{svc_port}", "-t", "3600"],
+                        workdir)
+        service.port = svc_port
+        wait_listening(service, svc_port, 10)
+        targets = [Target(t, st, workdir, svc_port) for t in st.targets]
+
+        # Memory first, while the kernel holds few TIME_WAIT sockets from the
+        # connection-rate runs (they would expire during the measurement).
+        if "idle" in st.scenarios:
+            note("\n== idle connections: memory")
+            for t in targets:
+                note(f"  [{t.name}]")
+                t.start(st.routes)
+                try:
+                    run_idle(st, t, service, workdir, results)
+                finally:
+                    t.stop()
+
+        if any(s in st.scenarios for s in ("cps", "rr", "bulk")):
+            note(f"\n== {st.routes} routes: connection rate, request/response, bulk")
+            for t in targets:
+                note(f"  [{t.name}]")
+                t.start(st.routes)
+                try:
+                    if "cps" in st.scenarios:
+                        run_cps(st, t, service, st.routes, "cps", results)
+                    if "rr" in st.scenarios:
+                        run_rr(st, t, service, results)
+                    if "bulk" in st.scenarios:
+                        for d in ("up", "down"):
+                            for n in st.bulk_conns:
+                                run_bulk(st, t, service, d, n, results)
+                finally:
+                    t.stop()
+
+        if "routes" in st.scenarios:
+            note(f"\n== {st.routes} vs {st.routes_large} routes: connection rate, "
+                 f"{st.route_rounds} alternating rounds")
+            # Lookup cost does not depend on the forwarding mode: one column
+            # per program.
+            for t in targets:
+                if t.name not in ("nettcpd", "haproxy"):
+                    continue
+                note(f"  [{t.name}]")
+                run_routes(st, t.name, service, workdir, results)
+    finally:
+        for t in targets:
+            t.stop()
+        if service is not None:
+            service.stop()
+        if st.keep:
+            note(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    derive(results)
+    note(f"\nfinished in {time.monotonic() - t_begin:.0f}s, load {loadavg()}\n")
+    print_table(st, results)
+    print_targets(st, results)
+    if st.json:
+        with open(st.json, "w") as f:
+            json.dump({"settings": {k: v for k, v in vars(st).items()},
+                       "results": results}, f, indent=1, default=str)
+    errors = sum(int(r.get("errors", 0)) for res in results.values() for r in res.values())
+    if errors:
+        print(f"\n{errors} load generator errors: see the '!!' lines above")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,452 @@
+/*
+ * service.c - nmf-service, the benchmark's net.tcp test service.
+ *
+ * Accepts duplex connections on loopback, answers Preamble End with
+ * Preamble Ack (0B), then serves the benchmark operations of wire.h in
+ * sized envelopes (06): REPLY answers one envelope, STREAM sends envelopes
+ * until the client's End, DATA is consumed.  The client's End (07) is
+ * answered with End, then FIN; the connection closes at the client's FIN.
+ * One thread, one level-triggered epoll loop; runs until SIGTERM or SIGINT,
+ * or for -t seconds at most.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+#define MAX_LISTENERS 8
+#define ACCEPT_BATCH 256      /* accepts per wakeup */
+#define READS_PER_WAKEUP 16   /* recv() calls per readable event */
+#define WRITES_PER_WAKEUP 16  /* send() calls per writable event */
+#define STREAM_IOV 16         /* envelopes per sendmsg() while streaming */
+#define FRAME_CACHE 8         /* distinct envelope sizes kept prebuilt */
+#define SCRATCH_SIZE (256u * 1024u)
+#define DEFAULT_LIFETIME 3600 /* seconds */
+
+enum kind { KIND_LISTENER, KIND_CONN };
+
+struct listener {
+	enum kind kind;
+	int fd;
+};
+
+/* A prebuilt envelope (06 + mbint + payload) of one size. */
+struct frame {
+	uint32_t size;
+	size_t len;
+	uint8_t *buf;
+};
+
+struct sconn {
+	enum kind kind;
+	int fd;
+	uint32_t events;            /* epoll interest now registered */
+	struct wire_reader rd;
+	uint8_t *out;               /* queued records (ack, replies, End) */
+	size_t out_len, out_off, out_cap;
+	const struct frame *stream; /* streaming envelopes, NULL otherwise */
+	size_t stream_off;          /* bytes of the current stream envelope sent */
+	unsigned end_seen : 1;      /* the client's End arrived */
+	unsigned end_queued : 1;    /* our End is queued */
+	unsigned shut : 1;          /* our FIN is out */
+};
+
+static volatile sig_atomic_t stopping;
+static int epfd = -1;
+static struct frame frames[FRAME_CACHE];
+static size_t nframes;
+static uint8_t scratch[SCRATCH_SIZE];
+static unsigned long nconns, accepted, bad_records;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+/* The prebuilt envelope of size payload bytes; NULL if out of memory. */
+static const struct frame *
+frame_get(uint32_t size)
+{
+	struct frame *f;
+
+	for (size_t i = 0; i < nframes; i++)
+		if (frames[i].size == size)
+			return &frames[i];
+	f = &frames[nframes < FRAME_CACHE ? nframes : FRAME_CACHE - 1];
+	free(f->buf);
+	f->buf = malloc((size_t)size + WIRE_ENVELOPE_HEAD_MAX);
+	if (f->buf == NULL) {
+		f->size = 0;
+		return NULL;
+	}
+	f->size = size;
+	f->len = wire_envelope(WIRE_OP_DATA, 0, size, f->buf);
+	if (nframes < FRAME_CACHE)
+		nframes++;
+	return f;
+}
+
+static void
+set_events(struct sconn *c, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = c };
+
+	if (c->events == events)
+		return;
+	if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->events = events;
+}
+
+static void
+conn_close(struct sconn *c)
+{
+	close(c->fd);
+	free(c->out);
+	free(c);
+	nconns--;
+}
+
+static int
+out_append(struct sconn *c, const uint8_t *bytes, size_t len)
+{
+	if (c->out_len + len > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : 512;
+		uint8_t *p;
+
+		while (cap < c->out_len + len)
+			cap *= 2;
+		if ((p = realloc(c->out, cap)) == NULL)
+			return -1;
+		c->out = p;
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, bytes, len);
+	c->out_len += len;
+	return 0;
+}
+
+/* Send the rest of the current stream envelope and, unless the client has
+ * ended, more whole envelopes.  Returns bytes sent, or -1 with errno. */
+static ssize_t
+stream_send(struct sconn *c)
+{
+	const struct frame *f = c->stream;
+	struct iovec iov[STREAM_IOV];
+	struct msghdr msg;
+	int n = 0;
+	ssize_t sent;
+
+	iov[n].iov_base = f->buf + c->stream_off;
+	iov[n++].iov_len = f->len - c->stream_off;
+	while (!c->end_seen && n < STREAM_IOV) {
+		iov[n].iov_base = f->buf;
+		iov[n++].iov_len = f->len;
+	}
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = (size_t)n;
+	sent = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	if (sent > 0)
+		c->stream_off = (c->stream_off + (size_t)sent) % f->len;
+	return sent;
+}
+
+/*
+ * Write what is queued: finish a started stream envelope first, then queued
+ * records, then more stream envelopes; End and FIN once the client ended.
+ * Returns 0, or -1 when the connection must close.
+ */
+static int
+conn_flush(struct sconn *c)
+{
+	static const uint8_t end = WIRE_REC_END;
+
+	for (int i = 0; i < WRITES_PER_WAKEUP; i++) {
+		ssize_t n;
+
+		if (c->stream != NULL && (c->stream_off != 0 || c->out_off == c->out_len)) {
+			if (c->stream_off == 0 && c->end_seen) {
+				c->stream = NULL;
+				if (!c->end_queued) {
+					if (out_append(c, &end, 1) < 0)
+						return -1;
+					c->end_queued = 1;
+				}
+				continue;
+			}
+			n = stream_send(c);
+		} else if (c->out_off < c->out_len) {
+			n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+			    MSG_NOSIGNAL);
+			if (n > 0) {
+				c->out_off += (size_t)n;
+				if (c->out_off == c->out_len) {
+					/* Drained: an idle connection keeps no buffer. */
+					free(c->out);
+					c->out = NULL;
+					c->out_len = c->out_off = c->out_cap = 0;
+				}
+			}
+		} else {
+			if (c->end_queued && !c->shut) {
+				(void)shutdown(c->fd, SHUT_WR);
+				c->shut = 1;
+			}
+			set_events(c, EPOLLIN);
+			return 0;
+		}
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			return -1;
+		}
+	}
+	set_events(c, EPOLLIN | EPOLLOUT);
+	return 0;
+}
+
+/* Act on one complete record from the client.  Returns 0 or -1 (close). */
+static int
+on_record(struct sconn *c)
+{
+	static const uint8_t ack = WIRE_REC_PREAMBLE_ACK;
+	static const uint8_t end = WIRE_REC_END;
+	const struct frame *f;
+	uint32_t arg;
+
+	switch (c->rd.type) {
+	case WIRE_REC_PREAMBLE_END:
+		return out_append(c, &ack, 1);
+	case WIRE_REC_SIZED_ENVELOPE:
+		if (c->rd.head_got < WIRE_OP_HEAD || c->end_seen)
+			return 0;
+		arg = wire_head_arg(&c->rd);
+		if (c->rd.head[0] == WIRE_OP_DATA)
+			return 0;
+		if (arg < WIRE_OP_HEAD || arg > WIRE_BODY_MAX)
+			return -1;
+		if ((f = frame_get(arg)) == NULL)
+			return -1;
+		if (c->rd.head[0] == WIRE_OP_REPLY)
+			return out_append(c, f->buf, f->len);
+		if (c->rd.head[0] == WIRE_OP_STREAM && c->stream == NULL) {
+			c->stream = f;
+			c->stream_off = 0;
+		}
+		return 0;
+	case WIRE_REC_END:
+		if (c->end_seen)
+			return 0;
+		c->end_seen = 1;
+		if (c->stream == NULL) {
+			c->end_queued = 1;
+			return out_append(c, &end, 1);
+		}
+		return 0;       /* conn_flush() ends the stream, then sends End */
+	case WIRE_REC_UPGRADE_REQUEST:
+		return -1;      /* no transport security here */
+	default:
+		return 0;
+	}
+}
+
+static void
+conn_readable(struct sconn *c)
+{
+	for (int i = 0; i < READS_PER_WAKEUP; i++) {
+		ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
+		size_t off = 0;
+
+		if (n == 0) {
+			conn_close(c);
+			return;
+		}
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			conn_close(c);
+			return;
+		}
+		while (off < (size_t)n) {
+			size_t used;
+			int st = wire_read(&c->rd, scratch + off, (size_t)n - off, &used);
+
+			off += used;
+			if (st == WIRE_BAD) {
+				bad_records++;
+				conn_close(c);
+				return;
+			}
+			if (st == WIRE_RECORD && on_record(c) < 0) {
+				conn_close(c);
+				return;
+			}
+		}
+		if ((size_t)n < sizeof(scratch))
+			break;
+	}
+	if (conn_flush(c) < 0)
+		conn_close(c);
+}
+
+static void
+on_acceptable(struct listener *l)
+{
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct epoll_event ev;
+		struct sconn *c;
+		int one = 1;
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				perror("nmf-service: accept");
+			return;
+		}
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			close(fd);
+			continue;
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->kind = KIND_CONN;
+		c->fd = fd;
+		c->events = EPOLLIN;
+		ev.events = EPOLLIN;
+		ev.data.ptr = c;
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		nconns++;
+		accepted++;
+	}
+}
+
+static int
+listen_on(const char *text, struct listener *l)
+{
+	struct sockaddr_in sin;
+	struct epoll_event ev;
+	int one = 1;
+
+	if (wire_parse_loopback(text, &sin) < 0) {
+		fprintf(stderr, "nmf-service: bad address %s (want 127.x.y.z:PORT)\n", text);
+		return -1;
+	}
+	l->kind = KIND_LISTENER;
+	l->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd < 0 ||
+	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(l->fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+	    listen(l->fd, 4096) < 0) {
+		fprintf(stderr, "nmf-service: listen on %s: %s\n", text, strerror(errno));
+		return -1;
+	}
+	ev.events = EPOLLIN;
+	ev.data.ptr = l;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, l->fd, &ev) < 0)
+		return -1;
+	return 0;
+}
+
+static void
+usage(FILE *out)
+{
+	fputs("usage: nmf-service -l 127.0.0.1:PORT [-l ADDR:PORT ...] [-t SECONDS]\n"
+	    "  -l ADDR:PORT  listen here (loopback only; up to 8)\n"
+	    "  -t SECONDS    exit after this long at most (default 3600)\n"
+	    "Exits on SIGTERM or SIGINT.\n", out);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct listener listeners[MAX_LISTENERS];
+	struct epoll_event evs[256];
+	struct sigaction sa;
+	const char *addrs[MAX_LISTENERS];
+	size_t naddrs = 0;
+	double lifetime = DEFAULT_LIFETIME;
+	uint64_t deadline;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "l:t:h")) != -1) {
+		switch (opt) {
+		case 'l':
+			if (naddrs == MAX_LISTENERS) {
+				fputs("nmf-service: too many -l\n", stderr);
+				return 2;
+			}
+			addrs[naddrs++] = optarg;
+			break;
+		case 't':
+			lifetime = atof(optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (naddrs == 0 || optind != argc || lifetime <= 0) {
+		usage(stderr);
+		return 2;
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	(void)wire_raise_nofile(65536);
+
+	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+		perror("nmf-service: epoll_create1");
+		return 1;
+	}
+	for (size_t i = 0; i < naddrs; i++)
+		if (listen_on(addrs[i], &listeners[i]) < 0)
+			return 1;
+	printf("ready\n");
+	fflush(stdout);
+
+	deadline = wire_now_ns() + (uint64_t)(lifetime * 1e9);
+	while (!stopping && wire_now_ns() < deadline) {
+		int n = epoll_wait(epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), 500);
+
+		if (n < 0 && errno != EINTR) {
+			perror("nmf-service: epoll_wait");
+			return 1;
+		}
+		for (int i = 0; i < n; i++) {
+			enum kind *k = evs[i].data.ptr;
+
+			if (*k == KIND_LISTENER) {
+				on_acceptable((struct listener *)(void *)k);
+				continue;
+			}
+			struct sconn *c = (struct sconn *)(void *)k;
+			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+				conn_readable(c);     /* may close c; flushes too */
+			else if (evs[i].events & EPOLLOUT && conn_flush(c) < 0)
+				conn_close(c);
+		}
+	}
+	fprintf(stderr, "nmf-service: %lu connections served, %lu open, %lu bad, "
+	    "%.2f CPU-seconds\n", accepted, nconns, bad_records, wire_cpu_seconds());
+	return 0;
+}
