@@ -46,6 +46,7 @@ enum global_key {
 	GK_LOG,
 	GK_LOG_LEVEL,
 	GK_WORKERS,
+	GK_PIPE_SIZE,
 	GK_COUNT
 };
 
@@ -60,6 +61,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_LOG] = "log",
 	[GK_LOG_LEVEL] = "log_level",
 	[GK_WORKERS] = "workers",
+	[GK_PIPE_SIZE] = "pipe_size",
 };
 
 /* Route keys that configure TLS termination, besides tls itself. */
@@ -429,6 +431,33 @@ parse_count(const char *s, unsigned *out)
 	return 0;
 }
 
+/* A byte count: digits, optionally k or m; 0, or 4 KiB to 64 MiB. */
+static int
+parse_size(const char *s, unsigned *out)
+{
+	unsigned long long v = 0;
+	const char *d = s;
+
+	if (!isdigit((unsigned char)*d))
+		return -1;
+	while (isdigit((unsigned char)*d)) {
+		v = v * 10 + (unsigned)(*d++ - '0');
+		if (v > CONFIG_MAX_PIPE_SIZE)
+			return -1;
+	}
+	if (*d == 'k') {
+		v *= 1024;
+		d++;
+	} else if (*d == 'm') {
+		v *= 1024 * 1024;
+		d++;
+	}
+	if (*d != '\0' || (v != 0 && v < 4096) || v > CONFIG_MAX_PIPE_SIZE)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
 int
 config_parse_duration(const char *text, double *out)
 {
@@ -615,6 +644,12 @@ global_key(struct parser *p, const char *name, const char *value)
 		else
 			add_error(p, p->lineno,
 			    "unknown log '%s' (stderr or syslog)", value);
+		break;
+	case GK_PIPE_SIZE:
+		if (parse_size(value, &cfg->pipe_size) < 0)
+			add_error(p, p->lineno, "bad pipe_size '%s' (0 for the "
+			    "kernel's default, or 4k to 64m: a number of bytes "
+			    "with k or m)", value);
 		break;
 	case GK_WORKERS:
 		if (strcmp(value, "auto") == 0)
@@ -964,6 +999,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
 	cfg->max_pending = CONFIG_DEFAULT_MAX_PENDING;
 	cfg->forward = FORWARD_SPLICE;
+	cfg->pipe_size = CONFIG_DEFAULT_PIPE_SIZE;
 	cfg->log_target = LOG_TARGET_STDERR;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->path = strdup(path);

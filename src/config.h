@@ -20,6 +20,8 @@
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 10000u
 #define CONFIG_DEFAULT_MAX_PENDING 100u
 #define CONFIG_MAX_WORKERS 256u
+#define CONFIG_DEFAULT_PIPE_SIZE (1024u * 1024u)
+#define CONFIG_MAX_PIPE_SIZE (64u * 1024u * 1024u)
 
 enum forward_method {
 	FORWARD_SPLICE = 0, /* zero-copy through a pipe */
@@ -42,6 +44,7 @@ struct config {
 	unsigned max_pending;      /* client connections still in their preamble */
 	unsigned workers;          /* event loops, one thread each; 0: one per CPU */
 	enum forward_method forward;
+	unsigned pipe_size;        /* bytes per splice pipe; 0: the kernel's default */
 	enum log_target log_target;
 	enum log_level log_level;
 	struct route_table *routes;

@@ -398,13 +398,17 @@ replay_write(struct conn *c)
 				ev_io_start(c->w->loop, &c->backend_wr);
 				return;
 			}
-			conn_log(c, LOG_LEVEL_NOTICE,
-			    "backend %s failed during replay (%s), sent EndpointUnavailable",
-			    c->route->backend_text, strerror(errno));
+			/* Before the first byte went out, a send error is
+			 * the connect's own (ECONNREFUSED, ...). */
+			conn_log(c, LOG_LEVEL_NOTICE, "backend %s: %s: %s, sent "
+			    "EndpointUnavailable", c->route->backend_text,
+			    c->state == CONN_CONNECTING ? "connect" : "replay",
+			    strerror(errno));
 			conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
 			return;
 		}
 		c->replay_off += (size_t)n;
+		conn_set_state(c, CONN_REPLAY);
 	}
 	forward_start(c);
 }
@@ -424,7 +428,6 @@ connect_done(struct conn *c)
 		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
 		return;
 	}
-	conn_set_state(c, CONN_REPLAY);
 	replay_write(c);
 }
 
@@ -454,11 +457,15 @@ backend_connect(struct conn *c)
 	watch_client(c, 0);
 	conn_set_state(c, CONN_CONNECTING);
 	deadline_start(c, c->w->cfg->connect_timeout);
-	if (connect(fd, (const struct sockaddr *)&backend->ss, backend->len) == 0) {
-		conn_set_state(c, CONN_REPLAY);
+	/*
+	 * On loopback the handshake is usually over before connect() returns
+	 * EINPROGRESS, so the replay is tried at once; while the connect is
+	 * still under way send() says EAGAIN and the writable socket resumes
+	 * it (connect_done).
+	 */
+	if (connect(fd, (const struct sockaddr *)&backend->ss, backend->len) == 0 ||
+	    errno == EINPROGRESS) {
 		replay_write(c);
-	} else if (errno == EINPROGRESS) {
-		ev_io_start(c->w->loop, &c->backend_wr);
 	} else {
 		conn_log(c, LOG_LEVEL_NOTICE,
 		    "backend %s: connect: %s, sent EndpointUnavailable",
@@ -757,9 +764,10 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
     ev_io *dst_wr)
 {
 	struct ev_loop *loop = c->w->loop;
+	const struct pump *other = p == &c->up ? &c->down : &c->up;
 	uint64_t before = p->total;
 	enum pump_status status = pump_run(p, src, dst, c->w->cfg->forward,
-	    &c->w->pipes);
+	    &c->w->pipes, other->dst_shut);
 
 	if (p->total != before)
 		idle_touch(c);
@@ -997,7 +1005,6 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
     socklen_t peerlen, uint16_t local_port)
 {
 	struct conn *c;
-	int one = 1;
 
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
@@ -1006,7 +1013,6 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		close(fd);
 		return;
 	}
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->w = w;
 	c->client_fd = fd;
 	c->backend_fd = -1;

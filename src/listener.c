@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -109,6 +110,10 @@ listen_socket(const struct listen_cfg *lc, int share_port)
 	 * same port must fail to bind, not silently share it. */
 	if (share_port &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	/* Accepted sockets inherit it: WCF's small framing records must not
+	 * wait for Nagle. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		goto fail;
 	/* [::]:808 must not swallow IPv4, so 0.0.0.0:808 can be bound too. */
 	if (lc->addr.ss.ss_family == AF_INET6 &&

@@ -23,6 +23,8 @@
 struct pipe_pool {
 	int fds[PIPE_POOL_MAX][2];
 	size_t count;
+	int want_size;      /* F_SETPIPE_SZ for new pipes; 0: the kernel's default */
+	size_t size;        /* what new pipes hold, as the kernel granted it */
 };
 
 /* One direction of a connection. */
@@ -47,15 +49,18 @@ void pump_init(struct pump *p);
 
 /*
  * Move what can be moved now from src to dst.  Returns what to wait for.
- * On PUMP_ERROR errno holds the cause.
+ * On PUMP_ERROR errno holds the cause.  When other_done is set the other
+ * direction has ended and the caller closes both sockets once this one
+ * is done, so the FIN needs no shutdown() of its own.
  */
 enum pump_status pump_run(struct pump *p, int src, int dst,
-    enum forward_method method, struct pipe_pool *pool);
+    enum forward_method method, struct pipe_pool *pool, int other_done);
 
 /* Give back whatever the pump holds (bytes in flight are lost). */
 void pump_release(struct pump *p, struct pipe_pool *pool);
 
-void pipe_pool_init(struct pipe_pool *pool);
+/* pipe_size: bytes each pipe should hold, 0 for the kernel's default. */
+void pipe_pool_init(struct pipe_pool *pool, unsigned pipe_size);
 void pipe_pool_drain(struct pipe_pool *pool);
 
 #endif

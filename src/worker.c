@@ -50,7 +50,7 @@ worker_init(struct worker *w, const struct config *cfg, unsigned index,
 	w->share_port = n > 1;
 	w->max_connections = share(cfg->max_connections, n);
 	w->max_pending = share(cfg->max_pending, n);
-	pipe_pool_init(&w->pipes);
+	pipe_pool_init(&w->pipes, cfg->pipe_size);
 	w->loop = ev_loop_new(EVFLAG_AUTO);
 	if (w->loop == NULL) {
 		log_err("cannot create the event loop of worker %u", index);

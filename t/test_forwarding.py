@@ -196,6 +196,42 @@ def test_backend_reset_mid_stream_reaches_client():
         b.close()
 
 
+def pooled_pipe_sizes(d):
+    """F_GETPIPE_SZ of every pipe the daemon holds, through /proc."""
+    import fcntl
+    sizes = []
+    base = f"/proc/{d.pid}/fd"
+    for name in os.listdir(base):
+        if os.readlink(os.path.join(base, name)).startswith("pipe:"):
+            fd = os.open(os.path.join(base, name), os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                sizes.append(fcntl.fcntl(fd, 1032))    # F_GETPIPE_SZ
+            finally:
+                os.close(fd)
+    return sizes
+
+
+def test_pipe_size():
+    """Pipes get pipe_size (1 MiB by default); 0 keeps the kernel's 64 KiB."""
+    for setting, want in (("", 1 << 20), ("pipe_size = 0", 65536),
+                          ("pipe_size = 256k", 256 << 10)):
+        b = Backend(bulk_backend)
+        with Daemon([("bulk", "net.tcp://+/", b.addr)],
+                    extra_global=setting + "\nworkers = 1") as d:
+            s = d.connect(timeout=60)
+            s.sendall(preamble("net.tcp://h/x"))
+            assert recv_exact(s, 1) == b"\x0b"
+            t = threading.Thread(target=recv_until_close, args=(s, BULK + 64))
+            t.start()
+            s.sendall(pattern(b"up", BULK))
+            s.shutdown(socket.SHUT_WR)
+            t.join(60)
+            s.close()
+            sizes = pooled_pipe_sizes(d)
+            assert sizes and set(sizes) == {want}, (setting, sizes)
+        b.close()
+
+
 def test_idle_timeout_closes_only_silent_connections():
     b = Backend(name="B")
     with Daemon([("r", "net.tcp://+/", b.addr)], extra_global="idle_timeout = 500ms") as d:

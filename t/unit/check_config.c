@@ -500,6 +500,32 @@ START_TEST(test_workers)
 }
 END_TEST
 
+START_TEST(test_pipe_size)
+{
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_uint_eq(cfg->pipe_size, 1024 * 1024);
+	config_free(cfg);
+	cfg = load_ok("[global]\npipe_size = 256k\n");
+	ck_assert_uint_eq(cfg->pipe_size, 256 * 1024);
+	config_free(cfg);
+	cfg = load_ok("[global]\npipe_size = 0\n");
+	ck_assert_uint_eq(cfg->pipe_size, 0);
+	config_free(cfg);
+	cfg = load_ok("[global]\npipe_size = 65536\n");
+	ck_assert_uint_eq(cfg->pipe_size, 65536);
+	config_free(cfg);
+	load_bad("[global]\npipe_size = 100\n");
+	ck_error(2, "bad pipe_size", "'100'");
+	load_bad("[global]\npipe_size = 65m\n");
+	ck_error(2, "bad pipe_size", "'65m'");
+	load_bad("[global]\npipe_size = 1g\n");
+	ck_error(2, "bad pipe_size", "'1g'");
+	load_bad("[global]\npipe_size = 99999999999999999999\n");
+	ck_error(2, "bad pipe_size", "'99999999999999999999'");
+}
+END_TEST
+
 START_TEST(test_idle_timeout)
 {
 	struct config *cfg = load_ok("[global]\n");
@@ -1173,6 +1199,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_duration_keys);
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_workers);
+	tcase_add_test(tc, test_pipe_size);
 	tcase_add_test(tc, test_counts);
 	suite_add_tcase(s, tc);
 
