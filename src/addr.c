@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "decimal.h"
+
 /* Room for any host part we accept: a DNS name is at most 253 characters. */
 #define ADDR_HOST_MAX 256
 
@@ -33,18 +35,9 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 static int
 parse_port(const char *s, uint16_t *out)
 {
-	unsigned long v = 0;
+	unsigned long v;
 
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		v = v * 10 + (unsigned long)(*s - '0');
-		if (v > 65535)
-			return -1;
-	}
-	if (v == 0)
+	if (decimal_parse(&s, 65535, &v) < 0 || *s != '\0' || v == 0)
 		return -1;
 	*out = (uint16_t)v;
 	return 0;

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "decimal.h"
 #include "tls.h"
 
 #define DURATION_MAX (24.0 * 3600.0)
@@ -414,18 +415,9 @@ read_line(char *str, int num, void *stream)
 static int
 parse_count(const char *s, unsigned *out)
 {
-	unsigned long v = 0;
+	unsigned long v;
 
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		v = v * 10 + (unsigned long)(*s - '0');
-		if (v > COUNT_MAX)
-			return -1;
-	}
-	if (v == 0)
+	if (decimal_parse(&s, COUNT_MAX, &v) < 0 || *s != '\0' || v == 0)
 		return -1;
 	*out = (unsigned)v;
 	return 0;
@@ -435,24 +427,16 @@ parse_count(const char *s, unsigned *out)
 static int
 parse_size(const char *s, unsigned *out)
 {
-	unsigned long long v = 0;
-	const char *d = s;
+	unsigned long v, unit = 1;
 
-	if (!isdigit((unsigned char)*d))
+	if (decimal_parse(&s, CONFIG_MAX_PIPE_SIZE, &v) < 0)
 		return -1;
-	while (isdigit((unsigned char)*d)) {
-		v = v * 10 + (unsigned)(*d++ - '0');
-		if (v > CONFIG_MAX_PIPE_SIZE)
-			return -1;
-	}
-	if (*d == 'k') {
-		v *= 1024;
-		d++;
-	} else if (*d == 'm') {
-		v *= 1024 * 1024;
-		d++;
-	}
-	if (*d != '\0' || (v != 0 && v < 4096) || v > CONFIG_MAX_PIPE_SIZE)
+	if (*s == 'k' || *s == 'm')
+		unit = *s++ == 'k' ? 1024 : 1024 * 1024;
+	if (*s != '\0' || v > CONFIG_MAX_PIPE_SIZE / unit)
+		return -1;
+	v *= unit;
+	if (v != 0 && v < 4096)
 		return -1;
 	*out = (unsigned)v;
 	return 0;

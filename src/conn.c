@@ -867,13 +867,13 @@ forward_down(struct conn *c)
 
 /* ------------------------------------------------------------ callbacks */
 
+/* Both client watchers: what an event means depends on the state. */
 static void
-on_client_readable(struct ev_loop *loop, ev_io *io, int revents)
+on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct conn *c = io->data;
 
 	(void)loop;
-	(void)revents;
 	switch (c->state) {
 	case CONN_PREAMBLE:
 	case CONN_UPGRADE:
@@ -885,63 +885,30 @@ on_client_readable(struct ev_loop *loop, ev_io *io, int revents)
 	case CONN_TLS_PREAMBLE:
 		tls_preamble_read(c);
 		break;
-	case CONN_FORWARDING:
-		forward_up(c);
-		break;
 	case CONN_FAULTING:
-		fault_write(c); /* a TLS write can wait for a read */
+		fault_write(c); /* a TLS write can also wait for a read */
 		break;
 	case CONN_DRAINING:
 		drain_read(c);
 		break;
-	default:
-		break;
-	}
-}
-
-static void
-on_client_writable(struct ev_loop *loop, ev_io *io, int revents)
-{
-	struct conn *c = io->data;
-
-	(void)loop;
-	(void)revents;
-	switch (c->state) {
-	case CONN_TLS_HANDSHAKE:
-		tls_handshake(c);
-		break;
-	case CONN_TLS_PREAMBLE:
-		tls_preamble_read(c);
-		break;
-	case CONN_FAULTING:
-		fault_write(c);
-		break;
 	case CONN_FORWARDING:
-		forward_down(c);
+		if (revents & EV_READ)
+			forward_up(c);
+		else
+			forward_down(c);
 		break;
 	default:
 		break;
 	}
 }
 
+/* Both backend watchers. */
 static void
-on_backend_readable(struct ev_loop *loop, ev_io *io, int revents)
+on_backend_io(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct conn *c = io->data;
 
 	(void)loop;
-	(void)revents;
-	if (c->state == CONN_FORWARDING)
-		forward_down(c);
-}
-
-static void
-on_backend_writable(struct ev_loop *loop, ev_io *io, int revents)
-{
-	struct conn *c = io->data;
-
-	(void)loop;
-	(void)revents;
 	switch (c->state) {
 	case CONN_CONNECTING:
 		connect_done(c);
@@ -950,7 +917,10 @@ on_backend_writable(struct ev_loop *loop, ev_io *io, int revents)
 		replay_write(c);
 		break;
 	case CONN_FORWARDING:
-		forward_up(c);
+		if (revents & EV_READ)
+			forward_down(c);
+		else
+			forward_up(c);
 		break;
 	default:
 		break;
@@ -1023,10 +993,10 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	nmf_parser_init(&c->parser);
 	pump_init(&c->up);
 	pump_init(&c->down);
-	ev_io_init(&c->client_rd, on_client_readable, fd, EV_READ);
-	ev_io_init(&c->client_wr, on_client_writable, fd, EV_WRITE);
-	ev_io_init(&c->backend_rd, on_backend_readable, -1, EV_READ);
-	ev_io_init(&c->backend_wr, on_backend_writable, -1, EV_WRITE);
+	ev_io_init(&c->client_rd, on_client_io, fd, EV_READ);
+	ev_io_init(&c->client_wr, on_client_io, fd, EV_WRITE);
+	ev_io_init(&c->backend_rd, on_backend_io, -1, EV_READ);
+	ev_io_init(&c->backend_wr, on_backend_io, -1, EV_WRITE);
 	ev_init(&c->deadline, on_deadline);
 	c->client_rd.data = c->client_wr.data = c;
 	c->backend_rd.data = c->backend_wr.data = c;
@@ -1042,7 +1012,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		struct conn *oldest = w->pending_oldest;
 		unsigned before = w->npending;
 
-		on_client_readable(w->loop, &oldest->client_rd, EV_READ);
+		on_client_io(w->loop, &oldest->client_rd, EV_READ);
 		if (w->npending < before)
 			continue; /* routed, faulted or closed: no longer pending */
 		conn_log(oldest, LOG_LEVEL_NOTICE,
