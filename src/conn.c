@@ -1032,6 +1032,8 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	ev_io_start(w->loop, &c->client_rd);
 	if (w->nconns >= w->max_connections)
 		listeners_pause(w, ACCEPT_PAUSE_LIMIT);
+	/* With TCP_DEFER_ACCEPT the preamble is usually here already. */
+	preamble_read(c);
 }
 
 void

@@ -22,6 +22,8 @@
 #define ACCEPT_BACKOFF_SECONDS 0.1
 #define ACCEPT_BACKOFF_LOG_SECONDS 10.0
 #define LISTEN_BACKLOG 4096
+/* TCP_DEFER_ACCEPT: how long the kernel waits for a first byte. */
+#define ACCEPT_DEFER_SECONDS 1
 
 /* One line per ACCEPT_BACKOFF_LOG_SECONDS while starved, with how many
  * backoffs it stands for, so a long shortage cannot flood the log. */
@@ -97,7 +99,7 @@ on_backoff_over(struct ev_loop *loop, ev_timer *t, int revents)
 static int
 listen_socket(const struct listen_cfg *lc, int share_port)
 {
-	int one = 1;
+	int one = 1, defer = ACCEPT_DEFER_SECONDS;
 	int fd;
 
 	fd = socket(lc->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -114,6 +116,12 @@ listen_socket(const struct listen_cfg *lc, int share_port)
 	/* Accepted sockets inherit it: WCF's small framing records must not
 	 * wait for Nagle. */
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		goto fail;
+	/* A WCF client writes its preamble as soon as it is connected: have
+	 * the kernel hand a connection over with its first bytes, so accept
+	 * and the first read share one wakeup (and a silent client costs
+	 * nothing for a while). */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)) < 0)
 		goto fail;
 	/* [::]:808 must not swallow IPv4, so 0.0.0.0:808 can be bound too. */
 	if (lc->addr.ss.ss_family == AF_INET6 &&

@@ -231,6 +231,10 @@ def test_burst_does_not_evict_a_client_whose_preamble_waits():
                 fast.sendall(preamble("net.tcp://h/Fast/Op"))
                 idle = [socket.create_connection(("127.0.0.1", d.port))
                         for _ in range(3 * max_pending_default())]
+                # one byte each, or TCP_DEFER_ACCEPT keeps them from the
+                # daemon altogether
+                for s in idle:
+                    s.sendall(b"\x00")
             finally:
                 d.proc.send_signal(signal.SIGCONT)
             try:
