@@ -218,6 +218,7 @@ def test_pipe_size():
         b = Backend(bulk_backend)
         with Daemon([("bulk", "net.tcp://+/", b.addr)],
                     extra_global=setting + "\nworkers = 1") as d:
+            base = d.sockets()
             s = d.connect(timeout=60)
             s.sendall(preamble("net.tcp://h/x"))
             assert recv_exact(s, 1) == b"\x0b"
@@ -227,6 +228,9 @@ def test_pipe_size():
             s.shutdown(socket.SHUT_WR)
             t.join(60)
             s.close()
+            # once the connection is gone only pooled pipes remain, none
+            # caught between pipe2() and F_SETPIPE_SZ
+            d.assert_no_leak(base)
             sizes = pooled_pipe_sizes(d)
             assert sizes and set(sizes) == {want}, (setting, sizes)
         b.close()
