@@ -10,26 +10,12 @@ every other file (inputs saved from fuzzing runs) alone:
 """
 
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def mbint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def string_record(rtype, data):
-    if isinstance(data, str):
-        data = data.encode()
-    return bytes([rtype]) + mbint(len(data)) + data
+# the framing builders the integration tests use
+sys.path.insert(0, os.path.join(HERE, "..", "t"))
+from nettcpd_test import mbint, string_record  # noqa: E402
 
 
 def preamble(via, mode=2, encoding=8, content_type=None, upgrade=None,
