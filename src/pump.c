@@ -107,6 +107,8 @@ pump_release(struct pump *p, struct pipe_pool *pool)
 static enum pump_status
 pump_splice(struct pump *p, int src, int dst, struct pipe_pool *pool)
 {
+	uint64_t start = p->total;
+
 	for (;;) {
 		int moved = 0, drained = 0;
 		ssize_t n;
@@ -148,7 +150,8 @@ pump_splice(struct pump *p, int src, int dst, struct pipe_pool *pool)
 		}
 		if (p->pending == 0 && p->pipe[0] >= 0)
 			pipe_give(pool, p->pipe, 1);
-		if (!moved || (drained && p->pending == 0))
+		if (!moved || (p->pending == 0 &&
+		    (drained || p->total - start >= PUMP_BUDGET)))
 			return PUMP_WANT_READ;
 	}
 }
@@ -156,6 +159,8 @@ pump_splice(struct pump *p, int src, int dst, struct pipe_pool *pool)
 static enum pump_status
 pump_copy(struct pump *p, int src, int dst)
 {
+	uint64_t start = p->total;
+
 	for (;;) {
 		int moved = 0, drained = 0;
 		ssize_t n;
@@ -192,7 +197,8 @@ pump_copy(struct pump *p, int src, int dst)
 				return PUMP_ERROR;
 			}
 		}
-		if (!moved || (drained && p->pending == 0)) {
+		if (!moved || (p->pending == 0 &&
+		    (drained || p->total - start >= PUMP_BUDGET))) {
 			/* Nothing in flight: an idle connection holds no buffer. */
 			free(p->buf);
 			p->buf = NULL;

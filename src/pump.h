@@ -19,6 +19,13 @@
 #define PIPE_POOL_MAX 8
 /* Size of the copy-mode buffer. */
 #define PUMP_COPY_BUFSZ 16384u
+/*
+ * Bytes one direction may move per wakeup.  A fast stream must not keep
+ * the worker from its other connections: past this the pump stops with its
+ * buffer empty, and the level-triggered watcher brings it back on the
+ * loop's next turn.
+ */
+#define PUMP_BUDGET (1024u * 1024u)
 
 struct pipe_pool {
 	int fds[PIPE_POOL_MAX][2];

@@ -211,11 +211,22 @@ enum pump_status
 tls_pump_up(struct pump *p, SSL *ssl, int client, int backend,
     struct tls_wants *wants)
 {
+	uint64_t start = p->total;
+
 	(void)client;
 	wants->client = wants->backend = 0;
 	if (p->dst_shut)
 		return PUMP_DONE;
 	for (;;) {
+		/* Over budget, yield; but not while OpenSSL still holds
+		 * decrypted bytes, which no socket event would announce. */
+		if (p->pending == 0 && !p->src_eof &&
+		    p->total - start >= PUMP_BUDGET && SSL_pending(ssl) == 0) {
+			free(p->buf);
+			p->buf = NULL;
+			wants->client = EV_READ;
+			return PUMP_WANT_READ;
+		}
 		if (p->pending == 0 && !p->src_eof) {
 			enum tls_step step;
 			size_t got;
@@ -269,10 +280,19 @@ enum pump_status
 tls_pump_down(struct pump *p, SSL *ssl, int client, int backend,
     struct tls_wants *wants)
 {
+	uint64_t start = p->total;
+
 	wants->client = wants->backend = 0;
 	if (p->dst_shut)
 		return PUMP_DONE;
 	for (;;) {
+		if (p->pending == 0 && !p->src_eof &&
+		    p->total - start >= PUMP_BUDGET) {
+			free(p->buf);
+			p->buf = NULL;
+			wants->backend = EV_READ;
+			return PUMP_WANT_READ;
+		}
 		if (p->pending == 0 && !p->src_eof) {
 			ssize_t n;
 
