@@ -13,6 +13,16 @@
  *   idle  -n connections opened (-c at a time) up to their Preamble Ack,
  *         then held until standard input ends (or -d seconds), then reset.
  *
+ * With -T CAFILE every connection asks for the in-band TLS upgrade, as a
+ * WCF client with SecurityMode.Transport does: the clear-text preamble ends
+ * with the Upgrade Request for application/ssl-tls instead of Preamble End;
+ * after the Upgrade Response (0A) the client runs a TLS 1.3 handshake
+ * (OpenSSL, non-blocking, in the same loop; a fresh session each time, no
+ * resumption), verifying the server's chain against CAFILE alone and its
+ * name against -N; then Preamble End, the Ack and everything after it go
+ * inside TLS.  A clean end of a TLS connection is the server's
+ * close_notify, answered with ours.
+ *
  * One thread and one level-triggered epoll loop.  Every phase has a
  * deadline; a run never lasts longer than its setup allowance plus -w, -d
  * and a drain allowance.  The last line printed is "result key=value ...".
@@ -30,6 +40,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "wire.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -39,6 +53,9 @@
 #define READS_PER_WAKEUP 16
 #define WRITES_PER_WAKEUP 16
 #define UPLOAD_IOV 16
+/* TLS reads and writes move at most one record (16 KiB) each. */
+#define TLS_READS_PER_WAKEUP 64
+#define TLS_WRITES_PER_WAKEUP 64
 #define SCRATCH_SIZE (256u * 1024u)
 #define DRAIN_SECONDS 10.0      /* after the measured phase, to close cleanly */
 #define SETUP_SECONDS 30.0      /* to open every connection (idle: plus n/500) */
@@ -56,6 +73,8 @@ enum mode { MODE_CPS, MODE_RR, MODE_UP, MODE_DOWN, MODE_IDLE };
 enum lstate {
 	LS_FREE = 0,
 	LS_CONNECTING, /* connect() in flight */
+	LS_UPGRADE,    /* TLS: clear preamble + Upgrade Request sent, waiting 0A */
+	LS_HANDSHAKE,  /* TLS: client handshake under way */
 	LS_ACK,        /* preamble sent: waiting for Preamble Ack */
 	LS_READY,      /* acked, waiting for the measured phase (rr, up, down, idle) */
 	LS_REPLY,      /* request sent: waiting for the reply envelope */
@@ -74,7 +93,10 @@ struct lconn {
 	const uint8_t *out;     /* the one write in flight */
 	size_t out_len, out_off;
 	uint64_t t0;            /* ns: connection start (cps), request sent (rr) */
+	SSL *ssl;               /* TLS mode, once the upgrade is answered */
 	unsigned end_sent : 1;
+	unsigned wpend : 1;     /* an SSL_write must be retried as it was */
+	unsigned rd_wants_write : 1; /* an SSL_read waits for writability */
 };
 
 struct hist {
@@ -90,6 +112,9 @@ static unsigned conc = 64, idle_n = 9000, nroutes = 8, nsources = 1;
 static double duration = 5.0, warmup = 1.0;
 static uint32_t req_size = 256, reply_size = 256, env_size = 65536;
 static const char *via_host = "bench.local";
+static const char *via_stem = "svc";
+static const char *tls_ca;      /* -T: TLS mode, trusting this CA file only */
+static const char *tls_name = "localhost";
 
 /* State. */
 static int epfd = -1;
@@ -101,6 +126,11 @@ static uint8_t *request, *stream_request, *upload_env;
 static size_t request_len, stream_request_len, upload_env_len;
 static uint8_t scratch[SCRATCH_SIZE];
 static const uint8_t end_byte = WIRE_REC_END;
+static const uint8_t preamble_end_byte = WIRE_REC_PREAMBLE_END;
+static SSL_CTX *tls_ctx;
+static uint64_t handshakes, resumed;
+static char tls_version[24], tls_cipher[64], tls_group[32];
+static char tls_why[160];       /* the last TLS failure, for first_error */
 static uint32_t next_route;
 
 static int running;             /* the measured phase has started */
@@ -108,6 +138,7 @@ static int finishing;           /* its time is up */
 static uint64_t t_start, t_window, t_end, t_hard;
 static unsigned nready, nopen, nopening;
 static uint64_t completed, bytes, attempts;
+static uint64_t rx_bytes;       /* down: every byte received, drain included */
 static uint64_t last_close_ns;
 static unsigned long errors;
 static char first_error[160];
@@ -195,12 +226,36 @@ set_events(struct lconn *c, uint32_t events)
 
 static void conn_open(struct lconn *c);
 
-/* Close c; reset != 0 sends RST (idle teardown, failures). */
+/* Remember why OpenSSL failed (its most specific error), for first_error. */
+static void
+tls_note_error(const char *fallback)
+{
+	unsigned long e, last = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		last = e;
+	if (last != 0)
+		ERR_error_string_n(last, tls_why, sizeof(tls_why));
+	else
+		snprintf(tls_why, sizeof(tls_why), "%s", fallback);
+}
+
+/* Close c; reset != 0 sends RST (idle teardown, failures).  A clean TLS
+ * close answers the server's close_notify with ours first. */
 static void
 conn_close(struct lconn *c, int reset)
 {
 	if (c->state == LS_FREE)
 		return;
+	if (c->ssl != NULL) {
+		if (!reset) {
+			ERR_clear_error();
+			(void)SSL_shutdown(c->ssl);
+			ERR_clear_error();
+		}
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 	if (reset) {
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
@@ -208,17 +263,95 @@ conn_close(struct lconn *c, int reset)
 	}
 	close(c->fd);
 	c->fd = -1;
-	if (c->state == LS_CONNECTING || c->state == LS_ACK)
+	if (c->state == LS_CONNECTING || c->state == LS_UPGRADE ||
+	    c->state == LS_HANDSHAKE || c->state == LS_ACK)
 		nopening--;
 	c->state = LS_FREE;
 	nopen--;
 }
 
+/* err EPROTO: a TLS failure, described by tls_why. */
 static void
 conn_error(struct lconn *c, const char *what, int err)
 {
-	fail(c, "%s: %s", what, err ? strerror(err) : "protocol");
+	if (err == EPROTO && tls_why[0] != '\0')
+		fail(c, "%s: TLS: %s", what, tls_why);
+	else
+		fail(c, "%s: %s", what, err ? strerror(err) : "protocol");
 	conn_close(c, 1);
+}
+
+/*
+ * A failed SSL_read or SSL_write as a recv or send result: -1 with errno
+ * EAGAIN when it must be retried (the same way, for a write) once the
+ * socket is ready, 0 for the peer's close_notify (reads), -1 with EPROTO
+ * (reason in tls_why) or the socket's errno otherwise.
+ */
+static ssize_t
+tls_failed(struct lconn *c, int ret, int reading)
+{
+	switch (SSL_get_error(c->ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		if (reading)
+			c->rd_wants_write = 1;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		if (reading)
+			return 0;
+		tls_note_error("write after close_notify");
+		break;
+	case SSL_ERROR_SYSCALL:
+		if (errno != 0 && ERR_peek_error() == 0)
+			return -1;
+		tls_note_error("unexpected end of stream");
+		break;
+	default:
+		tls_note_error("TLS failure");
+		break;
+	}
+	errno = EPROTO;
+	return -1;
+}
+
+/* recv(), or SSL_read() once TLS is up. */
+static ssize_t
+io_recv(struct lconn *c, void *buf, size_t len)
+{
+	int ret;
+
+	if (c->ssl == NULL)
+		return recv(c->fd, buf, len, 0);
+	c->rd_wants_write = 0;
+	ERR_clear_error();
+	errno = 0;
+	ret = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	return ret > 0 ? ret : tls_failed(c, ret, 1);
+}
+
+/* send(), or SSL_write() once TLS is up (partial writes: one record or
+ * more per call). */
+static ssize_t
+io_send(struct lconn *c, const void *buf, size_t len)
+{
+	int ret;
+
+	if (c->ssl == NULL)
+		return send(c->fd, buf, len, MSG_NOSIGNAL);
+	ERR_clear_error();
+	errno = 0;
+	ret = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (ret > 0) {
+		c->wpend = 0;
+		return ret;
+	}
+	ret = (int)tls_failed(c, ret, 0);
+	if (errno == EAGAIN)
+		c->wpend = 1;
+	return ret;
 }
 
 /*
@@ -229,15 +362,14 @@ static int
 conn_write(struct lconn *c)
 {
 	for (int i = 0; i < WRITES_PER_WAKEUP && c->out_off < c->out_len; i++) {
-		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-		    MSG_NOSIGNAL);
+		ssize_t n = io_send(c, c->out + c->out_off, c->out_len - c->out_off);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN)
 				break;
-			conn_error(c, "send", errno);
+			conn_error(c, c->ssl ? "SSL_write" : "send", errno);
 			return -1;
 		}
 		c->out_off += (size_t)n;
@@ -267,11 +399,40 @@ send_end(struct lconn *c)
 	(void)conn_send(c, &end_byte, 1);
 }
 
+/* Upload over TLS: one record per SSL_write (partial writes); a write
+ * that could not finish is retried as it was before anything else. */
+static void
+upload_tls(struct lconn *c)
+{
+	for (int i = 0; i < TLS_WRITES_PER_WAKEUP; i++) {
+		ssize_t n;
+
+		if (c->out_off == 0 && finishing && !c->wpend) {
+			send_end(c);
+			return;
+		}
+		n = io_send(c, upload_env + c->out_off, upload_env_len - c->out_off);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				break;
+			conn_error(c, "SSL_write", errno);
+			return;
+		}
+		bytes += (uint64_t)n;
+		c->out_off = (c->out_off + (size_t)n) % upload_env_len;
+	}
+	set_events(c, EPOLLIN | EPOLLOUT);
+}
+
 /* Upload: stream envelopes; at the end of the phase, finish the envelope
  * under way and send End. */
 static void
 upload(struct lconn *c)
 {
+	if (c->ssl != NULL) {
+		upload_tls(c);
+		return;
+	}
 	for (int i = 0; i < WRITES_PER_WAKEUP; i++) {
 		struct iovec iov[UPLOAD_IOV];
 		struct msghdr msg;
@@ -394,8 +555,87 @@ on_connected(struct lconn *c)
 		conn_error(c, "connect", err);
 		return;
 	}
-	c->state = LS_ACK;
+	c->state = tls_ctx != NULL ? LS_UPGRADE : LS_ACK;
 	(void)conn_send(c, preambles[c->route], preamble_lens[c->route]);
+}
+
+/* Drive the client handshake; once it is done, send Preamble End inside
+ * TLS and wait for the Ack. */
+static void
+tls_handshake(struct lconn *c)
+{
+	int ret;
+
+	ERR_clear_error();
+	errno = 0;
+	ret = SSL_do_handshake(c->ssl);
+	if (ret == 1) {
+		if (SSL_version(c->ssl) != TLS1_3_VERSION) {
+			snprintf(tls_why, sizeof(tls_why), "negotiated %s, not TLSv1.3",
+			    SSL_get_version(c->ssl));
+			conn_error(c, "handshake", EPROTO);
+			return;
+		}
+		handshakes++;
+		if (SSL_session_reused(c->ssl))
+			resumed++;
+		if (tls_version[0] == '\0') {
+			const char *group = SSL_group_to_name(c->ssl,
+			    SSL_get_negotiated_group(c->ssl));
+
+			snprintf(tls_version, sizeof(tls_version), "%s",
+			    SSL_get_version(c->ssl));
+			snprintf(tls_cipher, sizeof(tls_cipher), "%s",
+			    SSL_get_cipher_name(c->ssl));
+			snprintf(tls_group, sizeof(tls_group), "%s",
+			    group != NULL ? group : "?");
+		}
+		c->state = LS_ACK;
+		wire_reader_init(&c->rd);
+		(void)conn_send(c, &preamble_end_byte, 1);
+		return;
+	}
+	switch (SSL_get_error(c->ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+		set_events(c, EPOLLIN);
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		set_events(c, EPOLLIN | EPOLLOUT);
+		return;
+	default:
+		break;
+	}
+	if (SSL_get_verify_result(c->ssl) != X509_V_OK) {
+		snprintf(tls_why, sizeof(tls_why), "certificate verification: %s",
+		    X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
+		ERR_clear_error();
+	} else if (SSL_get_error(c->ssl, ret) == SSL_ERROR_SYSCALL &&
+	    ERR_peek_error() == 0) {
+		snprintf(tls_why, sizeof(tls_why), "%s", errno ? strerror(errno) :
+		    "end of stream in the handshake");
+	} else {
+		tls_note_error("handshake failed");
+	}
+	conn_error(c, "handshake", EPROTO);
+}
+
+/* The Upgrade Response arrived: start the client side of TLS, verifying
+ * the chain against the CA file and the name against tls_name. */
+static void
+tls_begin(struct lconn *c)
+{
+	ERR_clear_error();
+	c->ssl = SSL_new(tls_ctx);
+	if (c->ssl == NULL || !SSL_set_fd(c->ssl, c->fd) ||
+	    !SSL_set_tlsext_host_name(c->ssl, tls_name) ||
+	    !SSL_set1_host(c->ssl, tls_name)) {
+		tls_note_error("cannot set up TLS");
+		conn_error(c, "SSL_new", EPROTO);
+		return;
+	}
+	SSL_set_connect_state(c->ssl);
+	c->state = LS_HANDSHAKE;
+	tls_handshake(c);
 }
 
 /* The connection finished cleanly (End both ways, FIN). */
@@ -412,13 +652,18 @@ on_done(struct lconn *c)
 	conn_close(c, 0);      /* run_cps() opens the next one in this slot */
 }
 
-/* One complete record from the far side.  Returns -1 if c was closed. */
+/* One complete record from the far side.  Returns -1 if c was closed, 1
+ * for the Upgrade Response (TLS starts), 0 otherwise. */
 static int
 on_record(struct lconn *c)
 {
 	uint64_t now;
 
 	switch (c->rd.type) {
+	case WIRE_REC_UPGRADE_RESPONSE:
+		if (c->state != LS_UPGRADE)
+			break;
+		return 1;       /* on_readable() starts TLS */
 	case WIRE_REC_PREAMBLE_ACK:
 		if (c->state != LS_ACK)
 			break;
@@ -473,11 +718,15 @@ on_record(struct lconn *c)
 static void
 on_readable(struct lconn *c)
 {
-	for (int i = 0; i < READS_PER_WAKEUP; i++) {
-		ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
+	int reads = c->ssl != NULL ? TLS_READS_PER_WAKEUP : READS_PER_WAKEUP;
+
+	for (int i = 0; i < reads; i++) {
+		ssize_t n = io_recv(c, scratch, sizeof(scratch));
 		size_t off = 0;
 
 		if (n == 0) {
+			/* TLS: the server's close_notify (a bare FIN is an
+			 * error: SSL_read reports it as unexpected EOF). */
 			if (c->state == LS_EOF)
 				on_done(c);
 			else
@@ -485,13 +734,19 @@ on_readable(struct lconn *c)
 			return;
 		}
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (errno == EAGAIN || errno == EINTR) {
+				if (c->rd_wants_write)
+					set_events(c, c->events | EPOLLOUT);
 				return;
-			conn_error(c, "recv", errno);
+			}
+			conn_error(c, c->ssl ? "SSL_read" : "recv", errno);
 			return;
 		}
-		if (c->state == LS_DOWNLOAD && running && wire_now_ns() <= t_end)
-			bytes += (uint64_t)n;
+		if (c->state == LS_DOWNLOAD) {
+			rx_bytes += (uint64_t)n;
+			if (running && wire_now_ns() <= t_end)
+				bytes += (uint64_t)n;
+		}
 		while (off < (size_t)n) {
 			size_t used;
 			int st = wire_read(&c->rd, scratch + off, (size_t)n - off, &used);
@@ -501,10 +756,23 @@ on_readable(struct lconn *c)
 				conn_error(c, "malformed record", 0);
 				return;
 			}
-			if (st == WIRE_RECORD && on_record(c) < 0)
+			if (st != WIRE_RECORD)
+				continue;
+			st = on_record(c);
+			if (st < 0)
 				return;
+			if (st > 0) {
+				/* The server sends nothing after 0A before the
+				 * ClientHello. */
+				if (off != (size_t)n) {
+					conn_error(c, "bytes after the Upgrade Response", 0);
+					return;
+				}
+				tls_begin(c);
+				return;
+			}
 		}
-		if ((size_t)n < sizeof(scratch))
+		if (c->ssl == NULL && (size_t)n < sizeof(scratch))
 			return;
 	}
 }
@@ -575,7 +843,12 @@ dispatch(struct epoll_event *ev)
 			on_connected(c);
 		return;
 	}
-	if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+	if (c->state == LS_HANDSHAKE) {
+		tls_handshake(c);
+		return;
+	}
+	if ((ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ||
+	    (c->rd_wants_write && (ev->events & EPOLLOUT)))
 		on_readable(c);
 	if (c->state != LS_FREE && (ev->events & EPOLLOUT))
 		on_writable(c);
@@ -614,13 +887,19 @@ print_result(void)
 		mbps = (double)bytes / secs / 1e6;
 	printf("result mode=%s conns=%u seconds=%.3f ok=%llu errors=%lu rate=%.1f "
 	    "p50_us=%.1f p99_us=%.1f p999_us=%.1f mean_us=%.1f bytes=%llu mbps=%.1f "
-	    "cpu=%.3f",
+	    "cpu=%.3f rx_bytes=%llu",
 	    mode == MODE_CPS ? "cps" : mode == MODE_RR ? "rr" : mode == MODE_UP ? "up" :
 	    mode == MODE_DOWN ? "down" : "idle", mode == MODE_IDLE ? nready : conc,
 	    secs, (unsigned long long)completed, errors, rate,
 	    hist_quantile(0.50), hist_quantile(0.99), hist_quantile(0.999),
 	    hist.n ? hist.sum_us / (double)hist.n : 0.,
-	    (unsigned long long)bytes, mbps, wire_cpu_seconds());
+	    (unsigned long long)bytes, mbps, wire_cpu_seconds(),
+	    (unsigned long long)rx_bytes);
+	if (tls_ctx != NULL)
+		printf(" handshakes=%llu resumed=%llu tls_version=%s tls_cipher=%s "
+		    "tls_group=%s", (unsigned long long)handshakes,
+		    (unsigned long long)resumed, tls_version[0] ? tls_version : "-",
+		    tls_cipher[0] ? tls_cipher : "-", tls_group[0] ? tls_group : "-");
 	if (errors)
 		printf(" first_error=\"%s\"", first_error);
 	printf("\n");
@@ -738,13 +1017,17 @@ setup_buffers(void)
 	if (preambles == NULL || preamble_lens == NULL)
 		return -1;
 	for (uint32_t i = 0; i < nroutes; i++) {
-		int n = snprintf(via, sizeof(via), "net.tcp://%s/svc%u", via_host, i);
+		int n = snprintf(via, sizeof(via), "net.tcp://%s/%s%u", via_host,
+		    via_stem, i);
 
 		if (n < 0 || (size_t)n >= sizeof(via))
 			return -1;
-		if ((preambles[i] = malloc(WIRE_PREAMBLE_MAX)) == NULL)
+		if ((preambles[i] = malloc(WIRE_PREAMBLE_UPGRADE_MAX)) == NULL)
 			return -1;
-		if ((preamble_lens[i] = wire_preamble(via, preambles[i])) == 0)
+		preamble_lens[i] = tls_ca != NULL ?
+		    wire_preamble_upgrade(via, preambles[i]) :
+		    wire_preamble(via, preambles[i]);
+		if (preamble_lens[i] == 0)
 			return -1;
 	}
 	request = malloc((size_t)req_size + WIRE_ENVELOPE_HEAD_MAX);
@@ -759,6 +1042,31 @@ setup_buffers(void)
 	return 0;
 }
 
+/*
+ * The client context of -T: TLS 1.3 only, OpenSSL's default groups and
+ * suites, the peer verified against the CA file alone (not the system's
+ * store), no session cache (every connection a full handshake).
+ */
+static int
+setup_tls(void)
+{
+	char why[160];
+
+	tls_ctx = SSL_CTX_new(TLS_client_method());
+	if (tls_ctx == NULL ||
+	    !SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_load_verify_locations(tls_ctx, tls_ca, NULL)) {
+		ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+		fprintf(stderr, "nmf-loadgen: -T %s: %s\n", tls_ca, why);
+		return -1;
+	}
+	SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return 0;
+}
+
 static void
 usage(FILE *out)
 {
@@ -770,6 +1078,10 @@ usage(FILE *out)
 	    "  -n N      idle: connections to open                    [9000]\n"
 	    "  -r N      routes: Vias net.tcp://HOST/svc0 .. svcN-1, in turn [8]\n"
 	    "  -H HOST   host in the Via                              [bench.local]\n"
+	    "  -P STEM   Via path stem: net.tcp://HOST/STEMi          [svc]\n"
+	    "  -T FILE   TLS upgrade (application/ssl-tls), TLS 1.3, trusting\n"
+	    "            the CA certificates in FILE only\n"
+	    "  -N NAME   TLS: the name the server's certificate must have [localhost]\n"
 	    "  -q BYTES  request envelope payload (cps, rr)           [256]\n"
 	    "  -p BYTES  reply envelope payload (cps, rr)             [256]\n"
 	    "  -e BYTES  bulk envelope payload (up, down)             [65536]\n"
@@ -782,7 +1094,7 @@ parse_args(int argc, char **argv)
 {
 	int opt, have_target = 0;
 
-	while ((opt = getopt(argc, argv, "a:m:c:d:w:n:r:H:q:p:e:s:h")) != -1) {
+	while ((opt = getopt(argc, argv, "a:m:c:d:w:n:r:H:P:T:N:q:p:e:s:h")) != -1) {
 		switch (opt) {
 		case 'a':
 			if (wire_parse_loopback(optarg, &target) < 0)
@@ -809,6 +1121,9 @@ parse_args(int argc, char **argv)
 		case 'n': idle_n = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'r': nroutes = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'H': via_host = optarg; break;
+		case 'P': via_stem = optarg; break;
+		case 'T': tls_ca = optarg; break;
+		case 'N': tls_name = optarg; break;
 		case 'q': req_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'p': reply_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'e': env_size = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -853,6 +1168,8 @@ main(int argc, char **argv)
 		fputs("nmf-loadgen: out of memory or bad Via\n", stderr);
 		return 1;
 	}
+	if (tls_ca != NULL && setup_tls() < 0)
+		return 1;
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
 		perror("nmf-loadgen: epoll_create1");
 		return 1;

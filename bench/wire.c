@@ -30,8 +30,9 @@ wire_mbint(uint32_t v, uint8_t *out)
 	return n;
 }
 
-size_t
-wire_preamble(const char *via, uint8_t *out)
+/* Version, Mode, Via and Known Encoding; 0 if the Via is too long. */
+static size_t
+preamble_head(const char *via, uint8_t *out)
 {
 	size_t vlen = strlen(via);
 	size_t n = 0;
@@ -49,8 +50,32 @@ wire_preamble(const char *via, uint8_t *out)
 	n += vlen;
 	out[n++] = 0x03; /* Known Encoding: binary session */
 	out[n++] = 0x08;
+	return n;
+}
+
+size_t
+wire_preamble(const char *via, uint8_t *out)
+{
+	size_t n = preamble_head(via, out);
+
+	if (n == 0)
+		return 0;
 	out[n++] = WIRE_REC_PREAMBLE_END;
 	return n;
+}
+
+size_t
+wire_preamble_upgrade(const char *via, uint8_t *out)
+{
+	static const char name[] = WIRE_UPGRADE_TLS;
+	size_t n = preamble_head(via, out);
+
+	if (n == 0)
+		return 0;
+	out[n++] = WIRE_REC_UPGRADE_REQUEST;
+	n += wire_mbint((uint32_t)(sizeof(name) - 1), out + n);
+	memcpy(out + n, name, sizeof(name) - 1);
+	return n + sizeof(name) - 1;
 }
 
 size_t
@@ -108,7 +133,7 @@ wire_read(struct wire_reader *r, const uint8_t *buf, size_t len, size_t *used)
 				r->stage = STAGE_SIZE;
 				break;
 			case WIRE_REC_END:
-			case 0x0A:         /* Upgrade Response */
+			case WIRE_REC_UPGRADE_RESPONSE:
 			case WIRE_REC_PREAMBLE_ACK:
 			case WIRE_REC_PREAMBLE_END:
 				goto record;

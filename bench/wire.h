@@ -19,6 +19,7 @@
 #define WIRE_REC_END 0x07u
 #define WIRE_REC_FAULT 0x08u
 #define WIRE_REC_UPGRADE_REQUEST 0x09u
+#define WIRE_REC_UPGRADE_RESPONSE 0x0Au
 #define WIRE_REC_PREAMBLE_ACK 0x0Bu
 #define WIRE_REC_PREAMBLE_END 0x0Cu
 
@@ -29,6 +30,13 @@
 #define WIRE_VIA_MAX 127u
 /* Preamble bytes for a Via of WIRE_VIA_MAX. */
 #define WIRE_PREAMBLE_MAX (16u + WIRE_VIA_MAX)
+/* The upgrade of a net.tcp binding with transport security (TLS). */
+#define WIRE_UPGRADE_TLS "application/ssl-tls"
+/* Clear-text preamble of an upgrading client, for a Via of WIRE_VIA_MAX:
+ * the records of WIRE_PREAMBLE_MAX but Preamble End, then the Upgrade
+ * Request (type, one-byte length, name). */
+#define WIRE_PREAMBLE_UPGRADE_MAX (WIRE_PREAMBLE_MAX - 1u + 2u + \
+	(sizeof(WIRE_UPGRADE_TLS) - 1u))
 /* Envelope header: type byte and a mbint of at most 5 bytes. */
 #define WIRE_ENVELOPE_HEAD_MAX 6u
 /* Operation byte and its argument. */
@@ -49,6 +57,15 @@ size_t wire_mbint(uint32_t v, uint8_t *out);
  * its length, or 0 if the Via is longer than WIRE_VIA_MAX.
  */
 size_t wire_preamble(const char *via, uint8_t *out);
+
+/*
+ * Write what a client asking for the TLS upgrade sends before it has the
+ * Upgrade Response (0A): Version 1.0, Mode 02, Via, Known Encoding 08 and
+ * the Upgrade Request for WIRE_UPGRADE_TLS, into out
+ * (WIRE_PREAMBLE_UPGRADE_MAX bytes).  Its Preamble End goes inside TLS.
+ * Returns the length, or 0 if the Via is longer than WIRE_VIA_MAX.
+ */
+size_t wire_preamble_upgrade(const char *via, uint8_t *out);
 
 /*
  * Write a sized envelope of size payload bytes (size >= WIRE_OP_HEAD) into
