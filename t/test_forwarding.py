@@ -202,7 +202,8 @@ def pooled_pipe_sizes(d):
     sizes = []
     base = f"/proc/{d.pid}/fd"
     for name in os.listdir(base):
-        if os.readlink(os.path.join(base, name)).startswith("pipe:"):
+        # 0-2 are inherited: under CI standard input can be a pipe
+        if int(name) > 2 and os.readlink(os.path.join(base, name)).startswith("pipe:"):
             fd = os.open(os.path.join(base, name), os.O_RDONLY | os.O_NONBLOCK)
             try:
                 sizes.append(fcntl.fcntl(fd, 1032))    # F_GETPIPE_SZ
