@@ -83,12 +83,7 @@ def test_half_close_from_client_then_reply():
     def backend(c, be):
         read_preamble(c)
         c.sendall(b"\x0b")
-        got = bytearray()
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        got = recv_until_close(c)[0]
         time.sleep(0.2)     # answer well after the FIN
         c.sendall(b"reply:" + hashlib.sha256(got).hexdigest().encode())
         c.shutdown(socket.SHUT_WR)
@@ -119,12 +114,7 @@ def test_half_close_from_backend_then_client_sends():
         read_preamble(c)
         c.sendall(b"\x0bbye")
         c.shutdown(socket.SHUT_WR)
-        got = bytearray()
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        got = recv_until_close(c)[0]
         received["late"] = bytes(got)
 
     for forward in FORWARD_METHODS:

@@ -202,12 +202,7 @@ def test_fin_without_close_notify_is_a_normal_end():
     def backend(c, be):
         read_preamble(c)
         c.sendall(b"\x0b")
-        buf = bytearray()
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
+        buf = recv_until_close(c)[0]
         got["data"] = bytes(buf)
         c.sendall(b"bye")
         c.shutdown(socket.SHUT_WR)
