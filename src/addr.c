@@ -227,3 +227,29 @@ addr_port(const struct sockaddr *sa)
 		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 	return 0;
 }
+
+int
+addr_equal(const struct addr *a, const struct addr *b)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+	const struct sockaddr *sb = (const struct sockaddr *)&b->ss;
+
+	if (sa->sa_family != sb->sa_family)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *ia = (const struct sockaddr_in *)sa;
+		const struct sockaddr_in *ib = (const struct sockaddr_in *)sb;
+
+		return ia->sin_port == ib->sin_port &&
+		    ia->sin_addr.s_addr == ib->sin_addr.s_addr;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *ia = (const struct sockaddr_in6 *)sa;
+		const struct sockaddr_in6 *ib = (const struct sockaddr_in6 *)sb;
+
+		return ia->sin6_port == ib->sin6_port &&
+		    ia->sin6_scope_id == ib->sin6_scope_id &&
+		    memcmp(&ia->sin6_addr, &ib->sin6_addr, sizeof(ia->sin6_addr)) == 0;
+	}
+	return 0;
+}

@@ -48,6 +48,9 @@ enum global_key {
 	GK_LOG_LEVEL,
 	GK_WORKERS,
 	GK_PIPE_SIZE,
+	GK_FOLLOW_SESSIONS,
+	GK_BACKEND_POOL,
+	GK_BACKEND_POOL_TIMEOUT,
 	GK_COUNT
 };
 
@@ -63,6 +66,9 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_LOG_LEVEL] = "log_level",
 	[GK_WORKERS] = "workers",
 	[GK_PIPE_SIZE] = "pipe_size",
+	[GK_FOLLOW_SESSIONS] = "follow_sessions",
+	[GK_BACKEND_POOL] = "backend_pool",
+	[GK_BACKEND_POOL_TIMEOUT] = "backend_pool_timeout",
 };
 
 /* Route keys that configure TLS termination, besides tls itself. */
@@ -411,16 +417,22 @@ read_line(char *str, int num, void *stream)
 	return str;
 }
 
-/* Strict decimal 1..COUNT_MAX: no sign, no spaces, no suffix. */
+/* Strict decimal min..COUNT_MAX: no sign, no spaces, no suffix. */
 static int
-parse_count(const char *s, unsigned *out)
+parse_count_from(const char *s, unsigned long min, unsigned *out)
 {
 	unsigned long v;
 
-	if (decimal_parse(&s, COUNT_MAX, &v) < 0 || *s != '\0' || v == 0)
+	if (decimal_parse(&s, COUNT_MAX, &v) < 0 || *s != '\0' || v < min)
 		return -1;
 	*out = (unsigned)v;
 	return 0;
+}
+
+static int
+parse_count(const char *s, unsigned *out)
+{
+	return parse_count_from(s, 1, out);
 }
 
 /* A byte count: digits, optionally k or m; 0, or 4 KiB to 64 MiB. */
@@ -642,6 +654,25 @@ global_key(struct parser *p, const char *name, const char *value)
 		    cfg->workers > CONFIG_MAX_WORKERS)
 			add_error(p, p->lineno, "bad workers '%s' (auto, or an "
 			    "integer from 1 to %u)", value, CONFIG_MAX_WORKERS);
+		break;
+	case GK_FOLLOW_SESSIONS:
+		if (strcmp(value, "on") == 0)
+			cfg->follow_sessions = 1;
+		else if (strcmp(value, "off") == 0)
+			cfg->follow_sessions = 0;
+		else
+			add_error(p, p->lineno,
+			    "bad follow_sessions '%s' (on or off)", value);
+		break;
+	case GK_BACKEND_POOL:
+		if (parse_count_from(value, 0, &cfg->backend_pool) < 0)
+			add_error(p, p->lineno, "bad backend_pool '%s' (an "
+			    "integer from 0 to %u)", value, COUNT_MAX);
+		break;
+	case GK_BACKEND_POOL_TIMEOUT:
+		if (config_parse_duration(value, &cfg->backend_pool_timeout) < 0)
+			add_error(p, p->lineno, "bad backend_pool_timeout '%s' (a "
+			    "duration above 0 and at most 24h)", value);
 		break;
 	case GK_LOG_LEVEL:
 		level = log_level_from_name(value);
@@ -984,6 +1015,9 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->max_pending = CONFIG_DEFAULT_MAX_PENDING;
 	cfg->forward = FORWARD_SPLICE;
 	cfg->pipe_size = CONFIG_DEFAULT_PIPE_SIZE;
+	cfg->follow_sessions = 1;
+	cfg->backend_pool = CONFIG_DEFAULT_BACKEND_POOL;
+	cfg->backend_pool_timeout = CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT;
 	cfg->log_target = LOG_TARGET_STDERR;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->path = strdup(path);

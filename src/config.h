@@ -22,6 +22,8 @@
 #define CONFIG_MAX_WORKERS 256u
 #define CONFIG_DEFAULT_PIPE_SIZE (1024u * 1024u)
 #define CONFIG_MAX_PIPE_SIZE (64u * 1024u * 1024u)
+#define CONFIG_DEFAULT_BACKEND_POOL 64u
+#define CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT 30.0
 
 enum forward_method {
 	FORWARD_SPLICE = 0, /* zero-copy through a pipe */
@@ -45,6 +47,9 @@ struct config {
 	unsigned workers;          /* event loops, one thread each; 0: one per CPU */
 	enum forward_method forward;
 	unsigned pipe_size;        /* bytes per splice pipe; 0: the kernel's default */
+	int follow_sessions;       /* follow duplex sessions to their End records */
+	unsigned backend_pool;     /* idle backend connections kept per worker */
+	double backend_pool_timeout; /* seconds one is kept idle */
 	enum log_target log_target;
 	enum log_level log_level;
 	struct route_table *routes;

@@ -1,13 +1,22 @@
 /*
  * conn.c - the connection state machine, from accept to close.
  *
- *   PREAMBLE --Via routed--> CONNECTING --> REPLAY --> FORWARDING --> closed
+ *          +--------------------------- IDLE <-----------------+
+ *          v                     (pooled backend)               | End both ways
+ *   PREAMBLE --Preamble End--> CONNECTING --> REPLAY --> FORWARDING --> closed
  *      |    \                     ^  |          |
  *      |     UPGRADE --> TLS_HANDSHAKE --> TLS_PREAMBLE   (tls = terminate)
  *      |        |                    |  |          |
  *      +--fault-+--+   +-------------+--+----------+  (backend refused/timed out)
  *                  v   v
  *                FAULTING --> DRAINING --> closed
+ *
+ * The Via picks the route (or the EndpointNotFound fault) as soon as it
+ * arrives; the backend is dialled once the preamble is complete, so the
+ * replay is the whole preamble.  A duplex session without an upgrade is
+ * followed to its End records: then the backend connection goes to the
+ * worker's pool for the next session to that backend, and the client
+ * connection waits (IDLE) for its own next preamble, routed afresh.
  *
  * A connection is in the worker's preamble list exactly while it is in one
  * of the states before CONNECTING: that is what max_pending counts, and what
@@ -25,6 +34,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "bpool.h"
 #include "listener.h"
 #include "log.h"
 #include "routes.h"
@@ -154,6 +164,8 @@ conn_set_state(struct conn *c, enum conn_state state)
 {
 	if (in_preamble(c->state) && !in_preamble(state))
 		pending_unlink(c);
+	else if (!in_preamble(c->state) && in_preamble(state))
+		pending_append(c);
 	c->state = state;
 }
 
@@ -358,19 +370,33 @@ idle_touch(struct conn *c)
 		ev_timer_again(c->w->loop, &c->deadline);
 }
 
+/* From here on the deadline is the idle timer (ev_timer_again). */
+static void
+idle_start(struct conn *c)
+{
+	ev_timer_stop(c->w->loop, &c->deadline);
+	c->deadline.repeat = c->w->cfg->idle_timeout;
+	idle_touch(c);
+}
+
 static void
 forward_start(struct conn *c)
 {
 	c->up.total = c->preamble_len; /* the replay counts as forwarded */
-	free(c->preamble);
-	c->preamble = NULL;
-	ev_timer_stop(c->w->loop, &c->deadline);
-	/* From here on the deadline is the idle timer (ev_timer_again). */
-	c->deadline.repeat = c->w->cfg->idle_timeout;
-	idle_touch(c);
 	ev_io_stop(c->w->loop, &c->backend_wr);
 	conn_set_state(c, CONN_FORWARDING);
-	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s", c->route->backend_text);
+	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", c->route->backend_text,
+	    c->unanswered ? " on a pooled connection" : "");
+	if (c->unanswered) {
+		/* Keep the preamble for a redial, and the client's further
+		 * bytes in its socket, until the service answers. */
+		deadline_start(c, c->w->cfg->connect_timeout);
+		ev_io_start(c->w->loop, &c->backend_rd);
+		return;
+	}
+	free(c->preamble);
+	c->preamble = NULL;
+	idle_start(c);
 	if (c->ssl != NULL) {
 		/* OpenSSL may already hold decrypted bytes the socket will
 		 * never signal again. */
@@ -379,6 +405,53 @@ forward_start(struct conn *c)
 	}
 	ev_io_start(c->w->loop, &c->client_rd);
 	ev_io_start(c->w->loop, &c->backend_rd);
+}
+
+static void backend_connect(struct conn *c);
+
+/*
+ * A pooled connection failed before the service said a word: the service
+ * closed it while it was idle, and the close crossed our preamble.  Only
+ * the preamble went out on it, and the client waits for the answer, so a
+ * new connection given the same bytes serves the client just the same.
+ */
+static void
+backend_redial(struct conn *c, const char *why)
+{
+	conn_log(c, LOG_LEVEL_DEBUG, "pooled connection to %s %s, redialling",
+	    c->route->backend_text, why);
+	close_backend(c);
+	pump_release(&c->down, &c->w->pipes);
+	pump_init(&c->down);
+	nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
+	c->unanswered = 0;
+	c->replay_off = 0;
+	backend_connect(c);
+}
+
+/*
+ * Before forwarding the first answer of a pooled connection, look whether
+ * it is one: 1 if bytes wait, 0 if nothing yet, -1 if the connection had
+ * died and was redialled.
+ */
+static int
+backend_answered(struct conn *c)
+{
+	char byte;
+	ssize_t n = recv(c->backend_fd, &byte, 1, MSG_PEEK);
+
+	if (n > 0) {
+		c->unanswered = 0;
+		free(c->preamble);
+		c->preamble = NULL;
+		idle_start(c);
+		ev_io_start(c->w->loop, &c->client_rd);
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	backend_redial(c, n == 0 ? "was closed" : strerror(errno));
+	return -1;
 }
 
 /* Write the client's bytes to the backend, exactly as they were read,
@@ -396,6 +469,10 @@ replay_write(struct conn *c)
 				continue;
 			if (errno == EAGAIN) {
 				ev_io_start(c->w->loop, &c->backend_wr);
+				return;
+			}
+			if (c->unanswered) {
+				backend_redial(c, strerror(errno));
 				return;
 			}
 			/* Before the first byte went out, a send error is
@@ -431,6 +508,19 @@ connect_done(struct conn *c)
 	replay_write(c);
 }
 
+/* Make fd the backend socket; the client's further bytes stay in its
+ * socket until the replay is out. */
+static void
+backend_attach(struct conn *c, int fd, enum conn_state state)
+{
+	c->backend_fd = fd;
+	ev_io_set(&c->backend_rd, fd, EV_READ);
+	ev_io_set(&c->backend_wr, fd, EV_WRITE);
+	watch_client(c, 0);
+	conn_set_state(c, state);
+	deadline_start(c, c->w->cfg->connect_timeout);
+}
+
 static void
 backend_connect(struct conn *c)
 {
@@ -448,15 +538,7 @@ backend_connect(struct conn *c)
 	/* WCF sets NoDelay on its own sockets; Nagle here would hold back the
 	 * small framing records it writes. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->backend_fd = fd;
-	ev_io_set(&c->backend_rd, fd, EV_READ);
-	ev_io_set(&c->backend_wr, fd, EV_WRITE);
-
-	/* Hold the client's further bytes in its socket until the replay is
-	 * out; they follow by splice. */
-	watch_client(c, 0);
-	conn_set_state(c, CONN_CONNECTING);
-	deadline_start(c, c->w->cfg->connect_timeout);
+	backend_attach(c, fd, CONN_CONNECTING);
 	/*
 	 * On loopback the handshake is usually over before connect() returns
 	 * EINPROGRESS, so the replay is tried at once; while the connect is
@@ -472,6 +554,34 @@ backend_connect(struct conn *c)
 		    c->route->backend_text, strerror(errno));
 		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
 	}
+}
+
+/*
+ * The preamble is complete.  A duplex session without an upgrade is
+ * followed (its framing stays readable to the end) and may take a pooled
+ * connection; anything else is piped as it comes.  Bytes after Preamble End
+ * mean a client that did not wait for the Ack: not one to follow.
+ */
+static void
+backend_start(struct conn *c)
+{
+	int fd = -1;
+
+	c->following = c->w->cfg->follow_sessions &&
+	    c->parser.mode == NMF_MODE_DUPLEX &&
+	    c->parser.stage == NMF_STAGE_END && c->parser.pos == c->preamble_len;
+	if (c->following) {
+		nmf_flow_init(&c->up_flow, NMF_FLOW_UP);
+		nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
+		fd = bpool_take(&c->w->backends, &c->route->backend);
+	}
+	if (fd < 0) {
+		backend_connect(c);
+		return;
+	}
+	c->unanswered = 1;
+	backend_attach(c, fd, CONN_REPLAY);
+	replay_write(c);
 }
 
 /* ------------------------------------------------------------ TLS termination */
@@ -660,7 +770,9 @@ upgrade_parse(struct conn *c)
 
 /* ------------------------------------------------------------ preamble */
 
-static void
+/* Pick the route for the Via.  Returns 0 to read on to Preamble End, or -1
+ * when the connection went elsewhere: faulted, closed, or to TLS. */
+static int
 route_via(struct conn *c)
 {
 	struct via via;
@@ -671,13 +783,13 @@ route_via(struct conn *c)
 	    &why) < 0) {
 		conn_log(c, LOG_LEVEL_NOTICE, "malformed Via (%s), reset", why);
 		conn_close(c, CLOSE_RESET);
-		return;
+		return -1;
 	}
 	route = routes_lookup(c->w->routes, &via, c->local_port);
 	if (route == NULL) {
 		conn_log(c, LOG_LEVEL_NOTICE, "no route, sent EndpointNotFound");
 		conn_fault(c, NMF_FAULT_ENDPOINT_NOT_FOUND);
-		return;
+		return -1;
 	}
 	c->routes = routes_ref(c->w->routes);
 	c->route = route;
@@ -686,17 +798,64 @@ route_via(struct conn *c)
 		 * Preamble End has arrived inside TLS. */
 		conn_set_state(c, CONN_UPGRADE);
 		upgrade_parse(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* Parse what has arrived of the preamble and act on each record that
+ * decides something. */
+static void
+preamble_parse(struct conn *c)
+{
+	struct nmf_record rec;
+	int status;
+
+	if (c->state == CONN_UPGRADE) {
+		upgrade_parse(c);
 		return;
 	}
-	backend_connect(c);
+	while ((status = nmf_parse(&c->parser, c->preamble, c->preamble_len,
+	    &rec)) == NMF_RECORD) {
+		switch (rec.type) {
+		case NMF_REC_VIA:
+			c->via_off = rec.str_off;
+			c->via_len = rec.str_len;
+			if (route_via(c) < 0)
+				return;
+			break;
+		case NMF_REC_PREAMBLE_END:
+		case NMF_REC_UPGRADE_REQUEST:
+			/* The upgrade is the service's to answer. */
+			backend_start(c);
+			return;
+		default:
+			break;
+		}
+	}
+	switch (status) {
+	case NMF_NEED_MORE:
+		/* A whole preamble fits in NMF_PREAMBLE_MAX, so a full buffer
+		 * cannot be waiting for more of it. */
+		break;
+	case NMF_ERR_VERSION:
+		conn_log(c, LOG_LEVEL_NOTICE, "unsupported framing version, sent UnsupportedVersion");
+		conn_fault(c, NMF_FAULT_UNSUPPORTED_VERSION);
+		break;
+	case NMF_ERR_MODE:
+		conn_log(c, LOG_LEVEL_NOTICE, "unsupported framing mode, sent UnsupportedMode");
+		conn_fault(c, NMF_FAULT_UNSUPPORTED_MODE);
+		break;
+	default:
+		preamble_malformed(c, status);
+		break;
+	}
 }
 
 static void
 preamble_read(struct conn *c)
 {
-	struct nmf_record rec;
 	ssize_t n;
-	int status;
 
 	if (c->preamble == NULL && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL) {
 		conn_log(c, LOG_LEVEL_WARNING, "out of memory, reset");
@@ -714,49 +873,102 @@ preamble_read(struct conn *c)
 		return;
 	}
 	if (n == 0) {
-		/* A port probe that sends nothing is not worth a notice. */
+		/* A port probe that sends nothing, or a client closing its
+		 * connection between sessions, is not worth a notice. */
 		conn_log(c, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
 		    "end of stream after %zu preamble bytes, closed", c->preamble_len);
 		conn_close(c, CLOSE_FIN);
 		return;
 	}
 	c->preamble_len += (size_t)n;
-	if (c->state == CONN_UPGRADE) {
-		upgrade_parse(c);
-		return;
-	}
-
-	for (;;) {
-		status = nmf_parse(&c->parser, c->preamble, c->preamble_len, &rec);
-		if (status == NMF_RECORD && rec.type == NMF_REC_VIA) {
-			c->via_off = rec.str_off;
-			c->via_len = rec.str_len;
-			route_via(c);
-			return;
-		}
-		if (status != NMF_RECORD)
-			break;
-	}
-	switch (status) {
-	case NMF_NEED_MORE:
-		/* The Via ends well inside NMF_PREAMBLE_MAX, so a full buffer
-		 * cannot be waiting for it. */
-		break;
-	case NMF_ERR_VERSION:
-		conn_log(c, LOG_LEVEL_NOTICE, "unsupported framing version, sent UnsupportedVersion");
-		conn_fault(c, NMF_FAULT_UNSUPPORTED_VERSION);
-		break;
-	case NMF_ERR_MODE:
-		conn_log(c, LOG_LEVEL_NOTICE, "unsupported framing mode, sent UnsupportedMode");
-		conn_fault(c, NMF_FAULT_UNSUPPORTED_MODE);
-		break;
-	default:
-		preamble_malformed(c, status);
-		break;
-	}
+	preamble_parse(c);
 }
 
 /* ------------------------------------------------------------ forwarding */
+
+/* Wait on whatever a direction that is not done needs next. */
+static void
+resume(struct conn *c, const struct pump *p, ev_io *src_rd, ev_io *dst_wr)
+{
+	if (p->dst_shut)
+		return;
+	ev_io_start(c->w->loop, p->pending > 0 ? dst_wr : src_rd);
+}
+
+/*
+ * The session left the protocol (a FIN instead of End, a Fault, a record
+ * that does not belong): stop following it and forward whatever comes, as
+ * a plain proxy does, including any bytes held after an End.
+ */
+static void
+unfollow(struct conn *c)
+{
+	c->following = 0;
+	pump_unhold(&c->up);
+	pump_unhold(&c->down);
+	resume(c, &c->up, &c->client_rd, &c->backend_wr);
+	resume(c, &c->down, &c->backend_rd, &c->client_wr);
+}
+
+/*
+ * Both Ends are delivered: the session is over.  The backend connection
+ * goes to the pool, unless the service sent something after its End; the
+ * client connection waits for its next preamble, of which the bytes it
+ * sent after its End are the start.
+ */
+static void
+session_end(struct conn *c)
+{
+	struct worker *w = c->w;
+	int fd = c->backend_fd, kept = 0;
+	size_t next = c->up.held;
+
+	stop_watchers(c);
+	c->backend_fd = -1;
+	if (c->down.held == 0)
+		kept = bpool_put(&w->backends, &c->route->backend, fd);
+	else
+		close(fd);
+	c->sessions++;
+	conn_log(c, LOG_LEVEL_DEBUG, "session %u ended after %llu bytes up, %llu "
+	    "down; backend connection %s", c->sessions,
+	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
+	    kept ? "pooled" : c->down.held > 0 ? "closed (bytes after its End)" :
+	    "closed");
+	if (next > NMF_PREAMBLE_MAX ||
+	    (next > 0 && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL)) {
+		conn_log(c, LOG_LEVEL_NOTICE, "%zu bytes after End without waiting "
+		    "for the service, reset", next);
+		conn_close(c, CLOSE_RESET);
+		return;
+	}
+	if (next > 0)
+		memcpy(c->preamble, c->up.buf + c->up.buf_off, next);
+	c->preamble_len = next;
+	pump_release(&c->up, &w->pipes);
+	pump_release(&c->down, &w->pipes);
+	pump_init(&c->up);
+	pump_init(&c->down);
+	routes_unref(c->routes);
+	c->routes = NULL;
+	c->route = NULL;
+	nmf_parser_init(&c->parser);
+	c->via_off = c->via_len = 0;
+	c->replay_off = 0;
+	c->following = 0;
+	if (next == 0) {
+		/* Between sessions the client's connection is idle, not a
+		 * preamble in progress: idle_timeout applies, not max_pending. */
+		conn_set_state(c, CONN_IDLE);
+		idle_start(c);
+		ev_io_start(w->loop, &c->client_rd);
+		return;
+	}
+	conn_set_state(c, CONN_PREAMBLE);
+	deadline_start(c, w->cfg->preamble_timeout);
+	ev_io_start(w->loop, &c->client_rd);
+	preamble_parse(c);
+}
 
 /* Run one direction and wait for what it needs; close once both are done. */
 static void
@@ -765,9 +977,11 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 {
 	struct ev_loop *loop = c->w->loop;
 	const struct pump *other = p == &c->up ? &c->down : &c->up;
+	struct nmf_flow *flow = !c->following ? NULL :
+	    p == &c->up ? &c->up_flow : &c->down_flow;
 	uint64_t before = p->total;
 	enum pump_status status = pump_run(p, src, dst, c->w->cfg->forward,
-	    &c->w->pipes, other->dst_shut);
+	    &c->w->pipes, other->dst_shut, flow);
 
 	if (p->total != before)
 		idle_touch(c);
@@ -780,6 +994,15 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		ev_io_stop(loop, src_rd);
 		ev_io_start(loop, dst_wr);
 		break;
+	case PUMP_ENDED:
+		ev_io_stop(loop, src_rd);
+		ev_io_stop(loop, dst_wr);
+		if (c->up_flow.state == NMF_FLOW_ENDED && c->up.pending == 0 &&
+		    c->down_flow.state == NMF_FLOW_ENDED && c->down.pending == 0) {
+			session_end(c);
+			return;
+		}
+		break;
 	case PUMP_DONE:
 		ev_io_stop(loop, src_rd);
 		ev_io_stop(loop, dst_wr);
@@ -788,6 +1011,7 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 			    (unsigned long long)c->up.total,
 			    (unsigned long long)c->down.total);
 			conn_close(c, CLOSE_FIN);
+			return;
 		}
 		break;
 	case PUMP_ERROR:
@@ -795,8 +1019,11 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		    strerror(errno), (unsigned long long)c->up.total,
 		    (unsigned long long)c->down.total);
 		conn_close(c, CLOSE_RESET);
-		break;
+		return;
 	}
+	if (c->following && (status == PUMP_DONE ||
+	    (flow != NULL && flow->state == NMF_FLOW_OPAQUE)))
+		unfollow(c);
 }
 
 /*
@@ -860,7 +1087,7 @@ forward_down(struct conn *c)
 {
 	if (c->ssl != NULL)
 		forward_tls(c);
-	else
+	else if (!c->unanswered || backend_answered(c) > 0)
 		forward(c, &c->down, c->backend_fd, c->client_fd, &c->backend_rd,
 		    &c->client_wr);
 }
@@ -875,6 +1102,12 @@ on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 
 	(void)loop;
 	switch (c->state) {
+	case CONN_IDLE:
+		/* The next session begins: it has a preamble's time. */
+		conn_set_state(c, CONN_PREAMBLE);
+		deadline_start(c, c->w->cfg->preamble_timeout);
+		preamble_read(c);
+		break;
 	case CONN_PREAMBLE:
 	case CONN_UPGRADE:
 		preamble_read(c);
@@ -956,9 +1189,18 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
 		break;
 	case CONN_FORWARDING:
+		if (c->unanswered) {
+			backend_redial(c, "did not answer the preamble");
+			break;
+		}
 		conn_log(c, LOG_LEVEL_INFO, "idle_timeout expired after %llu bytes up, "
 		    "%llu down, closed", (unsigned long long)c->up.total,
 		    (unsigned long long)c->down.total);
+		conn_close(c, CLOSE_FIN);
+		break;
+	case CONN_IDLE:
+		conn_log(c, LOG_LEVEL_INFO, "idle_timeout expired after %u "
+		    "sessions, closed", c->sessions);
 		conn_close(c, CLOSE_FIN);
 		break;
 	default:
@@ -1025,8 +1267,8 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
-	c->state = CONN_PREAMBLE;
-	pending_append(c);
+	c->state = CONN_IDLE;
+	conn_set_state(c, CONN_PREAMBLE);
 
 	deadline_start(c, w->cfg->preamble_timeout);
 	ev_io_start(w->loop, &c->client_rd);

@@ -25,6 +25,7 @@ enum conn_state {
 	CONN_FORWARDING, /* pumping both directions until both have ended */
 	CONN_FAULTING,   /* writing a framing Fault record to the client */
 	CONN_DRAINING,   /* fault sent and FIN sent; discarding the client's bytes */
+	CONN_IDLE,       /* a session ended; waiting for the client's next preamble */
 };
 
 union conn_sockaddr {
@@ -66,6 +67,11 @@ struct conn {
 
 	struct pump up;                           /* client to backend */
 	struct pump down;                         /* backend to client */
+	struct nmf_flow up_flow, down_flow;       /* where the session stands */
+	unsigned following : 1;                   /* the session is followed to its End */
+	unsigned unanswered : 1;                  /* pooled backend, silent so far: */
+	                                          /* if it fails, redial and replay */
+	unsigned sessions;                        /* sessions ended on this connection */
 };
 
 /* Take ownership of an accepted, non-blocking client socket. */

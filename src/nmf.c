@@ -349,6 +349,94 @@ nmf_parse(struct nmf_parser *p, const uint8_t *buf, size_t len,
 	return status;
 }
 
+void
+nmf_flow_init(struct nmf_flow *f, enum nmf_flow_dir dir)
+{
+	memset(f, 0, sizeof(*f));
+	f->state = NMF_FLOW_RECORD;
+	f->want_ack = dir == NMF_FLOW_DOWN;
+}
+
+/* The record type at a boundary: what the session may hold next. */
+static void
+flow_record(struct nmf_flow *f, uint8_t type)
+{
+	if (f->want_ack) {
+		/* A Fault instead of the Ack ends the connection, not just
+		 * the session. */
+		f->want_ack = 0;
+		if (type != NMF_REC_PREAMBLE_ACK)
+			f->state = NMF_FLOW_OPAQUE;
+		return;
+	}
+	switch (type) {
+	case NMF_REC_SIZED_ENVELOPE:
+		f->state = NMF_FLOW_SIZE;
+		f->size = 0;
+		f->size_bytes = 0;
+		break;
+	case NMF_REC_END:
+		f->state = NMF_FLOW_ENDED;
+		break;
+	default:
+		/* A Fault mid-session is followed by a close, and no other
+		 * record belongs in a duplex session. */
+		f->state = NMF_FLOW_OPAQUE;
+		break;
+	}
+}
+
+size_t
+nmf_flow_feed(struct nmf_flow *f, const uint8_t *buf, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		switch (f->state) {
+		case NMF_FLOW_RECORD:
+			flow_record(f, buf[i++]);
+			if (f->state == NMF_FLOW_ENDED)
+				return i;
+			break;
+		case NMF_FLOW_SIZE:
+			switch (mbint_step(&f->size, &f->size_bytes, buf[i])) {
+			case MBINT_INVALID:
+				f->state = NMF_FLOW_OPAQUE;
+				break;
+			case MBINT_COMPLETE:
+				f->remaining = f->size;
+				f->state = f->size > 0 ? NMF_FLOW_PAYLOAD : NMF_FLOW_RECORD;
+				i++;
+				break;
+			default:
+				i++;
+				break;
+			}
+			break;
+		case NMF_FLOW_PAYLOAD: {
+			size_t take = len - i < f->remaining ? len - i : f->remaining;
+
+			nmf_flow_skip(f, take);
+			i += take;
+			break;
+		}
+		case NMF_FLOW_ENDED:
+			return i;
+		case NMF_FLOW_OPAQUE:
+			return len;
+		}
+	}
+	return len;
+}
+
+void
+nmf_flow_skip(struct nmf_flow *f, size_t n)
+{
+	f->remaining -= (uint32_t)n;
+	if (f->remaining == 0)
+		f->state = NMF_FLOW_RECORD;
+}
+
 const char *
 nmf_strerror(int status)
 {

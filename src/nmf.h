@@ -116,6 +116,48 @@ void nmf_parser_init_upgraded(struct nmf_parser *p, uint8_t mode);
 int nmf_parse(struct nmf_parser *p, const uint8_t *buf, size_t len,
     struct nmf_record *rec);
 
+/*
+ * Following a duplex session after its preamble, one direction at a time,
+ * to find where it ends.  The follower reads only framing bytes: a Sized
+ * Envelope's type and size, never its payload, which the caller may move
+ * without looking at it (nmf_flow_skip).  Anything it does not expect makes
+ * it give up for good (NMF_FLOW_OPAQUE): the bytes are still the peers'
+ * business, the proxy just no longer knows where the session ends.
+ */
+enum nmf_flow_state {
+	NMF_FLOW_RECORD = 0, /* at a record boundary */
+	NMF_FLOW_SIZE,       /* inside a Sized Envelope's size */
+	NMF_FLOW_PAYLOAD,    /* inside a Sized Envelope's payload */
+	NMF_FLOW_ENDED,      /* the End record went by: this way is over */
+	NMF_FLOW_OPAQUE,     /* not a session we follow */
+};
+
+enum nmf_flow_dir {
+	NMF_FLOW_UP,         /* client to service, from just after Preamble End */
+	NMF_FLOW_DOWN,       /* service to client, from its first byte */
+};
+
+struct nmf_flow {
+	enum nmf_flow_state state;
+	uint8_t want_ack;     /* down: the Preamble Ack must come first */
+	uint8_t size_bytes;   /* mbint bytes read so far */
+	uint32_t size;        /* mbint value being accumulated */
+	uint32_t remaining;   /* payload bytes still to come */
+};
+
+void nmf_flow_init(struct nmf_flow *f, enum nmf_flow_dir dir);
+
+/*
+ * Follow buf[0..len).  Returns how many of the bytes belong to the session:
+ * all of them, or, when an End record is among them, the bytes up to and
+ * including it (the state is then NMF_FLOW_ENDED and the rest belongs to
+ * whatever follows the session).  Once ENDED or OPAQUE the state stays.
+ */
+size_t nmf_flow_feed(struct nmf_flow *f, const uint8_t *buf, size_t len);
+
+/* Account for n payload bytes moved unseen; n <= f->remaining. */
+void nmf_flow_skip(struct nmf_flow *f, size_t n);
+
 /* A short English name for a status, for log lines. */
 const char *nmf_strerror(int status);
 

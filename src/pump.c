@@ -80,6 +80,7 @@ pump_init(struct pump *p)
 	p->buf = NULL;
 	p->buf_off = 0;
 	p->pending = 0;
+	p->held = 0;
 	p->total = 0;
 	p->src_eof = 0;
 	p->dst_shut = 0;
@@ -93,6 +94,14 @@ pump_release(struct pump *p, struct pipe_pool *pool)
 	free(p->buf);
 	p->buf = NULL;
 	p->pending = 0;
+	p->held = 0;
+}
+
+void
+pump_unhold(struct pump *p)
+{
+	p->pending += p->held;
+	p->held = 0;
 }
 
 /*
@@ -207,23 +216,132 @@ pump_copy(struct pump *p, int src, int dst)
 	}
 }
 
+/* Following a session, read what the follower allows into the buffer or,
+ * for the rest of a large payload, into a pipe.  Sets *drained when the
+ * source gave less than asked. */
+static ssize_t
+framed_read(struct pump *p, int src, enum forward_method method,
+    struct pipe_pool *pool, struct nmf_flow *flow, int *drained)
+{
+	ssize_t n;
+
+	if (method == FORWARD_SPLICE && flow->state == NMF_FLOW_PAYLOAD &&
+	    flow->remaining >= PUMP_SPLICE_MIN &&
+	    (p->pipe[0] >= 0 || pipe_take(pool, p->pipe) == 0)) {
+		size_t want = flow->remaining < pool->size ? flow->remaining : pool->size;
+
+		n = splice(src, NULL, p->pipe[1], NULL, want,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			nmf_flow_skip(flow, (size_t)n);
+			p->pending = (size_t)n;
+			*drained = (size_t)n < want;
+		}
+		return n;
+	}
+	/* (Without a pipe, as on EMFILE, the payload is copied instead.) */
+	if (p->buf == NULL && (p->buf = malloc(PUMP_COPY_BUFSZ)) == NULL)
+		return -1;
+	n = recv(src, p->buf, PUMP_COPY_BUFSZ, 0);
+	if (n > 0) {
+		size_t used = nmf_flow_feed(flow, p->buf, (size_t)n);
+
+		p->buf_off = 0;
+		p->pending = used;
+		p->held = (size_t)n - used;
+		*drained = (size_t)n < PUMP_COPY_BUFSZ;
+	}
+	return n;
+}
+
+/*
+ * Follow the session record by record: only bytes up to its End become
+ * pending, so the End is the last byte this direction forwards; the pump
+ * then stops reading, and what it read past the End stays held.
+ */
+static enum pump_status
+pump_framed(struct pump *p, int src, int dst, enum forward_method method,
+    struct pipe_pool *pool, struct nmf_flow *flow)
+{
+	uint64_t start = p->total;
+
+	for (;;) {
+		int moved = 0, drained = 0;
+		ssize_t n;
+
+		if (p->pending == 0 && !p->src_eof &&
+		    flow->state != NMF_FLOW_ENDED && flow->state != NMF_FLOW_OPAQUE) {
+			n = framed_read(p, src, method, pool, flow, &drained);
+			if (n > 0)
+				moved = 1;
+			else if (n == 0)
+				p->src_eof = 1;
+			else if (errno == EINTR)
+				continue;
+			else if (errno != EAGAIN)
+				return PUMP_ERROR;
+		}
+		if (p->pending > 0) {
+			if (p->pipe[0] >= 0)
+				n = splice(p->pipe[0], NULL, dst, NULL, p->pending,
+				    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			else
+				n = send(dst, p->buf + p->buf_off, p->pending,
+				    MSG_NOSIGNAL);
+			if (n > 0) {
+				p->pending -= (size_t)n;
+				p->total += (uint64_t)n;
+				if (p->pipe[0] < 0)
+					p->buf_off += (size_t)n;
+				moved = 1;
+			} else if (n < 0 && errno == EINTR) {
+				continue;
+			} else if (n < 0 && errno == EAGAIN) {
+				return PUMP_WANT_WRITE;
+			} else {
+				return PUMP_ERROR;
+			}
+		}
+		if (p->pending > 0)
+			continue;
+		if (p->pipe[0] >= 0)
+			pipe_give(pool, p->pipe, 1);
+		if (flow->state == NMF_FLOW_ENDED)
+			return PUMP_ENDED;
+		if (!moved || drained || flow->state == NMF_FLOW_OPAQUE ||
+		    p->total - start >= PUMP_BUDGET) {
+			if (p->held == 0) {
+				free(p->buf);
+				p->buf = NULL;
+			}
+			return PUMP_WANT_READ;
+		}
+	}
+}
+
 enum pump_status
 pump_run(struct pump *p, int src, int dst, enum forward_method method,
-    struct pipe_pool *pool, int other_done)
+    struct pipe_pool *pool, int other_done, struct nmf_flow *flow)
 {
-	enum pump_status status;
+	enum pump_status status = PUMP_WANT_READ;
+	int plain = flow == NULL || flow->state == NMF_FLOW_OPAQUE;
 
 	if (p->dst_shut)
 		return PUMP_DONE;
+	if (!plain) {
+		status = pump_framed(p, src, dst, method, pool, flow);
+		/* The follower gave up on this call: carry on without it. */
+		plain = status == PUMP_WANT_READ && flow->state == NMF_FLOW_OPAQUE;
+	}
 	/* A copy already in flight finishes as a copy. */
-	if (method == FORWARD_SPLICE && p->buf == NULL) {
+	if (plain && method == FORWARD_SPLICE && p->buf == NULL) {
 		status = pump_splice(p, src, dst, pool);
 		/* No descriptor left for a pipe: copy this transfer instead
 		 * of failing the connection. */
 		if (status == PUMP_ERROR && p->pipe[0] < 0 &&
 		    (errno == EMFILE || errno == ENFILE))
 			status = pump_copy(p, src, dst);
-	} else {
+	} else if (plain) {
 		status = pump_copy(p, src, dst);
 	}
 	/* Pass the FIN on only once every byte before it is delivered. */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "nmf.h"
 
 /* Idle pipes kept for reuse; more than this are closed when returned. */
 #define PIPE_POOL_MAX 8
@@ -26,6 +27,13 @@
  * loop's next turn.
  */
 #define PUMP_BUDGET (1024u * 1024u)
+/*
+ * Following a session, payload left in a Sized Envelope after the first
+ * read is spliced when there is at least this much of it; less is read into
+ * the copy buffer with the records around it, which costs the same two
+ * calls as a splice pair and lets one read cover several small records.
+ */
+#define PUMP_SPLICE_MIN 16384u
 
 struct pipe_pool {
 	int fds[PIPE_POOL_MAX][2];
@@ -40,6 +48,8 @@ struct pump {
 	uint8_t *buf;       /* copy mode: NULL when no buffer is held */
 	size_t buf_off;     /* copy mode: first unsent byte in buf */
 	size_t pending;     /* bytes read from the source, not yet written */
+	size_t held;        /* following: bytes read after the End record, kept */
+	                    /* in buf (after the pending ones) for what follows */
 	uint64_t total;     /* bytes delivered to the destination */
 	unsigned src_eof : 1;  /* the source sent FIN */
 	unsigned dst_shut : 1; /* FIN passed on with shutdown(SHUT_WR) */
@@ -50,6 +60,8 @@ enum pump_status {
 	PUMP_WANT_WRITE, /* wait until the destination is writable */
 	PUMP_DONE,       /* source ended and the FIN was passed on */
 	PUMP_ERROR,      /* a socket failed (errno says why); tear both down */
+	PUMP_ENDED,      /* following: the End record is delivered; the source */
+	                 /* is not read further */
 };
 
 void pump_init(struct pump *p);
@@ -58,10 +70,16 @@ void pump_init(struct pump *p);
  * Move what can be moved now from src to dst.  Returns what to wait for.
  * On PUMP_ERROR errno holds the cause.  When other_done is set the other
  * direction has ended and the caller closes both sockets once this one
- * is done, so the FIN needs no shutdown() of its own.
+ * is done, so the FIN needs no shutdown() of its own.  With a flow that is
+ * not NMF_FLOW_OPAQUE the pump follows the session and stops right after
+ * its End record (PUMP_ENDED), holding any bytes read past it.
  */
 enum pump_status pump_run(struct pump *p, int src, int dst,
-    enum forward_method method, struct pipe_pool *pool, int other_done);
+    enum forward_method method, struct pipe_pool *pool, int other_done,
+    struct nmf_flow *flow);
+
+/* Stop following: the held bytes are forwarded like any others. */
+void pump_unhold(struct pump *p);
 
 /* Give back whatever the pump holds (bytes in flight are lost). */
 void pump_release(struct pump *p, struct pipe_pool *pool);

@@ -56,6 +56,8 @@ worker_init(struct worker *w, const struct config *cfg, unsigned index,
 		log_err("cannot create the event loop of worker %u", index);
 		return -1;
 	}
+	bpool_init(&w->backends, w->loop, cfg->follow_sessions ?
+	    share(cfg->backend_pool, n) : 0, cfg->backend_pool_timeout);
 	ev_async_init(&w->stop, on_stop);
 	ev_async_start(w->loop, &w->stop);
 	if (listeners_open(w) < 0) {
@@ -99,6 +101,7 @@ worker_finish(struct worker *w, int started)
 		pthread_join(w->thread, NULL);
 	listeners_close(w);
 	conn_close_all(w);
+	bpool_drain(&w->backends);
 	pipe_pool_drain(&w->pipes);
 	ev_async_stop(w->loop, &w->stop);
 	ev_loop_destroy(w->loop);

@@ -11,6 +11,7 @@
 
 #include <ev.h>
 
+#include "bpool.h"
 #include "config.h"
 #include "pump.h"
 
@@ -46,6 +47,7 @@ struct worker {
 	unsigned npending;
 
 	struct pipe_pool pipes;
+	struct bpool backends;          /* idle backend connections */
 
 	pthread_t thread;
 	ev_async stop;                  /* another thread asks this one to stop */

@@ -1,0 +1,130 @@
+/*
+ * bpool.c - idle backend connections kept between sessions.
+ */
+#include "bpool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct bpool_entry {
+	struct bpool *pool;
+	struct bpool_entry *newer, *older;
+	struct addr backend;
+	int fd;
+	ev_io readable;
+	ev_timer expiry;
+};
+
+void
+bpool_init(struct bpool *pool, struct ev_loop *loop, unsigned max,
+    double timeout)
+{
+	pool->loop = loop;
+	pool->newest = pool->oldest = NULL;
+	pool->count = 0;
+	pool->max = max;
+	pool->timeout = timeout;
+}
+
+/* Unlink e and free it; returns its descriptor, still open. */
+static int
+entry_remove(struct bpool_entry *e)
+{
+	struct bpool *pool = e->pool;
+	int fd = e->fd;
+
+	ev_io_stop(pool->loop, &e->readable);
+	ev_timer_stop(pool->loop, &e->expiry);
+	if (e->newer != NULL)
+		e->newer->older = e->older;
+	else
+		pool->newest = e->older;
+	if (e->older != NULL)
+		e->older->newer = e->newer;
+	else
+		pool->oldest = e->newer;
+	pool->count--;
+	free(e);
+	return fd;
+}
+
+/* Readable while idle: the service closed it, or is out of turn.  Either
+ * way it cannot carry a session. */
+static void
+on_readable(struct ev_loop *loop, ev_io *io, int revents)
+{
+	(void)loop;
+	(void)revents;
+	close(entry_remove(io->data));
+}
+
+static void
+on_expiry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	close(entry_remove(t->data));
+}
+
+int
+bpool_take(struct bpool *pool, const struct addr *backend)
+{
+	struct bpool_entry *e;
+
+	for (e = pool->newest; e != NULL; e = e->older)
+		if (addr_equal(&e->backend, backend))
+			return entry_remove(e);
+	return -1;
+}
+
+/* Nothing waits to be read: no FIN, no reset, no stray bytes. */
+static int
+is_quiet(int fd)
+{
+	char byte;
+
+	return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+int
+bpool_put(struct bpool *pool, const struct addr *backend, int fd)
+{
+	struct bpool_entry *e = NULL;
+
+	if (pool->max > 0 && is_quiet(fd))
+		e = malloc(sizeof(*e));
+	if (e == NULL) {
+		close(fd);
+		return 0;
+	}
+	if (pool->count >= pool->max)
+		close(entry_remove(pool->oldest));
+	e->pool = pool;
+	e->backend = *backend;
+	e->fd = fd;
+	e->newer = NULL;
+	e->older = pool->newest;
+	if (pool->newest != NULL)
+		pool->newest->newer = e;
+	else
+		pool->oldest = e;
+	pool->newest = e;
+	pool->count++;
+	ev_io_init(&e->readable, on_readable, fd, EV_READ);
+	e->readable.data = e;
+	ev_io_start(pool->loop, &e->readable);
+	ev_timer_init(&e->expiry, on_expiry, pool->timeout, 0.);
+	e->expiry.data = e;
+	ev_timer_start(pool->loop, &e->expiry);
+	return 1;
+}
+
+void
+bpool_drain(struct bpool *pool)
+{
+	while (pool->newest != NULL)
+		close(entry_remove(pool->newest));
+}

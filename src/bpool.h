@@ -1,0 +1,46 @@
+/*
+ * bpool.h - idle backend connections kept between sessions.
+ *
+ * A WCF service keeps a connection after a duplex session's End/End
+ * exchange and reads the next preamble from it (ConnectionDemuxer.
+ * ReuseConnection); a proxy that hands it the next session saves a TCP
+ * handshake and a teardown on both sides.  Each worker keeps its own pool:
+ * no locks.  An idle connection that becomes readable was closed by the
+ * service (or sent something out of turn) and is dropped at once; one idle
+ * for the pool's timeout is closed.
+ */
+#ifndef NETTCPD_BPOOL_H
+#define NETTCPD_BPOOL_H
+
+#include <ev.h>
+
+#include "addr.h"
+
+struct bpool_entry;
+
+struct bpool {
+	struct ev_loop *loop;
+	struct bpool_entry *newest, *oldest;
+	unsigned count;
+	unsigned max;      /* idle connections kept; 0: none */
+	double timeout;    /* seconds an idle connection is kept */
+};
+
+void bpool_init(struct bpool *pool, struct ev_loop *loop, unsigned max,
+    double timeout);
+
+/* An idle connection to backend, most recently used first; -1 if none. */
+int bpool_take(struct bpool *pool, const struct addr *backend);
+
+/*
+ * Keep fd, a connection to backend between sessions.  The pool owns fd
+ * from here on: it closes it at once if it is not quiet or the pool keeps
+ * nothing (and returns 0), and closes the oldest idle connection to make
+ * room.  Returns 1 when fd is kept.
+ */
+int bpool_put(struct bpool *pool, const struct addr *backend, int fd);
+
+/* Close every idle connection. */
+void bpool_drain(struct bpool *pool);
+
+#endif
