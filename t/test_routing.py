@@ -142,9 +142,11 @@ def test_upgrade_request_passes_through():
     a.close()
 
 
-def test_reused_connection_stays_on_its_backend():
-    """After End both ways a pooled socket may start a new preamble with
-    another Via; for now it is forwarded to the same backend."""
+def test_unfollowed_connection_stays_on_its_backend():
+    """A service whose bytes after the Ack are not framing records leaves
+    the session unfollowed: the connection is a plain pipe from then on,
+    and a second preamble on it goes to the same backend.  (Re-routing of
+    followed sessions is in test_sessions.py.)"""
     a, b = Backend(name="A"), Backend(name="B")
     with Daemon([("a", "net.tcp://+/A", a.addr), ("b", "net.tcp://+/B", b.addr)]) as d:
         s = d.connect()
