@@ -545,6 +545,35 @@ START_TEST(test_idle_timeout)
 }
 END_TEST
 
+START_TEST(test_sessions_and_backend_pool)
+{
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_int_eq(cfg->follow_sessions, 1);
+	ck_assert_uint_eq(cfg->backend_pool, 64);
+	ck_assert_double_eq(cfg->backend_pool_timeout, 30);
+	config_free(cfg);
+	cfg = load_ok("[global]\nfollow_sessions = off\nbackend_pool = 0\n"
+	    "backend_pool_timeout = 1500ms\n");
+	ck_assert_int_eq(cfg->follow_sessions, 0);
+	ck_assert_uint_eq(cfg->backend_pool, 0);
+	ck_assert_double_eq(cfg->backend_pool_timeout, 1.5);
+	config_free(cfg);
+	cfg = load_ok("[global]\nfollow_sessions = on\nbackend_pool = 1000000\n");
+	ck_assert_int_eq(cfg->follow_sessions, 1);
+	ck_assert_uint_eq(cfg->backend_pool, 1000000);
+	config_free(cfg);
+	load_bad("[global]\nfollow_sessions = yes\n");
+	ck_error(2, "bad follow_sessions", "'yes'");
+	load_bad("[global]\nbackend_pool = -1\n");
+	ck_error(2, "bad backend_pool", "'-1'");
+	load_bad("[global]\nbackend_pool = 1000001\n");
+	ck_error(2, "bad backend_pool", "'1000001'");
+	load_bad("[global]\nbackend_pool_timeout = 0\n");
+	ck_error(2, "bad backend_pool_timeout", "'0'");
+}
+END_TEST
+
 /* -------------------------------------------------------------- integers */
 
 START_TEST(test_counts)
@@ -1200,6 +1229,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_workers);
 	tcase_add_test(tc, test_pipe_size);
+	tcase_add_test(tc, test_sessions_and_backend_pool);
 	tcase_add_test(tc, test_counts);
 	suite_add_tcase(s, tc);
 
