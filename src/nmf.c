@@ -1,5 +1,6 @@
 /*
- * nmf.c - .NET Message Framing ([MC-NMF]) preamble parser and fault records.
+ * nmf.c - .NET Message Framing ([MC-NMF]) preamble parser, duplex session
+ * follower and fault records.
  *
  * The parser looks at each framing byte once and never at string bytes, so
  * a preamble that trickles in byte by byte costs no more than a whole one.  A byte

@@ -1,5 +1,6 @@
 /*
- * nmf.h - .NET Message Framing ([MC-NMF]) preamble parser and record writers.
+ * nmf.h - .NET Message Framing ([MC-NMF]) preamble parser, duplex session
+ * follower and record writers.
  *
  * The parser is pure: it never reads a socket and owns no memory.  The caller
  * keeps every byte the client has sent so far in one contiguous buffer and
