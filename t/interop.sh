@@ -5,9 +5,12 @@
 #   service B  Mono WCF, endpoint address net.tcp://127.0.0.1:PUB/Echo/Deep, listenUri :PB
 #   service C  Mono WCF, endpoint address net.tcp://localhost:PUB/Secure, listenUri :PC
 #   service D  Mono WCF, endpoint address net.tcp://localhost:PUB/Relayed, listenUri :PD
+#   service E  Mono WCF, endpoint address net.tcp://127.0.0.1:PUB/RelayE, listenUri :PE,
+#              behind relay E (t/interop/wcf_session_relay.py) on RE; F likewise: /RelayF, PF, RF
 #   nettcpd    listens on PUB; /Calculator -> PA, /Echo -> PB, anything else -> EndpointNotFound;
 #              /Secure -> PC with tls = terminate (nettcpd runs the TLS upgrade itself);
-#              /Relayed -> P2 with tls = passthrough (the upgrade goes to the backend untouched)
+#              /Relayed -> P2 with tls = passthrough (the upgrade goes to the backend untouched);
+#              /RelayE -> RE, /RelayF -> RF
 #   nettcpd #2 listens on P2, the TLS-terminating backend of /Relayed: /Relayed -> PD, tls = terminate
 #   clients    the .NET WCF client (System.ServiceModel.NetTcp, t/interop/dotnet) and the Mono
 #              WCF client (t/interop/mono), each call checked for which service answered.
@@ -21,13 +24,27 @@
 # on the wire, exactly such a backend, so nettcpd #1 has to pass the upgrade and the TLS
 # records through untouched for the .NET client to reach D.
 #
+# Why the relays: nettcpd follows a session to its End records, routes the next preamble
+# on the same client connection afresh, and pools the backend connection. The .NET client
+# does reuse its connection (it pools it per host:port: a channel to /RelayF after one to
+# /RelayE sends its preamble on the same socket), but only if the service answers the
+# client's End with End and then reads the next preamble, as a WCF server does. A Mono
+# service does neither (the .NET client then silently dials again, which proves nothing),
+# and no WCF server can run here. Each relay plays the WCF server's part on the connection
+# and hands every session to its Mono service over a fresh connection of its own. The check
+# passes only if E answers the first call, F the second and E the third, nettcpd's debug log
+# shows the client connection of the first session carrying the second to route [relay_f]
+# and the third to route [relay_e] on the pooled backend connection, and relay E saw both
+# its sessions on one connection.
+#
 # Run by `make check` with NETTCPD (the daemon binary) and NETTCPD_SRCDIR (the source tree)
 # set; by hand: NETTCPD=$PWD/src/nettcpd bash t/interop.sh. Exit 0 pass, 1 fail, 77 skip.
 # Needs mono-complete (else SKIP); dotnet is optional (without it the .NET part, and so every
-# TLS call, is skipped with a NOTICE), and so is the openssl command (without it the TLS
-# routes are left out, with a NOTICE). Build outputs, and the throwaway test CA and server
-# certificate, go to $NETTCPD_INTEROP_BUILDDIR (default t/interop/build below the current
-# directory, removed by `make clean`).
+# TLS call and the session re-routing check, is skipped with a NOTICE), and so are the openssl
+# command (without it the TLS routes are left out, with a NOTICE) and python3 (without it the
+# relays, and so the session re-routing check, are left out, with a NOTICE). Build outputs,
+# and the throwaway test CA and server certificate, go to $NETTCPD_INTEROP_BUILDDIR (default
+# t/interop/build below the current directory, removed by `make clean`).
 set -u
 
 SRCDIR=${NETTCPD_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -95,7 +112,16 @@ if command -v dotnet >/dev/null 2>&1; then
         fail "build of the .NET client (dotnet build; NuGet System.ServiceModel.NetTcp 10.1.0)"
     fi
 else
-    echo "NOTICE: interop: .NET SDK absent, .NET WCF client part skipped"
+    echo "NOTICE: interop: .NET SDK absent, .NET WCF client part (and the session re-routing check) skipped"
+fi
+# The session relays (and python3, which runs them) matter only to the .NET client.
+HAVE_RELAY=no
+if [ "$HAVE_DOTNET" = yes ]; then
+    if command -v python3 >/dev/null 2>&1; then
+        HAVE_RELAY=yes
+    else
+        echo "NOTICE: interop: python3 absent, session re-routing check (wcf_session_relay.py) skipped"
+    fi
 fi
 
 # ---------------------------------------------------------------- TLS material
@@ -138,7 +164,7 @@ else
 fi
 
 # ---------------------------------------------------------------- ports
-# Six free loopback ports, bound without SO_REUSEADDR (so none is in TIME-WAIT:
+# Ten free loopback ports, bound without SO_REUSEADDR (so none is in TIME-WAIT:
 # Mono's listener would refuse it), then released for the services and nettcpd.
 free_ports() { # COUNT
     if command -v python3 >/dev/null 2>&1; then
@@ -157,30 +183,40 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
         echo "${out[@]}"
     fi
 }
-read -r PUB PA PB PC PD P2 < <(free_ports 6)
-if [ -z "${P2:-}" ]; then fail "could not pick free ports"; finish; fi
-echo "ports: nettcpd $PUB, service A $PA, B $PB, C $PC, D $PD, nettcpd #2 $P2"
+read -r PUB PA PB PC PD P2 PE PF RE RF < <(free_ports 10)
+if [ -z "${RF:-}" ]; then fail "could not pick free ports"; finish; fi
+echo "ports: nettcpd $PUB, service A $PA, B $PB, C $PC, D $PD, nettcpd #2 $P2," \
+    "service E $PE, F $PF, relay E $RE, F $RF"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------- services
 # All started at once, then waited for one by one.
 SERVICES=()
-declare -A SERVICE_PID
-start_service() { # NAME PUBLIC-URI PRIVATE-URI
-    mono "$MONO_OUT/InteropService.exe" --name "$1" --address "$2" --listen "$3" >"$TMP/service-$1.log" 2>&1 &
+declare -A SERVICE_PID SERVICE_LOG
+started() { # KEY LOGFILE : records the process just started in the background
     PIDS+=($!)
     SERVICES+=("$1")
     SERVICE_PID[$1]=$!
+    SERVICE_LOG[$1]=$2
 }
-wait_service() { # NAME
-    local log="$TMP/service-$1.log" i
+start_service() { # NAME PUBLIC-URI PRIVATE-URI
+    mono "$MONO_OUT/InteropService.exe" --name "$1" --address "$2" --listen "$3" >"$TMP/service-$1.log" 2>&1 &
+    started "Mono service $1" "$TMP/service-$1.log"
+}
+start_relay() { # NAME PORT SERVICE-PORT SERVICE-URI : a WCF-like server in front of a Mono service
+    python3 "$IDIR/wcf_session_relay.py" --name "$1" --listen "127.0.0.1:$2" \
+        --service "127.0.0.1:$3" --service-via "$4" >"$TMP/relay-$1.log" 2>&1 &
+    started "relay $1" "$TMP/relay-$1.log"
+}
+wait_service() { # KEY
+    local log=${SERVICE_LOG[$1]} i
     for i in $(seq 1 300); do
         grep -qs '^LISTENING' "$log" && return 0
         kill -0 "${SERVICE_PID[$1]}" 2>/dev/null || break
         sleep 0.1
     done
-    fail "Mono service $1 did not start"
+    fail "$1 did not start"
     return 1
 }
 start_service A "net.tcp://127.0.0.1:$PUB/Calculator" "net.tcp://127.0.0.1:$PA/Calculator"
@@ -190,6 +226,14 @@ if [ "$HAVE_TLS" = yes ]; then
     # by port and path only, but the public address says localhost all the same.
     start_service C "net.tcp://localhost:$PUB/Secure" "net.tcp://127.0.0.1:$PC/Secure"
     start_service D "net.tcp://localhost:$PUB/Relayed" "net.tcp://127.0.0.1:$PD/Relayed"
+fi
+if [ "$HAVE_RELAY" = yes ]; then
+    # The client dials PUB/RelayE: that is the To the Mono service checks. The relay sends
+    # it sessions with the service's own Via, the listenUri.
+    start_service E "net.tcp://127.0.0.1:$PUB/RelayE" "net.tcp://127.0.0.1:$PE/RelayE"
+    start_service F "net.tcp://127.0.0.1:$PUB/RelayF" "net.tcp://127.0.0.1:$PF/RelayF"
+    start_relay E "$RE" "$PE" "net.tcp://127.0.0.1:$PE/RelayE"
+    start_relay F "$RF" "$PF" "net.tcp://127.0.0.1:$PF/RelayF"
 fi
 for s in "${SERVICES[@]}"; do wait_service "$s" || finish; done
 
@@ -210,6 +254,19 @@ backend = 127.0.0.1:$PA
 via = net.tcp://+/Echo
 backend = 127.0.0.1:$PB
 EOF
+if [ "$HAVE_RELAY" = yes ]; then
+    cat >>"$CONF" <<EOF
+
+# WCF-like backends (the session relays): sessions followed, connections pooled
+[relay_e]
+via = net.tcp://+/RelayE
+backend = 127.0.0.1:$RE
+
+[relay_f]
+via = net.tcp://+/RelayF
+backend = 127.0.0.1:$RF
+EOF
+fi
 if [ "$HAVE_TLS" = yes ]; then
     cat >>"$CONF" <<EOF
 
@@ -285,6 +342,64 @@ run_client() { # LOGNAME COMMAND... : one PASS/FAIL line from the client decides
 URL=net.tcp://127.0.0.1:$PUB
 TLSURL=net.tcp://localhost:$PUB   # the name in the test certificate
 
+# The lines nettcpd logged about client PEER after "route ", byte counts as N.
+client_log() { # PEER
+    sed -nE "s/.* client ${1//./\\.} route (.*)/\1/p" "$TMP/nettcpd.log" |
+        sed -E 's/[0-9]+ bytes up, [0-9]+ down/N bytes up, N down/'
+}
+# Prints the first of LINES that client_log PEER lacks, in this order; fails if any.
+client_logged() { # PEER LINES...
+    local -a got
+    local i=0 want
+    mapfile -t got < <(client_log "$1")
+    for want in "${@:2}"; do
+        while [ "$i" -lt "${#got[@]}" ] && [ "${got[$i]}" != "$want" ]; do i=$((i + 1)); done
+        [ "$i" -lt "${#got[@]}" ] || { echo "$want"; return 1; }
+        i=$((i + 1))
+    done
+}
+# After run_client dotnet-reuse (channels to /RelayE, /RelayF, /RelayE): nettcpd must have
+# routed all three sessions of the client's one connection afresh, and taken relay E's
+# connection from its pool for the third; the relays must have seen the same.
+check_reuse() {
+    local peer= missing= i rel name session path
+    local ended="ended after N bytes up, N down; backend connection pooled"
+    for i in $(seq 1 20); do   # nettcpd logs an End as it delivers it: wait a moment
+        peer=$(sed -nE 's/.* client ([0-9.]+:[0-9]+) route \[relay_e\]: session 1 ended .*/\1/p' \
+            "$TMP/nettcpd.log" | head -n 1)
+        if [ -z "$peer" ]; then
+            missing="no client connection whose session 1 on route [relay_e] ended"
+        else
+            missing=$(client_logged "$peer" \
+                "[relay_e]: forwarding to 127.0.0.1:$RE" "[relay_e]: session 1 $ended" \
+                "[relay_f]: forwarding to 127.0.0.1:$RF" "[relay_f]: session 2 $ended" \
+                "[relay_e]: forwarding to 127.0.0.1:$RE on a pooled connection" \
+                "[relay_e]: session 3 $ended") && break
+            missing="nettcpd did not log 'client $peer route $missing'"
+        fi
+        sleep 0.1
+    done
+    # relay E: sessions 1 and 2 of its connection 1 (nettcpd's 1 and 3), and no other
+    # connection; relay F: session 1 of its connection 1 (nettcpd's 2)
+    for rel in "E 1 RelayE" "E 2 RelayE" "F 1 RelayF"; do
+        [ -z "$missing" ] || break
+        read -r name session path <<<"$rel"
+        grep -F "relay $name conn 1 from " "$TMP/relay-$name.log" | grep -qF " session $session: Via '$URL/$path'" &&
+            grep -qF "relay $name conn 1 session $session: 1 message(s) relayed, End answered" "$TMP/relay-$name.log" ||
+            missing="relay $name did not serve session $session with Via $URL/$path on its connection 1"
+    done
+    if [ -z "$missing" ] && grep -qE "relay . conn [^1]|error:" "$TMP/relay-E.log" "$TMP/relay-F.log"; then
+        missing="a relay logged another connection or an error"
+    fi
+    if [ -z "$missing" ]; then
+        pass "nettcpd re-routed the sessions of client connection $peer: 1 to [relay_e]," \
+            "2 to [relay_f], 3 to [relay_e] on the backend connection pooled after 1" \
+            "(relay E: sessions 1 and 3 on one connection)"
+    else
+        fail "session re-routing on a pooled client connection: $missing"
+    fi
+}
+
 if [ "$HAVE_DOTNET" = yes ]; then
     NET=(dotnet "$BUILD/dotnet/InteropClient.dll")
     run_client dotnet-calculator "${NET[@]}" --address "$URL/Calculator" --expect-name A --calls 2
@@ -298,6 +413,12 @@ if [ "$HAVE_DOTNET" = yes ]; then
         run_client dotnet-tls-relayed "${NETTLS[@]}" --tls13 --address "$TLSURL/Relayed" --expect-name D --calls 3 --size 1048576
         # no upgrade asked for on a terminating route: the framing Fault UpgradeInvalid
         run_client dotnet-plain-secure "${NET[@]}" --address "$TLSURL/Secure" --expect-upgrade-invalid
+    fi
+    if [ "$HAVE_RELAY" = yes ]; then
+        # three channels in turn, which .NET sends on one pooled connection (see the top)
+        run_client dotnet-reuse "${NET[@]}" --address "$URL/RelayE" --expect-name E \
+            --then "$URL/RelayF" F --then "$URL/RelayE" E
+        check_reuse
     fi
 fi
 MC=(mono "$MONO_OUT/InteropClient.exe")

@@ -3,6 +3,13 @@
 //   InteropClient --address URI --expect-name NAME [--calls N] [--size BYTES] [--timeout S]
 //       N calls of Hello on one channel, each reply must come from service NAME,
 //       then (with --size) one RoundTrip of BYTES bytes, compared byte for byte.
+//       --then URI2 NAME2 (repeatable, with --expect-name only): once that channel is
+//       closed, a new ChannelFactory with the same binding opens a channel to URI2, whose
+//       one Hello must be answered by service NAME2, and closes it; and so on. Every
+//       factory stays open until the end: .NET pools a closed channel's connection per
+//       host:port (shared by factories with equal transport settings, and closed with the
+//       last of them), so each such channel to the same host:port sends its preamble, with
+//       its own Via, on the connection of the channel before.
 //   InteropClient --address URI --expect-endpoint-not-found [--timeout S]
 //       the connection must be refused: .NET maps the framing Fault EndpointNotFound
 //       to System.ServiceModel.EndpointNotFoundException.
@@ -23,6 +30,7 @@
 //
 // Exit 0 PASS, 1 FAIL, 2 bad arguments, 3 watchdog (no result within --timeout).
 using System;
+using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.IdentityModel.Selectors;
@@ -80,6 +88,7 @@ namespace NettcpdInterop
             string address = null, expectName = null, tlsCa = null, dnsIdentity = null;
             bool expectNotFound = false, expectUpgradeInvalid = false, tls13 = false;
             int calls = 1, size = 0, timeout = 30;
+            var thens = new List<(string Address, string Name)>();
             try {
                 for (int i = 0; i < args.Length; i++) {
                     switch (args[i]) {
@@ -93,18 +102,22 @@ namespace NettcpdInterop
                     case "--calls": calls = int.Parse(args[++i]); break;
                     case "--size": size = int.Parse(args[++i]); break;
                     case "--timeout": timeout = int.Parse(args[++i]); break;
+                    case "--then": thens.Add((args[i + 1], args[i + 2])); i += 2; break;
                     default: throw new ArgumentException("unknown argument " + args[i]);
                     }
                 }
                 int expectations = (expectName != null ? 1 : 0) + (expectNotFound ? 1 : 0) + (expectUpgradeInvalid ? 1 : 0);
                 if (address == null || expectations != 1)
                     throw new ArgumentException("need --address and one of --expect-name / --expect-endpoint-not-found / --expect-upgrade-invalid");
+                if (thens.Count > 0 && expectName == null)
+                    throw new ArgumentException("--then needs --expect-name");
             } catch (Exception e) {
                 Console.Error.WriteLine("InteropClient: " + e.Message);
                 return 2;
             }
 
-            string what = ".NET client " + address + (tlsCa == null ? "" : tls13 ? " (TLS 1.2/1.3)" : " (TLS)");
+            string what = ".NET client " + address + string.Concat(thens.Select(t => " then " + t.Address))
+                + (tlsCa == null ? "" : tls13 ? " (TLS 1.2/1.3)" : " (TLS)");
             var watchdog = new Thread(() => {
                 Thread.Sleep(timeout * 1000);
                 Console.Out.WriteLine("FAIL " + what + ": no result within " + timeout + " s");
@@ -126,19 +139,27 @@ namespace NettcpdInterop
             }
             var binding = new CustomBinding(netTcp);
             binding.Elements.Find<TcpTransportBindingElement>().ConnectionBufferSize = 64 * 1024;
-            var endpoint = dnsIdentity != null
-                ? new EndpointAddress(new Uri(address), new DnsEndpointIdentity(dnsIdentity))
-                : new EndpointAddress(address);
-            ChannelFactory<IWhoAmI> factory;
-            try {
-                factory = new ChannelFactory<IWhoAmI>(binding, endpoint);
+            // One factory per address, all with this binding (see --then).
+            var factories = new List<ChannelFactory<IWhoAmI>>();
+            ChannelFactory<IWhoAmI> NewFactory(string uri)
+            {
+                var endpoint = dnsIdentity != null
+                    ? new EndpointAddress(new Uri(uri), new DnsEndpointIdentity(dnsIdentity))
+                    : new EndpointAddress(uri);
+                var f = new ChannelFactory<IWhoAmI>(binding, endpoint);
+                factories.Add(f);
                 if (tlsCa != null) {
-                    factory.Credentials.ServiceCertificate.SslCertificateAuthentication = new X509ServiceCertificateAuthentication {
+                    f.Credentials.ServiceCertificate.SslCertificateAuthentication = new X509ServiceCertificateAuthentication {
                         CertificateValidationMode = X509CertificateValidationMode.Custom,
                         CustomCertificateValidator = new TestCaValidator(X509Certificate2.CreateFromPem(File.ReadAllText(tlsCa))),
                         RevocationMode = X509RevocationMode.NoCheck,
                     };
                 }
+                return f;
+            }
+            ChannelFactory<IWhoAmI> factory;
+            try {
+                factory = NewFactory(address);
             } catch (Exception e) {
                 Console.Out.WriteLine("FAIL " + what + ": client setup: " + Interop.Describe(e));
                 return 1;
@@ -163,17 +184,29 @@ namespace NettcpdInterop
                     bulk = ", RoundTrip of " + size + " bytes identical";
                 }
                 ((IClientChannel) channel).Close();
-                factory.Close();
+                string then = "";
+                int n = calls;
+                foreach (var (thenAddress, thenName) in thens) {
+                    string text = "hello#" + ++n;
+                    channel = NewFactory(thenAddress).CreateChannel();
+                    ((IClientChannel) channel).Open();
+                    string reply = channel.Hello(text);
+                    if (reply != thenName + ": " + text)
+                        throw new Exception(thenAddress + ": Hello('" + text + "') returned '" + reply + "', want '" + thenName + ": " + text + "'");
+                    ((IClientChannel) channel).Close();
+                    then += ", then 1 by " + thenName + " ('" + reply + "')";
+                }
+                foreach (var f in factories) f.Close();
                 if (expectNotFound || expectUpgradeInvalid) {
                     Console.Out.WriteLine("FAIL " + what + ": call succeeded ('" + first + "'), want "
                         + (expectNotFound ? "EndpointNotFoundException" : "ProtocolException for UpgradeInvalid"));
                     return 1;
                 }
-                Console.Out.WriteLine("PASS " + what + ": " + calls + " call(s) answered by " + expectName + " ('" + first + "')" + bulk);
+                Console.Out.WriteLine("PASS " + what + ": " + calls + " call(s) answered by " + expectName + " ('" + first + "')" + bulk + then);
                 return 0;
             } catch (Exception e) {
                 if (channel != null) ((IClientChannel) channel).Abort();
-                factory.Abort();
+                foreach (var f in factories) f.Abort();
                 if (expectNotFound && e.GetType() == typeof(EndpointNotFoundException)) {
                     Console.Out.WriteLine("PASS " + what + ": refused with " + Interop.Describe(e));
                     return 0;
