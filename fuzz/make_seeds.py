@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the seed corpus: fuzz/corpus/{nmf,via,config}/ and the fixed
+"""Write the seed corpus: fuzz/corpus/{nmf,flow,via,config}/ and the fixed
 regression inputs of fuzz/regress/nmf/.
 
 The seeds are sources, kept in git; this script only says where they came
@@ -15,7 +15,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the framing builders the integration tests use
 sys.path.insert(0, os.path.join(HERE, "..", "t"))
-from nettcpd_test import mbint, string_record  # noqa: E402
+from nettcpd_test import (fault_record, mbint, sized_envelope,  # noqa: E402
+                          string_record)
 
 
 def preamble(via, mode=2, encoding=8, content_type=None, upgrade=None,
@@ -102,6 +103,63 @@ for what, head in HOSTILE.items():
                         ("2049", mbint(2049))):
         for sub in ("corpus", "regress"):
             write("nmf", f"size-{label}-{what}", b"\x00" + head + size + b"x" * 16, sub)
+
+# ------------------------------------------------------------ flow
+# The first byte is the harness's control byte (see fuzz_flow.c): bits 0-3
+# the number of split bytes, 0x10 = the down direction (service to client,
+# from its first byte); without it the up direction, from just after the
+# client's Preamble End.
+
+def flow(name, stream, down=False, splits=b""):
+    assert len(splits) <= 0x0F
+    write("flow", name, bytes([(0x10 if down else 0) | len(splits)]) +
+          splits + stream)
+
+
+# What a binary-encoded SOAP message looks like on the wire: not parsed by
+# the follower, but full of bytes that are record types elsewhere.
+MSG = (b"\x56\x02\x0b\x01\x73\x04\x0b\x01\x61\x06\x56\x08\x44\x0a\x1e\x00"
+       b"\x82\x99\x0furn:Echo/Invoke\x44\x0c\x1e\x00\x82\xab\x01\x01\x56\x0e"
+       b"\x40\x04Echo\x08\x07\x06\x0c\x01\x01\x01")
+NEXT_PREAMBLE = preamble(VIA)
+ACK = b"\x0b"
+END = b"\x07"
+
+flow("up-envelopes-end-next-preamble",
+     sized_envelope(MSG) + sized_envelope(b"") + sized_envelope(MSG[:7]) +
+     END + NEXT_PREAMBLE)
+flow("up-end-only", END)
+flow("up-empty", b"")
+flow("down-ack-envelopes-end", ACK + sized_envelope(MSG) + sized_envelope(MSG) +
+     END + b"junk", down=True)
+flow("down-ack-only", ACK, down=True)
+flow("down-empty", b"", down=True)
+flow("down-fault-instead-of-ack", fault_record("EndpointNotFound"), down=True)
+flow("down-ack-then-fault", ACK + sized_envelope(MSG) +
+     fault_record("ServerTooBusy"), down=True)
+flow("down-end-without-ack", END, down=True)
+flow("up-ack-is-not-up", ACK + END)
+flow("up-unsized-envelope", b"\x05" + MSG + b"\x00" + END)
+flow("down-http-text", b"HTTP/1.1 400 Bad Request\r\n\r\n", down=True)
+flow("up-end-bytes-as-payload", sized_envelope(END * 3) + END + END)
+# sizes of every length, the largest ones cut short inside the payload
+flow("up-size-127", sized_envelope(END * 127) + END)
+flow("up-size-128", sized_envelope(END * 128) + END)
+flow("up-size-300-skip", sized_envelope(bytes(range(256)) + MSG[:44]) + END,
+     splits=bytes([1, 2, 200, 0, 255]))
+flow("up-size-3-byte-cut", b"\x06" + mbint(16384) + MSG)
+flow("up-size-2gib-minus-1-cut", b"\x06\xff\xff\xff\xff\x07" + MSG)
+flow("up-size-2gib", b"\x06\x80\x80\x80\x80\x08" + END)
+flow("up-size-6-byte-mbint", b"\x06\x80\x80\x80\x80\x80\x00" + END)
+flow("up-size-non-minimal", b"\x06\x81\x80\x00x\x06\x80\x00" + END)
+flow("up-size-cut", b"\x06\x80\x80")
+# split markers: chunk sizes, an empty call, and skips of the payload
+flow("split-1-0-7", sized_envelope(MSG) + END + NEXT_PREAMBLE,
+     splits=bytes([1, 0, 7]))
+flow("split-0-0-3", ACK + sized_envelope(MSG) + sized_envelope(MSG) + END,
+     down=True, splits=bytes([0, 0, 3]))
+flow("split-every-1", ACK + sized_envelope(MSG) + END + ACK, down=True,
+     splits=bytes([1]))
 
 # ------------------------------------------------------------ via
 

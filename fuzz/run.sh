@@ -24,6 +24,7 @@ for name in "$@"; do
 	case $name in
 	nmf)    max_len=4096 ;;   # a whole preamble is 2,582 bytes at most
 	via)    max_len=2100 ;;   # a Via is 2,048 bytes at most
+	flow)   max_len=4096 ;;   # longer only means longer payloads, unread
 	*)      max_len=16384 ;;
 	esac
 	dirs="$work/corpus"

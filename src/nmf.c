@@ -433,9 +433,13 @@ nmf_flow_feed(struct nmf_flow *f, const uint8_t *buf, size_t len)
 void
 nmf_flow_skip(struct nmf_flow *f, size_t n)
 {
-	f->remaining -= (uint32_t)n;
-	if (f->remaining == 0)
-		f->state = NMF_FLOW_RECORD;
+	/* Only a payload can be skipped: anywhere else this is a no-op, so a
+	 * follower that has ended or given up stays so. */
+	if (f->state == NMF_FLOW_PAYLOAD) {
+		f->remaining -= (uint32_t)n;
+		if (f->remaining == 0)
+			f->state = NMF_FLOW_RECORD;
+	}
 }
 
 const char *

@@ -156,7 +156,8 @@ void nmf_flow_init(struct nmf_flow *f, enum nmf_flow_dir dir);
  */
 size_t nmf_flow_feed(struct nmf_flow *f, const uint8_t *buf, size_t len);
 
-/* Account for n payload bytes moved unseen; n <= f->remaining. */
+/* Account for n payload bytes moved unseen: in NMF_FLOW_PAYLOAD, with
+ * n <= f->remaining; in any other state it does nothing. */
 void nmf_flow_skip(struct nmf_flow *f, size_t n);
 
 /* A short English name for a status, for log lines. */

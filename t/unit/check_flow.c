@@ -204,6 +204,13 @@ START_TEST(test_end_and_opaque_stay)
 	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x05")), 1);
 	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x07\x06")), 2);
 	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
+	/* a skip outside a payload does not bring a follower back */
+	nmf_flow_skip(&f, 0);
+	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
+	nmf_flow_init(&f, NMF_FLOW_UP);
+	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x07")), 1);
+	nmf_flow_skip(&f, 0);
+	ck_assert_int_eq(f.state, NMF_FLOW_ENDED);
 	/* nothing fed, nothing taken */
 	nmf_flow_init(&f, NMF_FLOW_DOWN);
 	ck_assert_uint_eq(nmf_flow_feed(&f, NULL, 0), 0);
