@@ -867,8 +867,10 @@ preamble_read(struct conn *c)
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;
-		conn_log(c, LOG_LEVEL_NOTICE, "read error in preamble (%s), closed",
-		    strerror(errno));
+		/* A reset before any byte (a scan, a client dropping its
+		 * pooled connection) is as unremarkable as a FIN. */
+		conn_log(c, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
+		    "read error in preamble (%s), closed", strerror(errno));
 		conn_close(c, CLOSE_RESET);
 		return;
 	}
@@ -1183,6 +1185,10 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 		break;
 	case CONN_CONNECTING:
 	case CONN_REPLAY:
+		if (c->unanswered) {
+			backend_redial(c, "took no preamble");
+			break;
+		}
 		conn_log(c, LOG_LEVEL_NOTICE,
 		    "backend %s: connect_timeout expired, sent EndpointUnavailable",
 		    c->route->backend_text);

@@ -306,15 +306,14 @@ pump_framed(struct pump *p, int src, int dst, enum forward_method method,
 			continue;
 		if (p->pipe[0] >= 0)
 			pipe_give(pool, p->pipe, 1);
-		if (flow->state == NMF_FLOW_ENDED)
-			return PUMP_ENDED;
-		if (!moved || drained || flow->state == NMF_FLOW_OPAQUE ||
-		    p->total - start >= PUMP_BUDGET) {
+		if (flow->state == NMF_FLOW_ENDED || !moved || drained ||
+		    flow->state == NMF_FLOW_OPAQUE || p->total - start >= PUMP_BUDGET) {
+			/* Nothing in flight: keep the buffer only for held bytes. */
 			if (p->held == 0) {
 				free(p->buf);
 				p->buf = NULL;
 			}
-			return PUMP_WANT_READ;
+			return flow->state == NMF_FLOW_ENDED ? PUMP_ENDED : PUMP_WANT_READ;
 		}
 	}
 }
