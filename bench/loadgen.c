@@ -6,7 +6,7 @@
  * one scenario per run:
  *
  *   cps   -c clients, each in a loop: connect, preamble, wait 0B, one
- *         request/reply (06), End (07), wait End and FIN, close;
+ *         request/reply (06), End (07), wait End, close;
  *   rr    -c long-lived connections, each with one request in flight;
  *   up    -c connections sending -e byte envelopes as fast as they can;
  *   down  -c connections receiving -e byte envelopes as fast as they can;
@@ -20,8 +20,16 @@
  * (OpenSSL, non-blocking, in the same loop; a fresh session each time, no
  * resumption), verifying the server's chain against CAFILE alone and its
  * name against -N; then Preamble End, the Ack and everything after it go
- * inside TLS.  A clean end of a TLS connection is the server's
- * close_notify, answered with ours.
+ * inside TLS.
+ *
+ * Every session ends as a WCF client's does when it does not pool the
+ * connection: End, wait for the far side's End, close the socket.  It does
+ * not wait for a FIN first: a WCF server (and nmf-service) keeps the
+ * connection after the End exchange for another session, so none would
+ * come; a FIN before the End is an error.  With TLS the client then sends
+ * close_notify and closes at the server's (or at its FIN): nettcpd sends
+ * one as it closes in answer to ours, and closing before it arrives would
+ * reset every TLS connection.
  *
  * One thread and one level-triggered epoll loop.  Every phase has a
  * deadline; a run never lasts longer than its setup allowance plus -w, -d
@@ -81,7 +89,8 @@ enum lstate {
 	LS_UPLOAD,     /* sending envelopes */
 	LS_DOWNLOAD,   /* receiving envelopes */
 	LS_END,        /* End sent (or queued): waiting for the service's End */
-	LS_EOF,        /* End received: waiting for FIN */
+	LS_CLOSING,    /* TLS, End both ways: our close_notify sent (or due),
+	                  waiting for the server's */
 };
 
 struct lconn {
@@ -97,6 +106,7 @@ struct lconn {
 	unsigned end_sent : 1;
 	unsigned wpend : 1;     /* an SSL_write must be retried as it was */
 	unsigned rd_wants_write : 1; /* an SSL_read waits for writability */
+	unsigned notify_due : 1; /* our close_notify waits for writability */
 };
 
 struct hist {
@@ -241,18 +251,13 @@ tls_note_error(const char *fallback)
 }
 
 /* Close c; reset != 0 sends RST (idle teardown, failures).  A clean TLS
- * close answers the server's close_notify with ours first. */
+ * close has exchanged close_notify already (LS_CLOSING). */
 static void
 conn_close(struct lconn *c, int reset)
 {
 	if (c->state == LS_FREE)
 		return;
 	if (c->ssl != NULL) {
-		if (!reset) {
-			ERR_clear_error();
-			(void)SSL_shutdown(c->ssl);
-			ERR_clear_error();
-		}
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 	}
@@ -638,8 +643,48 @@ tls_begin(struct lconn *c)
 	tls_handshake(c);
 }
 
-/* The connection finished cleanly (End both ways, FIN). */
-static void
+/*
+ * TLS, End both ways: send our close_notify (again once the socket is
+ * writable if it could not go out).  Closes c if that fails; returns -1
+ * then, 0 otherwise.
+ */
+static int
+tls_notify(struct lconn *c)
+{
+	int ret;
+
+	ERR_clear_error();
+	errno = 0;
+	ret = SSL_shutdown(c->ssl);
+	c->notify_due = 0;
+	if (ret >= 0) {
+		set_events(c, EPOLLIN);
+		return 0;
+	}
+	switch (SSL_get_error(c->ssl, ret)) {
+	case SSL_ERROR_WANT_WRITE:
+		c->notify_due = 1;
+		set_events(c, EPOLLIN | EPOLLOUT);
+		return 0;
+	case SSL_ERROR_WANT_READ:
+		set_events(c, EPOLLIN);
+		return 0;
+	default:
+		tls_note_error("cannot send close_notify");
+		conn_error(c, "SSL_shutdown", EPROTO);
+		return -1;
+	}
+}
+
+/*
+ * The session finished cleanly (End both ways): count it, then close at
+ * once, without waiting for a FIN that a server keeping the connection
+ * never sends.  With TLS, close once our close_notify has been answered
+ * (LS_CLOSING); the server's FIN without one is accepted too, as WCF's own
+ * peers abandon the TLS stream without close_notify.  Returns -1 if c was
+ * closed.
+ */
+static int
 on_done(struct lconn *c)
 {
 	uint64_t now = wire_now_ns();
@@ -649,7 +694,13 @@ on_done(struct lconn *c)
 		hist_add(now - c->t0);
 	}
 	last_close_ns = now;
+	if (c->ssl != NULL) {
+		c->state = LS_CLOSING;
+		SSL_set_options(c->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+		return tls_notify(c);
+	}
 	conn_close(c, 0);      /* run_cps() opens the next one in this slot */
+	return -1;
 }
 
 /* One complete record from the far side.  Returns -1 if c was closed, 1
@@ -699,11 +750,8 @@ on_record(struct lconn *c)
 		}
 		return c->state == LS_FREE ? -1 : 0;
 	case WIRE_REC_END:
-		if (c->state == LS_END || (c->state == LS_DOWNLOAD && c->end_sent)) {
-			c->state = LS_EOF;
-			last_close_ns = wire_now_ns();
-			return 0;
-		}
+		if (c->state == LS_END || (c->state == LS_DOWNLOAD && c->end_sent))
+			return on_done(c);
 		break;
 	case WIRE_REC_FAULT:
 		conn_error(c, "framing fault from the far side", 0);
@@ -725,10 +773,12 @@ on_readable(struct lconn *c)
 		size_t off = 0;
 
 		if (n == 0) {
-			/* TLS: the server's close_notify (a bare FIN is an
-			 * error: SSL_read reports it as unexpected EOF). */
-			if (c->state == LS_EOF)
-				on_done(c);
+			/* TLS after the End exchange: the server's
+			 * close_notify, or its FIN.  Before the service's End,
+			 * a FIN or close_notify is an error (a bare FIN inside
+			 * TLS is unexpected EOF there). */
+			if (c->state == LS_CLOSING)
+				conn_close(c, 0); /* run_cps() refills the slot */
 			else
 				conn_error(c, "early end of stream", ECONNRESET);
 			return;
@@ -786,6 +836,12 @@ on_writable(struct lconn *c)
 		break;
 	case LS_UPLOAD:
 		upload(c);
+		break;
+	case LS_CLOSING:
+		if (c->notify_due)
+			(void)tls_notify(c);
+		else
+			set_events(c, EPOLLIN);
 		break;
 	default:
 		if (conn_write(c) == 1 && c->state == LS_DOWNLOAD && finishing &&

@@ -1,13 +1,19 @@
 /*
  * service.c - nmf-service, the benchmark's net.tcp test service.
  *
- * Accepts duplex connections on loopback, answers Preamble End with
- * Preamble Ack (0B), then serves the benchmark operations of wire.h in
- * sized envelopes (06): REPLY answers one envelope, STREAM sends envelopes
- * until the client's End, DATA is consumed.  The client's End (07) is
- * answered with End, then FIN; the connection closes at the client's FIN.
- * One thread, one level-triggered epoll loop; runs until SIGTERM or SIGINT,
- * or for -t seconds at most.
+ * Accepts duplex connections on loopback, reads the preamble (Version 1.x,
+ * Mode duplex, Via, Encoding), answers Preamble End with Preamble Ack (0B),
+ * then serves the benchmark operations of wire.h in sized envelopes (06):
+ * REPLY answers one envelope, STREAM sends envelopes until the client's
+ * End, DATA is consumed.  The client's End (07) is answered with End, and
+ * then, as a WCF server does (System.ServiceModel's and CoreWCF's
+ * ConnectionDemuxer.ReuseConnection), the connection is kept and the next
+ * bytes on it are read as a fresh preamble, answered with 0B again, and so
+ * on: a client or a proxy that pools connections runs session after
+ * session on one socket.  So the service never closes first: a connection
+ * closes at the client's FIN (close() sends ours), on a reset, or on a
+ * protocol error.  One thread, one level-triggered epoll loop; runs until
+ * SIGTERM or SIGINT, or for -t seconds at most.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -46,6 +52,18 @@ struct frame {
 	uint8_t *buf;
 };
 
+/* What the next record from the client must be: a session is a preamble
+ * (Version, Mode, Via, Encoding, Preamble End), then envelopes up to End,
+ * and after End the next session's preamble starts. */
+enum phase {
+	PH_VERSION = 0,
+	PH_MODE,
+	PH_VIA,
+	PH_ENCODING,     /* Known or Extensible Encoding */
+	PH_PREAMBLE_END, /* an Upgrade Request here is refused */
+	PH_SESSION,      /* acked: envelopes, or the client's End */
+};
+
 struct sconn {
 	enum kind kind;
 	int fd;
@@ -55,9 +73,8 @@ struct sconn {
 	size_t out_len, out_off, out_cap;
 	const struct frame *stream; /* streaming envelopes, NULL otherwise */
 	size_t stream_off;          /* bytes of the current stream envelope sent */
-	unsigned end_seen : 1;      /* the client's End arrived */
-	unsigned end_queued : 1;    /* our End is queued */
-	unsigned shut : 1;          /* our FIN is out */
+	enum phase phase;
+	unsigned reused : 1;        /* a session has ended on this connection */
 };
 
 static volatile sig_atomic_t stopping;
@@ -66,6 +83,7 @@ static struct frame frames[FRAME_CACHE];
 static size_t nframes;
 static uint8_t scratch[SCRATCH_SIZE];
 static unsigned long nconns, accepted, bad_records;
+static unsigned long sessions, reuses; /* acked; acked on a kept connection */
 
 static void
 on_stop(int sig)
@@ -117,27 +135,58 @@ conn_close(struct sconn *c)
 	nconns--;
 }
 
+/* Room for len more bytes after out_len. */
+static int
+out_reserve(struct sconn *c, size_t len)
+{
+	size_t cap;
+	uint8_t *p;
+
+	if (c->out_len + len <= c->out_cap)
+		return 0;
+	cap = c->out_cap ? c->out_cap : 512;
+	while (cap < c->out_len + len)
+		cap *= 2;
+	if ((p = realloc(c->out, cap)) == NULL)
+		return -1;
+	c->out = p;
+	c->out_cap = cap;
+	return 0;
+}
+
 static int
 out_append(struct sconn *c, const uint8_t *bytes, size_t len)
 {
-	if (c->out_len + len > c->out_cap) {
-		size_t cap = c->out_cap ? c->out_cap : 512;
-		uint8_t *p;
-
-		while (cap < c->out_len + len)
-			cap *= 2;
-		if ((p = realloc(c->out, cap)) == NULL)
-			return -1;
-		c->out = p;
-		c->out_cap = cap;
-	}
+	if (out_reserve(c, len) < 0)
+		return -1;
 	memcpy(c->out + c->out_len, bytes, len);
 	c->out_len += len;
 	return 0;
 }
 
-/* Send the rest of the current stream envelope and, unless the client has
- * ended, more whole envelopes.  Returns bytes sent, or -1 with errno. */
+/* Queue bytes ahead of everything already queued. */
+static int
+out_prepend(struct sconn *c, const uint8_t *bytes, size_t len)
+{
+	size_t queued = c->out_len - c->out_off;
+
+	if (len == 0)
+		return 0;
+	if (c->out_off < len) {
+		if (out_reserve(c, len) < 0)
+			return -1;
+		memmove(c->out + len, c->out + c->out_off, queued);
+		c->out_off = len;
+		c->out_len = len + queued;
+	}
+	c->out_off -= len;
+	memcpy(c->out + c->out_off, bytes, len);
+	return 0;
+}
+
+/* Send the rest of the current stream envelope and more whole envelopes
+ * (a stream lasts until the client's End: session_end() stops it).
+ * Returns bytes sent, or -1 with errno. */
 static ssize_t
 stream_send(struct sconn *c)
 {
@@ -149,7 +198,7 @@ stream_send(struct sconn *c)
 
 	iov[n].iov_base = f->buf + c->stream_off;
 	iov[n++].iov_len = f->len - c->stream_off;
-	while (!c->end_seen && n < STREAM_IOV) {
+	while (n < STREAM_IOV) {
 		iov[n].iov_base = f->buf;
 		iov[n++].iov_len = f->len;
 	}
@@ -164,27 +213,17 @@ stream_send(struct sconn *c)
 
 /*
  * Write what is queued: finish a started stream envelope first, then queued
- * records, then more stream envelopes; End and FIN once the client ended.
- * Returns 0, or -1 when the connection must close.
+ * records, then more stream envelopes.  No FIN: after End the connection
+ * waits for the next session.  Returns 0, or -1 when the connection must
+ * close.
  */
 static int
 conn_flush(struct sconn *c)
 {
-	static const uint8_t end = WIRE_REC_END;
-
 	for (int i = 0; i < WRITES_PER_WAKEUP; i++) {
 		ssize_t n;
 
 		if (c->stream != NULL && (c->stream_off != 0 || c->out_off == c->out_len)) {
-			if (c->stream_off == 0 && c->end_seen) {
-				c->stream = NULL;
-				if (!c->end_queued) {
-					if (out_append(c, &end, 1) < 0)
-						return -1;
-					c->end_queued = 1;
-				}
-				continue;
-			}
 			n = stream_send(c);
 		} else if (c->out_off < c->out_len) {
 			n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
@@ -199,10 +238,6 @@ conn_flush(struct sconn *c)
 				}
 			}
 		} else {
-			if (c->end_queued && !c->shut) {
-				(void)shutdown(c->fd, SHUT_WR);
-				c->shut = 1;
-			}
 			set_events(c, EPOLLIN);
 			return 0;
 		}
@@ -216,49 +251,117 @@ conn_flush(struct sconn *c)
 	return 0;
 }
 
-/* Act on one complete record from the client.  Returns 0 or -1 (close). */
+/* A request envelope: the first payload bytes are the operation. */
+static int
+on_envelope(struct sconn *c)
+{
+	const struct frame *f;
+	uint32_t arg;
+
+	if (c->rd.head_got < WIRE_OP_HEAD)
+		return 0;
+	arg = wire_head_arg(&c->rd);
+	if (c->rd.head[0] == WIRE_OP_DATA)
+		return 0;
+	if (arg < WIRE_OP_HEAD || arg > WIRE_BODY_MAX)
+		return -1;
+	if ((f = frame_get(arg)) == NULL)
+		return -1;
+	if (c->rd.head[0] == WIRE_OP_REPLY)
+		return out_append(c, f->buf, f->len);
+	if (c->rd.head[0] == WIRE_OP_STREAM && c->stream == NULL) {
+		c->stream = f;
+		c->stream_off = 0;
+	}
+	return 0;
+}
+
+/*
+ * The client's End: the stream, if any, stops after the envelope under
+ * way (its rest is queued ahead of everything else, so the records stay in
+ * order), our End is queued, and the connection starts over at a preamble.
+ * WCF's server does the same after the End exchange: it keeps the socket
+ * and reads the next session's preamble from it, so whatever the client
+ * sent after its End, already read here or not, is that preamble.
+ */
+static int
+session_end(struct sconn *c)
+{
+	static const uint8_t end = WIRE_REC_END;
+	const struct frame *f = c->stream;
+
+	if (f != NULL) {
+		if (c->stream_off != 0 && out_prepend(c, f->buf + c->stream_off,
+		    f->len - c->stream_off) < 0)
+			return -1;
+		c->stream = NULL;
+		c->stream_off = 0;
+	}
+	if (out_append(c, &end, 1) < 0)
+		return -1;
+	/* The reader is at a record boundary (End has no body); start it
+	 * afresh all the same, as a new connection's. */
+	wire_reader_init(&c->rd);
+	c->phase = PH_VERSION;
+	c->reused = 1;
+	return 0;
+}
+
+/*
+ * Act on one complete record from the client.  Records out of their
+ * place (an envelope before the Ack, a preamble record inside a session,
+ * a Mode other than duplex) are protocol errors, counted as bad.  Returns
+ * 0, or -1 when the connection must close.
+ */
 static int
 on_record(struct sconn *c)
 {
 	static const uint8_t ack = WIRE_REC_PREAMBLE_ACK;
-	static const uint8_t end = WIRE_REC_END;
-	const struct frame *f;
-	uint32_t arg;
+	uint8_t type = c->rd.type;
 
-	switch (c->rd.type) {
-	case WIRE_REC_PREAMBLE_END:
+	switch (c->phase) {
+	case PH_VERSION:
+		if (type != WIRE_REC_VERSION || c->rd.head_got < 1 ||
+		    c->rd.head[0] != WIRE_VERSION_MAJOR)
+			break;
+		c->phase = PH_MODE;
+		return 0;
+	case PH_MODE:
+		if (type != WIRE_REC_MODE || c->rd.head_got < 1 ||
+		    c->rd.head[0] != WIRE_MODE_DUPLEX)
+			break;
+		c->phase = PH_VIA;
+		return 0;
+	case PH_VIA:
+		if (type != WIRE_REC_VIA)
+			break;
+		c->phase = PH_ENCODING;
+		return 0;
+	case PH_ENCODING:
+		if (type != WIRE_REC_KNOWN_ENCODING &&
+		    type != WIRE_REC_EXTENSIBLE_ENCODING)
+			break;
+		c->phase = PH_PREAMBLE_END;
+		return 0;
+	case PH_PREAMBLE_END:
+		if (type == WIRE_REC_UPGRADE_REQUEST)
+			return -1;      /* no transport security here */
+		if (type != WIRE_REC_PREAMBLE_END)
+			break;
+		c->phase = PH_SESSION;
+		sessions++;
+		if (c->reused)
+			reuses++;
 		return out_append(c, &ack, 1);
-	case WIRE_REC_SIZED_ENVELOPE:
-		if (c->rd.head_got < WIRE_OP_HEAD || c->end_seen)
-			return 0;
-		arg = wire_head_arg(&c->rd);
-		if (c->rd.head[0] == WIRE_OP_DATA)
-			return 0;
-		if (arg < WIRE_OP_HEAD || arg > WIRE_BODY_MAX)
-			return -1;
-		if ((f = frame_get(arg)) == NULL)
-			return -1;
-		if (c->rd.head[0] == WIRE_OP_REPLY)
-			return out_append(c, f->buf, f->len);
-		if (c->rd.head[0] == WIRE_OP_STREAM && c->stream == NULL) {
-			c->stream = f;
-			c->stream_off = 0;
-		}
-		return 0;
-	case WIRE_REC_END:
-		if (c->end_seen)
-			return 0;
-		c->end_seen = 1;
-		if (c->stream == NULL) {
-			c->end_queued = 1;
-			return out_append(c, &end, 1);
-		}
-		return 0;       /* conn_flush() ends the stream, then sends End */
-	case WIRE_REC_UPGRADE_REQUEST:
-		return -1;      /* no transport security here */
-	default:
-		return 0;
+	case PH_SESSION:
+		if (type == WIRE_REC_SIZED_ENVELOPE)
+			return on_envelope(c);
+		if (type == WIRE_REC_END)
+			return session_end(c);
+		break;
 	}
+	bad_records++;
+	return -1;
 }
 
 static void
@@ -446,7 +549,8 @@ main(int argc, char **argv)
 				conn_close(c);
 		}
 	}
-	fprintf(stderr, "nmf-service: %lu connections served, %lu open, %lu bad, "
-	    "%.2f CPU-seconds\n", accepted, nconns, bad_records, wire_cpu_seconds());
+	fprintf(stderr, "nmf-service: %lu connections served, %lu open, %lu sessions "
+	    "(%lu on a kept connection), %lu bad, %.2f CPU-seconds\n", accepted,
+	    nconns, sessions, reuses, bad_records, wire_cpu_seconds());
 	return 0;
 }

@@ -15,6 +15,11 @@
 #include <netinet/in.h>
 
 /* Record types the tools write or act on. */
+#define WIRE_REC_VERSION 0x00u
+#define WIRE_REC_MODE 0x01u
+#define WIRE_REC_VIA 0x02u
+#define WIRE_REC_KNOWN_ENCODING 0x03u
+#define WIRE_REC_EXTENSIBLE_ENCODING 0x04u
 #define WIRE_REC_SIZED_ENVELOPE 0x06u
 #define WIRE_REC_END 0x07u
 #define WIRE_REC_FAULT 0x08u
@@ -22,6 +27,10 @@
 #define WIRE_REC_UPGRADE_RESPONSE 0x0Au
 #define WIRE_REC_PREAMBLE_ACK 0x0Bu
 #define WIRE_REC_PREAMBLE_END 0x0Cu
+
+/* The framing version the tools speak (major), and the Mode they use. */
+#define WIRE_VERSION_MAJOR 1u
+#define WIRE_MODE_DUPLEX 0x02u
 
 /* Largest record body either tool accepts. */
 #define WIRE_BODY_MAX (16u << 20)
