@@ -3,36 +3,68 @@ forwarded byte checked end to end.
 
 Two daemons run side by side, one with forward = splice and one with
 forward = copy, both routing to three Python backends.  Client threads open
-connection after connection against either daemon, each with a random Via
-(some match no route and must get exactly the EndpointNotFound fault
-record), then send 1 to 6 messages of 1 B to 1 MiB.  A message is a 12-byte
-header (length, seed) and bytes generated from the seed, so both ends can
-check it: the backend checks what reached it and echoes it, the client
-checks the echo, both by SHA-256.
+connection after connection against either daemon.  A message is a 12-byte
+header (length, seed) and 1 B to 1 MiB generated from the seed, so both ends
+can check it: the backend checks what reached it and echoes it, the client
+checks the echo, both by SHA-256.  About half the connections are each kind:
 
-Faults, chosen per connection: the client resets mid-message; the client
-half-closes, then reads the rest; the client stops reading for a while, so
-backpressure builds through the proxy; the backend resets mid-message; the
-backend half-closes early and goes on reading.  Meanwhile a chaos thread
-restarts backends (closes the listening socket, reopens the same port); a
-connection routed during the gap must get exactly the EndpointUnavailable
-fault record (or, if the kernel had already queued it on the closed
-listener, a reset before the backend's ack).
+Unframed: one preamble with a random Via (some match no route and must get
+exactly the EndpointNotFound fault record), then 1 to 6 raw messages.  The
+daemon stops following such a session at its first byte and relays it as a
+plain pipe.  Faults, chosen per connection: the client resets mid-message;
+the client half-closes, then reads the rest; the client stops reading for a
+while, so backpressure builds through the proxy; the backend resets
+mid-message; the backend half-closes early and goes on reading.
 
-The run is cut into rounds.  After each, the load drains and the daemons
-are checked: each holds exactly the sockets it had at the start, at most 16
-pipe descriptors per worker (its pipe pool), the same other descriptors, and
-an RSS within RSS_TOLERANCE_KB of the start.  At the end both must still be alive and
-exit 0 on SIGTERM.  Any corrupted byte, leak, crash, or connection that takes
-longer than CONN_BOUND seconds is a failure, and the exit status is 1.
+Framed: 1 to 4 duplex sessions on the same client connection, each with a
+random Via, so each is routed afresh: preamble, the service's Preamble Ack,
+1 to 6 messages as Sized Envelopes, each echoed in an envelope, End, the
+service's End.  Sometimes the next preamble goes right behind the End.  The
+last session may carry a fault: an unknown Via (exactly EndpointNotFound,
+then end of stream), the client resets mid-envelope, the client half-closes
+after its End without waiting (then reads the service's End and end of
+stream), the client stops reading while large envelopes come back, the
+backend resets mid-envelope.  The Via of a framed session carries a token
+by which the backend finds the session's plan, to check its preamble byte
+for byte and inject its faults.
+
+The backends behave like WCF services: each answers a preamble with the
+Ack, a session's End with End, and then reads the next preamble on the
+same connection, which the daemon keeps in its pool between sessions.  Per
+connection a backend reuses it (most), closes it after an End, closes it
+with FIN or reset once it has been idle for a random delay (counted from
+when the daemon has acknowledged its End: a reset discards unsent bytes),
+or drops it (reset) as the next preamble comes; the daemon must drop such
+a connection or redial, unnoticed by the client.  Every preamble a backend
+receives must be a whole, valid preamble whose Via routes to that backend;
+anything else is a mis-route.  Meanwhile a chaos thread restarts
+backends (closes the listening socket, reopens the same port); a session
+routed during the gap must get exactly the EndpointUnavailable fault record
+(or, if the kernel had already queued it on the closed listener, a reset
+before the backend's ack).
+
+The daemons run with backend_pool_timeout = POOL_TIMEOUT seconds, so their
+pools empty soon after the load stops.  The run is cut into rounds.  After
+each, the load drains and the daemons are checked: each holds exactly the
+sockets it had at the start (which needs every pooled backend connection
+expired), at most 16 pipe descriptors per worker (its pipe pool), the same
+other descriptors, and an RSS within RSS_TOLERANCE_KB of the start (not
+for an AddressSanitizer build, whose quarantine keeps up to 256 MB of freed
+memory: LeakSanitizer checks it at exit instead).  At the end both must
+still be alive and exit 0 on SIGTERM.  Any corrupted byte, mis-routed
+session, leak, crash, or connection that takes longer than CONN_BOUND
+seconds is a failure, and the exit status is 1.
 
 Environment:
-  NETTCPD        the daemon (make soak sets it)
-  SOAK_SECONDS   how long to load, 180 by default; hours are fine
-  SOAK_SEED      the seed; printed, and by default random
-  SOAK_CLIENTS   client threads, 24 by default
+  NETTCPD          the daemon (make soak sets it)
+  SOAK_SECONDS     how long to load, 180 by default; hours are fine
+  SOAK_SEED        the seed; printed, and by default random
+  SOAK_CLIENTS     client threads, 24 by default
+  SOAK_LOG_LEVEL   the daemons' log_level, info by default; debug logs each
+                   session, pooled connection and redial
 """
 
+import fcntl
 import hashlib
 import os
 import random
@@ -40,17 +72,20 @@ import re
 import socket
 import struct
 import sys
+import termios
 import threading
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (SLOW, Daemon, complete_preamble, fault_record,  # noqa: E402
-                          preamble, raise_fd_limit, read_preamble, recv_exact,
-                          recv_until_close, reset, string_record, wait_for)
+from nettcpd_test import (NETTCPD, SLOW, Daemon, fault_record, mbint,  # noqa: E402
+                          preamble, raise_fd_limit, recv_exact, recv_until_close,
+                          reset, sized_envelope, string_record, wait_for)
 
 SECONDS = float(os.environ.get("SOAK_SECONDS") or 180)
 SEED = int(os.environ.get("SOAK_SEED") or random.SystemRandom().randrange(1 << 32))
 CLIENTS = int(os.environ.get("SOAK_CLIENTS") or 24)
+LOG_LEVEL = os.environ.get("SOAK_LOG_LEVEL") or "info"
 
 NBACKENDS = 3
 MAX_MESSAGE = 1 << 20
@@ -63,18 +98,51 @@ RESTART_SLACK = 0.1               # seconds around a restart gap
 RSS_TOLERANCE_KB = 4 * 1024
 PIPE_FDS_PER_WORKER = 16          # each worker's pipe pool keeps up to 8 pipes
 
-KINDS = ["none", "client_reset", "client_halfclose", "client_stall",
-         "backend_reset", "backend_halfclose", "unknown_via"]
-WEIGHTS = [30, 12, 12, 10, 12, 12, 8]
+
+def asan_build(path):
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# RSS says nothing under ASan: freed memory waits in its quarantine.
+RSS_CHECKED = not asan_build(NETTCPD)
+POOL_TIMEOUT = 1                  # the daemons' backend_pool_timeout, seconds
+# A backend connection idle between sessions longer than this was kept in
+# the pool past backend_pool_timeout (the service's End may wait a while in
+# the proxy for a client that has stopped reading, up to its stall).
+POOL_IDLE_BOUND = POOL_TIMEOUT + 10.0 * SLOW
+
+UNFRAMED_KINDS = ["none", "client_reset", "client_halfclose", "client_stall",
+                  "backend_reset", "backend_halfclose", "unknown_via"]
+FRAMED_KINDS = ["framed", "framed_client_reset", "framed_client_halfclose",
+                "framed_client_stall", "framed_backend_reset", "framed_unknown_via"]
+KINDS = UNFRAMED_KINDS + FRAMED_KINDS
+# about half the connections are framed
+WEIGHTS = [30, 12, 12, 10, 12, 12, 8] + [40, 12, 12, 10, 12, 10]
 CODE = {k: i for i, k in enumerate(KINDS)}
+MAX_SESSIONS = 4                  # framed sessions per client connection
+
+# What a backend does with each connection it accepts (see SoakBackend).
+BACKEND_PLANS = ["reuse", "close_after_end", "close_idle", "drop"]
+BACKEND_PLAN_WEIGHTS = [75, 10, 10, 5]
 
 # conn id, fault code, fault index, messages, backend, SHA-256 of the preamble
 HELLO = struct.Struct(">QBHHB32s")
 MSG = struct.Struct(">IQ")        # payload length, payload seed
 
 ACK = b"\x0b"
+ENVELOPE = b"\x06"
+END = b"\x07"
 NOT_FOUND = fault_record("EndpointNotFound")
 UNAVAILABLE = fault_record("EndpointUnavailable")
+
+# Framed sessions by the token in their Via: the plan the backend checks a
+# session against.  Emptied after each round.
+SESSIONS = {}
+SESSIONS_LOCK = threading.Lock()
 
 
 class Failure(Exception):
@@ -91,6 +159,16 @@ def payload(seed, n):
 
 def digest(data):
     return hashlib.sha256(data).digest()
+
+
+def unsent(s):
+    """Bytes s has queued that its peer has not acknowledged yet."""
+    return struct.unpack("i", fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def count_corrupted(n):
+    with STATS.lock:
+        STATS.corrupted += n
 
 
 # ------------------------------------------------------------ statistics
@@ -145,22 +223,152 @@ class Stats:
 STATS = Stats()
 
 
+# ------------------------------------------------------------ framing
+
+class Reader:
+    """Buffered reads from a socket, for connections that carry framing
+    records; a short result means end of stream, as with recv_exact."""
+
+    def __init__(self, s):
+        self.s = s
+        self.buf = bytearray()
+
+    def fill(self, n):
+        while len(self.buf) < n:
+            chunk = self.s.recv(min(max(n - len(self.buf), 1 << 16), 1 << 20))
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def exact(self, n):
+        self.fill(n)
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def mbint(self):
+        """A record size; None at end of stream, -1 if longer than 5 bytes."""
+        v = shift = 0
+        for _ in range(5):
+            b = self.exact(1)
+            if not b:
+                return None
+            v |= (b[0] & 0x7F) << shift
+            shift += 7
+            if not b[0] & 0x80:
+                return v
+        return -1
+
+    def until_close(self, limit=1 << 16):
+        rest, how = recv_until_close(self.s, limit=limit)
+        out = bytes(self.buf) + rest
+        self.buf.clear()
+        return out, how
+
+    def preamble(self):
+        """(bytes, (mode, via)) of a whole preamble; (bytes, None) if the
+        stream ended first.  ValueError if the bytes are not a preamble of
+        the records the soak's clients send, in their order."""
+        out = bytearray()
+        try:
+            return self._preamble(out)
+        except ValueError as e:
+            raise ValueError(f"{e}, after {bytes(out[:80])!r}") from None
+
+    def _preamble(self, out):
+        def take(n):
+            got = self.exact(n)
+            out.extend(got)
+            return got if len(got) == n else None
+
+        def string():
+            n = self.mbint()
+            if n is None:
+                return None
+            if n < 0 or n > 4096:
+                raise ValueError(f"string size {n}")
+            out.extend(mbint(n))
+            return take(n)
+
+        version = take(3)
+        if version is None:
+            return bytes(out), None
+        if version != b"\x00\x01\x00":
+            raise ValueError(f"version record {version.hex()}")
+        mode = take(2)
+        if mode is None:
+            return bytes(out), None
+        if mode[0] != 0x01 or mode[1] not in (1, 2):
+            raise ValueError(f"mode record {mode.hex()}")
+        t = take(1)
+        if t is None:
+            return bytes(out), None
+        if t != b"\x02":
+            raise ValueError(f"record {t.hex()} where the Via was due")
+        via = string()
+        if via is None:
+            return bytes(out), None
+        t = take(1)
+        if t is None:
+            return bytes(out), None
+        if t == b"\x03":
+            if take(1) is None:
+                return bytes(out), None
+        elif t == b"\x04":
+            if string() is None:
+                return bytes(out), None
+        else:
+            raise ValueError(f"record {t.hex()} where the encoding was due")
+        t = take(1)
+        if t is None:
+            return bytes(out), None
+        if t != b"\x0c":
+            raise ValueError(f"record {t.hex()} where Preamble End was due")
+        return bytes(out), (mode[1], via.decode(errors="replace"))
+
+
+def via_target(via):
+    """(backend index or None, session token or None) for a Via, by the
+    soak's routes: net.tcp://+/Svc<b>, net.tcp://soak.example/Exact<b> and
+    net.tcp://*/Weak<b>, matched on the whole first segment, case-blind,
+    after percent-decoding."""
+    m = re.match(r"net\.tcp://([^/?#]*)([^?#]*)", via, re.I)
+    if not m:
+        return None, None
+    host = m.group(1).lower()
+    host = host[:host.index("]") + 1] if host.startswith("[") and "]" in host \
+        else host.split(":")[0]
+    segs = [urllib.parse.unquote(s) for s in m.group(2).split("/")[1:]]
+    first = segs[0].lower() if segs else ""
+    token = segs[1] if len(segs) > 1 and segs[1].startswith("sess-") else None
+    for b in range(NBACKENDS):
+        if first in (f"svc{b}", f"weak{b}") or (first == f"exact{b}" and host == "soak.example"):
+            return b, token
+    return None, token
+
+
 # ------------------------------------------------------------ backends
 
 class SoakBackend:
-    """An echo service on a fixed loopback port that can be restarted.  It
-    checks the preamble the proxy replayed and every message that reached
-    it, echoes the messages, and injects the backend-side faults the
-    client's hello asks for."""
+    """A WCF-like echo service on a fixed loopback port that can be
+    restarted.  It reads preamble after preamble on each connection, checks
+    that each routes to it, acks it and serves the session: a framed one
+    envelope by envelope up to End, answered with End, after which the
+    connection waits for the next preamble; an unframed one (no token in
+    its Via) by the client's hello, to the end of the connection.  It checks
+    every message that reached it, echoes it, and injects the backend-side
+    faults the session's plan asks for."""
 
     def __init__(self, index):
         self.index = index
         self.name = f"svc{index}"
+        self.rng = random.Random(f"{SEED}:{self.name}")   # the accept thread's
         self.lock = threading.Lock()
         self.gaps = []            # (closed at, listening again at)
         self.gap_open = None
         self.active = 0
-        self.results = {}         # conn id -> messages verified before a clean EOF
+        self.results = {}         # conn id or (conn id, session) -> messages verified
         self.restart_gap = None
         self.restart_done = threading.Event()
         self.stopping = False
@@ -195,7 +403,7 @@ class SoakBackend:
     def restart(self, gap):
         """Close the listening socket, wait gap seconds, listen again on the
         same port.  Done by the accept thread, so no accept() ever runs on
-        a closed descriptor."""
+        a closed descriptor.  Connections already accepted go on."""
         self.restart_done.clear()
         self.restart_gap = gap
         self.restart_done.wait(10)
@@ -227,15 +435,23 @@ class SoakBackend:
                 continue
             except OSError:
                 continue
+            plan = self.rng.choices(BACKEND_PLANS, BACKEND_PLAN_WEIGHTS)[0]
+            # a short delay often crosses the proxy's reuse of the
+            # connection; a long one outlasts backend_pool_timeout
+            delay = self.rng.choice([self.rng.uniform(0.0, 0.02),
+                                     self.rng.uniform(0.05, 1.5 * POOL_TIMEOUT)])
+            idle = (delay, self.rng.random() < 0.5)
             with self.lock:
                 self.active += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+            STATS.add("backend connections accepted")
+            STATS.add("backend plan " + plan)
+            threading.Thread(target=self._serve, args=(c, plan, idle), daemon=True).start()
         self.lsock.close()
 
-    def _serve(self, c):
+    def _serve(self, c, plan, idle):
         try:
             c.settimeout(IO_TIMEOUT)
-            self._session(c)
+            self._connection(c, Reader(c), plan, idle)
         except socket.timeout:
             STATS.fail(f"backend {self.name}: a connection stalled for {IO_TIMEOUT:.0f}s")
         except OSError:
@@ -250,19 +466,154 @@ class SoakBackend:
             with self.lock:
                 self.active -= 1
 
-    def _session(self, c):
-        pre = read_preamble(c)
-        if not complete_preamble(pre):
-            return            # the client went away inside its preamble
+    def _next_preamble_comes(self, c, r, plan, idle):
+        """Between sessions, where the proxy keeps the connection in its
+        pool: wait for the next preamble's first byte, or end of stream.
+        With plan close_idle, give up after a random delay and close the
+        connection (False), with FIN or reset; with plan drop, close it
+        (reset, unread bytes) as the next preamble comes, unanswered."""
+        if plan == "close_idle":
+            delay, with_reset = idle
+            # Idle from when the proxy has the End: a reset discards what
+            # the kernel has not sent yet, and Nagle or a full window can
+            # keep the End there for a while.
+            deadline = time.monotonic() + IO_TIMEOUT
+            while unsent(c):
+                if time.monotonic() > deadline:
+                    raise Failure(f"the proxy took no bytes for {IO_TIMEOUT:.0f}s "
+                                  "after a session's End")
+                time.sleep(0.002)
+            c.settimeout(delay)
+            try:
+                r.fill(1)
+            except socket.timeout:
+                STATS.add("backend closed an idle connection")
+                if with_reset:
+                    reset(c)
+                return False
+            c.settimeout(IO_TIMEOUT)
+            return True
+        c.settimeout(POOL_IDLE_BOUND)
+        t0 = time.monotonic()
+        try:
+            came = r.fill(1)
+        except socket.timeout:
+            raise Failure(f"a connection idle between sessions was kept "
+                          f"{time.monotonic() - t0:.0f}s (backend_pool_timeout {POOL_TIMEOUT}s)")
+        c.settimeout(IO_TIMEOUT)
+        if came and plan == "drop":
+            STATS.add("backend dropped under a preamble")
+            reset(c)
+            return False
+        return True
+
+    def _connection(self, c, r, plan, idle):
+        sessions = 0
+        while True:
+            if sessions and not self._next_preamble_comes(c, r, plan, idle):
+                return
+            try:
+                pre, fields = r.preamble()
+            except ValueError as e:
+                count_corrupted(1)
+                raise Failure(f"{'after session %d, ' % sessions if sessions else ''}"
+                              f"bytes that are no preamble: {e}")
+            if fields is None:
+                if sessions and not pre:
+                    STATS.add("backend idle closed by the proxy")
+                return        # the client went away inside its preamble
+            mode, via = fields
+            b, token = via_target(via)
+            if b != self.index:
+                raise Failure(f"session mis-routed: Via {via!r} (routes to "
+                              f"{'svc%d' % b if b is not None else 'nothing'}) reached "
+                              f"{self.name} on its connection's session {sessions + 1}")
+            sessions += 1
+            STATS.add("backend sessions")
+            if sessions > 1:
+                STATS.add("backend sessions on a reused connection")
+            if token is None:
+                self._unframed(c, r, pre)
+                return        # an unframed session ends its connection
+            if not self._framed(c, r, pre, mode, via, token):
+                return
+            if plan == "close_after_end":
+                STATS.add("backend closed a connection after End")
+                return
+
+    def _framed(self, c, r, pre, mode, via, token):
+        """One framed session; True if it ended with End both ways."""
+        with SESSIONS_LOCK:
+            sess = SESSIONS.get(token)
+            twice = sess is not None and sess.acked
+            if sess is not None:
+                sess.acked = True
+        if sess is None:
+            raise Failure(f"Via {via!r}: no such session")
+        what = f"{sess.what} at backend {self.name}"
+        if digest(pre) != sess.digest:
+            count_corrupted(len(pre))
+            raise Failure(f"{what}: the replayed preamble differs from the one sent")
+        if sess.b != self.index or mode != 2:
+            raise Failure(f"{what}: routed to the wrong backend (wanted svc{sess.b})")
+        if twice:
+            raise Failure(f"{what}: the preamble reached a backend twice")
         c.sendall(ACK)
-        hello = recv_exact(c, HELLO.size)
+        verified = 0
+        i = 0
+        while True:
+            t = r.exact(1)
+            if not t:
+                return False  # the client went away inside the session
+            if t == END:
+                break
+            if t != ENVELOPE:
+                count_corrupted(1)
+                raise Failure(f"{what}: record {t.hex()} where envelope {i} or End was due")
+            size = r.mbint()
+            if size is None:
+                return False
+            if not MSG.size <= size <= MSG.size + MAX_MESSAGE:
+                count_corrupted(1)
+                raise Failure(f"{what}: envelope {i} size {size} corrupted")
+            header = r.exact(MSG.size)
+            if len(header) < MSG.size:
+                return False
+            length, seed = MSG.unpack(header)
+            if length != size - MSG.size:
+                count_corrupted(MSG.size)
+                raise Failure(f"{what}: message {i} header corrupted")
+            want = payload(seed, length)
+            if sess.kind == "framed_backend_reset" and i == sess.k:
+                half = r.exact(length // 2)
+                if len(half) == length // 2:
+                    STATS.verify(half, want[:len(half)], digest(want[:len(half)]), "up",
+                                 f"{what} message {i}")
+                reset(c)
+                return False
+            got = r.exact(length)
+            if len(got) < length:
+                return False  # the client reset
+            if not STATS.verify(got, want, digest(want), "up", f"{what} message {i}"):
+                return False
+            verified += 1
+            i += 1
+            c.sendall(sized_envelope(header + got))
+        with self.lock:
+            self.results[sess.key] = verified
+        STATS.add("backend framed sessions ended")
+        c.sendall(END)
+        return True
+
+    def _unframed(self, c, r, pre):
+        c.sendall(ACK)
+        hello = r.exact(HELLO.size)
         if len(hello) < HELLO.size:
             return
         conn_id, code, k, nmsgs, index, pre_digest = HELLO.unpack(hello)
         what = f"conn {conn_id} at backend {self.name}"
         if digest(pre) != pre_digest:
-            with STATS.lock:
-                STATS.corrupted += len(pre)
+            count_corrupted(len(pre))
             raise Failure(f"{what}: the replayed preamble differs from the one sent")
         if index != self.index:
             raise Failure(f"{what}: routed to the wrong backend (wanted svc{index})")
@@ -271,23 +622,22 @@ class SoakBackend:
         for i in range(nmsgs):
             if kind == "backend_halfclose" and i == k:
                 c.shutdown(socket.SHUT_WR)
-            header = recv_exact(c, MSG.size)
+            header = r.exact(MSG.size)
             if len(header) < MSG.size:
                 return
             length, seed = MSG.unpack(header)
             if length > MAX_MESSAGE:
-                with STATS.lock:
-                    STATS.corrupted += MSG.size
+                count_corrupted(MSG.size)
                 raise Failure(f"{what}: message {i} header corrupted")
             want = payload(seed, length)
             if kind == "backend_reset" and i == k:
-                half = recv_exact(c, length // 2)
+                half = r.exact(length // 2)
                 if len(half) == length // 2:
                     STATS.verify(half, want[:len(half)], digest(want[:len(half)]), "up",
                                  f"{what} message {i}")
                 reset(c)
                 return
-            got = recv_exact(c, length)
+            got = r.exact(length)
             if len(got) < length:
                 return        # the client reset
             if not STATS.verify(got, want, digest(want), "up", f"{what} message {i}"):
@@ -295,7 +645,7 @@ class SoakBackend:
             verified += 1
             if not (kind == "backend_halfclose" and i >= k):
                 c.sendall(header + got)
-        extra = c.recv(1)
+        extra = r.exact(1)
         if extra:
             raise Failure(f"{what}: bytes after the last message")
         if kind != "backend_halfclose":
@@ -332,15 +682,18 @@ def tail(rng):
     return out
 
 
-def routed_via(rng, b):
+def routed_via(rng, b, token=None):
+    """A Via that routes to backend b; a framed session's token, if any, is
+    the segment after the route's."""
     host = rng.choice(["h", "localhost", "10.1.2.3", "[::1]", "Host.Example"])
     port = rng.choice(["", ":808", f":{rng.randrange(1, 65536)}"])
+    rest = (f"/{token}" if token else "") + tail(rng)
     style = rng.randrange(3)
     if style == 0:
-        return f"net.tcp://{host}{port}/{escape_some(rng, random_case(rng, f'Svc{b}'))}{tail(rng)}"
+        return f"net.tcp://{host}{port}/{escape_some(rng, random_case(rng, f'Svc{b}'))}{rest}"
     if style == 1:
-        return f"net.tcp://{random_case(rng, 'soak.example')}{port}/Exact{b}{tail(rng)}"
-    return f"net.tcp://{host}{port}/{random_case(rng, f'weak{b}')}{tail(rng)}"
+        return f"net.tcp://{random_case(rng, 'soak.example')}{port}/Exact{b}{rest}"
+    return f"net.tcp://{host}{port}/{random_case(rng, f'weak{b}')}{rest}"
 
 
 def unknown_via(rng):
@@ -354,8 +707,8 @@ def unknown_via(rng):
     ])
 
 
-def random_preamble(rng, via):
-    mode = rng.choice([1, 2])
+def random_preamble(rng, via, mode=None):
+    mode = mode or rng.choice([1, 2])
     if rng.random() < 0.3:
         ct = rng.choice(["application/soap+msbinsession1", "text/xml; charset=utf-8"])
         return preamble(via, mode=mode, encoding=None)[:-1] + string_record(4, ct) + b"\x0c"
@@ -363,12 +716,55 @@ def random_preamble(rng, via):
 
 
 def message_sizes(rng, kind, n):
+    kind = kind.removeprefix("framed_")
     if kind == "client_stall":
         return [rng.randrange(MAX_MESSAGE // 4, MAX_MESSAGE + 1) for _ in range(n)]
     if kind in ("client_reset", "backend_reset", "backend_halfclose"):
         # these go in lock step, so a message must fit the socket buffers
         return [max(2, int(2 ** rng.uniform(0, 18))) for _ in range(n)]
     return [max(1, int(2 ** rng.uniform(0, 20))) for _ in range(n)]
+
+
+class Session:
+    """A framed session as its client plans it.  The backend finds it in
+    SESSIONS by the token in its Via, to check the preamble it was given
+    and to inject the session's backend-side fault."""
+
+    def __init__(self, client, j, kind):
+        rng = client.rng
+        self.key = (client.id, j)
+        self.kind = kind
+        self.what = f"{client.what} session {j + 1}"
+        self.token = f"sess-{client.id}-{j}"
+        if kind == "framed_unknown_via":
+            self.b = None
+            self.via = unknown_via(rng)
+        else:
+            self.b = rng.randrange(NBACKENDS)
+            self.via = routed_via(rng, self.b, self.token)
+        self.pre = random_preamble(rng, self.via, mode=2)
+        self.digest = digest(self.pre)
+        self.n = rng.randint(1, 6)
+        self.k = rng.randrange(self.n)
+        self.sizes = message_sizes(rng, kind, self.n)
+        self.seeds = [rng.getrandbits(63) for _ in range(self.n)]
+        self.pipeline = rng.random() < 0.5
+        self.acked = False        # set by the backend that acks it
+        self.sent_at = None       # when the client sent the preamble
+        if self.b is not None:
+            with SESSIONS_LOCK:
+                SESSIONS[self.token] = self
+
+    def prepare(self):
+        self.headers = [MSG.pack(self.sizes[i], self.seeds[i]) for i in range(self.n)]
+        self.payloads = [payload(self.seeds[i], self.sizes[i]) for i in range(self.n)]
+        self.digests = [digest(p) for p in self.payloads]
+
+    def envelope(self, i):
+        return sized_envelope(self.headers[i] + self.payloads[i])
+
+    def release(self):
+        self.headers = self.payloads = self.digests = None
 
 
 class Client:
@@ -379,14 +775,17 @@ class Client:
         self.backends = backends
         self.kind = self.rng.choices(KINDS, WEIGHTS)[0]
         self.what = f"conn {conn_id} ({self.kind}, forward {self.daemon.forward_method})"
-        self.expect_backend = None   # messages the backend must verify
+        self.expect = []          # (result key, what, messages the backend must verify)
 
     def run(self):
-        """One connection; returns what the backend must have recorded."""
         s = self.daemon.connect(timeout=20.0)
+        # the client's port names the connection in the daemon's log
+        self.what = self.what[:-1] + f", port {s.getsockname()[1]})"
         try:
             if self.kind == "unknown_via":
                 self._unknown(s)
+            elif self.kind in FRAMED_KINDS:
+                self._framed_connection(s)
             else:
                 self._routed(s)
         finally:
@@ -401,6 +800,24 @@ class Client:
                           "not exactly EndpointNotFound")
         STATS.add("faulted EndpointNotFound")
 
+    def _not_acked(self, what, first, rest, via, b, t0, t1):
+        """The answer to a preamble was not the ack: fine only if it is
+        exactly EndpointUnavailable, or a reset, while backend b was down."""
+        backend = self.backends[b]
+        if first == b"\x08":
+            more, how = rest()
+            got = first + more
+            if got != UNAVAILABLE or how != "eof":
+                raise Failure(f"{what}: Via {via!r} got {got[:80]!r} then {how}")
+            if not backend.in_gap(t0, t1):
+                raise Failure(f"{what}: EndpointUnavailable while svc{b} was up")
+            STATS.add("faulted EndpointUnavailable (backend restarting)")
+            return
+        if backend.in_gap(t0, t1):
+            STATS.add("reset before the ack (queued on a closed listener)")
+            return
+        raise Failure(f"{what}: Via {via!r} got {first!r} instead of the ack")
+
     def _msg(self, i):
         return self.headers[i] + self.payloads[i]
 
@@ -409,8 +826,7 @@ class Client:
         if len(header) < MSG.size:
             raise Failure(f"{self.what}: the stream ended before echo {i}")
         if header != self.headers[i]:
-            with STATS.lock:
-                STATS.corrupted += sum(1 for a, b in zip(header, self.headers[i]) if a != b)
+            count_corrupted(sum(1 for a, b in zip(header, self.headers[i]) if a != b))
             raise Failure(f"{self.what}: echo {i} header {header!r} != {self.headers[i]!r}")
         got = recv_exact(s, len(self.payloads[i]))
         if not STATS.verify(got, self.payloads[i], self.digests[i], "down",
@@ -425,7 +841,6 @@ class Client:
     def _routed(self, s):
         rng = self.rng
         b = rng.randrange(NBACKENDS)
-        backend = self.backends[b]
         via = routed_via(rng, b)
         pre = random_preamble(rng, via)
         n = rng.randint(1, 6)
@@ -446,26 +861,16 @@ class Client:
             first = None
         t1 = time.monotonic()
         if first != ACK:
-            if first == b"\x08":
-                rest, how = recv_until_close(s, limit=1 << 16)
-                got = first + rest
-                if got != UNAVAILABLE or how != "eof":
-                    raise Failure(f"{self.what}: Via {via!r} got {got[:80]!r} then {how}")
-                if not backend.in_gap(t0, t1):
-                    raise Failure(f"{self.what}: EndpointUnavailable while svc{b} was up")
-                STATS.add("faulted EndpointUnavailable (backend restarting)")
-                return
-            if backend.in_gap(t0, t1):
-                STATS.add("reset before the ack (queued on a closed listener)")
-                return
-            raise Failure(f"{self.what}: Via {via!r} got {first!r} instead of the ack")
+            self._not_acked(self.what, first, lambda: recv_until_close(s, limit=1 << 16),
+                            via, b, t0, t1)
+            return
         STATS.add("served")
         STATS.add(f"served, forward {self.daemon.forward_method}")
         if not pipeline:
             s.sendall(hello)
         getattr(self, "_" + self.kind)(s, n, k)
 
-    # -- the connection plans, after the ack
+    # -- the unframed connection plans, after the ack
 
     def _pipelined(self, s, n, halfclose, stall_at=None, stall=0.0):
         failed = []
@@ -493,7 +898,7 @@ class Client:
         if not halfclose:
             s.shutdown(socket.SHUT_WR)
         self._expect_eof(s, "after the last echo")
-        self.expect_backend = (self.backends, n)
+        self.expect.append((self.id, self.what, n))
 
     def _none(self, s, n, k):
         self._pipelined(s, n, halfclose=False)
@@ -532,7 +937,187 @@ class Client:
         for i in range(k, n):
             s.sendall(self._msg(i))
         s.shutdown(socket.SHUT_WR)
-        self.expect_backend = (self.backends, n)
+        self.expect.append((self.id, self.what, n))
+
+    # -- framed connections: sessions one after the other
+
+    def _framed_connection(self, s):
+        """1 to MAX_SESSIONS sessions; the connection's fault, if any, in
+        the last."""
+        rng = self.rng
+        count = rng.randint(1, MAX_SESSIONS)
+        plans = [Session(self, j, "framed" if j < count - 1 else self.kind)
+                 for j in range(count)]
+        r = Reader(s)
+        self.ended = 0
+        try:
+            for j, p in enumerate(plans):
+                try:
+                    if not self._session(s, r, p, plans[j + 1] if j + 1 < count else None):
+                        return
+                except socket.timeout:
+                    raise
+                except OSError as e:
+                    raise Failure(f"{p.what}: {e!r}")
+        finally:
+            STATS.add(f"framed connections with {self.ended} sessions ended")
+
+    def _session(self, s, r, p, nxt):
+        """One session; True if the connection goes on with nxt."""
+        if p.sent_at is None:
+            p.sent_at = time.monotonic()
+            s.sendall(p.pre)
+        if p.kind == "framed_unknown_via":
+            got, how = r.until_close()
+            if got != NOT_FOUND or how != "eof":
+                raise Failure(f"{p.what}: Via {p.via!r} got {got[:80]!r} then {how}, "
+                              "not exactly EndpointNotFound")
+            STATS.add("faulted EndpointNotFound")
+            STATS.add("framed sessions faulted EndpointNotFound")
+            return False
+        try:
+            first = r.exact(1)
+        except ConnectionResetError:
+            first = None
+        t1 = time.monotonic()
+        if first != ACK:
+            self._not_acked(p.what, first, r.until_close, p.via, p.b, p.sent_at, t1)
+            return False
+        STATS.add("framed sessions served")
+        STATS.add(f"framed sessions served, forward {self.daemon.forward_method}")
+        p.prepare()
+        try:
+            return getattr(self, "_" + p.kind)(s, r, p, nxt)
+        finally:
+            p.release()
+
+    def _read_envelope(self, r, p, i):
+        t = r.exact(1)
+        if t != ENVELOPE:
+            if not t:
+                raise Failure(f"{p.what}: the stream ended before echo {i}")
+            count_corrupted(1)
+            raise Failure(f"{p.what}: record {t.hex()} instead of echo {i}")
+        size = r.mbint()
+        if size != MSG.size + len(p.payloads[i]):
+            if size is None:
+                raise Failure(f"{p.what}: the stream ended inside echo {i}")
+            count_corrupted(1)
+            raise Failure(f"{p.what}: echo {i} size {size}, not {MSG.size + len(p.payloads[i])}")
+        header = r.exact(MSG.size)
+        if header != p.headers[i]:
+            if len(header) < MSG.size:
+                raise Failure(f"{p.what}: the stream ended inside echo {i}")
+            count_corrupted(sum(1 for a, b in zip(header, p.headers[i]) if a != b))
+            raise Failure(f"{p.what}: echo {i} header {header!r} != {p.headers[i]!r}")
+        got = r.exact(len(p.payloads[i]))
+        if not STATS.verify(got, p.payloads[i], p.digests[i], "down", f"{p.what} echo {i}"):
+            raise Abort()
+
+    def _read_end(self, r, p):
+        t = r.exact(1)
+        if t != END:
+            if t:
+                count_corrupted(1)
+            raise Failure(f"{p.what}: {t.hex() or 'end of stream'} instead of the service's End")
+
+    def _ended(self, p):
+        """End both ways: the backend has counted the session."""
+        self.expect.append((p.key, p.what, p.n))
+        self.ended += 1
+        STATS.add("framed sessions ended")
+
+    def _framed_eof(self, r, p, why):
+        extra, how = r.until_close()
+        if extra or how != "eof":
+            raise Failure(f"{p.what}: {len(extra)} bytes then {how} {why}")
+
+    def _exchange(self, s, r, p, end, halfclose=False, stall_at=None, stall=0.0):
+        """Send the envelopes, then end (End, perhaps the next preamble),
+        from a thread, while reading the echoes here."""
+        failed = []
+
+        def sender():
+            try:
+                for i in range(p.n):
+                    s.sendall(p.envelope(i))
+                s.sendall(end)
+                if halfclose:
+                    s.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                failed.append(e)
+
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        for i in range(p.n):
+            if i == stall_at:
+                time.sleep(stall)
+            self._read_envelope(r, p, i)
+        t.join(IO_TIMEOUT)
+        if t.is_alive():
+            raise Failure(f"{p.what}: sending stalled")
+        if failed:
+            raise Failure(f"{p.what}: send failed: {failed[0]}")
+
+    def _lock_step(self, s, r, p, count):
+        for i in range(count):
+            s.sendall(p.envelope(i))
+            self._read_envelope(r, p, i)
+
+    def _after_end(self, s, r, p, nxt):
+        """The service's End came: the next session, or close, with FIN
+        and a look for end of stream or at once."""
+        self._ended(p)
+        if nxt is not None:
+            return True
+        if self.rng.random() < 0.5:
+            s.shutdown(socket.SHUT_WR)
+            self._framed_eof(r, p, "after the last session")
+        return False
+
+    # -- the framed session plans, after the ack
+
+    def _framed(self, s, r, p, nxt, stall_at=None, stall=0.0):
+        early = nxt is not None and self.rng.random() < 0.2
+        end = END + (nxt.pre if early else b"")
+        if early:
+            nxt.sent_at = time.monotonic()
+            STATS.add("framed next preamble sent behind the End")
+        if p.pipeline or stall_at is not None:
+            self._exchange(s, r, p, end, stall_at=stall_at, stall=stall)
+        else:
+            self._lock_step(s, r, p, p.n)
+            s.sendall(end)
+        self._read_end(r, p)
+        return self._after_end(s, r, p, nxt)
+
+    def _framed_client_stall(self, s, r, p, nxt):
+        return self._framed(s, r, p, nxt, stall_at=p.k, stall=self.rng.uniform(0.3, 2.0))
+
+    def _framed_client_halfclose(self, s, r, p, nxt):
+        self._exchange(s, r, p, END, halfclose=True)
+        self._read_end(r, p)
+        self._ended(p)
+        self._framed_eof(r, p, "after the service's End")
+        return False
+
+    def _framed_client_reset(self, s, r, p, nxt):
+        self._lock_step(s, r, p, p.k)
+        env = p.envelope(p.k)
+        s.sendall(env[:len(env) - len(p.payloads[p.k]) // 2])
+        reset(s)
+        return False
+
+    def _framed_backend_reset(self, s, r, p, nxt):
+        self._lock_step(s, r, p, p.k)
+        try:
+            s.sendall(p.envelope(p.k))
+            extra = r.exact(1)
+        except (ConnectionResetError, BrokenPipeError):
+            return False
+        if extra:
+            raise Failure(f"{p.what}: bytes after the backend reset")
+        return False
 
 
 # ------------------------------------------------------------ the run
@@ -558,7 +1143,7 @@ class Round:
         self.daemons = daemons
         self.backends = backends
         self.next_id = next_id
-        self.expected = []       # (conn id, backend results, messages)
+        self.expected = []       # (result key, what, messages)
         self.lock = threading.Lock()
         self.started = {}        # conn id -> start time, while open
 
@@ -586,10 +1171,10 @@ class Round:
                     STATS.fail(f"{c.what}: took {took:.1f}s (bound {CONN_BOUND:.0f}s)")
                 else:
                     STATS.ok()
-                if c.expect_backend is not None:
-                    with self.lock:
-                        self.expected.append((conn_id, c.what) + c.expect_backend)
             with self.lock:
+                # a session that ended with End both ways was counted by its
+                # backend, whatever the connection did afterwards
+                self.expected.extend(c.expect)
                 del self.started[conn_id]
 
 
@@ -627,16 +1212,20 @@ def run_round(daemons, backends, next_id, seconds, chaos_rng):
         time.sleep(0.05)
     if not all(b.idle() for b in backends):
         STATS.fail("backends still serving connections after the drain bound")
-    for conn_id, what, bs, n in r.expected:
-        got = [b.results.get(conn_id) for b in bs]
+    for key, what, n in r.expected:
+        got = [b.results.get(key) for b in backends]
         got = [g for g in got if g is not None]
         if got != [n]:
             STATS.fail(f"{what}: the backend verified {got} of {n} messages")
+    with SESSIONS_LOCK:
+        SESSIONS.clear()
     return True
 
 
 def check_daemon(d, base, label):
-    """Sockets back to the start exactly, pipes within the pool, nothing else new."""
+    """Sockets back to the start exactly, pipes within the pool, nothing else
+    new.  The pool's backend connections expire after POOL_TIMEOUT, so
+    waiting for the sockets also checks that they do."""
     try:
         wait_for(lambda: fd_census(d)["sockets"] == base["sockets"], DRAIN_BOUND,
                  what="sockets back to baseline")
@@ -670,7 +1259,8 @@ def main():
     daemons = []
     try:
         for method in ("splice", "copy"):
-            d = Daemon(routes, forward=method, log_level="info")
+            d = Daemon(routes, forward=method, log_level=LOG_LEVEL,
+                       extra_global=f"backend_pool_timeout = {POOL_TIMEOUT}s")
             d.forward_method = method
             daemons.append(d)
             d.start()
@@ -719,6 +1309,7 @@ def soak(daemons, backends):
             checks_ok += ok
             warm.setdefault(d, proc_status(d.pid))
         print(f"soak: round {rounds}: {counter[0]} connections, "
+              f"{STATS.get('framed sessions ended')} framed sessions, "
               f"{STATS.bytes_up + STATS.bytes_down} bytes verified, "
               f"{len(STATS.failures)} failures")
         sys.stdout.flush()
@@ -742,7 +1333,7 @@ def soak(daemons, backends):
         for marker in ("runtime error", "AddressSanitizer", "LeakSanitizer", "ERROR SUMMARY"):
             if marker in log:
                 STATS.fail(f"daemon {d.forward_method}: its log mentions {marker!r}")
-        if alive and rss_end - base[d][1] > RSS_TOLERANCE_KB:
+        if alive and RSS_CHECKED and rss_end - base[d][1] > RSS_TOLERANCE_KB:
             STATS.fail(f"daemon {d.forward_method}: RSS grew {rss_end - base[d][1]} kB "
                        f"(tolerance {RSS_TOLERANCE_KB} kB)")
         elif alive:
@@ -751,11 +1342,38 @@ def soak(daemons, backends):
     # ------------------------------------------------------------ report
     c = STATS.count
     print(f"soak: {rounds} rounds, {counter[0]} connections opened")
-    print(f"soak: connections served: {c.get('served', 0)} (splice "
+    unframed = sum(c.get("kind " + k, 0) for k in UNFRAMED_KINDS)
+    framed = sum(c.get("kind " + k, 0) for k in FRAMED_KINDS)
+    print(f"soak: connections served: {c.get('served', 0)} unframed of {unframed} (splice "
           f"{c.get('served, forward splice', 0)}, copy {c.get('served, forward copy', 0)})")
-    kinds = ", ".join(f"{k}={c.get('kind ' + k, 0)}" for k in KINDS[1:] + ["backend_restart"])
+    print(f"soak: framed sessions served: {c.get('framed sessions served', 0)} on {framed} "
+          f"framed connections (splice {c.get('framed sessions served, forward splice', 0)}, "
+          f"copy {c.get('framed sessions served, forward copy', 0)}), "
+          f"{c.get('framed sessions ended', 0)} ended with End both ways, "
+          f"{c.get('framed next preamble sent behind the End', 0)} next preambles sent "
+          f"behind the End")
+    per = {n: c.get(f"framed connections with {n} sessions ended", 0)
+           for n in range(MAX_SESSIONS + 1)}
+    mean = sum(n * k for n, k in per.items()) / max(1, sum(per.values()))
+    print("soak: sessions ended per framed client connection: "
+          + ", ".join(f"{n}: {k}" for n, k in per.items()) + f" (mean {mean:.2f})")
+    accepted = c.get("backend connections accepted", 0)
+    sessions = c.get("backend sessions", 0)
+    reused = c.get("backend sessions on a reused connection", 0)
+    print(f"soak: backends: {accepted} connections accepted for {sessions} sessions, "
+          f"{reused} of them on a reused connection (the pool saved "
+          f"{100 * reused / max(1, sessions):.0f}% of the dials)")
+    print("soak: backend connection plans: "
+          + ", ".join(f"{p}={c.get('backend plan ' + p, 0)}" for p in BACKEND_PLANS)
+          + f"; closed after End {c.get('backend closed a connection after End', 0)}, "
+          f"closed idle {c.get('backend closed an idle connection', 0)}, "
+          f"dropped under a preamble {c.get('backend dropped under a preamble', 0)}, "
+          f"idle ones the proxy closed {c.get('backend idle closed by the proxy', 0)}")
+    kinds = ", ".join(f"{k}={c.get('kind ' + k, 0)}"
+                      for k in UNFRAMED_KINDS[1:] + FRAMED_KINDS[1:] + ["backend_restart"])
     print(f"soak: faults injected: {kinds}")
-    print(f"soak: fault records checked: EndpointNotFound={c.get('faulted EndpointNotFound', 0)}, "
+    print(f"soak: fault records checked: EndpointNotFound={c.get('faulted EndpointNotFound', 0)} "
+          f"({c.get('framed sessions faulted EndpointNotFound', 0)} in framed sessions), "
           f"EndpointUnavailable={c.get('faulted EndpointUnavailable (backend restarting)', 0)}; "
           f"reset before ack during a restart={c.get('reset before the ack (queued on a closed listener)', 0)}")
     print(f"soak: bytes verified: {STATS.bytes_up + STATS.bytes_down} "
@@ -769,9 +1387,13 @@ def soak(daemons, backends):
         print(f"soak: daemon forward={d.forward_method} ({d.workers} workers): fds start {b_fds['total']} "
               f"(sockets {b_fds['sockets']}, pipes {b_fds['pipes']}), end {end}; "
               f"RSS start {b_rss} kB, after round 1 {warm.get(d, 0)} kB, end {rss_end} kB "
-              f"(tolerance +{RSS_TOLERANCE_KB} kB)")
+              + (f"(tolerance +{RSS_TOLERANCE_KB} kB)" if RSS_CHECKED else
+                 "(not checked: an ASan build; LeakSanitizer checks at exit)"))
     if STATS.corrupted:
         STATS.fail(f"{STATS.corrupted} corrupted bytes")
+    if c.get("framed sessions ended", 0) >= 100 and not reused:
+        STATS.fail(f"{c.get('framed sessions ended', 0)} framed sessions, and not one "
+                   "reused a pooled backend connection")
     # the daemon's own failures first: they explain the connections'
     STATS.failures.sort(key=lambda f: not f.startswith("daemon"))
     for f in STATS.failures[:30]:
