@@ -84,6 +84,7 @@ pump_init(struct pump *p)
 	p->total = 0;
 	p->src_eof = 0;
 	p->dst_shut = 0;
+	p->large = 0;
 }
 
 void
@@ -216,30 +217,87 @@ pump_copy(struct pump *p, int src, int dst)
 	}
 }
 
-/* Following a session, read what the follower allows into the buffer or,
- * for the rest of a large payload, into a pipe.  Sets *drained when the
- * source gave less than asked. */
+/* framed_read(): bytes may not go into the buffer while the pipe holds some. */
+#define FRAMED_FLUSH (-2)
+/* The most a Sized Envelope's header takes: type and a 5-byte size. */
+#define ENVELOPE_HEAD_MAX (1u + NMF_MBINT_MAX_BYTES)
+
+/*
+ * How many bytes from here may go by splice: the rest of a large payload,
+ * or, after a spliced envelope, the whole next envelope when a peek at its
+ * header shows it large too (its header bytes are left in head, *headlen
+ * of them, for the follower).  0: read into the buffer instead; -1: the
+ * peek failed (errno).
+ */
+static ssize_t
+splice_span(struct pump *p, int src, const struct nmf_flow *flow,
+    uint8_t *head, size_t *headlen)
+{
+	struct nmf_flow probe = *flow;
+	ssize_t n;
+	size_t i;
+
+	*headlen = 0;
+	if (flow->state == NMF_FLOW_PAYLOAD)
+		return flow->remaining >= PUMP_SPLICE_MIN ? (ssize_t)flow->remaining : 0;
+	if (flow->state != NMF_FLOW_RECORD || !p->large)
+		return 0;
+	n = recv(src, head, ENVELOPE_HEAD_MAX, MSG_PEEK);
+	if (n <= 0)
+		return n; /* end of stream: the buffer read sees it too */
+	for (i = 0; i < (size_t)n && probe.state != NMF_FLOW_PAYLOAD; i++)
+		(void)nmf_flow_feed(&probe, head + i, 1);
+	if (probe.state != NMF_FLOW_PAYLOAD || probe.remaining < PUMP_SPLICE_MIN) {
+		p->large = 0;
+		return 0;
+	}
+	*headlen = i;
+	return (ssize_t)(i + probe.remaining);
+}
+
+/* Following a session, read what the follower allows into the pipe or the
+ * buffer.  Sets *drained when the source gave less than asked. */
 static ssize_t
 framed_read(struct pump *p, int src, enum forward_method method,
     struct pipe_pool *pool, struct nmf_flow *flow, int *drained)
 {
-	ssize_t n;
+	uint8_t head[ENVELOPE_HEAD_MAX];
+	size_t headlen = 0;
+	ssize_t n, span = 0;
 
-	if (method == FORWARD_SPLICE && flow->state == NMF_FLOW_PAYLOAD &&
-	    flow->remaining >= PUMP_SPLICE_MIN &&
-	    (p->pipe[0] >= 0 || pipe_take(pool, p->pipe) == 0)) {
-		size_t want = flow->remaining < pool->size ? flow->remaining : pool->size;
+	/* Bytes waiting in the buffer go out before anything else is read:
+	 * the pipe would overtake them. */
+	if (p->pending > 0 && p->pipe[0] < 0)
+		return FRAMED_FLUSH;
+	if (method == FORWARD_SPLICE &&
+	    (span = splice_span(p, src, flow, head, &headlen)) < 0)
+		return -1;
+	/* (Without a pipe, as on EMFILE, the payload is copied instead.) */
+	if (span > 0 && (p->pipe[0] >= 0 || pipe_take(pool, p->pipe) == 0)) {
+		size_t room = pool->size - p->pending;
+		size_t want = (size_t)span < room ? (size_t)span : room;
+		size_t h;
 
+		/* Write out what the pipe holds before a smaller piece; an
+		 * empty pipe takes what it can, however small it was made. */
+		if (p->pending > 0 && (want < headlen || want < PUMP_SPLICE_MIN))
+			return FRAMED_FLUSH;
 		n = splice(src, NULL, p->pipe[1], NULL, want,
 		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
-			nmf_flow_skip(flow, (size_t)n);
-			p->pending = (size_t)n;
+			/* The peeked header went first, as splice moves bytes
+			 * in order. */
+			h = (size_t)n < headlen ? (size_t)n : headlen;
+			(void)nmf_flow_feed(flow, head, h);
+			nmf_flow_skip(flow, (size_t)n - h);
+			p->pending += (size_t)n;
+			p->large = 1;
 			*drained = (size_t)n < want;
 		}
 		return n;
 	}
-	/* (Without a pipe, as on EMFILE, the payload is copied instead.) */
+	if (p->pending > 0)
+		return FRAMED_FLUSH;
 	if (p->buf == NULL && (p->buf = malloc(PUMP_COPY_BUFSZ)) == NULL)
 		return -1;
 	n = recv(src, p->buf, PUMP_COPY_BUFSZ, 0);
@@ -257,7 +315,9 @@ framed_read(struct pump *p, int src, enum forward_method method,
 /*
  * Follow the session record by record: only bytes up to its End become
  * pending, so the End is the last byte this direction forwards; the pump
- * then stops reading, and what it read past the End stays held.
+ * then stops reading, and what it read past the End stays held.  The pipe
+ * is filled with as many large envelopes as it takes before it is written
+ * out; the buffer takes one read at a time.
  */
 static enum pump_status
 pump_framed(struct pump *p, int src, int dst, enum forward_method method,
@@ -269,17 +329,24 @@ pump_framed(struct pump *p, int src, int dst, enum forward_method method,
 		int moved = 0, drained = 0;
 		ssize_t n;
 
-		if (p->pending == 0 && !p->src_eof &&
-		    flow->state != NMF_FLOW_ENDED && flow->state != NMF_FLOW_OPAQUE) {
+		while (!p->src_eof && !drained && flow->state != NMF_FLOW_ENDED &&
+		    flow->state != NMF_FLOW_OPAQUE) {
 			n = framed_read(p, src, method, pool, flow, &drained);
-			if (n > 0)
-				moved = 1;
-			else if (n == 0)
+			if (n == FRAMED_FLUSH)
+				break;
+			if (n == 0) {
 				p->src_eof = 1;
-			else if (errno == EINTR)
+			} else if (n < 0 && errno == EINTR) {
 				continue;
-			else if (errno != EAGAIN)
+			} else if (n < 0 && errno == EAGAIN) {
+				drained = 1;
+			} else if (n < 0) {
 				return PUMP_ERROR;
+			} else {
+				moved = 1;
+				if (p->pipe[0] < 0)
+					break;
+			}
 		}
 		if (p->pending > 0) {
 			if (p->pipe[0] >= 0)

@@ -28,10 +28,12 @@
  */
 #define PUMP_BUDGET (1024u * 1024u)
 /*
- * Following a session, payload left in a Sized Envelope after the first
- * read is spliced when there is at least this much of it; less is read into
- * the copy buffer with the records around it, which costs the same two
- * calls as a splice pair and lets one read cover several small records.
+ * Following a session, a Sized Envelope moves by splice when at least this
+ * much of it is left: the rest of its payload after a read into the copy
+ * buffer, or, once envelopes come this large, the whole envelope, its
+ * header peeked at first, several to a pipe.  Smaller records are read
+ * into the copy buffer together, which costs the same two calls as a
+ * splice pair.
  */
 #define PUMP_SPLICE_MIN 16384u
 
@@ -53,6 +55,8 @@ struct pump {
 	uint64_t total;     /* bytes delivered to the destination */
 	unsigned src_eof : 1;  /* the source sent FIN */
 	unsigned dst_shut : 1; /* FIN passed on with shutdown(SHUT_WR) */
+	unsigned large : 1;    /* following: the last envelope was spliced, so */
+	                       /* the next one's header is peeked at first */
 };
 
 enum pump_status {

@@ -4,6 +4,7 @@ between sessions, as a WCF service keeps it (ConnectionDemuxer.
 ReuseConnection), through the real daemon."""
 
 import os
+import random
 import socket
 import sys
 import threading
@@ -202,12 +203,28 @@ def test_client_connection_rerouted_per_session():
 def test_large_and_many_envelopes_byte_exact():
     big = os.urandom(3 << 20)
     small = [os.urandom(n) for n in range(1, 200)]
-    for forward in FORWARD_METHODS:
+    # the smallest pipe (4k) is smaller than a spliced piece of envelope
+    configs = [(f, "") for f in FORWARD_METHODS]
+    if "splice" in FORWARD_METHODS:
+        configs.append(("splice", "pipe_size = 4k"))
+    for forward, extra in configs:
         a = service("A")
-        with daemon([("a", "net.tcp://+/A", a.addr)], forward=forward) as d:
+        with daemon([("a", "net.tcp://+/A", a.addr)], extra, forward=forward) as d:
             s = d.connect()
             r = Reader(s)
             assert session(s, "net.tcp://h/A", [big], reader=r) == [b"A:" + big]
+            # large envelopes back to back (several to a pipe), sent in one
+            # write while the answers come back
+            bigs = [os.urandom(n) for n in (70000, 16384, 300000, 16383, 1 << 20, 5)]
+            s.sendall(preamble("net.tcp://h/A"))
+            assert r.record()[0] == 0x0B
+            sender = threading.Thread(target=s.sendall, args=(
+                b"".join(sized_envelope(b) for b in bigs) + b"\x07",))
+            sender.start()
+            for b in bigs:
+                assert r.record() == (0x06, b"A:" + b)
+            assert r.record()[0] == 0x07
+            sender.join()
             # 199 envelopes in one write, and their 199 answers
             s.sendall(preamble("net.tcp://h/A"))
             assert r.record()[0] == 0x0B
@@ -217,6 +234,68 @@ def test_large_and_many_envelopes_byte_exact():
             assert r.record()[0] == 0x07
             s.close()
             assert a.accepted == 1
+        a.close()
+
+
+class SlowReader(Reader):
+    """A reader that takes a few KiB at a time, with pauses: the proxy's
+    writes towards it keep meeting a full socket."""
+
+    def fill(self, n):
+        while len(self.buf) < n:
+            chunk = self.s.recv(3000)
+            if not chunk:
+                return False
+            self.buf += chunk
+            time.sleep(0.0002)
+        return True
+
+
+def test_mixed_sizes_against_a_slow_reader():
+    """Small and large envelopes, back to back, to a service that reads
+    slowly: partial writes meet every mix of buffer and pipe, and every
+    envelope must arrive whole and in order."""
+    rng = random.Random(7)
+    sizes = []
+    for _ in range(60):
+        # a small one, so the buffer reads a header, then a large one
+        sizes += [rng.choice((1, 200, 5000, 12000)),
+                  rng.choice((16384, 17000, 40000, 70000, 250000))]
+    payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+
+    def handler(c, backend):
+        # a small receive buffer: the proxy's sends are often partial
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        r = SlowReader(c)
+        r.preamble()
+        c.sendall(b"\x0b")
+        got = []
+        while True:
+            t, payload = r.record()
+            if t != 0x06:
+                break
+            got.append(payload)
+        with backend.lock:
+            backend.got = got
+        c.sendall(b"\x07")
+
+    configs = [(f, "") for f in FORWARD_METHODS]
+    if "splice" in FORWARD_METHODS:
+        configs.append(("splice", "pipe_size = 4k"))
+    for forward, extra in configs:
+        a = Backend(handler=handler, name="A")
+        a.got = None
+        with daemon([("a", "net.tcp://+/A", a.addr)], extra, forward=forward) as d:
+            s = d.connect(timeout=60)
+            r = Reader(s)
+            s.sendall(preamble("net.tcp://h/A"))
+            assert r.record()[0] == 0x0B
+            s.sendall(b"".join(sized_envelope(p) for p in payloads) + b"\x07")
+            assert r.record()[0] == 0x07
+            s.close()
+            wait_for(lambda: a.got is not None, what="the service's count")
+            assert [len(p) for p in a.got] == sizes, forward
+            assert a.got == payloads, forward
         a.close()
 
 
