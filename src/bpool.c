@@ -3,9 +3,7 @@
  */
 #include "bpool.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 struct bpool_entry {
@@ -79,22 +77,15 @@ bpool_take(struct bpool *pool, const struct addr *backend)
 	return -1;
 }
 
-/* Nothing waits to be read: no FIN, no reset, no stray bytes. */
-static int
-is_quiet(int fd)
-{
-	char byte;
-
-	return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
-	    (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 int
 bpool_put(struct bpool *pool, const struct addr *backend, int fd)
 {
 	struct bpool_entry *e = NULL;
 
-	if (pool->max > 0 && is_quiet(fd))
+	/* A connection the service closed at its End is readable: the watcher
+	 * drops it on the loop's next turn, and one taken before that fails
+	 * under the preamble and is redialled. */
+	if (pool->max > 0)
 		e = malloc(sizeof(*e));
 	if (e == NULL) {
 		close(fd);

@@ -34,9 +34,9 @@ int bpool_take(struct bpool *pool, const struct addr *backend);
 
 /*
  * Keep fd, a connection to backend between sessions.  The pool owns fd
- * from here on: it closes it at once if it is not quiet or the pool keeps
- * nothing (and returns 0), and closes the oldest idle connection to make
- * room.  Returns 1 when fd is kept.
+ * from here on: it closes it at once if the pool keeps nothing (and
+ * returns 0), and closes the oldest idle connection to make room.  Returns
+ * 1 when fd is kept.
  */
 int bpool_put(struct bpool *pool, const struct addr *backend, int fd);
 
