@@ -16,7 +16,7 @@
 #include "worker.h"
 
 enum conn_state {
-	CONN_PREAMBLE,   /* reading the client's preamble up to the Via */
+	CONN_PREAMBLE,   /* reading the preamble: routed at the Via, on to its end */
 	CONN_UPGRADE,    /* TLS-terminating route: reading up to the Upgrade Request */
 	CONN_TLS_HANDSHAKE, /* Upgrade Response sent; TLS server handshake */
 	CONN_TLS_PREAMBLE,  /* reading the rest of the preamble inside TLS, up to 0C */
@@ -48,7 +48,7 @@ struct conn {
 	union conn_sockaddr client_addr;
 	uint16_t local_port;
 
-	uint8_t *preamble;                        /* bytes read before routing, replayed */
+	uint8_t *preamble;                        /* the preamble as read, replayed */
 	size_t preamble_len;
 	size_t replay_off;                        /* next preamble byte to send the backend */
 	struct nmf_parser parser;
