@@ -105,6 +105,27 @@ pump_unhold(struct pump *p)
 	p->held = 0;
 }
 
+/* Write some of what is in flight, from the pipe or the buffer; returns
+ * what send() or splice() did. */
+static ssize_t
+flush_some(struct pump *p, int dst)
+{
+	ssize_t n;
+
+	if (p->pipe[0] >= 0)
+		n = splice(p->pipe[0], NULL, dst, NULL, p->pending,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	else
+		n = send(dst, p->buf + p->buf_off, p->pending, MSG_NOSIGNAL);
+	if (n > 0) {
+		p->pending -= (size_t)n;
+		p->total += (uint64_t)n;
+		if (p->pipe[0] < 0)
+			p->buf_off += (size_t)n;
+	}
+	return n;
+}
+
 /*
  * splice() from a socket into a pipe returns EAGAIN both when the socket is
  * empty and when the pipe is full.  The loop below only concludes "socket
@@ -144,11 +165,8 @@ pump_splice(struct pump *p, int src, int dst, struct pipe_pool *pool)
 			}
 		}
 		if (p->pending > 0) {
-			n = splice(p->pipe[0], NULL, dst, NULL, p->pending,
-			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			n = flush_some(p, dst);
 			if (n > 0) {
-				p->pending -= (size_t)n;
-				p->total += (uint64_t)n;
 				moved = 1;
 			} else if (n < 0 && errno == EINTR) {
 				continue;
@@ -193,11 +211,8 @@ pump_copy(struct pump *p, int src, int dst)
 			}
 		}
 		if (p->pending > 0) {
-			n = send(dst, p->buf + p->buf_off, p->pending, MSG_NOSIGNAL);
+			n = flush_some(p, dst);
 			if (n > 0) {
-				p->pending -= (size_t)n;
-				p->buf_off += (size_t)n;
-				p->total += (uint64_t)n;
 				moved = 1;
 			} else if (n < 0 && errno == EINTR) {
 				continue;
@@ -349,17 +364,8 @@ pump_framed(struct pump *p, int src, int dst, enum forward_method method,
 			}
 		}
 		if (p->pending > 0) {
-			if (p->pipe[0] >= 0)
-				n = splice(p->pipe[0], NULL, dst, NULL, p->pending,
-				    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			else
-				n = send(dst, p->buf + p->buf_off, p->pending,
-				    MSG_NOSIGNAL);
+			n = flush_some(p, dst);
 			if (n > 0) {
-				p->pending -= (size_t)n;
-				p->total += (uint64_t)n;
-				if (p->pipe[0] < 0)
-					p->buf_off += (size_t)n;
 				moved = 1;
 			} else if (n < 0 && errno == EINTR) {
 				continue;
@@ -399,8 +405,10 @@ pump_run(struct pump *p, int src, int dst, enum forward_method method,
 		/* The follower gave up on this call: carry on without it. */
 		plain = status == PUMP_WANT_READ && flow->state == NMF_FLOW_OPAQUE;
 	}
-	/* A copy already in flight finishes as a copy. */
-	if (plain && method == FORWARD_SPLICE && p->buf == NULL) {
+	/* Bytes in flight go out the way they came in: from the pipe by
+	 * splice, from the buffer by copy. */
+	if (plain && (p->pipe[0] >= 0 ||
+	    (method == FORWARD_SPLICE && p->buf == NULL))) {
 		status = pump_splice(p, src, dst, pool);
 		/* No descriptor left for a pipe: copy this transfer instead
 		 * of failing the connection. */

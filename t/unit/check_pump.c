@@ -77,7 +77,8 @@ stream_of(const size_t *sizes, size_t n, const char *tail, size_t *len,
 struct run {
 	enum forward_method method;
 	unsigned pipe_size;
-	int follow;
+	int follow;     /* 1: follow the session; 2: follow, then stop */
+	                /* following halfway, whatever is in flight */
 };
 
 /*
@@ -119,8 +120,14 @@ pump_through(const struct run *run, const uint8_t *stream, size_t len,
 			if (n > 0)
 				fed += (size_t)n;
 		}
+		if (run->follow == 2 && fed >= len / 2) {
+			/* as the connection does when it stops following */
+			pump_unhold(p);
+			nmf_flow_init(&flow, NMF_FLOW_UP);
+			flow.state = NMF_FLOW_OPAQUE;
+		}
 		*last = pump_run(p, src[1], dst[0], run->method, &pool, 0,
-		    run->follow ? &flow : NULL);
+		    run->follow && flow.state != NMF_FLOW_OPAQUE ? &flow : NULL);
 		r = recv(dst[1], sink, sizeof(sink), 0);
 		if (r > 0) {
 			ck_assert_uint_le(got + (size_t)r, want_out);
@@ -159,6 +166,9 @@ static const struct run runs[] = {
 	{ FORWARD_COPY, 0, 1 },
 	{ FORWARD_SPLICE, 1024 * 1024, 0 },
 	{ FORWARD_COPY, 0, 0 },
+	{ FORWARD_SPLICE, 1024 * 1024, 2 },
+	{ FORWARD_SPLICE, 4096, 2 },
+	{ FORWARD_COPY, 0, 2 },
 };
 
 /* Small records that leave a large payload half-read in the buffer, large
@@ -174,7 +184,7 @@ START_TEST(test_pump_order_and_end)
 	size_t len, end_at, out_len;
 	uint8_t *stream = stream_of(sizes, sizeof(sizes) / sizeof(sizes[0]),
 	    "\x00\x01\x00next", &len, &end_at);
-	size_t want = run->follow ? end_at : len;
+	size_t want = run->follow == 1 ? end_at : len;
 	enum pump_status last;
 	struct pump p;
 	uint8_t *out = pump_through(run, stream, len, want, &out_len, &last, &p);
@@ -182,7 +192,7 @@ START_TEST(test_pump_order_and_end)
 	ck_assert_int_ne(last, PUMP_ERROR);
 	ck_assert_uint_eq(out_len, want);
 	ck_assert_mem_eq(out, stream, want);
-	if (run->follow) {
+	if (run->follow == 1) {
 		/* stopped right after End, the next preamble's start held */
 		ck_assert_int_eq(last, PUMP_ENDED);
 		ck_assert_uint_eq(p.total, end_at);
