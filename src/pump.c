@@ -232,7 +232,7 @@ pump_copy(struct pump *p, int src, int dst)
 	}
 }
 
-/* framed_read(): bytes may not go into the buffer while the pipe holds some. */
+/* framed_read(): what is in flight must be written out before this read. */
 #define FRAMED_FLUSH (-2)
 /* The most a Sized Envelope's header takes: type and a 5-byte size. */
 #define ENVELOPE_HEAD_MAX (1u + NMF_MBINT_MAX_BYTES)
