@@ -100,7 +100,11 @@ conn_log(struct conn *c, enum log_level level, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	addr_format(&c->client_addr.sa, peer, sizeof(peer));
-	if (c->route != NULL)
+	if (c->route != NULL && c->preamble != NULL && c->via_len > 0)
+		log_msg(level, "client %s route [%s] via '%s': %s", peer,
+		    c->route->name, printable(c->preamble + c->via_off, c->via_len,
+		    via, sizeof(via)), what);
+	else if (c->route != NULL)
 		log_msg(level, "client %s route [%s]: %s", peer, c->route->name, what);
 	else if (c->preamble != NULL && c->via_len > 0)
 		log_msg(level, "client %s via '%s': %s", peer,
@@ -118,36 +122,42 @@ deadline_start(struct conn *c, double seconds)
 	ev_timer_start(c->w->loop, &c->deadline);
 }
 
+/* The worker keeps two lists of its connections, oldest first: those in
+ * their preamble (max_pending) and those between sessions (max_connections
+ * closes the oldest of these to serve a newcomer). */
+#define LIST_UNLINK(c, w, prev, next, oldest, newest, n) do {		\
+	if ((c)->prev != NULL)						\
+		(c)->prev->next = (c)->next;				\
+	else								\
+		(w)->oldest = (c)->next;				\
+	if ((c)->next != NULL)						\
+		(c)->next->prev = (c)->prev;				\
+	else								\
+		(w)->newest = (c)->prev;				\
+	(c)->prev = (c)->next = NULL;					\
+	(w)->n--;							\
+} while (0)
+
+#define LIST_APPEND(c, w, prev, next, oldest, newest, n) do {		\
+	(c)->prev = (w)->newest;					\
+	(c)->next = NULL;						\
+	if ((w)->newest != NULL)					\
+		(w)->newest->next = (c);				\
+	else								\
+		(w)->oldest = (c);					\
+	(w)->newest = (c);						\
+	(w)->n++;							\
+} while (0)
+
+/* Accept while below max_connections, or while a connection idle between
+ * sessions can give way to the newcomer. */
 static void
-pending_unlink(struct conn *c)
+accept_limit_update(struct worker *w)
 {
-	struct worker *w = c->w;
-
-	if (c->pending_prev != NULL)
-		c->pending_prev->pending_next = c->pending_next;
+	if (w->nconns >= w->max_connections && w->nidle == 0)
+		listeners_pause(w, ACCEPT_PAUSE_LIMIT);
 	else
-		w->pending_oldest = c->pending_next;
-	if (c->pending_next != NULL)
-		c->pending_next->pending_prev = c->pending_prev;
-	else
-		w->pending_newest = c->pending_prev;
-	c->pending_prev = c->pending_next = NULL;
-	w->npending--;
-}
-
-static void
-pending_append(struct conn *c)
-{
-	struct worker *w = c->w;
-
-	c->pending_prev = w->pending_newest;
-	c->pending_next = NULL;
-	if (w->pending_newest != NULL)
-		w->pending_newest->pending_next = c;
-	else
-		w->pending_oldest = c;
-	w->pending_newest = c;
-	w->npending++;
+		listeners_resume(w, ACCEPT_PAUSE_LIMIT);
 }
 
 static int
@@ -162,10 +172,23 @@ in_preamble(enum conn_state state)
 static void
 conn_set_state(struct conn *c, enum conn_state state)
 {
+	struct worker *w = c->w;
+
 	if (in_preamble(c->state) && !in_preamble(state))
-		pending_unlink(c);
+		LIST_UNLINK(c, w, pending_prev, pending_next, pending_oldest,
+		    pending_newest, npending);
 	else if (!in_preamble(c->state) && in_preamble(state))
-		pending_append(c);
+		LIST_APPEND(c, w, pending_prev, pending_next, pending_oldest,
+		    pending_newest, npending);
+	if (c->state == CONN_IDLE && state != CONN_IDLE) {
+		LIST_UNLINK(c, w, idle_prev, idle_next, idle_oldest, idle_newest,
+		    nidle);
+		accept_limit_update(w);
+	} else if (c->state != CONN_IDLE && state == CONN_IDLE) {
+		LIST_APPEND(c, w, idle_prev, idle_next, idle_oldest, idle_newest,
+		    nidle);
+		accept_limit_update(w);
+	}
 	c->state = state;
 }
 
@@ -252,8 +275,7 @@ conn_close(struct conn *c, enum close_how how)
 		routes_unref(c->routes);
 	free(c);
 
-	if (w->nconns < w->max_connections)
-		listeners_resume(w, ACCEPT_PAUSE_LIMIT);
+	accept_limit_update(w);
 }
 
 /* ------------------------------------------------------------ faults */
@@ -437,9 +459,17 @@ backend_redial(struct conn *c, const char *why)
 static int
 backend_answered(struct conn *c)
 {
-	char byte;
+	uint8_t byte;
 	ssize_t n = recv(c->backend_fd, &byte, 1, MSG_PEEK);
+	char why[64];
 
+	if (n > 0 && byte != NMF_REC_PREAMBLE_ACK && byte != NMF_REC_FAULT) {
+		/* Not an answer to this preamble: bytes the service sent after
+		 * the last session's End.  They are nobody's to read. */
+		snprintf(why, sizeof(why), "sent 0x%02x before answering", byte);
+		backend_redial(c, why);
+		return -1;
+	}
 	if (n > 0) {
 		c->unanswered = 0;
 		free(c->preamble);
@@ -557,10 +587,46 @@ backend_connect(struct conn *c)
 }
 
 /*
+ * Bytes the client sent after Preamble End without waiting for the Ack
+ * (legal framing) are the session's first: the follower reads them, the
+ * replay carries those that belong to the session, and anything after the
+ * client's End is held for the next preamble.  Returns 0, or -1 when the
+ * connection was closed.
+ */
+static int
+follow_early_bytes(struct conn *c)
+{
+	size_t end = c->parser.pos, extra = c->preamble_len - end, used, held;
+
+	if (extra == 0)
+		return 0;
+	used = nmf_flow_feed(&c->up_flow, c->preamble + end, extra);
+	if (c->up_flow.state == NMF_FLOW_OPAQUE) {
+		conn_log(c, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which "
+		    "has no place in the session, with its preamble; reset",
+		    c->up_flow.bad);
+		conn_close(c, CLOSE_RESET);
+		return -1;
+	}
+	held = extra - used;
+	if (held > 0) {
+		if ((c->up.buf = malloc(PUMP_COPY_BUFSZ)) == NULL) {
+			conn_log(c, LOG_LEVEL_WARNING, "out of memory, reset");
+			conn_close(c, CLOSE_RESET);
+			return -1;
+		}
+		memcpy(c->up.buf, c->preamble + end + used, held);
+		c->up.buf_off = 0;
+		c->up.held = held;
+	}
+	c->preamble_len = end + used;
+	return 0;
+}
+
+/*
  * The preamble is complete.  A duplex session without an upgrade is
- * followed (its framing stays readable to the end) and may take a pooled
- * connection; anything else is piped as it comes.  Bytes after Preamble End
- * mean a client that did not wait for the Ack: not one to follow.
+ * followed from its first byte (its framing stays readable to the end) and
+ * may take a pooled connection; anything else is piped as it comes.
  */
 static void
 backend_start(struct conn *c)
@@ -568,11 +634,12 @@ backend_start(struct conn *c)
 	int fd = -1;
 
 	c->following = c->w->cfg->follow_sessions &&
-	    c->parser.mode == NMF_MODE_DUPLEX &&
-	    c->parser.stage == NMF_STAGE_END && c->parser.pos == c->preamble_len;
+	    c->parser.mode == NMF_MODE_DUPLEX && c->parser.stage == NMF_STAGE_END;
 	if (c->following) {
 		nmf_flow_init(&c->up_flow, NMF_FLOW_UP);
 		nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
+		if (follow_early_bytes(c) < 0)
+			return;
 		fd = bpool_take(&c->w->backends, &c->route->backend);
 	}
 	if (fd < 0) {
@@ -897,18 +964,27 @@ resume(struct conn *c, const struct pump *p, ev_io *src_rd, ev_io *dst_wr)
 	ev_io_start(c->w->loop, p->pending > 0 ? dst_wr : src_rd);
 }
 
+/* This direction can carry no more of the session: its End is delivered,
+ * or its end of stream passed on. */
+static int
+side_over(const struct pump *p, const struct nmf_flow *flow)
+{
+	return p->dst_shut || (flow->state == NMF_FLOW_ENDED && p->pending == 0);
+}
+
 /*
- * The session left the protocol (a FIN instead of End, a Fault, a record
- * that does not belong): stop following it and forward whatever comes, as
- * a plain proxy does, including any bytes held after an End.
+ * The service left the protocol (a Fault, or a record no session holds):
+ * what it sends is its own business and goes to the client unread; the
+ * client's side stays followed, so nothing the client sends after its End
+ * ever reaches this service.
  */
 static void
-unfollow(struct conn *c)
+unfollow_down(struct conn *c)
 {
-	c->following = 0;
-	pump_unhold(&c->up);
+	conn_log(c, LOG_LEVEL_DEBUG, "service sent record 0x%02x out of the "
+	    "session; its bytes are passed on unread until the connection closes",
+	    c->down_flow.bad);
 	pump_unhold(&c->down);
-	resume(c, &c->up, &c->client_rd, &c->backend_wr);
 	resume(c, &c->down, &c->backend_rd, &c->client_wr);
 }
 
@@ -962,7 +1038,8 @@ session_end(struct conn *c)
 		/* Between sessions the client's connection is idle, not a
 		 * preamble in progress: idle_timeout applies, not max_pending. */
 		conn_set_state(c, CONN_IDLE);
-		idle_start(c);
+		if (w->cfg->keepalive_timeout > 0)
+			deadline_start(c, w->cfg->keepalive_timeout);
 		ev_io_start(w->loop, &c->client_rd);
 		return;
 	}
@@ -979,8 +1056,8 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 {
 	struct ev_loop *loop = c->w->loop;
 	const struct pump *other = p == &c->up ? &c->down : &c->up;
-	struct nmf_flow *flow = !c->following ? NULL :
-	    p == &c->up ? &c->up_flow : &c->down_flow;
+	struct nmf_flow *flow = !c->following ? NULL : p == &c->up ? &c->up_flow :
+	    c->down_flow.state == NMF_FLOW_OPAQUE ? NULL : &c->down_flow;
 	uint64_t before = p->total;
 	enum pump_status status = pump_run(p, src, dst, c->w->cfg->forward,
 	    &c->w->pipes, other->dst_shut, flow);
@@ -999,9 +1076,17 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 	case PUMP_ENDED:
 		ev_io_stop(loop, src_rd);
 		ev_io_stop(loop, dst_wr);
-		if (c->up_flow.state == NMF_FLOW_ENDED && c->up.pending == 0 &&
-		    c->down_flow.state == NMF_FLOW_ENDED && c->down.pending == 0) {
-			session_end(c);
+		if (flow == &c->up_flow && flow->state == NMF_FLOW_OPAQUE) {
+			/* Nothing from here on may reach the service: it is
+			 * not a session any route let through. */
+			conn_log(c, LOG_LEVEL_NOTICE, "client sent record 0x%02x, "
+			    "which has no place in the session, after %llu bytes "
+			    "up; reset", flow->bad, (unsigned long long)c->up.total);
+			conn_close(c, CLOSE_RESET);
+			return;
+		}
+		if (flow == &c->down_flow && flow->state == NMF_FLOW_OPAQUE) {
+			unfollow_down(c);
 			return;
 		}
 		break;
@@ -1023,9 +1108,23 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		conn_close(c, CLOSE_RESET);
 		return;
 	}
-	if (c->following && (status == PUMP_DONE ||
-	    (flow != NULL && flow->state == NMF_FLOW_OPAQUE)))
-		unfollow(c);
+	if (!c->following || !side_over(&c->up, &c->up_flow) ||
+	    !side_over(&c->down, &c->down_flow))
+		return;
+	if (!c->up.dst_shut && !c->down.dst_shut &&
+	    c->down_flow.state == NMF_FLOW_ENDED) {
+		session_end(c);
+		return;
+	}
+	/* A side ended without End (a FIN, or a service out of the
+	 * protocol): the session is over and so is the connection.  What the
+	 * client sent after its End is not this service's to see. */
+	conn_log(c, LOG_LEVEL_DEBUG, "session ended by %s after %llu bytes up, "
+	    "%llu down; closed%s", c->down.dst_shut ? "the service's end of stream" :
+	    c->up.dst_shut ? "the client's end of stream" : "the service",
+	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
+	    c->up.held > 0 ? ", the client's next bytes dropped" : "");
+	conn_close(c, CLOSE_FIN);
 }
 
 /*
@@ -1205,7 +1304,7 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 		conn_close(c, CLOSE_FIN);
 		break;
 	case CONN_IDLE:
-		conn_log(c, LOG_LEVEL_INFO, "idle_timeout expired after %u "
+		conn_log(c, LOG_LEVEL_INFO, "keepalive_timeout expired after %u "
 		    "sessions, closed", c->sessions);
 		conn_close(c, CLOSE_FIN);
 		break;
@@ -1268,18 +1367,26 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		conn_close(oldest, CLOSE_RESET);
 	}
 
+	/* At the limit, the connection idle longest between sessions makes
+	 * room: its client, a WCF connection pool, simply dials again. */
+	if (w->nconns >= w->max_connections && w->idle_oldest != NULL) {
+		conn_log(w->idle_oldest, LOG_LEVEL_INFO, "max_connections (%u) "
+		    "reached, closed the connection idle longest between "
+		    "sessions", w->max_connections);
+		conn_close(w->idle_oldest, CLOSE_FIN);
+	}
+
 	c->next = w->conns;
 	if (w->conns != NULL)
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
-	c->state = CONN_IDLE;
+	c->state = CONN_DRAINING; /* in no list yet */
 	conn_set_state(c, CONN_PREAMBLE);
 
 	deadline_start(c, w->cfg->preamble_timeout);
 	ev_io_start(w->loop, &c->client_rd);
-	if (w->nconns >= w->max_connections)
-		listeners_pause(w, ACCEPT_PAUSE_LIMIT);
+	accept_limit_update(w);
 	/* With TCP_DEFER_ACCEPT the preamble is usually here already. */
 	preamble_read(c);
 }

@@ -395,7 +395,12 @@ nmf_flow_feed(struct nmf_flow *f, const uint8_t *buf, size_t len)
 	while (i < len) {
 		switch (f->state) {
 		case NMF_FLOW_RECORD:
-			flow_record(f, buf[i++]);
+			flow_record(f, buf[i]);
+			if (f->state == NMF_FLOW_OPAQUE) {
+				f->bad = buf[i];
+				return i;
+			}
+			i++;
 			if (f->state == NMF_FLOW_ENDED)
 				return i;
 			break;
@@ -403,7 +408,8 @@ nmf_flow_feed(struct nmf_flow *f, const uint8_t *buf, size_t len)
 			switch (mbint_step(&f->size, &f->size_bytes, buf[i])) {
 			case MBINT_INVALID:
 				f->state = NMF_FLOW_OPAQUE;
-				break;
+				f->bad = NMF_REC_SIZED_ENVELOPE;
+				return i;
 			case MBINT_COMPLETE:
 				f->remaining = f->size;
 				f->state = f->size > 0 ? NMF_FLOW_PAYLOAD : NMF_FLOW_RECORD;
@@ -422,9 +428,8 @@ nmf_flow_feed(struct nmf_flow *f, const uint8_t *buf, size_t len)
 			break;
 		}
 		case NMF_FLOW_ENDED:
-			return i;
 		case NMF_FLOW_OPAQUE:
-			return len;
+			return i;
 		}
 	}
 	return len;

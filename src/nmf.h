@@ -122,15 +122,16 @@ int nmf_parse(struct nmf_parser *p, const uint8_t *buf, size_t len,
  * to find where it ends.  The follower reads only framing bytes: a Sized
  * Envelope's type and size, never its payload, which the caller may move
  * without looking at it (nmf_flow_skip).  Anything it does not expect makes
- * it give up for good (NMF_FLOW_OPAQUE): the bytes are still the peers'
- * business, the proxy just no longer knows where the session ends.
+ * it stop for good (NMF_FLOW_OPAQUE) at the byte that does not fit, which
+ * it does not take: the caller decides what becomes of that byte and the
+ * rest (a client's never reach the service; see conn.c).
  */
 enum nmf_flow_state {
 	NMF_FLOW_RECORD = 0, /* at a record boundary */
 	NMF_FLOW_SIZE,       /* inside a Sized Envelope's size */
 	NMF_FLOW_PAYLOAD,    /* inside a Sized Envelope's payload */
 	NMF_FLOW_ENDED,      /* the End record went by: this way is over */
-	NMF_FLOW_OPAQUE,     /* not a session we follow */
+	NMF_FLOW_OPAQUE,     /* left the protocol; bad says at which record */
 };
 
 enum nmf_flow_dir {
@@ -144,15 +145,19 @@ struct nmf_flow {
 	uint8_t size_bytes;   /* mbint bytes read so far */
 	uint32_t size;        /* mbint value being accumulated */
 	uint32_t remaining;   /* payload bytes still to come */
+	uint8_t bad;          /* OPAQUE: the record type that did not fit */
+	                      /* (06 for an invalid size field) */
 };
 
 void nmf_flow_init(struct nmf_flow *f, enum nmf_flow_dir dir);
 
 /*
  * Follow buf[0..len).  Returns how many of the bytes belong to the session:
- * all of them, or, when an End record is among them, the bytes up to and
+ * all of them; or, when an End record is among them, the bytes up to and
  * including it (the state is then NMF_FLOW_ENDED and the rest belongs to
- * whatever follows the session).  Once ENDED or OPAQUE the state stays.
+ * whatever follows the session); or, when a byte does not fit, the bytes
+ * before it (NMF_FLOW_OPAQUE).  Once ENDED or OPAQUE the state stays and
+ * no byte is taken.
  */
 size_t nmf_flow_feed(struct nmf_flow *f, const uint8_t *buf, size_t len);
 

@@ -386,7 +386,8 @@ pump_framed(struct pump *p, int src, int dst, enum forward_method method,
 				free(p->buf);
 				p->buf = NULL;
 			}
-			return flow->state == NMF_FLOW_ENDED ? PUMP_ENDED : PUMP_WANT_READ;
+			return flow->state == NMF_FLOW_ENDED ||
+			    flow->state == NMF_FLOW_OPAQUE ? PUMP_ENDED : PUMP_WANT_READ;
 		}
 	}
 }
@@ -396,15 +397,12 @@ pump_run(struct pump *p, int src, int dst, enum forward_method method,
     struct pipe_pool *pool, int other_done, struct nmf_flow *flow)
 {
 	enum pump_status status = PUMP_WANT_READ;
-	int plain = flow == NULL || flow->state == NMF_FLOW_OPAQUE;
+	int plain = flow == NULL;
 
 	if (p->dst_shut)
 		return PUMP_DONE;
-	if (!plain) {
+	if (!plain)
 		status = pump_framed(p, src, dst, method, pool, flow);
-		/* The follower gave up on this call: carry on without it. */
-		plain = status == PUMP_WANT_READ && flow->state == NMF_FLOW_OPAQUE;
-	}
 	/* Bytes in flight go out the way they came in: from the pipe by
 	 * splice, from the buffer by copy. */
 	if (plain && (p->pipe[0] >= 0 ||

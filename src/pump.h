@@ -64,7 +64,8 @@ enum pump_status {
 	PUMP_WANT_WRITE, /* wait until the destination is writable */
 	PUMP_DONE,       /* source ended and the FIN was passed on */
 	PUMP_ERROR,      /* a socket failed (errno says why); tear both down */
-	PUMP_ENDED,      /* following: the End record is delivered; the source */
+	PUMP_ENDED,      /* following: the follower stopped (End delivered, or */
+	                 /* a byte that does not fit held back); the source */
 	                 /* is not read further */
 };
 
@@ -74,9 +75,11 @@ void pump_init(struct pump *p);
  * Move what can be moved now from src to dst.  Returns what to wait for.
  * On PUMP_ERROR errno holds the cause.  When other_done is set the other
  * direction has ended and the caller closes both sockets once this one
- * is done, so the FIN needs no shutdown() of its own.  With a flow that is
- * not NMF_FLOW_OPAQUE the pump follows the session and stops right after
- * its End record (PUMP_ENDED), holding any bytes read past it.
+ * is done, so the FIN needs no shutdown() of its own.  With a flow the
+ * pump follows the session and stops right after its End record, or right
+ * before a byte the follower cannot place (PUMP_ENDED either way), holding
+ * any bytes read past that point: they are never forwarded by this pump
+ * unless the caller asks for it (pump_unhold).
  */
 enum pump_status pump_run(struct pump *p, int src, int dst,
     enum forward_method method, struct pipe_pool *pool, int other_done,
