@@ -3,7 +3,9 @@
  */
 #include "bpool.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct bpool_entry {
@@ -66,14 +68,33 @@ on_expiry(struct ev_loop *loop, ev_timer *t, int revents)
 	close(entry_remove(t->data));
 }
 
+/*
+ * 1 if nothing waits to be read on fd: no byte, no end of stream, no
+ * error.  A byte there was sent after the last session's End, and must
+ * reach no client; the watcher sees it only on the loop's next turn.
+ */
+static int
+is_quiet(int fd)
+{
+	char byte;
+	ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 int
 bpool_take(struct bpool *pool, const struct addr *backend)
 {
-	struct bpool_entry *e;
+	struct bpool_entry *e, *older;
 
-	for (e = pool->newest; e != NULL; e = e->older)
-		if (addr_equal(&e->backend, backend))
+	for (e = pool->newest; e != NULL; e = older) {
+		older = e->older;
+		if (!addr_equal(&e->backend, backend))
+			continue;
+		if (is_quiet(e->fd))
 			return entry_remove(e);
+		close(entry_remove(e));
+	}
 	return -1;
 }
 
@@ -85,7 +106,7 @@ bpool_put(struct bpool *pool, const struct addr *backend, int fd)
 	/* A connection the service closed at its End is readable: the watcher
 	 * drops it on the loop's next turn, and one taken before that fails
 	 * under the preamble and is redialled. */
-	if (pool->max > 0)
+	if (pool->max > 0 && is_quiet(fd))
 		e = malloc(sizeof(*e));
 	if (e == NULL) {
 		close(fd);

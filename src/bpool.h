@@ -29,13 +29,16 @@ struct bpool {
 void bpool_init(struct bpool *pool, struct ev_loop *loop, unsigned max,
     double timeout);
 
-/* An idle connection to backend, most recently used first; -1 if none. */
+/* An idle connection to backend, most recently used first; -1 if none.
+ * One with anything to read (bytes, end of stream) is closed, never
+ * handed out. */
 int bpool_take(struct bpool *pool, const struct addr *backend);
 
 /*
  * Keep fd, a connection to backend between sessions.  The pool owns fd
- * from here on: it closes it at once if the pool keeps nothing (and
- * returns 0), and closes the oldest idle connection to make room.  Returns
+ * from here on: it closes it at once if the pool keeps nothing or fd has
+ * anything to read (and returns 0), and closes the oldest idle connection
+ * to make room.  Returns
  * 1 when fd is kept.
  */
 int bpool_put(struct bpool *pool, const struct addr *backend, int fd);
