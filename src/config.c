@@ -41,6 +41,7 @@ enum global_key {
 	GK_PREAMBLE_TIMEOUT,
 	GK_CONNECT_TIMEOUT,
 	GK_IDLE_TIMEOUT,
+	GK_KEEPALIVE_TIMEOUT,
 	GK_MAX_CONNECTIONS,
 	GK_MAX_PENDING,
 	GK_FORWARD,
@@ -59,6 +60,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_PREAMBLE_TIMEOUT] = "preamble_timeout",
 	[GK_CONNECT_TIMEOUT] = "connect_timeout",
 	[GK_IDLE_TIMEOUT] = "idle_timeout",
+	[GK_KEEPALIVE_TIMEOUT] = "keepalive_timeout",
 	[GK_MAX_CONNECTIONS] = "max_connections",
 	[GK_MAX_PENDING] = "max_pending",
 	[GK_FORWARD] = "forward",
@@ -609,12 +611,17 @@ global_key(struct parser *p, const char *name, const char *value)
 			    name, value);
 		break;
 	case GK_IDLE_TIMEOUT:
+	case GK_KEEPALIVE_TIMEOUT: {
+		double *to = k == GK_IDLE_TIMEOUT ? &cfg->idle_timeout :
+		    &cfg->keepalive_timeout;
+
 		if (strcmp(value, "off") == 0)
-			cfg->idle_timeout = 0;
-		else if (config_parse_duration(value, &cfg->idle_timeout) < 0)
-			add_error(p, p->lineno, "bad idle_timeout '%s' (off, or a "
-			    "duration above 0 and at most 24h)", value);
+			*to = 0;
+		else if (config_parse_duration(value, to) < 0)
+			add_error(p, p->lineno, "bad %s '%s' (off, or a "
+			    "duration above 0 and at most 24h)", name, value);
 		break;
+	}
 	case GK_MAX_CONNECTIONS:
 	case GK_MAX_PENDING:
 		if (parse_count(value, k == GK_MAX_CONNECTIONS ?
@@ -1018,6 +1025,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->follow_sessions = 1;
 	cfg->backend_pool = CONFIG_DEFAULT_BACKEND_POOL;
 	cfg->backend_pool_timeout = CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT;
+	cfg->keepalive_timeout = CONFIG_DEFAULT_KEEPALIVE_TIMEOUT;
 	cfg->log_target = LOG_TARGET_STDERR;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->path = strdup(path);

@@ -24,6 +24,11 @@
 #define CONFIG_MAX_PIPE_SIZE (64u * 1024u * 1024u)
 #define CONFIG_DEFAULT_BACKEND_POOL 64u
 #define CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT 30.0
+/* A client connection waits this long for its next session: as long as a
+ * WCF service itself waits on a connection it keeps (ConnectionDemuxer,
+ * the binding's 2-minute IdleTimeout), which is also how long the WCF
+ * client keeps a pooled connection, so nettcpd rarely closes one first. */
+#define CONFIG_DEFAULT_KEEPALIVE_TIMEOUT 120.0
 
 enum forward_method {
 	FORWARD_SPLICE = 0, /* zero-copy through a pipe */
@@ -42,6 +47,8 @@ struct config {
 	double preamble_timeout;   /* seconds, from accept to the routing decision */
 	double connect_timeout;    /* seconds, for the backend connect */
 	double idle_timeout;       /* seconds without progress when forwarding; 0: off */
+	double keepalive_timeout;  /* seconds a client connection may wait */
+	                           /* between sessions; 0: off */
 	unsigned max_connections;  /* client connections open at once */
 	unsigned max_pending;      /* client connections still in their preamble */
 	unsigned workers;          /* event loops, one thread each; 0: one per CPU */

@@ -39,6 +39,7 @@ struct conn {
 	enum conn_state state;
 	struct conn *prev, *next;                 /* worker's list of all connections */
 	struct conn *pending_prev, *pending_next; /* worker's preamble list, oldest first */
+	struct conn *idle_prev, *idle_next;       /* worker's IDLE list, oldest first */
 
 	int client_fd;
 	int backend_fd;                           /* -1 until connecting */

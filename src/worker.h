@@ -45,6 +45,9 @@ struct worker {
 	struct conn *pending_oldest;    /* connections in their preamble, */
 	struct conn *pending_newest;    /* oldest first */
 	unsigned npending;
+	struct conn *idle_oldest;       /* connections between sessions, */
+	struct conn *idle_newest;       /* oldest first: the first to give */
+	unsigned nidle;                 /* way at max_connections */
 
 	struct pipe_pool pipes;
 	struct bpool backends;          /* idle backend connections */
