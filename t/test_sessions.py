@@ -469,15 +469,17 @@ def test_idle_pool_entries_expire():
     a.close()
 
 
-def test_idle_timeout_between_sessions():
+def test_keepalive_timeout_between_sessions():
     a = service("A")
-    with daemon([("a", "net.tcp://+/A", a.addr)], extra="idle_timeout = 500ms") as d:
+    # idle_timeout is for forwarding; between sessions keepalive_timeout rules
+    with daemon([("a", "net.tcp://+/A", a.addr)],
+                extra="keepalive_timeout = 500ms\nidle_timeout = 1h") as d:
         s = d.connect()
         assert session(s, "net.tcp://h/A") == [b"A:hello"]
         started = time.time()
         assert s.recv(1) == b""
         assert time.time() - started < 3 * SLOW
-        d.wait_log("idle_timeout expired after 1 sessions")
+        d.wait_log("keepalive_timeout expired after 1 sessions")
         s.close()
     a.close()
 

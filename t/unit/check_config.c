@@ -545,6 +545,24 @@ START_TEST(test_idle_timeout)
 }
 END_TEST
 
+START_TEST(test_keepalive_timeout)
+{
+	/* 2 minutes by default, as a WCF service waits on a kept connection */
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_double_eq(cfg->keepalive_timeout, 120);
+	config_free(cfg);
+	cfg = load_ok("[global]\nkeepalive_timeout = 500ms\n");
+	ck_assert_double_eq(cfg->keepalive_timeout, 0.5);
+	config_free(cfg);
+	cfg = load_ok("[global]\nkeepalive_timeout = off\n");
+	ck_assert_double_eq(cfg->keepalive_timeout, 0);
+	config_free(cfg);
+	load_bad("[global]\n\nkeepalive_timeout = soon\n");
+	ck_error(3, "bad keepalive_timeout", "'soon'");
+}
+END_TEST
+
 START_TEST(test_sessions_and_backend_pool)
 {
 	struct config *cfg = load_ok("[global]\n");
@@ -1227,6 +1245,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_duration_invalid);
 	tcase_add_test(tc, test_duration_keys);
 	tcase_add_test(tc, test_idle_timeout);
+	tcase_add_test(tc, test_keepalive_timeout);
 	tcase_add_test(tc, test_workers);
 	tcase_add_test(tc, test_pipe_size);
 	tcase_add_test(tc, test_sessions_and_backend_pool);
