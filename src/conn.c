@@ -624,9 +624,10 @@ follow_early_bytes(struct conn *c)
 }
 
 /*
- * The preamble is complete.  A duplex session without an upgrade is
- * followed from its first byte (its framing stays readable to the end) and
- * may take a pooled connection; anything else is piped as it comes.
+ * The preamble is complete.  A session without an upgrade, duplex or
+ * singleton (the parser admits no other mode), is followed from its first
+ * byte (its framing stays readable to the end) and may take a pooled
+ * connection; an upgrade passed to the service is piped as it comes.
  */
 static void
 backend_start(struct conn *c)
@@ -634,10 +635,15 @@ backend_start(struct conn *c)
 	int fd = -1;
 
 	c->following = c->w->cfg->follow_sessions &&
-	    c->parser.mode == NMF_MODE_DUPLEX && c->parser.stage == NMF_STAGE_END;
-	if (c->following) {
+	    c->parser.stage == NMF_STAGE_END;
+	if (c->following && c->parser.mode == NMF_MODE_DUPLEX) {
 		nmf_flow_init(&c->up_flow, NMF_FLOW_UP);
 		nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
+	} else if (c->following) {
+		nmf_flow_init_singleton(&c->up_flow, NMF_FLOW_UP);
+		nmf_flow_init_singleton(&c->down_flow, NMF_FLOW_DOWN);
+	}
+	if (c->following) {
 		if (follow_early_bytes(c) < 0)
 			return;
 		fd = bpool_take(&c->w->backends, &c->route->backend);

@@ -358,16 +358,47 @@ nmf_flow_init(struct nmf_flow *f, enum nmf_flow_dir dir)
 	f->want_ack = dir == NMF_FLOW_DOWN;
 }
 
+void
+nmf_flow_init_singleton(struct nmf_flow *f, enum nmf_flow_dir dir)
+{
+	nmf_flow_init(f, dir);
+	f->singleton = 1;
+}
+
+/* A singleton session's record at a boundary: its one envelope, then End
+ * (the service may also answer with End alone). */
+static void
+flow_singleton_record(struct nmf_flow *f, uint8_t type)
+{
+	if (type == NMF_REC_END && (f->want_end || f->may_end)) {
+		f->state = NMF_FLOW_ENDED;
+	} else if (type == NMF_REC_UNSIZED_ENVELOPE && !f->want_end) {
+		f->state = NMF_FLOW_SIZE;
+		f->chunks = 1;
+		f->size = 0;
+		f->size_bytes = 0;
+	} else {
+		f->state = NMF_FLOW_OPAQUE;
+	}
+	f->may_end = 0;
+}
+
 /* The record type at a boundary: what the session may hold next. */
 static void
 flow_record(struct nmf_flow *f, uint8_t type)
 {
+	if (f->singleton && !f->want_ack) {
+		flow_singleton_record(f, type);
+		return;
+	}
 	if (f->want_ack) {
 		/* A Fault instead of the Ack ends the connection, not just
 		 * the session. */
 		f->want_ack = 0;
 		if (type != NMF_REC_PREAMBLE_ACK)
 			f->state = NMF_FLOW_OPAQUE;
+		else if (f->singleton)
+			f->may_end = 1; /* a one-way call: no reply envelope */
 		return;
 	}
 	switch (type) {
@@ -413,6 +444,11 @@ nmf_flow_feed(struct nmf_flow *f, const uint8_t *buf, size_t len)
 			case MBINT_COMPLETE:
 				f->remaining = f->size;
 				f->state = f->size > 0 ? NMF_FLOW_PAYLOAD : NMF_FLOW_RECORD;
+				if (f->chunks && f->size == 0) {
+					/* the 00 chunk size ends the envelope */
+					f->chunks = 0;
+					f->want_end = 1;
+				}
 				i++;
 				break;
 			default:
@@ -442,8 +478,13 @@ nmf_flow_skip(struct nmf_flow *f, size_t n)
 	 * follower that has ended or given up stays so. */
 	if (f->state == NMF_FLOW_PAYLOAD) {
 		f->remaining -= (uint32_t)n;
-		if (f->remaining == 0)
+		if (f->remaining == 0 && f->chunks) {
+			f->state = NMF_FLOW_SIZE; /* the next chunk's size */
+			f->size = 0;
+			f->size_bytes = 0;
+		} else if (f->remaining == 0) {
 			f->state = NMF_FLOW_RECORD;
+		}
 	}
 }
 

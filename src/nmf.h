@@ -145,11 +145,25 @@ struct nmf_flow {
 	uint8_t size_bytes;   /* mbint bytes read so far */
 	uint32_t size;        /* mbint value being accumulated */
 	uint32_t remaining;   /* payload bytes still to come */
+	uint8_t singleton;    /* mode 1: one Unsized Envelope, then End */
+	uint8_t chunks;       /* singleton: SIZE and PAYLOAD are its chunks' */
+	uint8_t want_end;     /* singleton: the envelope is over, End is next */
+	uint8_t may_end;      /* singleton, down: End may come without an envelope */
 	uint8_t bad;          /* OPAQUE: the record type that did not fit */
 	                      /* (06 for an invalid size field) */
 };
 
 void nmf_flow_init(struct nmf_flow *f, enum nmf_flow_dir dir);
+
+/*
+ * The same for a singleton session (mode 1, WCF's streamed transfer): the
+ * client sends one Unsized Envelope (05, chunks of mbint size and bytes,
+ * a 00 chunk size), then End; the service answers with the Ack, at most
+ * one Unsized Envelope, then End (RS FramingDecoders.cs ServerSingleton-
+ * Decoder, SingletonMessageDecoder, ClientSingletonDecoder).  A chunk's
+ * bytes are NMF_FLOW_PAYLOAD, its size NMF_FLOW_SIZE.
+ */
+void nmf_flow_init_singleton(struct nmf_flow *f, enum nmf_flow_dir dir);
 
 /*
  * Follow buf[0..len).  Returns how many of the bytes belong to the session:

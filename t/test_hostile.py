@@ -14,7 +14,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (Backend, Daemon, FORWARD_METHODS, fault_record,  # noqa: E402
+from nettcpd_test import (Backend, Daemon, FORWARD_METHODS, fault_record, mbint,  # noqa: E402
                           preamble, recv_exact, recv_until_close, run_tests,
                           sized_envelope, wait_for)
 from test_sessions import Reader, service, session  # noqa: E402
@@ -51,6 +51,82 @@ def daemon(forward, routes, extra="", tls_routes=()):
 def vias(backend):
     """The Vias of the preambles a service received."""
     return [p[7:7 + p[6]].decode() for _, p in backend.sessions]
+
+
+def unsized_envelope(payload, chunk=40000):
+    out = b"\x05"
+    for i in range(0, len(payload), chunk):
+        piece = payload[i:i + chunk]
+        out += mbint(len(piece)) + piece
+    return out + b"\x00"
+
+
+def read_unsized(r):
+    """The chunks of an Unsized Envelope whose 05 was read, joined."""
+    out = bytearray()
+    while True:
+        n = r.mbint()
+        if n == 0:
+            return bytes(out)
+        out += r.take(n)
+
+
+def singleton_service(name):
+    """Streamed WCF: Ack, one Unsized Envelope each way, End each way, then
+    the next preamble on the same connection."""
+    def handler(c, backend):
+        r = Reader(c)
+        while True:
+            pre = r.preamble()
+            if pre is None:
+                return
+            with backend.lock:
+                backend.sessions.append((0, pre))
+            c.sendall(b"\x0b")
+            if pre[4] == 2:  # a duplex session after all: as service() does
+                while True:
+                    t, payload = r.record()
+                    if t != 0x06:
+                        break
+                    c.sendall(sized_envelope(name.encode() + b":" + payload))
+                c.sendall(b"\x07")
+                continue
+            assert r.take(1) == b"\x05"
+            body = read_unsized(r)
+            assert r.take(1) == b"\x07"
+            c.sendall(unsized_envelope(name.encode() + b":" + body) + b"\x07")
+    b = Backend(handler=handler, name=name)
+    b.sessions = []
+    return b
+
+
+def test_singleton_sessions_are_followed():
+    """Mode 1 (streamed transfer): the session is followed through its
+    Unsized Envelope's chunks, large ones spliced, to End both ways; the
+    next preamble on the connection is routed, not piped."""
+    body = os.urandom(300000)
+    for forward in FORWARD_METHODS:
+        a, b = singleton_service("A"), service("B")
+        with daemon(forward, [("a", "net.tcp://+/A", a.addr),
+                              ("b", "net.tcp://+/B", b.addr)]) as d:
+            s = d.connect()
+            r = Reader(s)
+            for _ in range(2):
+                s.sendall(preamble("net.tcp://h/A", mode=1))
+                assert r.record()[0] == 0x0B
+                s.sendall(unsized_envelope(body) + b"\x07")
+                assert r.take(1) == b"\x05"
+                assert read_unsized(r) == b"A:" + body
+                assert r.take(1) == b"\x07"
+            assert session(s, "net.tcp://h/B", reader=r) == [b"B:hello"]
+            s.sendall(preamble("net.tcp://h/Admin", mode=1))
+            f = fault_record("EndpointNotFound")
+            assert recv_exact(s, len(f)) == f
+            s.close()
+            assert vias(a) == ["net.tcp://h/A"] * 2 and vias(b) == ["net.tcp://h/B"]
+            assert a.accepted == 1, a.accepted  # pooled between the two
+        a.close()
+        b.close()
 
 
 def test_early_envelope_then_other_vias_are_routed():
