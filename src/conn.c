@@ -101,9 +101,9 @@ conn_log(struct conn *c, enum log_level level, const char *fmt, ...)
 	va_end(ap);
 	addr_format(&c->client_addr.sa, peer, sizeof(peer));
 	if (c->route != NULL && c->preamble != NULL && c->via_len > 0)
-		log_msg(level, "client %s route [%s] via '%s': %s", peer,
-		    c->route->name, printable(c->preamble + c->via_off, c->via_len,
-		    via, sizeof(via)), what);
+		log_msg(level, "client %s via '%s' route [%s]: %s", peer,
+		    printable(c->preamble + c->via_off, c->via_len, via,
+		    sizeof(via)), c->route->name, what);
 	else if (c->route != NULL)
 		log_msg(level, "client %s route [%s]: %s", peer, c->route->name, what);
 	else if (c->preamble != NULL && c->via_len > 0)

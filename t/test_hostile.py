@@ -157,7 +157,7 @@ def test_early_envelope_then_other_vias_are_routed():
                     f = fault_record(want)
                     assert bytes(r.buf) + recv_exact(s, len(f) - len(r.buf)) == f, forward
                 s.close()
-            d.wait_log("via 'net.tcp://h/B': forwarding")
+            d.wait_log("via 'net.tcp://h/B' route [b]: forwarding")
             assert vias(a) == ["net.tcp://h/Public"] * 3, (forward, vias(a))
             assert vias(b) == ["net.tcp://h/B"]
         a.close()
