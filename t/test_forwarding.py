@@ -14,6 +14,11 @@ from nettcpd_test import (Backend, Daemon, FORWARD_METHODS, preamble, read_pream
 
 BULK = 24 * 1024 * 1024
 
+# These tests send raw bytes after the preamble, which no session holds:
+# they test the pipe that follow_sessions = off makes of every connection
+# (the followed pump has its own tests in test_sessions.py).
+PIPE = "follow_sessions = off"
+
 
 def pattern(seed, n):
     """n pseudo-random bytes, reproducible from seed."""
@@ -49,7 +54,7 @@ def bulk_backend(c, backend):
 def test_bulk_both_ways_with_checksum():
     for forward in FORWARD_METHODS:
         b = Backend(bulk_backend)
-        with Daemon([("bulk", "net.tcp://+/Bulk", b.addr)], forward=forward) as d:
+        with Daemon(extra_global=PIPE, routes=[("bulk", "net.tcp://+/Bulk", b.addr)], forward=forward) as d:
             base = d.sockets()
             s = d.connect(timeout=60)
             s.sendall(preamble("net.tcp://h/Bulk"))
@@ -90,7 +95,7 @@ def test_half_close_from_client_then_reply():
 
     for forward in FORWARD_METHODS:
         b = Backend(backend)
-        with Daemon([("r", "net.tcp://+/", b.addr)], forward=forward) as d:
+        with Daemon(extra_global=PIPE, routes=[("r", "net.tcp://+/", b.addr)], forward=forward) as d:
             s = d.connect()
             s.sendall(preamble("net.tcp://h/x"))
             assert recv_exact(s, 1) == b"\x0b"
@@ -120,7 +125,7 @@ def test_half_close_from_backend_then_client_sends():
     for forward in FORWARD_METHODS:
         received.clear()
         b = Backend(backend)
-        with Daemon([("r", "net.tcp://+/", b.addr)], forward=forward) as d:
+        with Daemon(extra_global=PIPE, routes=[("r", "net.tcp://+/", b.addr)], forward=forward) as d:
             s = d.connect()
             s.sendall(preamble("net.tcp://h/x"))
             got, how = recv_until_close(s)
@@ -151,7 +156,7 @@ def test_client_reset_mid_stream_tears_down_both():
     for forward in FORWARD_METHODS:
         events.clear()
         b = Backend(backend)
-        with Daemon([("r", "net.tcp://+/", b.addr)], forward=forward) as d:
+        with Daemon(extra_global=PIPE, routes=[("r", "net.tcp://+/", b.addr)], forward=forward) as d:
             base = d.sockets()
             s = d.connect()
             s.sendall(preamble("net.tcp://h/x"))
@@ -174,7 +179,7 @@ def test_backend_reset_mid_stream_reaches_client():
 
     for forward in FORWARD_METHODS:
         b = Backend(backend)
-        with Daemon([("r", "net.tcp://+/", b.addr)], forward=forward) as d:
+        with Daemon(extra_global=PIPE, routes=[("r", "net.tcp://+/", b.addr)], forward=forward) as d:
             base = d.sockets()
             s = d.connect()
             s.sendall(preamble("net.tcp://h/x"))
@@ -208,7 +213,7 @@ def test_pipe_size():
                           ("pipe_size = 256k", 256 << 10)):
         b = Backend(bulk_backend)
         with Daemon([("bulk", "net.tcp://+/", b.addr)],
-                    extra_global=setting + "\nworkers = 1") as d:
+                    extra_global="follow_sessions = off\n" + setting + "\nworkers = 1") as d:
             base = d.sockets()
             s = d.connect(timeout=60)
             s.sendall(preamble("net.tcp://h/x"))
@@ -229,7 +234,7 @@ def test_pipe_size():
 
 def test_idle_timeout_closes_only_silent_connections():
     b = Backend(name="B")
-    with Daemon([("r", "net.tcp://+/", b.addr)], extra_global="idle_timeout = 500ms") as d:
+    with Daemon([("r", "net.tcp://+/", b.addr)], extra_global=PIPE + "\nidle_timeout = 500ms") as d:
         base = d.sockets()
         s = d.connect()
         s.sendall(preamble("net.tcp://h/x"))

@@ -20,8 +20,9 @@ def test_thousand_concurrent_connections():
     # every client connects before any sends its preamble: all 1,000 are
     # pending at once, so max_pending must admit them, whichever of the
     # two workers the kernel hands each one to
+    # raw bytes after the preamble: a stream nettcpd cannot follow
     with Daemon([("e", "net.tcp://+/Echo", b.addr)], log_level="info",
-                extra_global="max_pending = 2000\nworkers = 2") as d:
+                extra_global="follow_sessions = off\nmax_pending = 2000\nworkers = 2") as d:
         base = d.sockets()
         clients = []
         for i in range(n):
@@ -66,7 +67,7 @@ def test_thousand_concurrent_connections():
 
 def test_max_pending_evicts_the_oldest():
     b = Backend(name="B")
-    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="max_pending = 5\nworkers = 1") as d:
+    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="follow_sessions = off\nmax_pending = 5\nworkers = 1") as d:
         slow = [d.connect() for _ in range(5)]
         for s in slow:
             s.sendall(b"\x00\x01")            # stuck in the preamble
@@ -90,7 +91,7 @@ def test_max_pending_evicts_the_oldest():
 
 def test_max_connections_pauses_accept():
     b = Backend(name="B")
-    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="max_connections = 3\nworkers = 1") as d:
+    with Daemon([("e", "net.tcp://+/", b.addr)], extra_global="follow_sessions = off\nmax_connections = 3\nworkers = 1") as d:
         held = []
         for _ in range(3):
             s = d.connect()
@@ -126,7 +127,7 @@ def test_out_of_descriptors_backs_off_without_spinning():
         return
     b = Backend(name="B")
     d = Daemon([("e", "net.tcp://+/", b.addr)], rlimit_nofile=24, log_level="info",
-               extra_global="workers = 1")
+               extra_global="follow_sessions = off\nworkers = 1")
     with d:
         held, first = [], None
         for _ in range(30):

@@ -142,19 +142,27 @@ def test_upgrade_request_passes_through():
     a.close()
 
 
-def test_unfollowed_connection_stays_on_its_backend():
-    """A service whose bytes after the Ack are not framing records leaves
-    the session unfollowed: the connection is a plain pipe from then on,
-    and a second preamble on it goes to the same backend.  (Re-routing of
+def test_service_out_of_the_protocol_never_sees_the_next_preamble():
+    """A service whose bytes after the Ack are not framing records has them
+    passed to the client unread; the client's side stays followed, so its
+    next preamble, after its End, reaches neither that service nor any
+    other while the first one holds the connection.  (Re-routing of
     followed sessions is in test_sessions.py.)"""
     a, b = Backend(name="A"), Backend(name="B")
     with Daemon([("a", "net.tcp://+/A", a.addr), ("b", "net.tcp://+/B", b.addr)]) as d:
         s = d.connect()
         s.sendall(preamble("net.tcp://h/A"))
         assert recv_exact(s, 2) == b"\x0bA"
-        second = b"\x07" + preamble("net.tcp://h/B")
-        s.sendall(second)
-        assert recv_exact(s, len(second)) == second   # echoed by A
+        s.sendall(b"\x07" + preamble("net.tcp://h/B"))
+        # A echoes what it gets: the End only
+        assert recv_exact(s, 1) == b"\x07"
+        s.settimeout(0.5)
+        try:
+            extra = s.recv(1)
+        except socket.timeout:
+            extra = None
+        assert extra is None, extra
+        assert b.accepted == 0
         s.close()
     a.close()
     b.close()
