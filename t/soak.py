@@ -9,9 +9,10 @@ can check it: the backend checks what reached it and echoes it, the client
 checks the echo, both by SHA-256.  About half the connections are each kind:
 
 Unframed: one preamble with a random Via (some match no route and must get
-exactly the EndpointNotFound fault record), then 1 to 6 raw messages.  The
-daemon stops following such a session at its first byte and relays it as a
-plain pipe.  Faults, chosen per connection: the client resets mid-message;
+exactly the EndpointNotFound fault record) that ends in an upgrade the
+daemon passes through (application/negotiate), then 1 to 6 raw messages.
+The daemon cannot read such a stream and relays it as a plain pipe, pinned
+to the backend of its Via.  Faults, chosen per connection: the client resets mid-message;
 the client half-closes, then reads the rest; the client stops reading for a
 while, so backpressure builds through the proxy; the backend resets
 mid-message; the backend half-closes early and goes on reading.
@@ -323,7 +324,11 @@ class Reader:
         t = take(1)
         if t is None:
             return bytes(out), None
-        if t != b"\x0c":
+        if t == b"\x09":
+            # an unframed connection's upgrade: what follows is not framing
+            if string() is None:
+                return bytes(out), None
+        elif t != b"\x0c":
             raise ValueError(f"record {t.hex()} where Preamble End was due")
         return bytes(out), (mode[1], via.decode(errors="replace"))
 
@@ -707,6 +712,9 @@ def unknown_via(rng):
     ])
 
 
+UPGRADE = "application/negotiate"
+
+
 def random_preamble(rng, via, mode=None):
     mode = mode or rng.choice([1, 2])
     if rng.random() < 0.3:
@@ -842,7 +850,9 @@ class Client:
         rng = self.rng
         b = rng.randrange(NBACKENDS)
         via = routed_via(rng, b)
-        pre = random_preamble(rng, via)
+        # raw messages after an upgrade the daemon passes through, a stream
+        # it cannot read (as NegotiateStream is): a pinned pipe
+        pre = random_preamble(rng, via)[:-1] + string_record(9, UPGRADE)
         n = rng.randint(1, 6)
         k = rng.randrange(n)
         sizes = message_sizes(rng, self.kind, n)
