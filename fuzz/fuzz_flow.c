@@ -17,8 +17,9 @@
  * bytes as the session's and leave the follower in the same state.  Along
  * the way, on every call: feed never takes more than it was given, takes
  * less only when the session has just ended (and then the last byte taken
- * is the End), an empty feed changes nothing, ENDED and OPAQUE never change
- * (and ENDED takes nothing), PAYLOAD always has bytes to come, remaining
+ * is the End) or just left the protocol (and then the first byte not taken
+ * is the one that did not fit, named in bad), an empty feed changes
+ * nothing, ENDED and OPAQUE never change and take nothing, PAYLOAD always has bytes to come, remaining
  * never exceeds 2^31-1, and skip moves exactly what it is told.  The whole
  * run is also checked against a reading of the bytes done here
  * independently.
@@ -48,6 +49,7 @@ struct schedule {
 struct reference {
 	size_t used;
 	enum nmf_flow_state state;
+	uint8_t bad;        /* NMF_FLOW_OPAQUE only */
 	uint32_t remaining; /* NMF_FLOW_PAYLOAD only */
 };
 
@@ -55,6 +57,7 @@ static int
 same_flow(const struct nmf_flow *a, const struct nmf_flow *b)
 {
 	return a->state == b->state && a->want_ack == b->want_ack &&
+	    a->bad == b->bad &&
 	    a->size_bytes == b->size_bytes && a->size == b->size &&
 	    a->remaining == b->remaining;
 }
@@ -87,10 +90,17 @@ feed(struct nmf_flow *f, const uint8_t *buf, size_t len)
 	if (before.state == NMF_FLOW_ENDED)
 		FUZZ_CHECK(got == 0 && same_flow(f, &before));
 	if (before.state == NMF_FLOW_OPAQUE)
-		FUZZ_CHECK(got == len && same_flow(f, &before));
-	/* bytes past the End belong to whatever follows the session */
+		FUZZ_CHECK(got == 0 && same_flow(f, &before));
+	/* bytes past the End belong to whatever follows the session, and
+	 * none from the byte that does not fit on is the session's */
 	if (got < len)
-		FUZZ_CHECK(f->state == NMF_FLOW_ENDED);
+		FUZZ_CHECK(f->state == NMF_FLOW_ENDED || f->state == NMF_FLOW_OPAQUE);
+	/* the byte that did not fit is in this call, and is the record named
+	 * (or an invalid size byte, named as its Sized Envelope) */
+	if (before.state != NMF_FLOW_OPAQUE && f->state == NMF_FLOW_OPAQUE) {
+		FUZZ_CHECK(got < len);
+		FUZZ_CHECK(buf[got] == f->bad || f->bad == NMF_REC_SIZED_ENVELOPE);
+	}
 	if (before.state != NMF_FLOW_ENDED && f->state == NMF_FLOW_ENDED)
 		FUZZ_CHECK(got > 0 && buf[got - 1] == NMF_REC_END);
 	return got;
@@ -190,6 +200,8 @@ read_reference(const uint8_t *buf, size_t len, enum nmf_flow_dir dir,
 	if (dir == NMF_FLOW_DOWN && len > 0) {
 		if (buf[0] != NMF_REC_PREAMBLE_ACK) {
 			r->state = NMF_FLOW_OPAQUE;
+			r->used = 0;
+			r->bad = buf[0];
 			return;
 		}
 		at = 1;
@@ -206,6 +218,8 @@ read_reference(const uint8_t *buf, size_t len, enum nmf_flow_dir dir,
 		}
 		if (buf[at] != NMF_REC_SIZED_ENVELOPE) {
 			r->state = NMF_FLOW_OPAQUE;
+			r->used = at;
+			r->bad = buf[at];
 			return;
 		}
 		at++;
@@ -216,7 +230,10 @@ read_reference(const uint8_t *buf, size_t len, enum nmf_flow_dir dir,
 			at++;
 		}
 		if (nbytes == NMF_MBINT_MAX_BYTES && (more || size > MBINT_MAX)) {
+			/* given up at the fifth size byte, which is not taken */
 			r->state = NMF_FLOW_OPAQUE;
+			r->used = at - 1;
+			r->bad = NMF_REC_SIZED_ENVELOPE;
 			return;
 		}
 		if (more) {
@@ -237,6 +254,8 @@ check_reference(const struct reference *r, const struct outcome *o)
 {
 	FUZZ_CHECK(o->used == r->used);
 	FUZZ_CHECK(o->f.state == r->state);
+	if (r->state == NMF_FLOW_OPAQUE)
+		FUZZ_CHECK(o->f.bad == r->bad);
 	if (r->state == NMF_FLOW_PAYLOAD)
 		FUZZ_CHECK(o->f.remaining == r->remaining);
 }
@@ -275,11 +294,12 @@ self_test(void)
 	FUZZ_CHECK(f.state == NMF_FLOW_RECORD);
 
 	nmf_flow_init(&f, NMF_FLOW_UP);
-	FUZZ_CHECK(feed(&f, too_big, sizeof(too_big)) == sizeof(too_big));
-	FUZZ_CHECK(f.state == NMF_FLOW_OPAQUE);
+	FUZZ_CHECK(feed(&f, too_big, sizeof(too_big)) == sizeof(too_big) - 1);
+	FUZZ_CHECK(f.state == NMF_FLOW_OPAQUE && f.bad == NMF_REC_SIZED_ENVELOPE);
+	/* down, a Sized Envelope where the Ack was due */
 	nmf_flow_init(&f, NMF_FLOW_DOWN);
-	FUZZ_CHECK(feed(&f, six, sizeof(six)) == sizeof(six));
-	FUZZ_CHECK(f.state == NMF_FLOW_OPAQUE);
+	FUZZ_CHECK(feed(&f, six, sizeof(six)) == 0);
+	FUZZ_CHECK(f.state == NMF_FLOW_OPAQUE && f.bad == NMF_REC_SIZED_ENVELOPE);
 }
 
 int

@@ -35,7 +35,7 @@ feed_split(enum nmf_flow_dir dir, const uint8_t *buf, size_t len,
 		ck_assert_uint_le(got, to - from);
 		r.used += got;
 		if (got < to - from)
-			break; /* the session ended inside this piece */
+			break; /* the session ended, or left, inside this piece */
 		from = to;
 	}
 	r.state = f.state;
@@ -95,16 +95,18 @@ START_TEST(test_down_needs_the_ack_first)
 {
 	struct result r;
 
+	/* the byte that does not fit is not taken, nor any after it */
 	r = feed_all_ways(NMF_FLOW_DOWN, LIT("\x06\x01x\x07"));
 	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
-	ck_assert_uint_eq(r.used, 4);
+	ck_assert_uint_eq(r.used, 0);
 	/* a Fault instead of the Ack */
 	r = feed_all_ways(NMF_FLOW_DOWN, LIT("\x08\x02zz\x07"));
 	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
+	ck_assert_uint_eq(r.used, 0);
 	/* text after the Ack */
 	r = feed_all_ways(NMF_FLOW_DOWN, LIT("\x0b" "A\x07"));
 	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
-	ck_assert_uint_eq(r.used, 3);
+	ck_assert_uint_eq(r.used, 1);
 }
 END_TEST
 
@@ -117,9 +119,14 @@ START_TEST(test_unexpected_records_give_up)
 	for (size_t i = 0; i < sizeof(types); i++) {
 		uint8_t s[3] = { 0x06, 0x00, types[i] };
 		struct result r = feed_all_ways(NMF_FLOW_UP, s, sizeof(s));
+		struct nmf_flow f;
+
+		nmf_flow_init(&f, NMF_FLOW_UP);
+		(void)nmf_flow_feed(&f, s, sizeof(s));
+		ck_assert_uint_eq(f.bad, types[i]);
 
 		ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
-		ck_assert_uint_eq(r.used, sizeof(s));
+		ck_assert_uint_eq(r.used, 2);
 	}
 }
 END_TEST
@@ -166,10 +173,11 @@ START_TEST(test_largest_and_invalid_sizes)
 	ck_assert_uint_eq(f.remaining, 0x7fffffffu);
 	/* a fifth byte above 0x07, and a sixth byte: not a size */
 	nmf_flow_init(&f, NMF_FLOW_UP);
-	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\xff\xff\xff\xff\x08xyz")), 9);
+	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\xff\xff\xff\xff\x08xyz")), 5);
 	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
+	ck_assert_uint_eq(f.bad, NMF_REC_SIZED_ENVELOPE);
 	nmf_flow_init(&f, NMF_FLOW_UP);
-	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\x80\x80\x80\x80\x80\x01")), 7);
+	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\x80\x80\x80\x80\x80\x01")), 5);
 	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
 }
 END_TEST
@@ -201,8 +209,10 @@ START_TEST(test_end_and_opaque_stay)
 	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\x01x")), 0);
 	ck_assert_int_eq(f.state, NMF_FLOW_ENDED);
 	nmf_flow_init(&f, NMF_FLOW_UP);
-	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x05")), 1);
-	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x07\x06")), 2);
+	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\x00\x05")), 2);
+	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
+	ck_assert_uint_eq(f.bad, 0x05);
+	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x07\x06")), 0);
 	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
 	/* a skip outside a payload does not bring a follower back */
 	nmf_flow_skip(&f, 0);
@@ -215,6 +225,69 @@ START_TEST(test_end_and_opaque_stay)
 	nmf_flow_init(&f, NMF_FLOW_DOWN);
 	ck_assert_uint_eq(nmf_flow_feed(&f, NULL, 0), 0);
 	ck_assert_int_eq(f.state, NMF_FLOW_RECORD);
+}
+END_TEST
+
+/* Feed a singleton session's bytes at every split. */
+static struct result
+singleton_split(enum nmf_flow_dir dir, const uint8_t *buf, size_t len,
+    size_t cut)
+{
+	struct nmf_flow f;
+	struct result r = { 0, NMF_FLOW_RECORD };
+	size_t got;
+
+	nmf_flow_init_singleton(&f, dir);
+	got = nmf_flow_feed(&f, buf, cut);
+	r.used = got;
+	if (got == cut)
+		r.used += nmf_flow_feed(&f, buf + cut, len - cut);
+	r.state = f.state;
+	return r;
+}
+
+static void
+singleton_check(enum nmf_flow_dir dir, const uint8_t *buf, size_t len,
+    enum nmf_flow_state state, size_t used)
+{
+	for (size_t cut = 0; cut <= len; cut++) {
+		struct result r = singleton_split(dir, buf, len, cut);
+
+		ck_assert_int_eq(r.state, state);
+		ck_assert_uint_eq(r.used, used);
+	}
+}
+
+START_TEST(test_singleton_sessions)
+{
+	/* up: one Unsized Envelope in two chunks, its 00, End, then more */
+	static const uint8_t up[] = "\x05\x03" "abc" "\x02" "\x07\x07" "\x00" "\x07"
+	    "\x00\x01";
+	/* down: Ack, the reply envelope, End */
+	static const uint8_t down[] = "\x0b\x05\x01" "z" "\x00\x07" "junk";
+
+	singleton_check(NMF_FLOW_UP, up, sizeof(up) - 1, NMF_FLOW_ENDED, 10);
+	singleton_check(NMF_FLOW_DOWN, down, sizeof(down) - 1, NMF_FLOW_ENDED, 6);
+	/* a one-way call: the service answers End alone */
+	singleton_check(NMF_FLOW_DOWN, LIT("\x0b\x07"), NMF_FLOW_ENDED, 2);
+	/* the client must send its envelope before End, and only one */
+	singleton_check(NMF_FLOW_UP, LIT("\x07"), NMF_FLOW_OPAQUE, 0);
+	singleton_check(NMF_FLOW_UP, LIT("\x05\x00\x05"), NMF_FLOW_OPAQUE, 2);
+	/* no Sized Envelope in a singleton session */
+	singleton_check(NMF_FLOW_UP, LIT("\x06\x01x"), NMF_FLOW_OPAQUE, 0);
+	singleton_check(NMF_FLOW_DOWN, LIT("\x0b\x05\x00\x05"), NMF_FLOW_OPAQUE, 3);
+	/* a chunk's payload is skipped like an envelope's, back to a size */
+	{
+		struct nmf_flow f;
+
+		nmf_flow_init_singleton(&f, NMF_FLOW_UP);
+		ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x05\xac\x02")), 3);
+		ck_assert_int_eq(f.state, NMF_FLOW_PAYLOAD);
+		nmf_flow_skip(&f, 300);
+		ck_assert_int_eq(f.state, NMF_FLOW_SIZE);
+		ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x00\x07")), 2);
+		ck_assert_int_eq(f.state, NMF_FLOW_ENDED);
+	}
 }
 END_TEST
 
@@ -233,6 +306,7 @@ flow_suite(void)
 	tcase_add_test(tc, test_largest_and_invalid_sizes);
 	tcase_add_test(tc, test_skip_payload_unseen);
 	tcase_add_test(tc, test_end_and_opaque_stay);
+	tcase_add_test(tc, test_singleton_sessions);
 	suite_add_tcase(s, tc);
 	return s;
 }
