@@ -13,14 +13,17 @@
  *
  * The Via picks the route (or the EndpointNotFound fault) as soon as it
  * arrives; the backend is dialled once the preamble is complete, so the
- * replay is the whole preamble.  A duplex session without an upgrade is
- * followed to its End records: then the backend connection goes to the
- * worker's pool for the next session to that backend, and the client
- * connection waits (IDLE) for its own next preamble, routed afresh.
+ * replay is the whole preamble.  A session without an upgrade (duplex or
+ * singleton) is followed from its first byte to its End records: then the
+ * backend connection goes to the worker's pool for the next session to
+ * that backend, and the client connection waits (IDLE) for its own next
+ * preamble, routed afresh.  No byte of the client's that the follower
+ * cannot place reaches a service.
  *
  * A connection is in the worker's preamble list exactly while it is in one
  * of the states before CONNECTING: that is what max_pending counts, and what
- * preamble_timeout limits.
+ * preamble_timeout limits.  It is in the idle list exactly while IDLE: the
+ * oldest gives way at max_connections.
  */
 #include "conn.h"
 
@@ -1042,7 +1045,8 @@ session_end(struct conn *c)
 	c->following = 0;
 	if (next == 0) {
 		/* Between sessions the client's connection is idle, not a
-		 * preamble in progress: idle_timeout applies, not max_pending. */
+		 * preamble in progress: keepalive_timeout applies, not
+		 * max_pending. */
 		conn_set_state(c, CONN_IDLE);
 		if (w->cfg->keepalive_timeout > 0)
 			deadline_start(c, w->cfg->keepalive_timeout);
