@@ -998,13 +998,15 @@ unfollow_down(struct conn *c)
 }
 
 /*
- * Both Ends are delivered: the session is over.  The backend connection
- * goes to the pool, unless the service sent something after its End; the
- * client connection waits for its next preamble, of which the bytes it
- * sent after its End are the start.
+ * The session is over: both Ends are delivered, or (ended_by_service) the
+ * client's End is and the service closed without End, after which the
+ * client had already sent its next preamble.  The backend connection goes
+ * to the pool, unless the service sent something after its End or ended
+ * that way; the client connection waits for its next preamble, of which
+ * the bytes it sent after its End are the start.
  */
 static void
-session_end(struct conn *c)
+session_end(struct conn *c, int ended_by_service)
 {
 	struct worker *w = c->w;
 	int fd = c->backend_fd, kept = 0;
@@ -1012,16 +1014,18 @@ session_end(struct conn *c)
 
 	stop_watchers(c);
 	c->backend_fd = -1;
-	if (c->down.held == 0)
+	if (c->down.held == 0 && !ended_by_service)
 		kept = bpool_put(&w->backends, &c->route->backend, fd);
 	else
 		close(fd);
 	c->sessions++;
+	c->fin_held = 0;
 	conn_log(c, LOG_LEVEL_DEBUG, "session %u ended after %llu bytes up, %llu "
 	    "down; backend connection %s", c->sessions,
 	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
-	    kept ? "pooled" : c->down.held > 0 ? "closed (bytes after its End)" :
-	    "closed");
+	    kept ? "pooled" : ended_by_service ? "closed (the service ended "
+	    "without End; the client's next preamble is routed)" :
+	    c->down.held > 0 ? "closed (bytes after its End)" : "closed");
 	if (next > NMF_PREAMBLE_MAX ||
 	    (next > 0 && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL)) {
 		conn_log(c, LOG_LEVEL_NOTICE, "%zu bytes after End without waiting "
@@ -1069,11 +1073,21 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 	struct nmf_flow *flow = !c->following ? NULL : p == &c->up ? &c->up_flow :
 	    c->down_flow.state == NMF_FLOW_OPAQUE ? NULL : &c->down_flow;
 	uint64_t before = p->total;
+	/* The client has ended its session and sent its next preamble: the
+	 * service's FIN ends this session, not the client's connection, so it
+	 * is not passed on. */
+	int hold_fin = p == &c->down && c->following &&
+	    c->up_flow.state == NMF_FLOW_ENDED && c->up.pending == 0 &&
+	    c->up.held > 0 && !c->up.dst_shut &&
+	    (c->down_flow.state == NMF_FLOW_RECORD ||
+	    c->down_flow.state == NMF_FLOW_OPAQUE);
 	enum pump_status status = pump_run(p, src, dst, c->w->cfg->forward,
-	    &c->w->pipes, other->dst_shut, flow);
+	    &c->w->pipes, other->dst_shut || hold_fin, flow);
 
 	if (p->total != before)
 		idle_touch(c);
+	if (status == PUMP_DONE && hold_fin)
+		c->fin_held = 1;
 	switch (status) {
 	case PUMP_WANT_READ:
 		ev_io_stop(loop, dst_wr);
@@ -1123,7 +1137,11 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		return;
 	if (!c->up.dst_shut && !c->down.dst_shut &&
 	    c->down_flow.state == NMF_FLOW_ENDED) {
-		session_end(c);
+		session_end(c, 0);
+		return;
+	}
+	if (c->fin_held) {
+		session_end(c, 1);
 		return;
 	}
 	/* A side ended without End (a FIN, or a service out of the

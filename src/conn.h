@@ -72,6 +72,9 @@ struct conn {
 	unsigned following : 1;                   /* the session is followed to its End */
 	unsigned unanswered : 1;                  /* pooled backend, silent so far: */
 	                                          /* if it fails, redial and replay */
+	unsigned fin_held : 1;                    /* the service's FIN after the */
+	                                          /* client's End and next preamble: */
+	                                          /* not passed on, the session is over */
 	unsigned sessions;                        /* sessions ended on this connection */
 };
 

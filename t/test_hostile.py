@@ -271,10 +271,11 @@ def test_stray_bytes_after_end_never_reach_another_client():
         a.close()
 
 
-def test_pipelined_preamble_never_reaches_a_service_that_faults_or_closes():
+def test_pipelined_preamble_routed_afresh_when_the_service_faults_or_closes():
     """The client sends End and, in the same write, its next preamble; the
     service answers the End with a Fault, or just closes.  The next
-    preamble is not this service's: it never gets there."""
+    preamble is not this service's: it never gets there, and is routed
+    afresh, to B."""
     def handler(how):
         def h(c, backend):
             r = Reader(c)
@@ -301,18 +302,46 @@ def test_pipelined_preamble_never_reaches_a_service_that_faults_or_closes():
             with daemon(forward, [("a", "net.tcp://+/A", a.addr),
                                   ("b", "net.tcp://+/B", b.addr)]) as d:
                 s = d.connect()
+                r = Reader(s)
                 s.sendall(preamble("net.tcp://h/A"))
-                assert recv_exact(s, 1) == b"\x0b"
+                assert r.record()[0] == 0x0B
                 s.sendall(b"\x07" + preamble("net.tcp://h/B"))
-                data, _ = recv_until_close(s)
-                want = fault_record("MaxMessageSizeExceededFault") if how == "fault" else b""
-                assert data == want, (forward, how, data)
+                if how == "fault":
+                    assert r.record() == (0x08, fault_record(
+                        "MaxMessageSizeExceededFault")[2:]), (forward, how)
+                assert r.record()[0] == 0x0B, (forward, how)
+                s.sendall(sized_envelope(b"next"))
+                assert r.record() == (0x06, b"B:next")
+                s.sendall(b"\x07")
+                assert r.record()[0] == 0x07
                 wait_for(lambda: a.rest is not None, what="the service's end of stream")
                 assert a.rest == b"", (forward, how, a.rest)
-                assert b.accepted == 0
+                assert vias(b) == ["net.tcp://h/B"]
+                d.wait_log("the service ended without End; the client's next "
+                           "preamble is routed")
                 s.close()
             a.close()
             b.close()
+
+
+def test_service_fin_without_a_next_preamble_reaches_the_client():
+    """A service that closes after the client's End, when the client has
+    not sent more (Mono does this): the client sees the end of stream."""
+    def handler(c, backend):
+        r = Reader(c)
+        r.preamble()
+        c.sendall(b"\x0b")
+        r.record()
+    for forward in FORWARD_METHODS:
+        a = Backend(handler=handler, name="A")
+        with daemon(forward, [("a", "net.tcp://+/A", a.addr)]) as d:
+            s = d.connect()
+            s.sendall(preamble("net.tcp://h/A"))
+            assert recv_exact(s, 1) == b"\x0b"
+            s.sendall(b"\x07")
+            assert recv_until_close(s) == (b"", "eof")
+            s.close()
+        a.close()
 
 
 def test_fault_instead_of_ack_reaches_the_client():
