@@ -18,11 +18,14 @@
  * the way, on every call: feed never takes more than it was given, takes
  * less only when the session has just ended (and then the last byte taken
  * is the End) or just left the protocol (and then the first byte not taken
- * is the one that did not fit, named in bad), an empty feed changes
- * nothing, ENDED and OPAQUE never change and take nothing, PAYLOAD always has bytes to come, remaining
- * never exceeds 2^31-1, and skip moves exactly what it is told.  The whole
- * run is also checked against a reading of the bytes done here
- * independently.
+ * is the one that did not fit: the record named in bad, or the fifth size
+ * byte that makes the size invalid, with bad its Sized Envelope), an empty
+ * feed changes nothing, ENDED and OPAQUE never change and take nothing (a
+ * proxy must never forward a byte the follower could not place), PAYLOAD
+ * always has bytes to come, remaining never exceeds 2^31-1, and skip moves
+ * exactly what it is told.  The whole run is also checked against a
+ * reading of the bytes done here independently, which says where the
+ * follower stops and which record it names.
  */
 #include <string.h>
 
@@ -49,7 +52,7 @@ struct schedule {
 struct reference {
 	size_t used;
 	enum nmf_flow_state state;
-	uint8_t bad;        /* NMF_FLOW_OPAQUE only */
+	uint8_t bad;        /* NMF_FLOW_OPAQUE only; 0 otherwise */
 	uint32_t remaining; /* NMF_FLOW_PAYLOAD only */
 };
 
@@ -59,7 +62,9 @@ same_flow(const struct nmf_flow *a, const struct nmf_flow *b)
 	return a->state == b->state && a->want_ack == b->want_ack &&
 	    a->bad == b->bad &&
 	    a->size_bytes == b->size_bytes && a->size == b->size &&
-	    a->remaining == b->remaining;
+	    a->remaining == b->remaining && a->singleton == b->singleton &&
+	    a->chunks == b->chunks && a->want_end == b->want_end &&
+	    a->may_end == b->may_end;
 }
 
 /* What holds after every call, whatever the call. */
@@ -95,11 +100,15 @@ feed(struct nmf_flow *f, const uint8_t *buf, size_t len)
 	 * none from the byte that does not fit on is the session's */
 	if (got < len)
 		FUZZ_CHECK(f->state == NMF_FLOW_ENDED || f->state == NMF_FLOW_OPAQUE);
-	/* the byte that did not fit is in this call, and is the record named
-	 * (or an invalid size byte, named as its Sized Envelope) */
+	/* the byte that did not fit is in this call, at got, and is the
+	 * record named; or it is a fifth size byte above 0x07 (the four
+	 * before it read), named as its Sized Envelope */
 	if (before.state != NMF_FLOW_OPAQUE && f->state == NMF_FLOW_OPAQUE) {
 		FUZZ_CHECK(got < len);
-		FUZZ_CHECK(buf[got] == f->bad || f->bad == NMF_REC_SIZED_ENVELOPE);
+		FUZZ_CHECK(buf[got] == f->bad ||
+		    (f->bad == NMF_REC_SIZED_ENVELOPE &&
+		    f->size_bytes == NMF_MBINT_MAX_BYTES - 1 &&
+		    buf[got] > 0x07));
 	}
 	if (before.state != NMF_FLOW_ENDED && f->state == NMF_FLOW_ENDED)
 		FUZZ_CHECK(got > 0 && buf[got - 1] == NMF_REC_END);
@@ -186,7 +195,10 @@ run(const uint8_t *buf, size_t len, enum nmf_flow_dir dir,
  * Read the stream again, without the follower, straight from [MC-NMF]: the
  * down direction opens with the Preamble Ack; then Sized Envelopes (06, a
  * size of at most 5 bytes and at most 2^31-1, the payload) until an End
- * (07).  Anything else is a session the follower gives up on.
+ * (07).  Anything else is a session the follower gives up on, at the byte
+ * that does not fit, which is not the session's: a first byte down other
+ * than 0B, a record other than 06 or 07 (bad is that byte), or the fifth
+ * size byte that asks for a sixth or goes past 2^31-1 (bad is 06).
  */
 static void
 read_reference(const uint8_t *buf, size_t len, enum nmf_flow_dir dir,
@@ -196,6 +208,7 @@ read_reference(const uint8_t *buf, size_t len, enum nmf_flow_dir dir,
 
 	r->used = len;
 	r->state = NMF_FLOW_RECORD;
+	r->bad = 0;
 	r->remaining = 0;
 	if (dir == NMF_FLOW_DOWN && len > 0) {
 		if (buf[0] != NMF_REC_PREAMBLE_ACK) {
@@ -254,8 +267,8 @@ check_reference(const struct reference *r, const struct outcome *o)
 {
 	FUZZ_CHECK(o->used == r->used);
 	FUZZ_CHECK(o->f.state == r->state);
-	if (r->state == NMF_FLOW_OPAQUE)
-		FUZZ_CHECK(o->f.bad == r->bad);
+	/* and bad stays 0 until the follower gives up */
+	FUZZ_CHECK(o->f.bad == r->bad);
 	if (r->state == NMF_FLOW_PAYLOAD)
 		FUZZ_CHECK(o->f.remaining == r->remaining);
 }
@@ -269,7 +282,9 @@ check_same(const struct outcome *a, const struct outcome *b)
 
 /*
  * Fixed checks, run once: the largest size is followed and skipped in one
- * call, one past it and a sixth size byte are given up on.
+ * call; one past it and a sixth size byte are given up on at the fifth
+ * size byte, which is not taken; a stray record is not taken either, nor
+ * anything once the follower has given up.
  */
 static void
 self_test(void)
@@ -278,6 +293,7 @@ self_test(void)
 	static const uint8_t too_big[] = { 0x06, 0x80, 0x80, 0x80, 0x80, 0x08 };
 	static const uint8_t six[] = { 0x06, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00 };
 	static const uint8_t end[] = { 0x07, 0x07, 0x06 };
+	static const uint8_t fault[] = { 0x06, 0x00, 0x08, 0x01, 0x61 };
 	struct nmf_flow f;
 
 	nmf_flow_init(&f, NMF_FLOW_UP);
@@ -294,12 +310,21 @@ self_test(void)
 	FUZZ_CHECK(f.state == NMF_FLOW_RECORD);
 
 	nmf_flow_init(&f, NMF_FLOW_UP);
-	FUZZ_CHECK(feed(&f, too_big, sizeof(too_big)) == sizeof(too_big) - 1);
+	FUZZ_CHECK(feed(&f, too_big, sizeof(too_big)) == 5);
+	FUZZ_CHECK(f.state == NMF_FLOW_OPAQUE && f.bad == NMF_REC_SIZED_ENVELOPE);
+	FUZZ_CHECK(feed(&f, end, sizeof(end)) == 0);
+	FUZZ_CHECK(f.state == NMF_FLOW_OPAQUE && f.bad == NMF_REC_SIZED_ENVELOPE);
+	nmf_flow_init(&f, NMF_FLOW_UP);
+	FUZZ_CHECK(feed(&f, six, sizeof(six)) == 5);
 	FUZZ_CHECK(f.state == NMF_FLOW_OPAQUE && f.bad == NMF_REC_SIZED_ENVELOPE);
 	/* down, a Sized Envelope where the Ack was due */
 	nmf_flow_init(&f, NMF_FLOW_DOWN);
 	FUZZ_CHECK(feed(&f, six, sizeof(six)) == 0);
 	FUZZ_CHECK(f.state == NMF_FLOW_OPAQUE && f.bad == NMF_REC_SIZED_ENVELOPE);
+	/* up, a Fault after an empty envelope: the envelope only is taken */
+	nmf_flow_init(&f, NMF_FLOW_UP);
+	FUZZ_CHECK(feed(&f, fault, sizeof(fault)) == 2);
+	FUZZ_CHECK(f.state == NMF_FLOW_OPAQUE && f.bad == NMF_REC_FAULT);
 }
 
 int

@@ -2,7 +2,10 @@
  * check_flow.c - unit tests for the duplex session follower (nmf_flow).
  *
  * Every stream is fed whole, split in two at every point and byte by byte;
- * the follower must stop at the same byte in the same state each time.
+ * the follower must stop at the same byte in the same state each time, and
+ * when it leaves the protocol, name the same record.  It stops before a
+ * byte that does not fit, so a proxy never forwards a byte it could not
+ * place.
  */
 #include <check.h>
 #include <stdint.h>
@@ -16,6 +19,7 @@
 struct result {
 	size_t used;  /* bytes the follower took as the session's */
 	enum nmf_flow_state state;
+	uint8_t bad;  /* NMF_FLOW_OPAQUE: the record that did not fit, else 0 */
 };
 
 /* Feed buf in pieces cut at the given points (sorted, < len). */
@@ -24,7 +28,7 @@ feed_split(enum nmf_flow_dir dir, const uint8_t *buf, size_t len,
     const size_t *cuts, size_t ncuts)
 {
 	struct nmf_flow f;
-	struct result r = { 0, NMF_FLOW_RECORD };
+	struct result r = { 0, NMF_FLOW_RECORD, 0 };
 	size_t from = 0;
 
 	nmf_flow_init(&f, dir);
@@ -34,11 +38,24 @@ feed_split(enum nmf_flow_dir dir, const uint8_t *buf, size_t len,
 
 		ck_assert_uint_le(got, to - from);
 		r.used += got;
-		if (got < to - from)
-			break; /* the session ended, or left, inside this piece */
+		if (got < to - from) {
+			/* the session ended, or left, inside this piece: what
+			 * is left of the stream is not the session's, however
+			 * it comes */
+			struct nmf_flow stopped = f;
+
+			ck_assert(f.state == NMF_FLOW_ENDED ||
+			    f.state == NMF_FLOW_OPAQUE);
+			ck_assert_uint_eq(nmf_flow_feed(&f, buf + from + got,
+			    len - from - got), 0);
+			ck_assert_int_eq(f.state, stopped.state);
+			ck_assert_uint_eq(f.bad, stopped.bad);
+			break;
+		}
 		from = to;
 	}
 	r.state = f.state;
+	r.bad = f.state == NMF_FLOW_OPAQUE ? f.bad : 0;
 	return r;
 }
 
@@ -55,6 +72,7 @@ feed_all_ways(enum nmf_flow_dir dir, const uint8_t *buf, size_t len)
 
 		ck_assert_uint_eq(split.used, whole.used);
 		ck_assert_int_eq(split.state, whole.state);
+		ck_assert_uint_eq(split.bad, whole.bad);
 	}
 	for (size_t i = 1; i < len; i++)
 		cuts[i - 1] = i;
@@ -63,6 +81,7 @@ feed_all_ways(enum nmf_flow_dir dir, const uint8_t *buf, size_t len)
 
 		ck_assert_uint_eq(bytes.used, whole.used);
 		ck_assert_int_eq(bytes.state, whole.state);
+		ck_assert_uint_eq(bytes.bad, whole.bad);
 	}
 	free(cuts);
 	return whole;
@@ -99,14 +118,22 @@ START_TEST(test_down_needs_the_ack_first)
 	r = feed_all_ways(NMF_FLOW_DOWN, LIT("\x06\x01x\x07"));
 	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
 	ck_assert_uint_eq(r.used, 0);
+	ck_assert_uint_eq(r.bad, NMF_REC_SIZED_ENVELOPE);
 	/* a Fault instead of the Ack */
 	r = feed_all_ways(NMF_FLOW_DOWN, LIT("\x08\x02zz\x07"));
 	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
 	ck_assert_uint_eq(r.used, 0);
+	ck_assert_uint_eq(r.bad, NMF_REC_FAULT);
 	/* text after the Ack */
 	r = feed_all_ways(NMF_FLOW_DOWN, LIT("\x0b" "A\x07"));
 	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
 	ck_assert_uint_eq(r.used, 1);
+	ck_assert_uint_eq(r.bad, 'A');
+	/* a Fault mid-session: the envelopes before it are the session's */
+	r = feed_all_ways(NMF_FLOW_DOWN, LIT("\x0b" "\x06\x01z" "\x08\x01u"));
+	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
+	ck_assert_uint_eq(r.used, 4);
+	ck_assert_uint_eq(r.bad, NMF_REC_FAULT);
 }
 END_TEST
 
@@ -119,14 +146,11 @@ START_TEST(test_unexpected_records_give_up)
 	for (size_t i = 0; i < sizeof(types); i++) {
 		uint8_t s[3] = { 0x06, 0x00, types[i] };
 		struct result r = feed_all_ways(NMF_FLOW_UP, s, sizeof(s));
-		struct nmf_flow f;
 
-		nmf_flow_init(&f, NMF_FLOW_UP);
-		(void)nmf_flow_feed(&f, s, sizeof(s));
-		ck_assert_uint_eq(f.bad, types[i]);
-
+		/* the empty envelope is taken, the stray record is not */
 		ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
 		ck_assert_uint_eq(r.used, 2);
+		ck_assert_uint_eq(r.bad, types[i]);
 	}
 }
 END_TEST
@@ -165,20 +189,34 @@ END_TEST
 START_TEST(test_largest_and_invalid_sizes)
 {
 	struct nmf_flow f;
+	struct result r;
 
 	/* 2^31-1: accepted, payload pending */
 	nmf_flow_init(&f, NMF_FLOW_UP);
 	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\xff\xff\xff\xff\x07")), 6);
 	ck_assert_int_eq(f.state, NMF_FLOW_PAYLOAD);
 	ck_assert_uint_eq(f.remaining, 0x7fffffffu);
-	/* a fifth byte above 0x07, and a sixth byte: not a size */
-	nmf_flow_init(&f, NMF_FLOW_UP);
-	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\xff\xff\xff\xff\x08xyz")), 5);
-	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
-	ck_assert_uint_eq(f.bad, NMF_REC_SIZED_ENVELOPE);
-	nmf_flow_init(&f, NMF_FLOW_UP);
-	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\x80\x80\x80\x80\x80\x01")), 5);
-	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
+	/* a fifth byte above 0x07, or one asking for a sixth: not a size.
+	 * The follower stops at that fifth byte (index 5), without taking
+	 * it, and names the Sized Envelope whose size it is. */
+	r = feed_all_ways(NMF_FLOW_UP, LIT("\x06\xff\xff\xff\xff\x08xyz"));
+	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
+	ck_assert_uint_eq(r.used, 5);
+	ck_assert_uint_eq(r.bad, NMF_REC_SIZED_ENVELOPE);
+	r = feed_all_ways(NMF_FLOW_UP, LIT("\x06\x80\x80\x80\x80\x80\x01"));
+	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
+	ck_assert_uint_eq(r.used, 5);
+	ck_assert_uint_eq(r.bad, NMF_REC_SIZED_ENVELOPE);
+	/* the same after a whole envelope: the index is from the start */
+	r = feed_all_ways(NMF_FLOW_UP,
+	    LIT("\x06\x01x" "\x06\xff\xff\xff\xff\x10"));
+	ck_assert_int_eq(r.state, NMF_FLOW_OPAQUE);
+	ck_assert_uint_eq(r.used, 3 + 5);
+	ck_assert_uint_eq(r.bad, NMF_REC_SIZED_ENVELOPE);
+	/* four size bytes that want a fifth are still a size */
+	r = feed_all_ways(NMF_FLOW_UP, LIT("\x06\xff\xff\xff\xff"));
+	ck_assert_int_eq(r.state, NMF_FLOW_SIZE);
+	ck_assert_uint_eq(r.used, 5);
 }
 END_TEST
 
@@ -212,8 +250,11 @@ START_TEST(test_end_and_opaque_stay)
 	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x06\x00\x05")), 2);
 	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
 	ck_assert_uint_eq(f.bad, 0x05);
+	/* not even the byte that did not fit, offered again, nor an End */
+	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x05")), 0);
 	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x07\x06")), 0);
 	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
+	ck_assert_uint_eq(f.bad, 0x05);
 	/* a skip outside a payload does not bring a follower back */
 	nmf_flow_skip(&f, 0);
 	ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
@@ -234,7 +275,7 @@ singleton_split(enum nmf_flow_dir dir, const uint8_t *buf, size_t len,
     size_t cut)
 {
 	struct nmf_flow f;
-	struct result r = { 0, NMF_FLOW_RECORD };
+	struct result r = { 0, NMF_FLOW_RECORD, 0 };
 	size_t got;
 
 	nmf_flow_init_singleton(&f, dir);
