@@ -593,13 +593,15 @@ backend_connect(struct conn *c)
  * Bytes the client sent after Preamble End without waiting for the Ack
  * (legal framing) are the session's first: the follower reads them, the
  * replay carries those that belong to the session, and anything after the
- * client's End is held for the next preamble.  Returns 0, or -1 when the
- * connection was closed.
+ * client's End is held for the next preamble.  Inside TLS the parser read
+ * from clear_end on, and nothing may follow the End there: the next
+ * preamble comes in clear.  Returns 0, or -1 when the connection was closed.
  */
 static int
 follow_early_bytes(struct conn *c)
 {
-	size_t end = c->parser.pos, extra = c->preamble_len - end, used, held;
+	size_t end = (c->ssl != NULL ? c->clear_end : 0) + c->parser.pos;
+	size_t extra = c->preamble_len - end, used, held;
 
 	if (extra == 0)
 		return 0;
@@ -612,6 +614,12 @@ follow_early_bytes(struct conn *c)
 		return -1;
 	}
 	held = extra - used;
+	if (held > 0 && c->ssl != NULL) {
+		conn_log(c, LOG_LEVEL_NOTICE, "client sent %zu bytes after its End "
+		    "inside TLS, with its preamble; reset", held);
+		conn_close(c, CLOSE_RESET);
+		return -1;
+	}
 	if (held > 0) {
 		if ((c->up.buf = malloc(PUMP_COPY_BUFSZ)) == NULL) {
 			conn_log(c, LOG_LEVEL_WARNING, "out of memory, reset");
@@ -627,10 +635,11 @@ follow_early_bytes(struct conn *c)
 }
 
 /*
- * The preamble is complete.  A session without an upgrade, duplex or
- * singleton (the parser admits no other mode), is followed from its first
- * byte (its framing stays readable to the end) and may take a pooled
- * connection; an upgrade passed to the service is piped as it comes.
+ * The preamble is complete.  A session nettcpd can read, duplex or
+ * singleton (the parser admits no other mode), in clear or inside the TLS
+ * it terminates, is followed from its first byte (its framing stays
+ * readable to the end) and may take a pooled connection; an upgrade passed
+ * to the service is piped as it comes.
  */
 static void
 backend_start(struct conn *c)
@@ -723,7 +732,7 @@ tls_preamble_read(struct conn *c)
 		if (status == NMF_NEED_MORE)
 			continue;
 		if (status == NMF_RECORD && rec.type == NMF_REC_PREAMBLE_END) {
-			backend_connect(c);
+			backend_start(c);
 			return;
 		}
 		if (status == NMF_RECORD) {
@@ -777,7 +786,8 @@ tls_start(struct conn *c)
 		conn_close(c, CLOSE_RESET);
 		return;
 	}
-	/* Nothing has been written to this socket yet: one byte fits. */
+	/* One byte fits: the socket is new, or the client read the last
+	 * session's End before it sent this preamble. */
 	if (send(c->client_fd, &upgrade_response, 1, MSG_NOSIGNAL) != 1) {
 		conn_log(c, LOG_LEVEL_NOTICE, "cannot send the Upgrade Response (%s), "
 		    "closed", strerror(errno));
@@ -994,7 +1004,10 @@ unfollow_down(struct conn *c)
 	    "session; its bytes are passed on unread until the connection closes",
 	    c->down_flow.bad);
 	pump_unhold(&c->down);
-	resume(c, &c->down, &c->backend_rd, &c->client_wr);
+	if (c->ssl != NULL)
+		forward_tls(c);
+	else
+		resume(c, &c->down, &c->backend_rd, &c->client_wr);
 }
 
 /*
@@ -1020,6 +1033,16 @@ session_end(struct conn *c, int ended_by_service)
 		close(fd);
 	c->sessions++;
 	c->fin_held = 0;
+	if (c->ssl != NULL) {
+		/* No close_notify: it would land where the client's next
+		 * preamble is read, and WCF sends none either. */
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		c->tls_ready = 0;
+		c->clear_end = 0;
+		conn_log(c, LOG_LEVEL_DEBUG, "the client left its TLS stream after "
+		    "End, as WCF does when it pools a connection");
+	}
 	conn_log(c, LOG_LEVEL_DEBUG, "session %u ended after %llu bytes up, %llu "
 	    "down; backend connection %s", c->sessions,
 	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
@@ -1063,6 +1086,48 @@ session_end(struct conn *c, int ended_by_service)
 	preamble_parse(c);
 }
 
+/* Nothing from here on may reach the service: it is not a session any
+ * route let through. */
+static void
+client_out_of_place(struct conn *c)
+{
+	conn_log(c, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which has no "
+	    "place in the session, after %llu bytes up; reset", c->up_flow.bad,
+	    (unsigned long long)c->up.total);
+	conn_close(c, CLOSE_RESET);
+}
+
+/*
+ * After either direction of a followed session moved: once both sides are
+ * over, the session ends and the connection waits for the next one, or,
+ * when a side ended without End, the connection closes.
+ */
+static void
+session_check(struct conn *c)
+{
+	if (!c->following || !side_over(&c->up, &c->up_flow) ||
+	    !side_over(&c->down, &c->down_flow))
+		return;
+	if (!c->up.dst_shut && !c->down.dst_shut &&
+	    c->down_flow.state == NMF_FLOW_ENDED) {
+		session_end(c, 0);
+		return;
+	}
+	if (c->fin_held) {
+		session_end(c, 1);
+		return;
+	}
+	/* A side ended without End (a FIN, or a service out of the
+	 * protocol): the session is over and so is the connection.  What the
+	 * client sent after its End is not this service's to see. */
+	conn_log(c, LOG_LEVEL_DEBUG, "session ended by %s after %llu bytes up, "
+	    "%llu down; closed%s", c->down.dst_shut ? "the service's end of stream" :
+	    c->up.dst_shut ? "the client's end of stream" : "the service",
+	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
+	    c->up.held > 0 ? ", the client's next bytes dropped" : "");
+	conn_close(c, CLOSE_FIN);
+}
+
 /* Run one direction and wait for what it needs; close once both are done. */
 static void
 forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
@@ -1101,12 +1166,7 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		ev_io_stop(loop, src_rd);
 		ev_io_stop(loop, dst_wr);
 		if (flow == &c->up_flow && flow->state == NMF_FLOW_OPAQUE) {
-			/* Nothing from here on may reach the service: it is
-			 * not a session any route let through. */
-			conn_log(c, LOG_LEVEL_NOTICE, "client sent record 0x%02x, "
-			    "which has no place in the session, after %llu bytes "
-			    "up; reset", flow->bad, (unsigned long long)c->up.total);
-			conn_close(c, CLOSE_RESET);
+			client_out_of_place(c);
 			return;
 		}
 		if (flow == &c->down_flow && flow->state == NMF_FLOW_OPAQUE) {
@@ -1132,34 +1192,16 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		conn_close(c, CLOSE_RESET);
 		return;
 	}
-	if (!c->following || !side_over(&c->up, &c->up_flow) ||
-	    !side_over(&c->down, &c->down_flow))
-		return;
-	if (!c->up.dst_shut && !c->down.dst_shut &&
-	    c->down_flow.state == NMF_FLOW_ENDED) {
-		session_end(c, 0);
-		return;
-	}
-	if (c->fin_held) {
-		session_end(c, 1);
-		return;
-	}
-	/* A side ended without End (a FIN, or a service out of the
-	 * protocol): the session is over and so is the connection.  What the
-	 * client sent after its End is not this service's to see. */
-	conn_log(c, LOG_LEVEL_DEBUG, "session ended by %s after %llu bytes up, "
-	    "%llu down; closed%s", c->down.dst_shut ? "the service's end of stream" :
-	    c->up.dst_shut ? "the client's end of stream" : "the service",
-	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
-	    c->up.held > 0 ? ", the client's next bytes dropped" : "");
-	conn_close(c, CLOSE_FIN);
+	session_check(c);
 }
 
 /*
  * A terminated connection shares one SSL between the two directions, and
  * either may need the client socket readable or writable (a read can have
  * to write, a write to read), so any event runs both and the watchers are
- * set to what the two need together.
+ * set to what the two need together.  A followed session ends inside TLS
+ * as it does in clear; after both Ends the client's next preamble comes
+ * in clear on the raw socket (session_end).
  */
 static void
 forward_tls(struct conn *c)
@@ -1167,13 +1209,17 @@ forward_tls(struct conn *c)
 	struct ev_loop *loop = c->w->loop;
 	struct tls_wants up, down;
 	enum pump_status up_status, down_status;
+	struct nmf_flow *up_flow = c->following ? &c->up_flow : NULL;
+	struct nmf_flow *down_flow = c->following &&
+	    c->down_flow.state != NMF_FLOW_OPAQUE ? &c->down_flow : NULL;
 	char why[256];
 	int backend_events;
 	uint64_t before = c->up.total + c->down.total;
 
-	up_status = tls_pump_up(&c->up, c->ssl, c->client_fd, c->backend_fd, &up);
+	up_status = tls_pump_up(&c->up, c->ssl, c->backend_fd, up_flow, &up);
 	down_status = up_status == PUMP_ERROR ? PUMP_ERROR :
-	    tls_pump_down(&c->down, c->ssl, c->client_fd, c->backend_fd, &down);
+	    tls_pump_down(&c->down, c->ssl, c->client_fd, c->backend_fd, down_flow,
+	    &down);
 	if (up_status == PUMP_ERROR || down_status == PUMP_ERROR) {
 		conn_log(c, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
 		    tls_error(why, sizeof(why)), (unsigned long long)c->up.total,
@@ -1185,6 +1231,21 @@ forward_tls(struct conn *c)
 		conn_log(c, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
 		    (unsigned long long)c->up.total, (unsigned long long)c->down.total);
 		conn_close(c, CLOSE_FIN);
+		return;
+	}
+	if (up_status == PUMP_ENDED && c->up_flow.state == NMF_FLOW_OPAQUE) {
+		client_out_of_place(c);
+		return;
+	}
+	if (up_status == PUMP_ENDED && (c->up.held > 0 || SSL_pending(c->ssl) > 0)) {
+		conn_log(c, LOG_LEVEL_NOTICE, "client sent bytes after its End "
+		    "inside TLS, after %llu bytes up; reset",
+		    (unsigned long long)c->up.total);
+		conn_close(c, CLOSE_RESET);
+		return;
+	}
+	if (down_status == PUMP_ENDED && c->down_flow.state == NMF_FLOW_OPAQUE) {
+		unfollow_down(c);
 		return;
 	}
 	if (c->up.total + c->down.total != before)
@@ -1199,6 +1260,7 @@ forward_tls(struct conn *c)
 		ev_io_start(loop, &c->backend_wr);
 	else
 		ev_io_stop(loop, &c->backend_wr);
+	session_check(c);
 }
 
 static void
@@ -1214,9 +1276,11 @@ forward_up(struct conn *c)
 static void
 forward_down(struct conn *c)
 {
+	if (c->unanswered && backend_answered(c) <= 0)
+		return;
 	if (c->ssl != NULL)
 		forward_tls(c);
-	else if (!c->unanswered || backend_answered(c) > 0)
+	else
 		forward(c, &c->down, c->backend_fd, c->client_fd, &c->backend_rd,
 		    &c->client_wr);
 }

@@ -206,18 +206,58 @@ wants_of(enum tls_step step)
 	return step == TLS_STEP_WANT_WRITE ? EV_WRITE : EV_READ;
 }
 
-/* Decrypted client bytes to the backend. */
+/* Following a session, this direction has stopped: its End went by, or a
+ * byte the follower cannot place. */
+static int
+flow_stopped(const struct nmf_flow *flow)
+{
+	return flow != NULL && (flow->state == NMF_FLOW_ENDED ||
+	    flow->state == NMF_FLOW_OPAQUE);
+}
+
+/*
+ * got bytes were just read into the buffer: with a flow only those up to
+ * the session's End (or before a byte it cannot place) are to be sent; the
+ * rest stay held after them, as pump.c keeps them.
+ */
+static void
+take_read(struct pump *p, struct nmf_flow *flow, size_t got)
+{
+	p->buf_off = 0;
+	p->pending = flow != NULL ? nmf_flow_feed(flow, p->buf, got) : got;
+	p->held = got - p->pending;
+}
+
+/* The direction stopped with nothing in flight: keep the buffer only for
+ * held bytes. */
+static enum pump_status
+pump_ended(struct pump *p)
+{
+	if (p->held == 0) {
+		free(p->buf);
+		p->buf = NULL;
+	}
+	return PUMP_ENDED;
+}
+
+/*
+ * Decrypted client bytes to the backend.  Following a session, nothing is
+ * read from the TLS stream after the client's End: WCF abandons that stream
+ * there and sends its next preamble in clear on the raw socket, which
+ * OpenSSL (read_ahead off) has not touched.
+ */
 enum pump_status
-tls_pump_up(struct pump *p, SSL *ssl, int client, int backend,
+tls_pump_up(struct pump *p, SSL *ssl, int backend, struct nmf_flow *flow,
     struct tls_wants *wants)
 {
 	uint64_t start = p->total;
 
-	(void)client;
 	wants->client = wants->backend = 0;
 	if (p->dst_shut)
 		return PUMP_DONE;
 	for (;;) {
+		if (p->pending == 0 && flow_stopped(flow))
+			return pump_ended(p);
 		/* Over budget, yield; but not while OpenSSL still holds
 		 * decrypted bytes, which no socket event would announce. */
 		if (p->pending == 0 && !p->src_eof &&
@@ -245,8 +285,7 @@ tls_pump_up(struct pump *p, SSL *ssl, int client, int backend,
 			}
 			if (got == 0)
 				p->src_eof = 1;
-			p->pending = got;
-			p->buf_off = 0;
+			take_read(p, flow, got);
 		}
 		while (p->pending > 0) {
 			ssize_t n = send(backend, p->buf + p->buf_off, p->pending,
@@ -275,10 +314,11 @@ tls_pump_up(struct pump *p, SSL *ssl, int client, int backend,
 	}
 }
 
-/* Backend bytes encrypted to the client. */
+/* Backend bytes encrypted to the client; following a session, nothing is
+ * read from the backend after the service's End. */
 enum pump_status
 tls_pump_down(struct pump *p, SSL *ssl, int client, int backend,
-    struct tls_wants *wants)
+    struct nmf_flow *flow, struct tls_wants *wants)
 {
 	uint64_t start = p->total;
 
@@ -286,6 +326,8 @@ tls_pump_down(struct pump *p, SSL *ssl, int client, int backend,
 	if (p->dst_shut)
 		return PUMP_DONE;
 	for (;;) {
+		if (p->pending == 0 && flow_stopped(flow))
+			return pump_ended(p);
 		if (p->pending == 0 && !p->src_eof &&
 		    p->total - start >= PUMP_BUDGET) {
 			free(p->buf);
@@ -311,8 +353,7 @@ tls_pump_down(struct pump *p, SSL *ssl, int client, int backend,
 				return PUMP_ERROR;
 			if (n == 0)
 				p->src_eof = 1;
-			p->pending = (size_t)n;
-			p->buf_off = 0;
+			take_read(p, flow, (size_t)n);
 		}
 		while (p->pending > 0) {
 			enum tls_step step;

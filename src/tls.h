@@ -11,6 +11,7 @@
 
 #include <openssl/ssl.h>
 
+#include "nmf.h"
 #include "pump.h"
 
 /* The upgrade protocol name nettcpd can terminate. */
@@ -84,11 +85,15 @@ struct tls_wants {
  * end of its stream on (shutdown(SHUT_WR) to the backend, close_notify and
  * shutdown(SHUT_WR) to the client) and returns PUMP_DONE after that, or
  * PUMP_ERROR (errno or OpenSSL's queue says why), or PUMP_WANT_READ with
- * *wants saying which socket events to wait for.
+ * *wants saying which socket events to wait for.  With a flow, as pump_run()
+ * does, the direction follows the session and returns PUMP_ENDED once its
+ * End (or the byte before one the follower cannot place) is delivered,
+ * holding in p->buf (p->held) what it read past that point; nothing more
+ * is read from its source.
  */
-enum pump_status tls_pump_up(struct pump *p, SSL *ssl, int client, int backend,
-    struct tls_wants *wants);
+enum pump_status tls_pump_up(struct pump *p, SSL *ssl, int backend,
+    struct nmf_flow *flow, struct tls_wants *wants);
 enum pump_status tls_pump_down(struct pump *p, SSL *ssl, int client,
-    int backend, struct tls_wants *wants);
+    int backend, struct nmf_flow *flow, struct tls_wants *wants);
 
 #endif
