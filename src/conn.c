@@ -13,11 +13,12 @@
  *
  * The Via picks the route (or the EndpointNotFound fault) as soon as it
  * arrives; the backend is dialled once the preamble is complete, so the
- * replay is the whole preamble.  A session without an upgrade (duplex or
- * singleton) is followed from its first byte to its End records: then the
- * backend connection goes to the worker's pool for the next session to
- * that backend, and the client connection waits (IDLE) for its own next
- * preamble, routed afresh.  No byte of the client's that the follower
+ * replay is the whole preamble.  A session without an upgrade, or inside
+ * the TLS a route terminates (duplex or singleton), is followed from its
+ * first byte to its End records: then the backend connection goes to the
+ * worker's pool for the next session to that backend, and the client
+ * connection waits (IDLE) for its own next preamble, in clear, routed
+ * afresh.  No byte of the client's that the follower
  * cannot place reaches a service.
  *
  * A connection is in the worker's preamble list exactly while it is in one
