@@ -17,8 +17,10 @@
  * WCF client with SecurityMode.Transport does: the clear-text preamble ends
  * with the Upgrade Request for application/ssl-tls instead of Preamble End;
  * after the Upgrade Response (0A) the client runs a TLS 1.3 handshake
- * (OpenSSL, non-blocking, in the same loop; a fresh session each time, no
- * resumption), verifying the server's chain against CAFILE alone and its
+ * (OpenSSL, non-blocking, in the same loop; a fresh session each time,
+ * or with -R a resumption of the newest session ticket the server sent
+ * to that client slot, as a client that redials resumes its own session),
+ * verifying the server's chain against CAFILE alone and its
  * name against -N; then Preamble End, the Ack and everything after it go
  * inside TLS.
  *
@@ -125,6 +127,7 @@ static const char *via_host = "bench.local";
 static const char *via_stem = "svc";
 static const char *tls_ca;      /* -T: TLS mode, trusting this CA file only */
 static const char *tls_name = "localhost";
+static int tls_resume;          /* -R: offer the newest ticket on each connection */
 
 /* State. */
 static int epfd = -1;
@@ -139,6 +142,7 @@ static const uint8_t end_byte = WIRE_REC_END;
 static const uint8_t preamble_end_byte = WIRE_REC_PREAMBLE_END;
 static SSL_CTX *tls_ctx;
 static uint64_t handshakes, resumed;
+static SSL_SESSION **tls_tickets; /* -R: each slot's newest session ticket */
 static char tls_version[24], tls_cipher[64], tls_group[32];
 static char tls_why[160];       /* the last TLS failure, for first_error */
 static uint32_t next_route;
@@ -638,6 +642,13 @@ tls_begin(struct lconn *c)
 		conn_error(c, "SSL_new", EPROTO);
 		return;
 	}
+	SSL_set_app_data(c->ssl, c);
+	if (tls_resume && tls_tickets[c - conns] != NULL &&
+	    !SSL_set_session(c->ssl, tls_tickets[c - conns])) {
+		tls_note_error("cannot offer the session ticket");
+		conn_error(c, "SSL_set_session", EPROTO);
+		return;
+	}
 	SSL_set_connect_state(c->ssl);
 	c->state = LS_HANDSHAKE;
 	tls_handshake(c);
@@ -1098,13 +1109,25 @@ setup_buffers(void)
 	return 0;
 }
 
+/* -R: keep the slot's newest ticket (OpenSSL hands over its reference). */
+static int
+keep_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	struct lconn *c = SSL_get_app_data(ssl);
+
+	SSL_SESSION_free(tls_tickets[c - conns]);
+	tls_tickets[c - conns] = sess;
+	return 1;
+}
+
 /*
  * The client context of -T: TLS 1.3 only, OpenSSL's default groups and
  * suites, the peer verified against the CA file alone (not the system's
- * store), no session cache (every connection a full handshake).
+ * store), no session cache (every connection a full handshake) unless -R
+ * asks to resume.
  */
 static int
-setup_tls(void)
+setup_tls(size_t slots)
 {
 	char why[160];
 
@@ -1117,7 +1140,15 @@ setup_tls(void)
 		return -1;
 	}
 	SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
-	SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+	if (tls_resume) {
+		if ((tls_tickets = calloc(slots, sizeof(*tls_tickets))) == NULL)
+			return -1;
+		SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_CLIENT |
+		    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(tls_ctx, keep_ticket);
+	} else {
+		SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+	}
 	SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	return 0;
@@ -1138,6 +1169,7 @@ usage(FILE *out)
 	    "  -T FILE   TLS upgrade (application/ssl-tls), TLS 1.3, trusting\n"
 	    "            the CA certificates in FILE only\n"
 	    "  -N NAME   TLS: the name the server's certificate must have [localhost]\n"
+	    "  -R        TLS: resume, offering the newest session ticket\n"
 	    "  -q BYTES  request envelope payload (cps, rr)           [256]\n"
 	    "  -p BYTES  reply envelope payload (cps, rr)             [256]\n"
 	    "  -e BYTES  bulk envelope payload (up, down)             [65536]\n"
@@ -1150,7 +1182,7 @@ parse_args(int argc, char **argv)
 {
 	int opt, have_target = 0;
 
-	while ((opt = getopt(argc, argv, "a:m:c:d:w:n:r:H:P:T:N:q:p:e:s:h")) != -1) {
+	while ((opt = getopt(argc, argv, "a:m:c:d:w:n:r:H:P:T:N:Rq:p:e:s:h")) != -1) {
 		switch (opt) {
 		case 'a':
 			if (wire_parse_loopback(optarg, &target) < 0)
@@ -1180,6 +1212,7 @@ parse_args(int argc, char **argv)
 		case 'P': via_stem = optarg; break;
 		case 'T': tls_ca = optarg; break;
 		case 'N': tls_name = optarg; break;
+		case 'R': tls_resume = 1; break;
 		case 'q': req_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'p': reply_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'e': env_size = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -1224,7 +1257,7 @@ main(int argc, char **argv)
 		fputs("nmf-loadgen: out of memory or bad Via\n", stderr);
 		return 1;
 	}
-	if (tls_ca != NULL && setup_tls() < 0)
+	if (tls_ca != NULL && setup_tls(slots) < 0)
 		return 1;
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
 		perror("nmf-loadgen: epoll_create1");

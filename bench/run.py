@@ -37,7 +37,8 @@ Environment (defaults in brackets):
                       (each connection a pipe, no backend pool)
   BENCH_SCENARIOS     which to run                [idle cps routes rr bulk tls]
                       tls: nettcpd only, a tls = terminate route next to a
-                      plain one: conn rate (one full TLS handshake each) and
+                      plain one: conn rate (one full TLS handshake each, and
+                      with session tickets resumed) and
                       bulk up/down on 1 connection
   BENCH_SECONDS       measured time of each run       [5]
   BENCH_WARMUP        warm-up before cps and rr       [1]
@@ -604,8 +605,9 @@ def run_tls(st, service, workdir, results):
     """TLS termination: one nettcpd with plain and terminating routes to
     the same service; each measurement is run plain, then TLS, back to back,
     so drift on a shared machine hits both alike.  Connection rate: every
-    TLS connection is a full TLS 1.3 handshake (no resumption).  Bulk: 1
-    connection up, then down."""
+    TLS connection is a full TLS 1.3 handshake (tls), or resumes the newest
+    session ticket nettcpd sent (tls-resumed).  Bulk: 1 connection up, then
+    down."""
     if not st.openssl or not os.access(st.openssl, os.X_OK):
         note("\n*** NOTICE: no openssl CLI (OPENSSL or PATH): tls scenario skipped ***")
         return
@@ -628,7 +630,7 @@ def run_tls(st, service, workdir, results):
                  ("tls", ["-P", TLS_TERM_STEM, "-T", ca, "-N", TLS_NAME]))
         base = ["-c", st.conns, "-r", st.routes, "-q", st.req_bytes, "-p", st.reply_bytes,
                 "-s", 1]
-        for which, extra in modes:
+        for which, extra in modes + (("tls-resumed", modes[1][1] + ["-R"]),):
             if st.warmup > 0:
                 loadgen(st, target, "cps", base + extra + ["-d", st.warmup], st.warmup + 60)
             r = measured(st, target, service, "cps", base + extra + ["-d", st.seconds],
@@ -638,11 +640,11 @@ def run_tls(st, service, workdir, results):
                 r["cpu_per_kconn"] = r["proxy_cpu"] / (r["ok"] / 1000.0)
                 r["client_cpu_per_kconn"] = r["cpu"] / (r["ok"] / 1000.0)
             out[f"cps_{which}"] = r
-            note(f"    cps {which:<5}  {r['rate']:>8.0f} conn/s  p99 {r['p99_us'] / 1000:.2f} ms"
+            note(f"    cps {which:<11}  {r['rate']:>8.0f} conn/s  p99 {r['p99_us'] / 1000:.2f} ms"
                  f"  proxy CPU {r['proxy_cpu']:.2f}s"
                  + (f"  {r.get('tls_version')} {r.get('tls_cipher')} {r.get('tls_group')}"
                     f"  {int(r.get('handshakes', 0))} handshakes, "
-                    f"{int(r.get('resumed', 0))} resumed" if which == "tls" else ""))
+                    f"{int(r.get('resumed', 0))} resumed" if which != "plain" else ""))
         for d in ("up", "down"):
             for which, extra in modes:
                 args = ["-c", 1, "-r", st.routes, "-e", st.envelope, "-d", st.seconds]
@@ -666,9 +668,13 @@ def run_tls(st, service, workdir, results):
         lines = child.log_tail(10**6).splitlines()[start_lines:]
     finally:
         child.stop()
-    for r in out.values():
-        if r.get("resumed"):
-            note(f"    !! {int(r['resumed'])} TLS sessions were resumed")
+    for key, r in out.items():
+        if r.get("resumed") and key != "cps_tls-resumed":
+            note(f"    !! {int(r['resumed'])} TLS sessions were resumed in {key}")
+    r = out.get("cps_tls-resumed")
+    if r and r.get("handshakes") and r.get("resumed", 0) < 0.9 * r["handshakes"]:
+        note(f"    !! only {int(r.get('resumed', 0))} of {int(r['handshakes'])} "
+             "handshakes resumed in cps_tls-resumed")
     out["log_lines"] = {"count": len(lines), "lines": lines[:TLS_LOG_SHOWN]}
     if lines:
         note(f"    !! nettcpd logged {len(lines)} lines during the tls runs"
@@ -879,14 +885,17 @@ def print_tls_table(st, results):
         R += [(f"bulk {d}, 1 conn", "MB/s", f"{d}1", "mbps", 1),
               ("", "CPU s/GB", f"{d}1", "cpu_per_gb", 1),
               ("", "loadgen CPU s/GB", f"{d}1", "client_cpu_per_gb", 1)]
-    head = ["scenario", "metric", "plain", "TLS", "TLS/plain"]
+    head = ["scenario", "metric", "plain", "TLS", "TLS resumed", "TLS/plain"]
     body = []
     for title, metric, key, field, scale in R:
-        p, t = (res.get(f"{key}_{w}", {}).get(field) for w in ("plain", "tls"))
+        p, t, tr = (res.get(f"{key}_{w}", {}).get(field)
+                    for w in ("plain", "tls", "tls-resumed"))
         p = None if p is None else p * scale
         t = None if t is None else t * scale
+        tr = None if tr is None else tr * scale
         rt = ratio(t, p)
-        body.append([title, metric, fmt(p), fmt(t), "-" if rt is None else f"{rt:.2f}x"])
+        body.append([title, metric, fmt(p), fmt(t), fmt(tr),
+                     "-" if rt is None else f"{rt:.2f}x"])
     widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
     line = "  ".join("-" * w for w in widths)
 
@@ -906,7 +915,10 @@ def print_tls_table(st, results):
     print(line)
     print(f"TLS: {tls.get('tls_version', '?')} {tls.get('tls_cipher', '?')} group "
           f"{tls.get('tls_group', '?')}, server key {st.tls_key}, full handshake per "
-          f"connection\n({int(tls.get('resumed', 0))} resumed); chain verified against a "
+          f"connection\n({int(tls.get('resumed', 0))} resumed; TLS resumed: "
+          f"{int(res.get('cps_tls-resumed', {}).get('resumed', 0))} of "
+          f"{int(res.get('cps_tls-resumed', {}).get('handshakes', 0))} handshakes "
+          f"resumed a session ticket); chain verified against a "
           f"throwaway CA, name {TLS_NAME}.  A TLS connection also\ncarries Preamble End, "
           f"the Ack, one {st.req_bytes}/{st.reply_bytes}-byte request/reply and End both ways "
           f"inside TLS.\nBulk MB/s counts envelope bytes (plaintext), "

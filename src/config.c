@@ -52,6 +52,7 @@ enum global_key {
 	GK_FOLLOW_SESSIONS,
 	GK_BACKEND_POOL,
 	GK_BACKEND_POOL_TIMEOUT,
+	GK_TLS_SESSION_TIMEOUT,
 	GK_COUNT
 };
 
@@ -71,6 +72,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_FOLLOW_SESSIONS] = "follow_sessions",
 	[GK_BACKEND_POOL] = "backend_pool",
 	[GK_BACKEND_POOL_TIMEOUT] = "backend_pool_timeout",
+	[GK_TLS_SESSION_TIMEOUT] = "tls_session_timeout",
 };
 
 /* Route keys that configure TLS termination, besides tls itself. */
@@ -611,9 +613,11 @@ global_key(struct parser *p, const char *name, const char *value)
 			    name, value);
 		break;
 	case GK_IDLE_TIMEOUT:
-	case GK_KEEPALIVE_TIMEOUT: {
+	case GK_KEEPALIVE_TIMEOUT:
+	case GK_TLS_SESSION_TIMEOUT: {
 		double *to = k == GK_IDLE_TIMEOUT ? &cfg->idle_timeout :
-		    &cfg->keepalive_timeout;
+		    k == GK_KEEPALIVE_TIMEOUT ? &cfg->keepalive_timeout :
+		    &cfg->tls_session_timeout;
 
 		if (strcmp(value, "off") == 0)
 			*to = 0;
@@ -856,6 +860,7 @@ tls_context(struct parser *p, struct route_sect *r)
 	ts.min_version = tls_parse_min_version(minv ? minv : TLS_DEFAULT_MIN_VERSION);
 	ts.ciphers = r->tls_value[TK_CIPHERS];
 	ts.ciphersuites = r->tls_value[TK_CIPHERSUITES];
+	ts.session_timeout = p->cfg->tls_session_timeout;
 	if (ts.min_version < 0) {
 		add_error(p, r->tls_value_line[TK_MIN_VERSION],
 		    "unknown tls_min_version '%s' (1.2 or 1.3)", minv);
@@ -1026,6 +1031,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->backend_pool = CONFIG_DEFAULT_BACKEND_POOL;
 	cfg->backend_pool_timeout = CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT;
 	cfg->keepalive_timeout = CONFIG_DEFAULT_KEEPALIVE_TIMEOUT;
+	cfg->tls_session_timeout = CONFIG_DEFAULT_TLS_SESSION_TIMEOUT;
 	cfg->log_target = LOG_TARGET_STDERR;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->path = strdup(path);

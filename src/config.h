@@ -29,6 +29,10 @@
  * the binding's 2-minute IdleTimeout), which is also how long the WCF
  * client keeps a pooled connection, so nettcpd rarely closes one first. */
 #define CONFIG_DEFAULT_KEEPALIVE_TIMEOUT 120.0
+/* A session ticket resumes for an hour, and its key is replaced hourly:
+ * a WCF client that redials (its pool idles connections out after 2
+ * minutes) resumes, and no ticket key is older than two hours. */
+#define CONFIG_DEFAULT_TLS_SESSION_TIMEOUT 3600.0
 
 enum forward_method {
 	FORWARD_SPLICE = 0, /* zero-copy through a pipe */
@@ -49,6 +53,7 @@ struct config {
 	double idle_timeout;       /* seconds without progress when forwarding; 0: off */
 	double keepalive_timeout;  /* seconds a client connection may wait */
 	                           /* between sessions; 0: off */
+	double tls_session_timeout; /* seconds a TLS session resumes; 0: off */
 	unsigned max_connections;  /* client connections open at once */
 	unsigned max_pending;      /* client connections still in their preamble */
 	unsigned workers;          /* event loops, one thread each; 0: one per CPU */

@@ -324,6 +324,25 @@ fault_send(struct conn *c, int *events)
 	return 0;
 }
 
+/*
+ * Half-close, then drain until the client's FIN (for at most the deadline
+ * and FAULT_DRAIN_MAX bytes): closing with unread bytes would reset the
+ * connection and discard what the client has yet to read.
+ */
+static void
+conn_shutdown(struct conn *c)
+{
+	if (c->tls_ready)
+		tls_close_notify(c->ssl);
+	ev_io_stop(c->w->loop, &c->client_wr);
+	if (shutdown(c->client_fd, SHUT_WR) < 0) {
+		conn_close(c, CLOSE_RESET);
+		return;
+	}
+	conn_set_state(c, CONN_DRAINING);
+	ev_io_start(c->w->loop, &c->client_rd);
+}
+
 static void
 fault_write(struct conn *c)
 {
@@ -337,17 +356,9 @@ fault_write(struct conn *c)
 		watch_client(c, events);
 		return;
 	}
-	/* The fault is out: half-close, then drain so the client reads the
-	 * fault instead of a reset that would discard it. */
-	if (c->tls_ready)
-		tls_close_notify(c->ssl);
-	ev_io_stop(c->w->loop, &c->client_wr);
-	if (shutdown(c->client_fd, SHUT_WR) < 0) {
-		conn_close(c, CLOSE_RESET);
-		return;
-	}
-	conn_set_state(c, CONN_DRAINING);
-	ev_io_start(c->w->loop, &c->client_rd);
+	/* The fault is out: the client reads it instead of a reset that
+	 * would discard it. */
+	conn_shutdown(c);
 }
 
 static void
@@ -368,7 +379,7 @@ drain_read(struct conn *c)
 	}
 	c->drained += (size_t)n;
 	if (c->drained > FAULT_DRAIN_MAX) {
-		conn_log(c, LOG_LEVEL_DEBUG, "still sending after the fault, reset");
+		conn_log(c, LOG_LEVEL_DEBUG, "still sending after our FIN, reset");
 		conn_close(c, CLOSE_RESET);
 	}
 }
@@ -939,11 +950,66 @@ preamble_parse(struct conn *c)
 	}
 }
 
+/*
+ * The first byte after a session inside TLS says how the client left its
+ * TLS stream: a preamble in clear (WCF, pooling the connection), or a TLS
+ * record, which must be its close_notify (TLS 1.3 encrypts the alert's
+ * type, so the record is read to tell), when it ends the connection the
+ * TLS way; that gets ours and a FIN.  Anything else inside TLS after End
+ * is refused.  Returns 1 to read a clear preamble, 0 to wait, -1 when the
+ * connection is closing.
+ */
+static int
+tls_after_end(struct conn *c)
+{
+	enum tls_step step;
+	uint8_t byte;
+	size_t got;
+
+	if (!c->tls_closing) {
+		if (recv(c->client_fd, &byte, 1, MSG_PEEK) != 1)
+			return 1; /* nothing yet, or the end: recv() says which */
+		if (byte < TLS_RECORD_FIRST || byte > TLS_RECORD_LAST) {
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+			c->tls_left = 0;
+			conn_log(c, LOG_LEVEL_DEBUG, "the client left its TLS stream "
+			    "after End, as WCF does when it pools a connection");
+			return 1;
+		}
+		c->tls_closing = 1;
+	}
+	step = tls_read(c->ssl, &byte, 1, &got);
+	if (step == TLS_STEP_WANT_READ || step == TLS_STEP_WANT_WRITE) {
+		watch_client(c, events_of(step));
+		return 0;
+	}
+	if (step == TLS_STEP_ERROR) {
+		tls_fail(c, "TLS read failed after End");
+		return -1;
+	}
+	if (got > 0) {
+		conn_log(c, LOG_LEVEL_NOTICE, "client sent bytes inside TLS after "
+		    "the session's End; reset");
+		conn_close(c, CLOSE_RESET);
+		return -1;
+	}
+	conn_log(c, LOG_LEVEL_DEBUG, "the client closed its TLS stream after End "
+	    "(close_notify), closed");
+	c->tls_ready = 1; /* so that ours goes out too */
+	stop_watchers(c);
+	deadline_start(c, FAULT_DRAIN_SECONDS);
+	conn_shutdown(c);
+	return -1;
+}
+
 static void
 preamble_read(struct conn *c)
 {
 	ssize_t n;
 
+	if (c->tls_left && tls_after_end(c) <= 0)
+		return;
 	if (c->preamble == NULL && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL) {
 		conn_log(c, LOG_LEVEL_WARNING, "out of memory, reset");
 		conn_close(c, CLOSE_RESET);
@@ -1036,13 +1102,12 @@ session_end(struct conn *c, int ended_by_service)
 	c->fin_held = 0;
 	if (c->ssl != NULL) {
 		/* No close_notify: it would land where the client's next
-		 * preamble is read, and WCF sends none either. */
-		SSL_free(c->ssl);
-		c->ssl = NULL;
+		 * preamble is read, and WCF sends none either.  The SSL is kept
+		 * until the client's next byte says how it left (a fault for
+		 * its next preamble goes out in clear). */
 		c->tls_ready = 0;
 		c->clear_end = 0;
-		conn_log(c, LOG_LEVEL_DEBUG, "the client left its TLS stream after "
-		    "End, as WCF does when it pools a connection");
+		c->tls_left = 1;
 	}
 	conn_log(c, LOG_LEVEL_DEBUG, "session %u ended after %llu bytes up, %llu "
 	    "down; backend connection %s", c->sessions,

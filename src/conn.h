@@ -58,6 +58,10 @@ struct conn {
 	                                          /* where the decrypted bytes go */
 	SSL *ssl;                                 /* TLS: the client side, once upgraded */
 	unsigned tls_ready : 1;                   /* TLS: handshake done, faults go inside */
+	unsigned tls_left : 1;                    /* TLS: the session inside it ended; the */
+	                                          /* client's next byte says how it left */
+	unsigned tls_closing : 1;                 /* that byte began a TLS record: */
+	                                          /* it must be the client's close_notify */
 
 	struct route_table *routes;               /* reference held once routed */
 	const struct route *route;

@@ -7,13 +7,18 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <ev.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 /* Plaintext bytes per direction in flight: one full TLS record. */
@@ -42,6 +47,149 @@ tls_error(char *buf, size_t len)
 	else
 		ERR_error_string_n(last, buf, len);
 	return buf;
+}
+
+/* ------------------------------------------------------------ session tickets */
+
+/*
+ * Resumption is by session ticket only: the session lives in the ticket,
+ * encrypted under a key of nettcpd's, so the server keeps nothing per
+ * session and every worker thread can resume every ticket.  One key ring
+ * serves every context.  The current key seals new tickets until it is a
+ * session timeout old; then it is replaced, and opens tickets for one more
+ * timeout, which covers every ticket OpenSSL would still accept (it
+ * refuses a session older than the timeout itself); no key lives longer
+ * than two timeouts.  Keys are random and never leave memory: after a
+ * restart each client makes one full handshake.
+ */
+struct ticket_key {
+	unsigned char name[16];
+	unsigned char aes[32];
+	unsigned char hmac[32];
+	double born;      /* CLOCK_MONOTONIC seconds */
+	int valid;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct ticket_key current, previous;
+} tickets = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static double
+now_monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+ticket_key_wipe(struct ticket_key *k)
+{
+	OPENSSL_cleanse(k, sizeof(*k));
+}
+
+/* Under the lock: retire keys too old for their job.  -1 if no random
+ * bytes could be had for a new one. */
+static int
+tickets_rotate(double now, double period)
+{
+	struct ticket_key *cur = &tickets.current, *prev = &tickets.previous;
+
+	if (prev->valid && now - prev->born >= 2 * period)
+		ticket_key_wipe(prev);
+	if (cur->valid && now - cur->born < period)
+		return 0;
+	ticket_key_wipe(prev);
+	if (cur->valid && now - cur->born < 2 * period)
+		*prev = *cur;
+	ticket_key_wipe(cur);
+	if (RAND_bytes(cur->name, sizeof(cur->name)) != 1 ||
+	    RAND_bytes(cur->aes, sizeof(cur->aes)) != 1 ||
+	    RAND_bytes(cur->hmac, sizeof(cur->hmac)) != 1) {
+		ticket_key_wipe(cur);
+		return -1;
+	}
+	cur->born = now;
+	cur->valid = 1;
+	return 0;
+}
+
+/*
+ * OpenSSL's ticket key callback: 1 sealed, 2 opened, 0 unknown key (a full
+ * handshake follows), -1 failure.  An opened ticket is always answered
+ * with a fresh one (2: renew), sealed by the current key: a TLS 1.3 ticket
+ * is for one use (RFC 8446, C.4), and without the renewal OpenSSL issues
+ * none on a resumed connection, so a client that redials would do a full
+ * handshake every other time.  The session inside keeps the time of its
+ * full handshake, so the timeout still bounds it.
+ */
+static int
+ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
+    EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int enc)
+{
+	/* The rotation period is the context's session timeout. */
+	double period = (double)SSL_CTX_get_timeout(SSL_get_SSL_CTX(ssl));
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	struct ticket_key k;
+	int ret = 0;
+
+	pthread_mutex_lock(&tickets.lock);
+	if (tickets_rotate(now_monotonic(), period) < 0) {
+		ret = -1;
+	} else if (enc) {
+		k = tickets.current;
+		memcpy(name, k.name, sizeof(k.name));
+		ret = 1;
+	} else if (memcmp(name, tickets.current.name, sizeof(k.name)) == 0) {
+		k = tickets.current;
+		ret = 2;
+	} else if (tickets.previous.valid &&
+	    memcmp(name, tickets.previous.name, sizeof(k.name)) == 0) {
+		k = tickets.previous;
+		ret = 2;
+	}
+	pthread_mutex_unlock(&tickets.lock);
+	if (ret <= 0)
+		return ret;
+	if (enc && RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1)
+		ret = -1;
+	else if (!(enc ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k.aes, iv) :
+	    EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k.aes, iv)) ||
+	    !EVP_MAC_init(mac, k.hmac, sizeof(k.hmac), params))
+		ret = -1;
+	ticket_key_wipe(&k);
+	return ret;
+}
+
+/*
+ * Resume sessions for timeout seconds (0: never).  The session id context
+ * is the certificate's digest: a ticket from one route's certificate is
+ * not resumed on a route with another, whose client never checked it.
+ */
+static int
+tls_setup_resumption(SSL_CTX *ctx, double timeout)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (timeout <= 0) {
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+		return SSL_CTX_set_num_tickets(ctx, 0);
+	}
+	if (cert == NULL || !X509_digest(cert, EVP_sha256(), md, &mdlen))
+		return 0;
+	if (mdlen > SSL_MAX_SID_CTX_LENGTH)
+		mdlen = SSL_MAX_SID_CTX_LENGTH;
+	SSL_CTX_set_timeout(ctx, (long)timeout);
+	return SSL_CTX_set_session_id_context(ctx, md, mdlen) &&
+	    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
 }
 
 static void
@@ -120,6 +268,12 @@ tls_ctx_new(const struct tls_settings *s, enum tls_setting *bad, char *err,
 	if (!SSL_CTX_check_private_key(ctx)) {
 		snprintf(err, errlen, "tls_key '%s' does not match tls_cert '%s'",
 		    s->key, s->cert);
+		goto fail;
+	}
+	*bad = TLS_SETTING_CERT;
+	if (!tls_setup_resumption(ctx, s->session_timeout)) {
+		snprintf(err, errlen, "cannot set up session resumption: %s",
+		    tls_error(why, sizeof(why)));
 		goto fail;
 	}
 	check_validity(ctx, warn, warnlen);

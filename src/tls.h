@@ -16,6 +16,10 @@
 
 /* The upgrade protocol name nettcpd can terminate. */
 #define TLS_UPGRADE_NAME "application/ssl-tls"
+/* The TLS record types (change_cipher_spec .. application_data): the
+ * first byte of any record. */
+#define TLS_RECORD_FIRST 0x14
+#define TLS_RECORD_LAST 0x17
 
 struct tls_settings {
 	const char *cert;          /* PEM: the certificate, then its chain */
@@ -23,6 +27,7 @@ struct tls_settings {
 	int min_version;           /* TLS1_2_VERSION or TLS1_3_VERSION */
 	const char *ciphers;       /* TLS 1.2 cipher list, NULL for OpenSSL's default */
 	const char *ciphersuites;  /* TLS 1.3 suites, NULL for OpenSSL's default */
+	double session_timeout;    /* seconds a session ticket resumes; 0: none */
 };
 
 /* "1.2" or "1.3" to an OpenSSL version; -1 for anything else. */

@@ -95,11 +95,11 @@ class TLSClient:
     """A TLS client over a memory BIO, so close_notify can be sent while
     the stream is still read (ssl.SSLSocket.unwrap() cannot do that)."""
 
-    def __init__(self, sock, hostname="localhost"):
+    def __init__(self, sock, hostname="localhost", context=None, session=None):
         self.sock = sock
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.obj = client_context().wrap_bio(self.incoming, self.outgoing,
-                                             server_hostname=hostname)
+        self.obj = (context or client_context()).wrap_bio(
+            self.incoming, self.outgoing, server_hostname=hostname, session=session)
         self._run(self.obj.do_handshake)
 
     def _flush(self):

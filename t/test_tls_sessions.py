@@ -15,16 +15,22 @@ exactly which bytes go inside TLS and which in clear.  The TLS pumps copy
 whatever forward is set to, so these tests run once."""
 
 import os
+import socket
 import ssl
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (Backend, fault_record, preamble, recv_exact,  # noqa: E402
                           recv_until_close, run_tests, sized_envelope, wait_for)
 from test_sessions import Reader, service  # noqa: E402
-from test_tls import (PKI, TLSClient, daemon_with, make_pki, openssl,  # noqa: E402
-                      tls_route)
+from test_tls import (PKI, TLSClient, client_context, daemon_with,  # noqa: E402
+                      make_pki, openssl, tls_route)
 from test_hostile import vias  # noqa: E402
+
+
+CONTEXT = None   # the client's one context, in which a session resumes
+TLS_CLIENTS = []  # every TLS client made, the newest last
 
 
 class RecordTLSClient(TLSClient):
@@ -82,12 +88,15 @@ def second_certificate():
     return "second.pem", "second.key"
 
 
-def upgraded(s, via):
-    """Clear preamble with the Upgrade Request, the handshake, then 0C
-    inside TLS; returns the TLS client."""
+def upgraded(s, via, session=None):
+    """Clear preamble with the Upgrade Request, then the handshake, offering
+    session to resume; returns the TLS client."""
+    global CONTEXT
     s.sendall(preamble(via, upgrade="application/ssl-tls"))
     assert recv_exact(s, 1) == b"\x0a"
-    return RecordTLSClient(s)
+    CONTEXT = CONTEXT or client_context()   # a session resumes in its own
+    TLS_CLIENTS.append(RecordTLSClient(s, context=CONTEXT, session=session))
+    return TLS_CLIENTS[-1]
 
 
 def tls_session(s, via, payloads, name):
@@ -220,9 +229,32 @@ def test_bytes_after_end_inside_tls_reset_before_a_service_sees_them():
         data, how = recv_until_close(s)
         assert data == b"" and how in ("reset", "eof"), (data, how)
         s.close()
-        d.wait_log("malformed preamble")
+        d.wait_log("client sent bytes inside TLS after the session's End; reset")
         # the service's connection sits in the pool, and saw one session
         assert vias(a) == ["net.tcp://localhost/One"]
+    a.close()
+
+
+def test_close_notify_after_end_closes_cleanly():
+    """A TLS client that ends the connection the TLS way after End both
+    ways (close_notify, then FIN) gets nettcpd's close_notify and a FIN,
+    not a reset, and the backend connection is pooled as after any
+    session."""
+    a = service("A")
+    with daemon_with(tls_route("one", "net.tcp://+/One", a.addr), "workers = 1") as d:
+        base = d.sockets()
+        s = d.connect()
+        tls_session(s, "net.tcp://localhost/One", [b"x"], b"A")
+        t = TLS_CLIENTS[-1]
+        t.close_notify()
+        s.shutdown(socket.SHUT_WR)
+        assert t.recv() == b"", "no close_notify from nettcpd"
+        data, how = recv_until_close(s)
+        assert (data, how) == (b"", "eof"), (data, how)
+        s.close()
+        d.wait_log("the client closed its TLS stream after End (close_notify), closed")
+        d.assert_no_leak(base + 1)    # A's connection, pooled
+        assert "reset" not in d.log()
     a.close()
 
 
@@ -271,6 +303,57 @@ def test_service_fault_inside_tls_reaches_the_client():
         s.close()
         assert "aborted" not in d.log()
     a.close()
+
+
+def resumed(d, via, session):
+    """A new connection that offers session: (reused?, the session to offer
+    next), after a whole session inside TLS."""
+    s = d.connect()
+    t = upgraded(s, via, session)
+    t.send(b"\x0c")
+    r = Reader(t)
+    assert r.record()[0] == 0x0B     # the ticket comes with it (TLS 1.3)
+    t.send(b"\x07")
+    assert r.record()[0] == 0x07
+    s.close()
+    return t.obj.session_reused, t.obj.session
+
+
+def test_session_tickets_resume_per_certificate():
+    """A client that redials offers its ticket and resumes, without a full
+    handshake, on the route whose certificate it was given; on a route with
+    another certificate the ticket is refused and a full handshake follows;
+    with tls_session_timeout = off no ticket is issued."""
+    a, b = service("A"), service("B")
+    with two_routes(a, b) as d:
+        reused, first = resumed(d, "net.tcp://localhost/One", None)
+        assert not reused and first is not None and first.has_ticket
+        reused, again = resumed(d, "net.tcp://localhost/One", first)
+        assert reused, "the ticket from /One was not resumed on /One"
+        reused, _ = resumed(d, "net.tcp://localhost/Two", again)
+        assert not reused, "a ticket for /One's certificate resumed on /Two"
+        assert "aborted" not in d.log() and "failed" not in d.log()
+    with two_routes(a, b, "tls_session_timeout = off") as d:
+        reused, first = resumed(d, "net.tcp://localhost/One", None)
+        assert not reused and not first.has_ticket
+    a.close()
+    b.close()
+
+
+def test_expired_ticket_gets_a_full_handshake():
+    """With tls_session_timeout = 1s a ticket older than that is refused
+    (its key may be replaced by then) and the client gets a full handshake
+    and a new ticket, which resumes."""
+    a, b = service("A"), service("B")
+    with two_routes(a, b, "tls_session_timeout = 1s") as d:
+        _, old = resumed(d, "net.tcp://localhost/One", None)
+        time.sleep(2.5)
+        reused, fresh = resumed(d, "net.tcp://localhost/One", old)
+        assert not reused, "a ticket older than tls_session_timeout resumed"
+        reused, _ = resumed(d, "net.tcp://localhost/One", fresh)
+        assert reused, "the new ticket did not resume"
+    a.close()
+    b.close()
 
 
 if __name__ == "__main__":

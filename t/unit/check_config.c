@@ -563,6 +563,24 @@ START_TEST(test_keepalive_timeout)
 }
 END_TEST
 
+START_TEST(test_tls_session_timeout)
+{
+	/* an hour by default; off issues no tickets */
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_double_eq(cfg->tls_session_timeout, 3600);
+	config_free(cfg);
+	cfg = load_ok("[global]\ntls_session_timeout = 5m\n");
+	ck_assert_double_eq(cfg->tls_session_timeout, 300);
+	config_free(cfg);
+	cfg = load_ok("[global]\ntls_session_timeout = off\n");
+	ck_assert_double_eq(cfg->tls_session_timeout, 0);
+	config_free(cfg);
+	load_bad("[global]\n\ntls_session_timeout = 2d\n");
+	ck_error(3, "bad tls_session_timeout", "'2d'");
+}
+END_TEST
+
 START_TEST(test_sessions_and_backend_pool)
 {
 	struct config *cfg = load_ok("[global]\n");
@@ -1246,6 +1264,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_duration_keys);
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_keepalive_timeout);
+	tcase_add_test(tc, test_tls_session_timeout);
 	tcase_add_test(tc, test_workers);
 	tcase_add_test(tc, test_pipe_size);
 	tcase_add_test(tc, test_sessions_and_backend_pool);
