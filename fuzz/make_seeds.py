@@ -283,3 +283,61 @@ tls_min_version = 1.1
 }
 for name, text in CONFIGS.items():
     write("config", name, text)
+
+
+# ------------------------------------------------ sessions (fuzz_sessions.c)
+# settings byte, then operations: 0x00|c<<4 N BYTES sends N bytes from
+# client c, 0x04 runs the loop, 0x05|(s|b<<1)<<4 sets service s's next
+# behaviour b, 0x06 sends the delayed strays, 0x02/0x03 FIN/close.
+def send(data, client=0):
+    out = b""
+    for i in range(0, len(data), 255):
+        piece = data[i:i + 255]
+        out += bytes([client << 4, len(piece)]) + piece
+    return out
+
+
+RUN = b"\x04"
+
+
+def behave(service, how):
+    return bytes([0x05 | ((service | how << 1) << 4)])
+
+
+def duplex(via, payloads=(b"hi",)):
+    return preamble(via) + b"".join(sized_envelope(p) for p in payloads) + b"\x07"
+
+
+SINGLETON = preamble("net.tcp://h/A", mode=1) + b"\x05" + mbint(3) + b"abc\x00\x07"
+SESSIONS = {
+    "one-session": send(duplex("net.tcp://h/A")) + RUN,
+    "two-vias-one-connection": send(duplex("net.tcp://h/A")) + RUN +
+    send(duplex("net.tcp://h/B")) + RUN + send(duplex("net.tcp://h/B/A/x")) + RUN,
+    "pipelined-in-one-write": send(duplex("net.tcp://h/A") + duplex("net.tcp://h/B") +
+                                   duplex("net.tcp://h/Admin")) + RUN,
+    "singleton-then-duplex": send(SINGLETON) + RUN + send(duplex("net.tcp://h/B")) + RUN,
+    "two-clients-share-the-pool": send(duplex("net.tcp://h/A")) + RUN +
+    send(duplex("net.tcp://h/A"), client=1) + RUN + send(duplex("net.tcp://h/B"), client=1) + RUN,
+    "stray-after-end": behave(0, 2) + send(duplex("net.tcp://h/A")) + RUN +
+    send(duplex("net.tcp://h/A"), client=1) + RUN,
+    "stray-while-pooled": behave(0, 4) + send(duplex("net.tcp://h/A")) + RUN + b"\x06" +
+    send(duplex("net.tcp://h/A"), client=1) + RUN,
+    "fault-instead-of-ack": behave(1, 1) + send(duplex("net.tcp://h/B") +
+                                                 duplex("net.tcp://h/A")) + RUN,
+    "service-closes-after-end": behave(0, 3) + send(duplex("net.tcp://h/A") +
+                                                     duplex("net.tcp://h/A")) + RUN,
+    "service-ends-first": behave(1, 5) + send(duplex("net.tcp://h/B", [b"x", b"y"])) + RUN +
+    send(duplex("net.tcp://h/A")) + RUN,
+    "record-out-of-place": send(preamble("net.tcp://h/A") + sized_envelope(b"ok") + b"\x0c" +
+                                duplex("net.tcp://h/B")) + RUN,
+    "upgrade-passed-through": send(preamble("net.tcp://h/B", upgrade="application/negotiate") +
+                                   b"\x16\x03\x01anything" + duplex("net.tcp://h/A")) + RUN,
+    "split-byte-by-byte": b"".join(bytes([0x00, 1, x]) + RUN
+                                   for x in duplex("net.tcp://h/A") + duplex("net.tcp://h/B")),
+    "fin-after-end": send(duplex("net.tcp://h/A")) + b"\x02" + RUN,
+    "copy-mode": b"\x01" + send(duplex("net.tcp://h/A", [b"x" * 40000]) +
+                                duplex("net.tcp://h/B")) + RUN,
+}
+for name, ops in SESSIONS.items():
+    data = ops if name == "copy-mode" else b"\x00" + ops
+    write("sessions", name, data)
