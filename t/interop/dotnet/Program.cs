@@ -21,7 +21,8 @@
 //   --tls-ca FILE        use SecurityMode.Transport with TcpClientCredentialType.None and
 //                        trust exactly the CA certificate in PEM FILE (a chain built with
 //                        CustomRootTrust, no revocation check); the server certificate must
-//                        also match the identity below, which WCF checks against its DNS names
+//                        also match the identity below, which WCF checks against its DNS names;
+//                        each certificate accepted is named on stderr by its SHA-1 thumbprint
 //   --dns-identity NAME  the expected server identity (default: the address's host). WCF
 //                        compares it with the certificate's DNS names only, never with an IP
 //                        address, so a client dialling 127.0.0.1 needs --dns-identity localhost
@@ -69,6 +70,8 @@ namespace NettcpdInterop
             X509Certificate2 root = chain.ChainElements[chain.ChainElements.Count - 1].Certificate;
             if (!root.RawData.AsSpan().SequenceEqual(ca.RawData))
                 throw new SecurityTokenValidationException("server certificate chains to '" + root.Subject + "', not the test CA");
+            // on stderr, for the test to tell which certificate each handshake presented
+            Console.Error.WriteLine("server certificate " + certificate.Thumbprint + " (" + certificate.Subject + ") chains to the test CA");
         }
     }
 
