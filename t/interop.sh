@@ -7,10 +7,15 @@
 #   service D  Mono WCF, endpoint address net.tcp://localhost:PUB/Relayed, listenUri :PD
 #   service E  Mono WCF, endpoint address net.tcp://127.0.0.1:PUB/RelayE, listenUri :PE,
 #              behind relay E (t/interop/wcf_session_relay.py) on RE; F likewise: /RelayF, PF, RF
+#   service G  Mono WCF, endpoint address net.tcp://localhost:PUB/SecureG, listenUri :PG,
+#              behind relay G on RG; H likewise: /SecureH, PH, RH
 #   nettcpd    listens on PUB; /Calculator -> PA, /Echo -> PB, anything else -> EndpointNotFound;
 #              /Secure -> PC with tls = terminate (nettcpd runs the TLS upgrade itself);
 #              /Relayed -> P2 with tls = passthrough (the upgrade goes to the backend untouched);
-#              /RelayE -> RE, /RelayF -> RF
+#              /RelayE -> RE, /RelayF -> RF;
+#              /SecureG -> RG (route [tls_g]) and /SecureH -> RH (route [tls_h]), both with
+#              tls = terminate, [tls_h] with a second server certificate (its own key, the
+#              same test CA, also valid for localhost)
 #   nettcpd #2 listens on P2, the TLS-terminating backend of /Relayed: /Relayed -> PD, tls = terminate
 #   clients    the .NET WCF client (System.ServiceModel.NetTcp, t/interop/dotnet) and the Mono
 #              WCF client (t/interop/mono), each call checked for which service answered.
@@ -37,14 +42,27 @@
 # and the third to route [relay_e] on the pooled backend connection, and relay E saw both
 # its sessions on one connection.
 #
+# The same over TLS: .NET pools the raw connection under the TLS of a channel, so after End
+# both ways it leaves its TLS stream without close_notify and sends the next channel's
+# preamble in clear, to be upgraded afresh. One client process makes channels to /SecureG,
+# /SecureH and /SecureG on localhost:PUB; the check passes only if G, H and G answer, the
+# client accepted the first certificate, then the second, nettcpd's debug log shows one
+# client connection carrying all three sessions, each with its own handshake, the client
+# leaving its TLS stream after each End ("as WCF does"), the third session on route [tls_g]
+# on the backend connection the first left in the pool, and nothing about that connection
+# above debug (so nothing aborted); and relay G saw both its sessions on one connection.
+# G and H are services and relays of their own, not E and F again: a Mono service checks
+# the path of the SOAP To, which is the address the client dials.
+#
 # Run by `make check` with NETTCPD (the daemon binary) and NETTCPD_SRCDIR (the source tree)
 # set; by hand: NETTCPD=$PWD/src/nettcpd bash t/interop.sh. Exit 0 pass, 1 fail, 77 skip.
 # Needs mono-complete (else SKIP); dotnet is optional (without it the .NET part, and so every
-# TLS call and the session re-routing check, is skipped with a NOTICE), and so are the openssl
-# command (without it the TLS routes are left out, with a NOTICE) and python3 (without it the
-# relays, and so the session re-routing check, are left out, with a NOTICE). Build outputs,
-# and the throwaway test CA and server certificate, go to $NETTCPD_INTEROP_BUILDDIR (default
-# t/interop/build below the current directory, removed by `make clean`).
+# TLS call and the session re-routing checks, is skipped with a NOTICE), and so are the openssl
+# command (without it the TLS routes, and so the TLS session re-routing check, are left out,
+# with a NOTICE) and python3 (without it the relays, and so both session re-routing checks,
+# are left out, with a NOTICE). Build outputs, and the throwaway test CA and server
+# certificates, go to $NETTCPD_INTEROP_BUILDDIR (default t/interop/build below the current
+# directory, removed by `make clean`).
 set -u
 
 SRCDIR=${NETTCPD_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -112,7 +130,7 @@ if command -v dotnet >/dev/null 2>&1; then
         fail "build of the .NET client (dotnet build; NuGet System.ServiceModel.NetTcp 10.1.0)"
     fi
 else
-    echo "NOTICE: interop: .NET SDK absent, .NET WCF client part (and the session re-routing check) skipped"
+    echo "NOTICE: interop: .NET SDK absent, .NET WCF client part (and the session re-routing checks) skipped"
 fi
 # The session relays (and python3, which runs them) matter only to the .NET client.
 HAVE_RELAY=no
@@ -120,15 +138,16 @@ if [ "$HAVE_DOTNET" = yes ]; then
     if command -v python3 >/dev/null 2>&1; then
         HAVE_RELAY=yes
     else
-        echo "NOTICE: interop: python3 absent, session re-routing check (wcf_session_relay.py) skipped"
+        echo "NOTICE: interop: python3 absent, session re-routing checks (wcf_session_relay.py) skipped"
     fi
 fi
 
 # ---------------------------------------------------------------- TLS material
-# A throwaway CA and a server certificate it signs (CN=localhost, subjectAltName
-# DNS:localhost and IP:127.0.0.1), made afresh on every run; the CA key is deleted
-# once it has signed. nettcpd reads server-chain.pem (the certificate, then the CA)
-# and server.key; the .NET client trusts ca.pem and nothing else.
+# A throwaway CA and two server certificates it signs, each with a key of its own
+# (CN=localhost, subjectAltName DNS:localhost and IP:127.0.0.1), made afresh on every
+# run; the CA key is deleted once it has signed. nettcpd reads server-chain.pem (the
+# certificate, then the CA) and server.key, and for route [tls_h] server2-chain.pem and
+# server2.key; the .NET client trusts ca.pem and nothing else.
 HAVE_TLS=no
 TLSDIR=$BUILD/tls
 make_certs() {
@@ -152,11 +171,16 @@ make_certs() {
         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -sha256 -days 2 \
             -set_serial "0x$(openssl rand -hex 8)" -extfile server.ext -out server.pem &&
         cat server.pem ca.pem >server-chain.pem &&
-        rm -f ca.key server.csr server.ext
+        openssl req -new -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" \
+            -keyout server2.key -out server2.csr &&
+        openssl x509 -req -in server2.csr -CA ca.pem -CAkey ca.key -sha256 -days 2 \
+            -set_serial "0x$(openssl rand -hex 8)" -extfile server.ext -out server2.pem &&
+        cat server2.pem ca.pem >server2-chain.pem &&
+        rm -f ca.key server.csr server2.csr server.ext
     )
 }
 if ! command -v openssl >/dev/null 2>&1; then
-    echo "NOTICE: interop: openssl command absent, TLS routes left out"
+    echo "NOTICE: interop: openssl command absent, TLS routes (and the TLS session re-routing check) left out"
 elif make_certs >"$TMP/openssl.log" 2>&1; then
     HAVE_TLS=yes
 else
@@ -164,7 +188,7 @@ else
 fi
 
 # ---------------------------------------------------------------- ports
-# Ten free loopback ports, bound without SO_REUSEADDR (so none is in TIME-WAIT:
+# Fourteen free loopback ports, bound without SO_REUSEADDR (so none is in TIME-WAIT:
 # Mono's listener would refuse it), then released for the services and nettcpd.
 free_ports() { # COUNT
     if command -v python3 >/dev/null 2>&1; then
@@ -183,10 +207,10 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
         echo "${out[@]}"
     fi
 }
-read -r PUB PA PB PC PD P2 PE PF RE RF < <(free_ports 10)
-if [ -z "${RF:-}" ]; then fail "could not pick free ports"; finish; fi
+read -r PUB PA PB PC PD P2 PE PF RE RF PG PH RG RH < <(free_ports 14)
+if [ -z "${RH:-}" ]; then fail "could not pick free ports"; finish; fi
 echo "ports: nettcpd $PUB, service A $PA, B $PB, C $PC, D $PD, nettcpd #2 $P2," \
-    "service E $PE, F $PF, relay E $RE, F $RF"
+    "service E $PE, F $PF, relay E $RE, F $RF, service G $PG, H $PH, relay G $RG, H $RH"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -234,6 +258,13 @@ if [ "$HAVE_RELAY" = yes ]; then
     start_service F "net.tcp://127.0.0.1:$PUB/RelayF" "net.tcp://127.0.0.1:$PF/RelayF"
     start_relay E "$RE" "$PE" "net.tcp://127.0.0.1:$PE/RelayE"
     start_relay F "$RF" "$PF" "net.tcp://127.0.0.1:$PF/RelayF"
+    if [ "$HAVE_TLS" = yes ]; then
+        # the same behind the terminating routes [tls_g] and [tls_h], dialled as localhost
+        start_service G "net.tcp://localhost:$PUB/SecureG" "net.tcp://127.0.0.1:$PG/SecureG"
+        start_service H "net.tcp://localhost:$PUB/SecureH" "net.tcp://127.0.0.1:$PH/SecureH"
+        start_relay G "$RG" "$PG" "net.tcp://127.0.0.1:$PG/SecureG"
+        start_relay H "$RH" "$PH" "net.tcp://127.0.0.1:$PH/SecureH"
+    fi
 fi
 for s in "${SERVICES[@]}"; do wait_service "$s" || finish; done
 
@@ -282,6 +313,25 @@ tls_key = $TLSDIR/server.key
 via = net.tcp://+/Relayed
 backend = 127.0.0.1:$P2
 EOF
+    if [ "$HAVE_RELAY" = yes ]; then
+        cat >>"$CONF" <<EOF
+
+# terminated TLS in front of WCF-like backends, each route with a certificate of its own
+[tls_g]
+via = net.tcp://+/SecureG
+backend = 127.0.0.1:$RG
+tls = terminate
+tls_cert = $TLSDIR/server-chain.pem
+tls_key = $TLSDIR/server.key
+
+[tls_h]
+via = net.tcp://+/SecureH
+backend = 127.0.0.1:$RH
+tls = terminate
+tls_cert = $TLSDIR/server2-chain.pem
+tls_key = $TLSDIR/server2.key
+EOF
+    fi
     CONF2=$TMP/nettcpd2.ini
     cat >"$CONF2" <<EOF
 [global]
@@ -343,10 +393,11 @@ URL=net.tcp://127.0.0.1:$PUB
 TLSURL=net.tcp://localhost:$PUB   # the name in the test certificate
 
 # The lines nettcpd logged about client PEER after "route " (a routed line names
-# the Via first while nettcpd holds the preamble), byte counts as N.
+# the Via first while nettcpd holds the preamble), or after "client PEER: " when no
+# route is set; byte counts as N, a TLS handshake without its version and cipher.
 client_log() { # PEER
-    sed -nE "s/.* client ${1//./\\.} (via '[^']*' )?route (.*)/\2/p" "$TMP/nettcpd.log" |
-        sed -E 's/[0-9]+ bytes up, [0-9]+ down/N bytes up, N down/'
+    sed -nE "s/.* client ${1//./\\.}(( via '[^']*')? route |: )(.*)/\3/p" "$TMP/nettcpd.log" |
+        sed -E 's/[0-9]+ bytes up, [0-9]+ down/N bytes up, N down/; s/^(\[[^]]*\]: TLS handshake done) \(.*\)$/\1/'
 }
 # Prints the first of LINES that client_log PEER lacks, in this order; fails if any.
 client_logged() { # PEER LINES...
@@ -401,6 +452,75 @@ check_reuse() {
     fi
 }
 
+# After run_client dotnet-tls-reuse (channels to /SecureG, /SecureH, /SecureG, each over
+# TLS that nettcpd terminates): the same as check_reuse, with a handshake for each session,
+# the client leaving its TLS stream in clear after each End but the last, then closing in
+# clear between sessions; nothing about that connection logged above debug, so not aborted.
+# The client must have accepted the first certificate, then the second (route [tls_h]'s),
+# then no other than the first (a resumed handshake presents none).
+check_tls_reuse() {
+    local peer= missing= i rel name session path t1 t2 line
+    local ended="ended after N bytes up, N down; backend connection pooled"
+    local left="the client left its TLS stream after End, as WCF does when it pools a connection"
+    local -a seen
+    for i in $(seq 1 20); do   # the close comes after the last End: wait a moment
+        peer=$(sed -nE 's/.* client ([0-9.]+:[0-9]+) route \[tls_g\]: session 1 ended .*/\1/p' \
+            "$TMP/nettcpd.log" | head -n 1)
+        if [ -z "$peer" ]; then
+            missing="no client connection whose session 1 on route [tls_g] ended"
+        else
+            missing=$(client_logged "$peer" \
+                "[tls_g]: TLS handshake done" "[tls_g]: forwarding to 127.0.0.1:$RG" \
+                "[tls_g]: session 1 $ended" "$left" \
+                "[tls_h]: TLS handshake done" "[tls_h]: forwarding to 127.0.0.1:$RH" \
+                "[tls_h]: session 2 $ended" "$left" \
+                "[tls_g]: TLS handshake done" "[tls_g]: forwarding to 127.0.0.1:$RG on a pooled connection" \
+                "[tls_g]: session 3 $ended" "end of stream after 0 preamble bytes, closed") && break
+            missing="nettcpd did not log '$missing' for client $peer after the lines before"
+        fi
+        sleep 0.1
+    done
+    if [ -z "$missing" ]; then
+        line=$(grep -E " client ${peer//./\\.}[: ]" "$TMP/nettcpd.log" | grep -F aborted | head -n 1)
+        [ -z "$line" ] || missing="nettcpd logged client $peer as aborted: $line"
+    fi
+    if [ -z "$missing" ]; then
+        line=$(grep -E " client ${peer//./\\.}[: ]" "$TMP/nettcpd.log" | grep -vF ": debug: client " | head -n 1)
+        [ -z "$line" ] || missing="nettcpd logged client $peer above debug: $line"
+    fi
+    if [ -z "$missing" ] && [ "$(grep -cE " client .*route \[tls_[gh]\]: forwarding to " "$TMP/nettcpd.log")" -ne 3 ]; then
+        missing="another client connection was routed to [tls_g] or [tls_h]"
+    fi
+    # which certificate each handshake presented, by SHA-1 thumbprint
+    if [ -z "$missing" ]; then
+        t1=$(openssl x509 -noout -fingerprint -sha1 -in "$TLSDIR/server.pem" | sed 's/.*=//; s/://g')
+        t2=$(openssl x509 -noout -fingerprint -sha1 -in "$TLSDIR/server2.pem" | sed 's/.*=//; s/://g')
+        mapfile -t seen < <(sed -nE 's/^server certificate ([0-9A-F]+) .*/\1/p' "$TMP/dotnet-tls-reuse.log")
+        if [ "${#seen[@]}" -lt 2 ] || [ "${seen[0]}" != "$t1" ] || [ "${seen[1]}" != "$t2" ] ||
+           { [ "${#seen[@]}" -gt 2 ] && printf '%s\n' "${seen[@]:2}" | grep -qvxF "$t1"; }; then
+            missing="the client accepted the certificates ${seen[*]:-none}; want $t1 (server.pem),"
+            missing+=" $t2 (server2.pem, route [tls_h]), then $t1 if any"
+        fi
+    fi
+    for rel in "G 1 SecureG" "G 2 SecureG" "H 1 SecureH"; do
+        [ -z "$missing" ] || break
+        read -r name session path <<<"$rel"
+        grep -F "relay $name conn 1 from " "$TMP/relay-$name.log" | grep -qF " session $session: Via '$TLSURL/$path'" &&
+            grep -qF "relay $name conn 1 session $session: 1 message(s) relayed, End answered" "$TMP/relay-$name.log" ||
+            missing="relay $name did not serve session $session with Via $TLSURL/$path on its connection 1"
+    done
+    if [ -z "$missing" ] && grep -qE "relay . conn [^1]|error:" "$TMP/relay-G.log" "$TMP/relay-H.log"; then
+        missing="a relay logged another connection or an error"
+    fi
+    if [ -z "$missing" ]; then
+        pass "nettcpd re-routed the TLS sessions of client connection $peer, a handshake each:" \
+            "1 to [tls_g], 2 to [tls_h] (its own certificate), 3 to [tls_g] on the backend connection" \
+            "pooled after 1; the client left TLS after each End, nothing aborted (relay G: sessions 1 and 3 on one connection)"
+    else
+        fail "session re-routing over terminated TLS on a pooled client connection: $missing"
+    fi
+}
+
 if [ "$HAVE_DOTNET" = yes ]; then
     NET=(dotnet "$BUILD/dotnet/InteropClient.dll")
     run_client dotnet-calculator "${NET[@]}" --address "$URL/Calculator" --expect-name A --calls 2
@@ -420,6 +540,13 @@ if [ "$HAVE_DOTNET" = yes ]; then
         run_client dotnet-reuse "${NET[@]}" --address "$URL/RelayE" --expect-name E \
             --then "$URL/RelayF" F --then "$URL/RelayE" E
         check_reuse
+        if [ "$HAVE_TLS" = yes ]; then
+            # the same over TLS that nettcpd terminates: a handshake per channel, [tls_h]
+            # with another certificate, and the client's connection still pooled (see the top)
+            run_client dotnet-tls-reuse "${NETTLS[@]}" --address "$TLSURL/SecureG" --expect-name G \
+                --then "$TLSURL/SecureH" H --then "$TLSURL/SecureG" G
+            check_tls_reuse
+        fi
     fi
 fi
 MC=(mono "$MONO_OUT/InteropClient.exe")
