@@ -39,11 +39,11 @@
 
 #include "addr.h"
 #include "bpool.h"
+#include "decide.h"
 #include "listener.h"
 #include "log.h"
 #include "routes.h"
 #include "tls.h"
-#include "via.h"
 
 /* After a fault, read and discard at most this much, for at most this long
  * (SMSvcHost drains 64 KiB for a minute; a proxy need not wait that long). */
@@ -58,64 +58,46 @@ enum close_how {
 	CLOSE_RESET, /* abort: RST, as SMSvcHost does on a bad preamble */
 };
 
-static void conn_close(struct conn *c, enum close_how how);
-static void conn_fault(struct conn *c, enum nmf_fault fault);
+static void conn_finish(struct conn *c, enum conn_outcome outcome,
+    enum close_how how, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void forward_tls(struct conn *c);
 
-/* Printable copy of client bytes (a Via, an upgrade name) for a log line:
- * control and non-ASCII bytes are escaped, so a client cannot forge log
- * lines. */
-static const char *
-printable(const uint8_t *via, size_t len, char *out, size_t outlen)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	for (size_t i = 0; i < len && o + 8 < outlen; i++) {
-		uint8_t ch = via[i];
-		if (i == LOG_TEXT_MAX) {
-			memcpy(out + o, "...", 3);
-			o += 3;
-			break;
-		}
-		if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '\'') {
-			out[o++] = (char)ch;
-		} else {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[ch >> 4];
-			out[o++] = hex[ch & 15];
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
 /* One log line about this connection: who, which Via or route, then what. */
-static void __attribute__((format(printf, 3, 4)))
-conn_log(struct conn *c, enum log_level level, const char *fmt, ...)
+static void
+conn_vlog(struct conn *c, enum log_level level, const char *fmt, va_list ap)
 {
 	char peer[ADDR_TEXT_MAX], via[LOG_TEXT_MAX * 4 + 8], what[512];
-	va_list ap;
 
 	if (!log_enabled(level))
 		return;
-	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
 	addr_format(&c->client_addr.sa, peer, sizeof(peer));
-	if (c->route != NULL && c->preamble != NULL && c->via_len > 0)
+	if (c->pre.route != NULL && c->preamble != NULL && c->pre.via_len > 0)
 		log_msg(level, "client %s via '%s' route [%s]: %s", peer,
-		    printable(c->preamble + c->via_off, c->via_len, via,
-		    sizeof(via)), c->route->name, what);
-	else if (c->route != NULL)
-		log_msg(level, "client %s route [%s]: %s", peer, c->route->name, what);
-	else if (c->preamble != NULL && c->via_len > 0)
+		    log_printable(c->preamble + c->pre.via_off, c->pre.via_len,
+		    LOG_TEXT_MAX, via, sizeof(via)), c->pre.route->name, what);
+	else if (c->pre.route != NULL)
+		log_msg(level, "client %s route [%s]: %s", peer, c->pre.route->name, what);
+	else if (c->preamble != NULL && c->pre.via_len > 0)
 		log_msg(level, "client %s via '%s': %s", peer,
-		    printable(c->preamble + c->via_off, c->via_len, via, sizeof(via)),
+		    log_printable(c->preamble + c->pre.via_off, c->pre.via_len,
+		    LOG_TEXT_MAX, via, sizeof(via)),
 		    what);
 	else
 		log_msg(level, "client %s: %s", peer, what);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+conn_log(struct conn *c, enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conn_vlog(c, level, fmt, ap);
+	va_end(ap);
 }
 
 static void
@@ -167,8 +149,8 @@ accept_limit_update(struct worker *w)
 static int
 in_preamble(enum conn_state state)
 {
-	return state == CONN_PREAMBLE || state == CONN_UPGRADE ||
-	    state == CONN_TLS_HANDSHAKE || state == CONN_TLS_PREAMBLE;
+	return state == CONN_PREAMBLE || state == CONN_TLS_HANDSHAKE ||
+	    state == CONN_TLS_PREAMBLE;
 }
 
 /* Every state change goes through here, so the preamble list always holds
@@ -249,11 +231,24 @@ close_backend(struct conn *c)
 	c->backend_fd = -1;
 }
 
-static void
-conn_close(struct conn *c, enum close_how how)
+/*
+ * The one way out of a connection: say why (fmt NULL: it was said when the
+ * outcome was decided, as for a fault), then close both sides and give
+ * back what the connection holds.
+ */
+static void __attribute__((format(printf, 5, 6)))
+conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
+    enum log_level level, const char *fmt, ...)
 {
 	struct worker *w = c->w;
+	va_list ap;
 
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		conn_vlog(c, level, fmt, ap);
+		va_end(ap);
+	}
+	c->outcome = outcome;
 	stop_watchers(c);
 	conn_set_state(c, CONN_DRAINING); /* leaves the preamble list */
 	if (c->prev != NULL)
@@ -336,7 +331,7 @@ conn_shutdown(struct conn *c)
 		tls_close_notify(c->ssl);
 	ev_io_stop(c->w->loop, &c->client_wr);
 	if (shutdown(c->client_fd, SHUT_WR) < 0) {
-		conn_close(c, CLOSE_RESET);
+		conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
 		return;
 	}
 	conn_set_state(c, CONN_DRAINING);
@@ -349,7 +344,7 @@ fault_write(struct conn *c)
 	int events;
 
 	if (fault_send(c, &events) < 0) {
-		conn_close(c, CLOSE_RESET);
+		conn_finish(c, OUTCOME_FAULTED, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
 		return;
 	}
 	if (events != 0) {
@@ -370,24 +365,33 @@ drain_read(struct conn *c)
 	n = recv(c->client_fd, sink, sizeof(sink), 0);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EINTR)
-			conn_close(c, CLOSE_RESET);
+			conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
 		return;
 	}
 	if (n == 0) {
-		conn_close(c, CLOSE_FIN);
+		conn_finish(c, c->outcome, CLOSE_FIN, LOG_LEVEL_DEBUG, NULL);
 		return;
 	}
 	c->drained += (size_t)n;
 	if (c->drained > FAULT_DRAIN_MAX) {
-		conn_log(c, LOG_LEVEL_DEBUG, "still sending after our FIN, reset");
-		conn_close(c, CLOSE_RESET);
+		conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG,
+		    "still sending after our FIN, reset");
 	}
 }
 
-/* Send a Fault record, then FIN, drain, close. */
+/* Say why, send a Fault record, then FIN, drain, close. */
 static void
-conn_fault(struct conn *c, enum nmf_fault fault)
+conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
+    const char *fmt, ...)
 {
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	conn_log(c, level, "%s, sent %s", why, nmf_fault_name(fault));
+	c->outcome = OUTCOME_FAULTED;
 	stop_watchers(c);
 	close_backend(c);
 	conn_set_state(c, CONN_FAULTING);
@@ -422,7 +426,7 @@ forward_start(struct conn *c)
 	c->up.total = c->preamble_len; /* the replay counts as forwarded */
 	ev_io_stop(c->w->loop, &c->backend_wr);
 	conn_set_state(c, CONN_FORWARDING);
-	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", c->route->backend_text,
+	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", c->pre.route->backend_text,
 	    c->unanswered ? " on a pooled connection" : "");
 	if (c->unanswered) {
 		/* Keep the preamble for a redial, and the client's further
@@ -456,7 +460,7 @@ static void
 backend_redial(struct conn *c, const char *why)
 {
 	conn_log(c, LOG_LEVEL_DEBUG, "pooled connection to %s %s, redialling",
-	    c->route->backend_text, why);
+	    c->pre.route->backend_text, why);
 	close_backend(c);
 	pump_release(&c->down, &c->w->pipes);
 	pump_init(&c->down);
@@ -522,11 +526,10 @@ replay_write(struct conn *c)
 			}
 			/* Before the first byte went out, a send error is
 			 * the connect's own (ECONNREFUSED, ...). */
-			conn_log(c, LOG_LEVEL_NOTICE, "backend %s: %s: %s, sent "
-			    "EndpointUnavailable", c->route->backend_text,
+			conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+			    "backend %s: %s: %s", c->pre.route->backend_text,
 			    c->state == CONN_CONNECTING ? "connect" : "replay",
 			    strerror(errno));
-			conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
 			return;
 		}
 		c->replay_off += (size_t)n;
@@ -544,10 +547,9 @@ connect_done(struct conn *c)
 	if (getsockopt(c->backend_fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err != 0) {
-		conn_log(c, LOG_LEVEL_NOTICE,
-		    "backend %s: connect: %s, sent EndpointUnavailable",
-		    c->route->backend_text, strerror(err));
-		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+		    "backend %s: connect: %s",
+		    c->pre.route->backend_text, strerror(err));
 		return;
 	}
 	replay_write(c);
@@ -569,15 +571,13 @@ backend_attach(struct conn *c, int fd, enum conn_state state)
 static void
 backend_connect(struct conn *c)
 {
-	const struct addr *backend = &c->route->backend;
+	const struct addr *backend = &c->pre.route->backend;
 	int one = 1;
 	int fd;
 
 	fd = socket(backend->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		conn_log(c, LOG_LEVEL_WARNING, "cannot create backend socket: %s, "
-		    "sent EndpointUnavailable", strerror(errno));
-		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_WARNING, "cannot create backend socket: %s", strerror(errno));
 		return;
 	}
 	/* WCF sets NoDelay on its own sockets; Nagle here would hold back the
@@ -594,10 +594,9 @@ backend_connect(struct conn *c)
 	    errno == EINPROGRESS) {
 		replay_write(c);
 	} else {
-		conn_log(c, LOG_LEVEL_NOTICE,
-		    "backend %s: connect: %s, sent EndpointUnavailable",
-		    c->route->backend_text, strerror(errno));
-		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+		    "backend %s: connect: %s",
+		    c->pre.route->backend_text, strerror(errno));
 	}
 }
 
@@ -612,30 +611,27 @@ backend_connect(struct conn *c)
 static int
 follow_early_bytes(struct conn *c)
 {
-	size_t end = (c->ssl != NULL ? c->clear_end : 0) + c->parser.pos;
+	size_t end = (c->ssl != NULL ? c->pre.clear_end : 0) + c->pre.parser.pos;
 	size_t extra = c->preamble_len - end, used, held;
 
 	if (extra == 0)
 		return 0;
 	used = nmf_flow_feed(&c->up_flow, c->preamble + end, extra);
 	if (c->up_flow.state == NMF_FLOW_OPAQUE) {
-		conn_log(c, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which "
 		    "has no place in the session, with its preamble; reset",
 		    c->up_flow.bad);
-		conn_close(c, CLOSE_RESET);
 		return -1;
 	}
 	held = extra - used;
 	if (held > 0 && c->ssl != NULL) {
-		conn_log(c, LOG_LEVEL_NOTICE, "client sent %zu bytes after its End "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent %zu bytes after its End "
 		    "inside TLS, with its preamble; reset", held);
-		conn_close(c, CLOSE_RESET);
 		return -1;
 	}
 	if (held > 0) {
 		if ((c->up.buf = malloc(PUMP_COPY_BUFSZ)) == NULL) {
-			conn_log(c, LOG_LEVEL_WARNING, "out of memory, reset");
-			conn_close(c, CLOSE_RESET);
+			conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING, "out of memory, reset");
 			return -1;
 		}
 		memcpy(c->up.buf, c->preamble + end + used, held);
@@ -659,8 +655,8 @@ backend_start(struct conn *c)
 	int fd = -1;
 
 	c->following = c->w->cfg->follow_sessions &&
-	    c->parser.stage == NMF_STAGE_END;
-	if (c->following && c->parser.mode == NMF_MODE_DUPLEX) {
+	    c->pre.parser.stage == NMF_STAGE_END;
+	if (c->following && c->pre.parser.mode == NMF_MODE_DUPLEX) {
 		nmf_flow_init(&c->up_flow, NMF_FLOW_UP);
 		nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
 	} else if (c->following) {
@@ -670,7 +666,7 @@ backend_start(struct conn *c)
 	if (c->following) {
 		if (follow_early_bytes(c) < 0)
 			return;
-		fd = bpool_take(&c->w->backends, &c->route->backend);
+		fd = bpool_take(&c->w->backends, &c->pre.route->backend);
 	}
 	if (fd < 0) {
 		backend_connect(c);
@@ -683,23 +679,13 @@ backend_start(struct conn *c)
 
 /* ------------------------------------------------------------ TLS termination */
 
-/* A framing error before routing: abort, as SMSvcHost does, without a fault. */
-static void
-preamble_malformed(struct conn *c, int status)
-{
-	conn_log(c, LOG_LEVEL_NOTICE, "malformed preamble (%s) at byte %zu, reset",
-	    nmf_strerror(status), c->parser.pos);
-	conn_close(c, CLOSE_RESET);
-}
-
 /* Client bytes that are not framing, logged as the reason for a close. */
 static void
 tls_fail(struct conn *c, const char *what)
 {
 	char why[256];
 
-	conn_log(c, LOG_LEVEL_NOTICE, "%s: %s, closed", what, tls_error(why, sizeof(why)));
-	conn_close(c, CLOSE_FIN);
+	conn_finish(c, OUTCOME_ABORTED, CLOSE_FIN, LOG_LEVEL_NOTICE, "%s: %s, closed", what, tls_error(why, sizeof(why)));
 }
 
 /*
@@ -718,8 +704,7 @@ tls_preamble_read(struct conn *c)
 
 	for (;;) {
 		if (c->preamble_len == NMF_PREAMBLE_MAX) {
-			conn_log(c, LOG_LEVEL_NOTICE, "no Preamble End inside TLS, reset");
-			conn_close(c, CLOSE_RESET);
+			conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "no Preamble End inside TLS, reset");
 			return;
 		}
 		step = tls_read(c->ssl, c->preamble + c->preamble_len,
@@ -733,14 +718,13 @@ tls_preamble_read(struct conn *c)
 			return;
 		}
 		if (got == 0) {
-			conn_log(c, LOG_LEVEL_NOTICE, "end of stream inside TLS before "
+			conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_NOTICE, "end of stream inside TLS before "
 			    "Preamble End, closed");
-			conn_close(c, CLOSE_FIN);
 			return;
 		}
 		c->preamble_len += got;
-		status = nmf_parse(&c->parser, c->preamble + c->clear_end,
-		    c->preamble_len - c->clear_end, &rec);
+		status = nmf_parse(&c->pre.parser, c->preamble + c->pre.clear_end,
+		    c->preamble_len - c->pre.clear_end, &rec);
 		if (status == NMF_NEED_MORE)
 			continue;
 		if (status == NMF_RECORD && rec.type == NMF_REC_PREAMBLE_END) {
@@ -749,14 +733,11 @@ tls_preamble_read(struct conn *c)
 		}
 		if (status == NMF_RECORD) {
 			/* A second upgrade inside TLS: nothing to serve it. */
-			conn_log(c, LOG_LEVEL_NOTICE, "second upgrade inside TLS, "
-			    "sent UpgradeInvalid");
-			conn_fault(c, NMF_FAULT_UPGRADE_INVALID);
+			conn_fault(c, NMF_FAULT_UPGRADE_INVALID, LOG_LEVEL_NOTICE, "second upgrade inside TLS");
 			return;
 		}
-		conn_log(c, LOG_LEVEL_NOTICE, "malformed preamble inside TLS (%s), reset",
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "malformed preamble inside TLS (%s), reset",
 		    nmf_strerror(status));
-		conn_close(c, CLOSE_RESET);
 		return;
 	}
 }
@@ -788,164 +769,58 @@ static void
 tls_start(struct conn *c)
 {
 	static const uint8_t upgrade_response = NMF_REC_UPGRADE_RESPONSE;
-	uint8_t mode = c->parser.mode;
+	uint8_t mode = c->pre.parser.mode;
 
 	/* The client sends nothing more until it has the response, so bytes
 	 * already here are not a ClientHello we could hand to OpenSSL. */
-	if (c->parser.pos != c->preamble_len) {
-		conn_log(c, LOG_LEVEL_NOTICE, "bytes after the Upgrade Request "
+	if (c->pre.parser.pos != c->preamble_len) {
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "bytes after the Upgrade Request "
 		    "before its response, reset");
-		conn_close(c, CLOSE_RESET);
 		return;
 	}
 	/* One byte fits: the socket is new, or the client read the last
 	 * session's End before it sent this preamble. */
 	if (send(c->client_fd, &upgrade_response, 1, MSG_NOSIGNAL) != 1) {
-		conn_log(c, LOG_LEVEL_NOTICE, "cannot send the Upgrade Response (%s), "
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_NOTICE, "cannot send the Upgrade Response (%s), "
 		    "closed", strerror(errno));
-		conn_close(c, CLOSE_RESET);
 		return;
 	}
-	c->ssl = SSL_new(c->route->tls_ctx);
+	c->ssl = SSL_new(c->pre.route->tls_ctx);
 	if (c->ssl == NULL || !SSL_set_fd(c->ssl, c->client_fd)) {
 		tls_fail(c, "cannot start TLS");
 		return;
 	}
 	SSL_set_accept_state(c->ssl);
-	c->preamble_len = c->clear_end;
-	nmf_parser_init_upgraded(&c->parser, mode);
+	c->preamble_len = c->pre.clear_end;
+	nmf_parser_init_upgraded(&c->pre.parser, mode);
 	conn_set_state(c, CONN_TLS_HANDSHAKE);
 	tls_handshake(c);
 }
 
-/*
- * On a terminating route, read the clear-text records after the Via: the
- * Encoding, then the Upgrade Request this route requires.
- */
-static void
-upgrade_parse(struct conn *c)
-{
-	struct nmf_record rec;
-	int status;
-
-	for (;;) {
-		status = nmf_parse(&c->parser, c->preamble, c->preamble_len, &rec);
-		if (status != NMF_RECORD)
-			break;
-		switch (rec.type) {
-		case NMF_REC_KNOWN_ENCODING:
-		case NMF_REC_EXTENSIBLE_ENCODING:
-			c->clear_end = c->parser.pos;
-			break;
-		case NMF_REC_UPGRADE_REQUEST:
-			if (rec.str_len != strlen(TLS_UPGRADE_NAME) ||
-			    memcmp(c->preamble + rec.str_off, TLS_UPGRADE_NAME,
-			    rec.str_len) != 0) {
-				char name[LOG_TEXT_MAX * 4 + 8];
-
-				conn_log(c, LOG_LEVEL_NOTICE, "upgrade '%s' cannot be "
-				    "served by a tls = terminate route, sent UpgradeInvalid",
-				    printable(c->preamble + rec.str_off, rec.str_len,
-				    name, sizeof(name)));
-				conn_fault(c, NMF_FAULT_UPGRADE_INVALID);
-				return;
-			}
-			tls_start(c);
-			return;
-		default:
-			/* Preamble End without an upgrade.  WCF itself aborts
-			 * (RemoteSecurityNotNegotiatedOnStreamUpgrade); a fault
-			 * tells the client why instead. */
-			conn_log(c, LOG_LEVEL_NOTICE, "client did not ask for the TLS "
-			    "upgrade this route requires, sent UpgradeInvalid");
-			conn_fault(c, NMF_FAULT_UPGRADE_INVALID);
-			return;
-		}
-	}
-	if (status != NMF_NEED_MORE)
-		preamble_malformed(c, status);
-}
-
 /* ------------------------------------------------------------ preamble */
 
-/* Pick the route for the Via.  Returns 0 to read on to Preamble End, or -1
- * when the connection went elsewhere: faulted, closed, or to TLS. */
-static int
-route_via(struct conn *c)
-{
-	struct via via;
-	const char *why;
-	const struct route *route;
-
-	if (via_parse((const char *)c->preamble + c->via_off, c->via_len, 0, &via,
-	    &why) < 0) {
-		conn_log(c, LOG_LEVEL_NOTICE, "malformed Via (%s), reset", why);
-		conn_close(c, CLOSE_RESET);
-		return -1;
-	}
-	route = routes_lookup(c->w->routes, &via, c->local_port);
-	if (route == NULL) {
-		conn_log(c, LOG_LEVEL_NOTICE, "no route, sent EndpointNotFound");
-		conn_fault(c, NMF_FAULT_ENDPOINT_NOT_FOUND);
-		return -1;
-	}
-	c->routes = routes_ref(c->w->routes);
-	c->route = route;
-	if (route->tls_ctx != NULL) {
-		/* Terminating: the backend is dialled once the client's
-		 * Preamble End has arrived inside TLS. */
-		conn_set_state(c, CONN_UPGRADE);
-		upgrade_parse(c);
-		return -1;
-	}
-	return 0;
-}
-
-/* Parse what has arrived of the preamble and act on each record that
- * decides something. */
+/* Act on what the preamble read so far decides (decide.c). */
 static void
 preamble_parse(struct conn *c)
 {
-	struct nmf_record rec;
-	int status;
+	struct verdict v;
 
-	if (c->state == CONN_UPGRADE) {
-		upgrade_parse(c);
-		return;
-	}
-	while ((status = nmf_parse(&c->parser, c->preamble, c->preamble_len,
-	    &rec)) == NMF_RECORD) {
-		switch (rec.type) {
-		case NMF_REC_VIA:
-			c->via_off = rec.str_off;
-			c->via_len = rec.str_len;
-			if (route_via(c) < 0)
-				return;
-			break;
-		case NMF_REC_PREAMBLE_END:
-		case NMF_REC_UPGRADE_REQUEST:
-			/* The upgrade is the service's to answer. */
-			backend_start(c);
-			return;
-		default:
-			break;
-		}
-	}
-	switch (status) {
-	case NMF_NEED_MORE:
-		/* A whole preamble fits in NMF_PREAMBLE_MAX, so a full buffer
-		 * cannot be waiting for more of it. */
+	switch (preamble_decide(&c->pre, c->routes, c->local_port, c->preamble,
+	    c->preamble_len, &v)) {
+	case DECIDE_MORE:
 		break;
-	case NMF_ERR_VERSION:
-		conn_log(c, LOG_LEVEL_NOTICE, "unsupported framing version, sent UnsupportedVersion");
-		conn_fault(c, NMF_FAULT_UNSUPPORTED_VERSION);
+	case DECIDE_FORWARD:
+		backend_start(c);
 		break;
-	case NMF_ERR_MODE:
-		conn_log(c, LOG_LEVEL_NOTICE, "unsupported framing mode, sent UnsupportedMode");
-		conn_fault(c, NMF_FAULT_UNSUPPORTED_MODE);
+	case DECIDE_UPGRADE:
+		tls_start(c);
 		break;
-	default:
-		preamble_malformed(c, status);
+	case DECIDE_FAULT:
+		conn_fault(c, v.fault, LOG_LEVEL_NOTICE, "%s", v.why);
+		break;
+	case DECIDE_RESET:
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "%s, reset", v.why);
 		break;
 	}
 }
@@ -989,9 +864,8 @@ tls_after_end(struct conn *c)
 		return -1;
 	}
 	if (got > 0) {
-		conn_log(c, LOG_LEVEL_NOTICE, "client sent bytes inside TLS after "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent bytes inside TLS after "
 		    "the session's End; reset");
-		conn_close(c, CLOSE_RESET);
 		return -1;
 	}
 	conn_log(c, LOG_LEVEL_DEBUG, "the client closed its TLS stream after End "
@@ -1011,8 +885,7 @@ preamble_read(struct conn *c)
 	if (c->tls_left && tls_after_end(c) <= 0)
 		return;
 	if (c->preamble == NULL && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL) {
-		conn_log(c, LOG_LEVEL_WARNING, "out of memory, reset");
-		conn_close(c, CLOSE_RESET);
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING, "out of memory, reset");
 		return;
 	}
 	n = recv(c->client_fd, c->preamble + c->preamble_len,
@@ -1022,17 +895,15 @@ preamble_read(struct conn *c)
 			return;
 		/* A reset before any byte (a scan, a client dropping its
 		 * pooled connection) is as unremarkable as a FIN. */
-		conn_log(c, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
 		    "read error in preamble (%s), closed", strerror(errno));
-		conn_close(c, CLOSE_RESET);
 		return;
 	}
 	if (n == 0) {
 		/* A port probe that sends nothing, or a client closing its
 		 * connection between sessions, is not worth a notice. */
-		conn_log(c, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
+		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
 		    "end of stream after %zu preamble bytes, closed", c->preamble_len);
-		conn_close(c, CLOSE_FIN);
 		return;
 	}
 	c->preamble_len += (size_t)n;
@@ -1095,7 +966,7 @@ session_end(struct conn *c, int ended_by_service)
 	stop_watchers(c);
 	c->backend_fd = -1;
 	if (c->down.held == 0 && !ended_by_service)
-		kept = bpool_put(&w->backends, &c->route->backend, fd);
+		kept = bpool_put(&w->backends, &c->pre.route->backend, fd);
 	else
 		close(fd);
 	c->sessions++;
@@ -1106,7 +977,7 @@ session_end(struct conn *c, int ended_by_service)
 		 * until the client's next byte says how it left (a fault for
 		 * its next preamble goes out in clear). */
 		c->tls_ready = 0;
-		c->clear_end = 0;
+		c->pre.clear_end = 0;
 		c->tls_left = 1;
 	}
 	conn_log(c, LOG_LEVEL_DEBUG, "session %u ended after %llu bytes up, %llu "
@@ -1117,9 +988,8 @@ session_end(struct conn *c, int ended_by_service)
 	    c->down.held > 0 ? "closed (bytes after its End)" : "closed");
 	if (next > NMF_PREAMBLE_MAX ||
 	    (next > 0 && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL)) {
-		conn_log(c, LOG_LEVEL_NOTICE, "%zu bytes after End without waiting "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "%zu bytes after End without waiting "
 		    "for the service, reset", next);
-		conn_close(c, CLOSE_RESET);
 		return;
 	}
 	if (next > 0)
@@ -1129,11 +999,10 @@ session_end(struct conn *c, int ended_by_service)
 	pump_release(&c->down, &w->pipes);
 	pump_init(&c->up);
 	pump_init(&c->down);
+	/* The next session routes with the table new connections get. */
 	routes_unref(c->routes);
-	c->routes = NULL;
-	c->route = NULL;
-	nmf_parser_init(&c->parser);
-	c->via_off = c->via_len = 0;
+	c->routes = routes_ref(w->routes);
+	preamble_start(&c->pre);
 	c->replay_off = 0;
 	c->following = 0;
 	if (next == 0) {
@@ -1157,10 +1026,9 @@ session_end(struct conn *c, int ended_by_service)
 static void
 client_out_of_place(struct conn *c)
 {
-	conn_log(c, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which has no "
+	conn_finish(c, OUTCOME_CLOSED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which has no "
 	    "place in the session, after %llu bytes up; reset", c->up_flow.bad,
 	    (unsigned long long)c->up.total);
-	conn_close(c, CLOSE_RESET);
 }
 
 /*
@@ -1186,12 +1054,11 @@ session_check(struct conn *c)
 	/* A side ended without End (a FIN, or a service out of the
 	 * protocol): the session is over and so is the connection.  What the
 	 * client sent after its End is not this service's to see. */
-	conn_log(c, LOG_LEVEL_DEBUG, "session ended by %s after %llu bytes up, "
+	conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "session ended by %s after %llu bytes up, "
 	    "%llu down; closed%s", c->down.dst_shut ? "the service's end of stream" :
 	    c->up.dst_shut ? "the client's end of stream" : "the service",
 	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
 	    c->up.held > 0 ? ", the client's next bytes dropped" : "");
-	conn_close(c, CLOSE_FIN);
 }
 
 /* Run one direction and wait for what it needs; close once both are done. */
@@ -1244,18 +1111,16 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		ev_io_stop(loop, src_rd);
 		ev_io_stop(loop, dst_wr);
 		if (c->up.dst_shut && c->down.dst_shut) {
-			conn_log(c, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
+			conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
 			    (unsigned long long)c->up.total,
 			    (unsigned long long)c->down.total);
-			conn_close(c, CLOSE_FIN);
 			return;
 		}
 		break;
 	case PUMP_ERROR:
-		conn_log(c, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
 		    strerror(errno), (unsigned long long)c->up.total,
 		    (unsigned long long)c->down.total);
-		conn_close(c, CLOSE_RESET);
 		return;
 	}
 	session_check(c);
@@ -1287,16 +1152,14 @@ forward_tls(struct conn *c)
 	    tls_pump_down(&c->down, c->ssl, c->client_fd, c->backend_fd, down_flow,
 	    &down);
 	if (up_status == PUMP_ERROR || down_status == PUMP_ERROR) {
-		conn_log(c, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
 		    tls_error(why, sizeof(why)), (unsigned long long)c->up.total,
 		    (unsigned long long)c->down.total);
-		conn_close(c, CLOSE_RESET);
 		return;
 	}
 	if (up_status == PUMP_DONE && down_status == PUMP_DONE) {
-		conn_log(c, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
+		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
 		    (unsigned long long)c->up.total, (unsigned long long)c->down.total);
-		conn_close(c, CLOSE_FIN);
 		return;
 	}
 	if (up_status == PUMP_ENDED && c->up_flow.state == NMF_FLOW_OPAQUE) {
@@ -1304,10 +1167,9 @@ forward_tls(struct conn *c)
 		return;
 	}
 	if (up_status == PUMP_ENDED && (c->up.held > 0 || SSL_pending(c->ssl) > 0)) {
-		conn_log(c, LOG_LEVEL_NOTICE, "client sent bytes after its End "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent bytes after its End "
 		    "inside TLS, after %llu bytes up; reset",
 		    (unsigned long long)c->up.total);
-		conn_close(c, CLOSE_RESET);
 		return;
 	}
 	if (down_status == PUMP_ENDED && c->down_flow.state == NMF_FLOW_OPAQUE) {
@@ -1368,7 +1230,6 @@ on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 		preamble_read(c);
 		break;
 	case CONN_PREAMBLE:
-	case CONN_UPGRADE:
 		preamble_read(c);
 		break;
 	case CONN_TLS_HANDSHAKE:
@@ -1428,17 +1289,14 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 	switch (c->state) {
 	case CONN_PREAMBLE:
-	case CONN_UPGRADE:
-		conn_log(c, LOG_LEVEL_NOTICE,
+		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_RESET, LOG_LEVEL_NOTICE,
 		    "preamble_timeout expired after %zu bytes, reset", c->preamble_len);
-		conn_close(c, CLOSE_RESET);
 		break;
 	case CONN_TLS_HANDSHAKE:
 	case CONN_TLS_PREAMBLE:
-		conn_log(c, LOG_LEVEL_NOTICE, "preamble_timeout expired %s, closed",
+		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_NOTICE, "preamble_timeout expired %s, closed",
 		    c->state == CONN_TLS_HANDSHAKE ? "in the TLS handshake" :
 		    "before Preamble End inside TLS");
-		conn_close(c, CLOSE_FIN);
 		break;
 	case CONN_CONNECTING:
 	case CONN_REPLAY:
@@ -1446,29 +1304,26 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 			backend_redial(c, "took no preamble");
 			break;
 		}
-		conn_log(c, LOG_LEVEL_NOTICE,
-		    "backend %s: connect_timeout expired, sent EndpointUnavailable",
-		    c->route->backend_text);
-		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE);
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+		    "backend %s: connect_timeout expired",
+		    c->pre.route->backend_text);
 		break;
 	case CONN_FORWARDING:
 		if (c->unanswered) {
 			backend_redial(c, "did not answer the preamble");
 			break;
 		}
-		conn_log(c, LOG_LEVEL_INFO, "idle_timeout expired after %llu bytes up, "
+		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_INFO, "idle_timeout expired after %llu bytes up, "
 		    "%llu down, closed", (unsigned long long)c->up.total,
 		    (unsigned long long)c->down.total);
-		conn_close(c, CLOSE_FIN);
 		break;
 	case CONN_IDLE:
-		conn_log(c, LOG_LEVEL_INFO, "keepalive_timeout expired after %u "
+		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_INFO, "keepalive_timeout expired after %u "
 		    "sessions, closed", c->sessions);
-		conn_close(c, CLOSE_FIN);
 		break;
 	default:
 		/* The client neither took the fault nor closed in time. */
-		conn_close(c, CLOSE_RESET);
+		conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
 		break;
 	}
 }
@@ -1495,7 +1350,8 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		peerlen = sizeof(c->client_addr);
 	memcpy(&c->client_addr, peer, peerlen);
 	c->local_port = local_port;
-	nmf_parser_init(&c->parser);
+	preamble_start(&c->pre);
+	c->routes = routes_ref(w->routes);
 	pump_init(&c->up);
 	pump_init(&c->down);
 	ev_io_init(&c->client_rd, on_client_io, fd, EV_READ);
@@ -1520,18 +1376,16 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		on_client_io(w->loop, &oldest->client_rd, EV_READ);
 		if (w->npending < before)
 			continue; /* routed, faulted or closed: no longer pending */
-		conn_log(oldest, LOG_LEVEL_NOTICE,
+		conn_finish(oldest, OUTCOME_EVICTED, CLOSE_RESET, LOG_LEVEL_NOTICE,
 		    "max_pending (%u) reached, oldest preamble reset", w->max_pending);
-		conn_close(oldest, CLOSE_RESET);
 	}
 
 	/* At the limit, the connection idle longest between sessions makes
 	 * room: its client, a WCF connection pool, simply dials again. */
 	if (w->nconns >= w->max_connections && w->idle_oldest != NULL) {
-		conn_log(w->idle_oldest, LOG_LEVEL_INFO, "max_connections (%u) "
+		conn_finish(w->idle_oldest, OUTCOME_EVICTED, CLOSE_FIN, LOG_LEVEL_INFO, "max_connections (%u) "
 		    "reached, closed the connection idle longest between "
 		    "sessions", w->max_connections);
-		conn_close(w->idle_oldest, CLOSE_FIN);
 	}
 
 	c->next = w->conns;
@@ -1553,5 +1407,5 @@ void
 conn_close_all(struct worker *w)
 {
 	while (w->conns != NULL)
-		conn_close(w->conns, CLOSE_FIN);
+		conn_finish(w->conns, OUTCOME_DRAINED, CLOSE_FIN, LOG_LEVEL_DEBUG, NULL);
 }

@@ -11,13 +11,14 @@
 #include <ev.h>
 #include <openssl/ssl.h>
 
+#include "decide.h"
 #include "nmf.h"
 #include "pump.h"
 #include "worker.h"
 
 enum conn_state {
-	CONN_PREAMBLE,   /* reading the preamble: routed at the Via, on to its end */
-	CONN_UPGRADE,    /* TLS-terminating route: reading up to the Upgrade Request */
+	CONN_PREAMBLE,   /* reading the preamble: routed at the Via, on to its */
+	                 /* end (or, terminating TLS, to the Upgrade Request) */
 	CONN_TLS_HANDSHAKE, /* Upgrade Response sent; TLS server handshake */
 	CONN_TLS_PREAMBLE,  /* reading the rest of the preamble inside TLS, up to 0C */
 	CONN_CONNECTING, /* route chosen, backend connect in flight */
@@ -26,6 +27,18 @@ enum conn_state {
 	CONN_FAULTING,   /* writing a framing Fault record to the client */
 	CONN_DRAINING,   /* fault sent and FIN sent; discarding the client's bytes */
 	CONN_IDLE,       /* a session ended; waiting for the client's next preamble */
+};
+
+/* How a connection ended: its log line says it, and the access log and
+ * the metrics count it. */
+enum conn_outcome {
+	OUTCOME_CLOSED = 0, /* an orderly end: a FIN, or its sessions were over */
+	OUTCOME_FAULTED,    /* a framing Fault was sent */
+	OUTCOME_TIMEOUT,    /* preamble, connect, idle or keepalive timeout */
+	OUTCOME_MALFORMED,  /* bytes that cannot be read, or have no place */
+	OUTCOME_ABORTED,    /* a socket or TLS error, or a peer's reset */
+	OUTCOME_EVICTED,    /* made room at max_pending or max_connections */
+	OUTCOME_DRAINED,    /* closed by nettcpd's shutdown */
 };
 
 union conn_sockaddr {
@@ -52,10 +65,8 @@ struct conn {
 	uint8_t *preamble;                        /* the preamble as read, replayed */
 	size_t preamble_len;
 	size_t replay_off;                        /* next preamble byte to send the backend */
-	struct nmf_parser parser;
-	size_t via_off, via_len;                  /* the Via inside preamble */
-	size_t clear_end;                         /* TLS: end of the Encoding record, */
-	                                          /* where the decrypted bytes go */
+	struct preamble pre;                      /* what the preamble decided so far; */
+	                                          /* its route, the Via inside preamble */
 	SSL *ssl;                                 /* TLS: the client side, once upgraded */
 	unsigned tls_ready : 1;                   /* TLS: handshake done, faults go inside */
 	unsigned tls_left : 1;                    /* TLS: the session inside it ended; the */
@@ -63,8 +74,8 @@ struct conn {
 	unsigned tls_closing : 1;                 /* that byte began a TLS record: */
 	                                          /* it must be the client's close_notify */
 
-	struct route_table *routes;               /* reference held once routed */
-	const struct route *route;
+	struct route_table *routes;               /* the table this preamble routes with */
+	enum conn_outcome outcome;                /* how it ends, once that is known */
 
 	const uint8_t *fault;                     /* Fault record being sent (static) */
 	size_t fault_len, fault_off;

@@ -108,3 +108,31 @@ log_msg(enum log_level level, const char *fmt, ...)
 	}
 	errno = saved_errno;
 }
+
+char *
+log_printable(const uint8_t *text, size_t len, size_t max, char *out,
+    size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && o + 8 < outlen; i++) {
+		uint8_t ch = text[i];
+
+		if (i == max) {
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '\'') {
+			out[o++] = (char)ch;
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[ch >> 4];
+			out[o++] = hex[ch & 15];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}

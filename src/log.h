@@ -4,6 +4,9 @@
 #ifndef NETTCPD_LOG_H
 #define NETTCPD_LOG_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 enum log_level {
 	LOG_LEVEL_ERROR = 0,
 	LOG_LEVEL_WARNING,
@@ -33,5 +36,14 @@ void log_msg(enum log_level level, const char *fmt, ...)
 #define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
 
 int log_enabled(enum log_level level);
+
+/*
+ * A printable copy of client bytes (a Via, an upgrade name) for a log
+ * line: control and non-ASCII bytes, quote and backslash are escaped (\xHH),
+ * so a client cannot forge log lines; past max bytes "..." ends it.  outlen
+ * of max * 4 + 8 holds all of it.  Returns out.
+ */
+char *log_printable(const uint8_t *text, size_t len, size_t max, char *out,
+    size_t outlen);
 
 #endif
