@@ -1,0 +1,276 @@
+/*
+ * conn_backend.c - the backend side of a session: a connection from the
+ * pool or a new one, the replay of the preamble, and a redial when a
+ * pooled connection turns out dead or stale before it answers.
+ */
+#include "conn_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bpool.h"
+#include "routes.h"
+
+static void
+forward_start(struct conn *c)
+{
+	c->up.total = c->preamble_len; /* the replay counts as forwarded */
+	ev_io_stop(c->w->loop, &c->backend_wr);
+	conn_set_state(c, CONN_FORWARDING);
+	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", c->pre.route->backend_text,
+	    c->unanswered ? " on a pooled connection" : "");
+	if (c->unanswered) {
+		/* Keep the preamble for a redial, and the client's further
+		 * bytes in its socket, until the service answers. */
+		deadline_start(c, c->w->cfg->connect_timeout);
+		ev_io_start(c->w->loop, &c->backend_rd);
+		return;
+	}
+	free(c->preamble);
+	c->preamble = NULL;
+	idle_start(c);
+	if (c->ssl != NULL) {
+		/* OpenSSL may already hold decrypted bytes the socket will
+		 * never signal again. */
+		forward_tls(c);
+		return;
+	}
+	ev_io_start(c->w->loop, &c->client_rd);
+	ev_io_start(c->w->loop, &c->backend_rd);
+}
+
+static void backend_connect(struct conn *c);
+
+/*
+ * A pooled connection failed before the service said a word: the service
+ * closed it while it was idle, and the close crossed our preamble.  Only
+ * the preamble went out on it, and the client waits for the answer, so a
+ * new connection given the same bytes serves the client just the same.
+ */
+void
+backend_redial(struct conn *c, const char *why)
+{
+	conn_log(c, LOG_LEVEL_DEBUG, "pooled connection to %s %s, redialling",
+	    c->pre.route->backend_text, why);
+	close_backend(c);
+	pump_release(&c->down, &c->w->pipes);
+	pump_init(&c->down);
+	nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
+	c->unanswered = 0;
+	c->replay_off = 0;
+	backend_connect(c);
+}
+
+/*
+ * Before forwarding the first answer of a pooled connection, look whether
+ * it is one: 1 if bytes wait, 0 if nothing yet, -1 if the connection had
+ * died and was redialled.
+ */
+int
+backend_answered(struct conn *c)
+{
+	uint8_t byte;
+	ssize_t n = recv(c->backend_fd, &byte, 1, MSG_PEEK);
+	char why[64];
+
+	if (n > 0 && byte != NMF_REC_PREAMBLE_ACK && byte != NMF_REC_FAULT) {
+		/* Not an answer to this preamble: bytes the service sent after
+		 * the last session's End.  They are nobody's to read. */
+		snprintf(why, sizeof(why), "sent 0x%02x before answering", byte);
+		backend_redial(c, why);
+		return -1;
+	}
+	if (n > 0) {
+		c->unanswered = 0;
+		free(c->preamble);
+		c->preamble = NULL;
+		idle_start(c);
+		ev_io_start(c->w->loop, &c->client_rd);
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	backend_redial(c, n == 0 ? "was closed" : strerror(errno));
+	return -1;
+}
+
+/* Write the client's bytes to the backend, exactly as they were read,
+ * before any other byte: splice() must not overtake them. */
+void
+replay_write(struct conn *c)
+{
+	ssize_t n;
+
+	while (c->replay_off < c->preamble_len) {
+		n = send(c->backend_fd, c->preamble + c->replay_off,
+		    c->preamble_len - c->replay_off, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				ev_io_start(c->w->loop, &c->backend_wr);
+				return;
+			}
+			if (c->unanswered) {
+				backend_redial(c, strerror(errno));
+				return;
+			}
+			/* Before the first byte went out, a send error is
+			 * the connect's own (ECONNREFUSED, ...). */
+			conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+			    "backend %s: %s: %s", c->pre.route->backend_text,
+			    c->state == CONN_CONNECTING ? "connect" : "replay",
+			    strerror(errno));
+			return;
+		}
+		c->replay_off += (size_t)n;
+		conn_set_state(c, CONN_REPLAY);
+	}
+	forward_start(c);
+}
+
+void
+connect_done(struct conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(c->backend_fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err != 0) {
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+		    "backend %s: connect: %s",
+		    c->pre.route->backend_text, strerror(err));
+		return;
+	}
+	replay_write(c);
+}
+
+/* Make fd the backend socket; the client's further bytes stay in its
+ * socket until the replay is out. */
+static void
+backend_attach(struct conn *c, int fd, enum conn_state state)
+{
+	c->backend_fd = fd;
+	ev_io_set(&c->backend_rd, fd, EV_READ);
+	ev_io_set(&c->backend_wr, fd, EV_WRITE);
+	watch_client(c, 0);
+	conn_set_state(c, state);
+	deadline_start(c, c->w->cfg->connect_timeout);
+}
+
+static void
+backend_connect(struct conn *c)
+{
+	const struct addr *backend = &c->pre.route->backend;
+	int one = 1;
+	int fd;
+
+	fd = socket(backend->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_WARNING, "cannot create backend socket: %s", strerror(errno));
+		return;
+	}
+	/* WCF sets NoDelay on its own sockets; Nagle here would hold back the
+	 * small framing records it writes. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	backend_attach(c, fd, CONN_CONNECTING);
+	/*
+	 * On loopback the handshake is usually over before connect() returns
+	 * EINPROGRESS, so the replay is tried at once; while the connect is
+	 * still under way send() says EAGAIN and the writable socket resumes
+	 * it (connect_done).
+	 */
+	if (connect(fd, (const struct sockaddr *)&backend->ss, backend->len) == 0 ||
+	    errno == EINPROGRESS) {
+		replay_write(c);
+	} else {
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+		    "backend %s: connect: %s",
+		    c->pre.route->backend_text, strerror(errno));
+	}
+}
+
+/*
+ * Bytes the client sent after Preamble End without waiting for the Ack
+ * (legal framing) are the session's first: the follower reads them, the
+ * replay carries those that belong to the session, and anything after the
+ * client's End is held for the next preamble.  Inside TLS the parser read
+ * from clear_end on, and nothing may follow the End there: the next
+ * preamble comes in clear.  Returns 0, or -1 when the connection was closed.
+ */
+static int
+follow_early_bytes(struct conn *c)
+{
+	size_t end = (c->ssl != NULL ? c->pre.clear_end : 0) + c->pre.parser.pos;
+	size_t extra = c->preamble_len - end, used, held;
+
+	if (extra == 0)
+		return 0;
+	used = nmf_flow_feed(&c->up_flow, c->preamble + end, extra);
+	if (c->up_flow.state == NMF_FLOW_OPAQUE) {
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which "
+		    "has no place in the session, with its preamble; reset",
+		    c->up_flow.bad);
+		return -1;
+	}
+	held = extra - used;
+	if (held > 0 && c->ssl != NULL) {
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent %zu bytes after its End "
+		    "inside TLS, with its preamble; reset", held);
+		return -1;
+	}
+	if (held > 0) {
+		if ((c->up.buf = malloc(PUMP_COPY_BUFSZ)) == NULL) {
+			conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING, "out of memory, reset");
+			return -1;
+		}
+		memcpy(c->up.buf, c->preamble + end + used, held);
+		c->up.buf_off = 0;
+		c->up.held = held;
+	}
+	c->preamble_len = end + used;
+	return 0;
+}
+
+/*
+ * The preamble is complete.  A session nettcpd can read, duplex or
+ * singleton (the parser admits no other mode), in clear or inside the TLS
+ * it terminates, is followed from its first byte (its framing stays
+ * readable to the end) and may take a pooled connection; an upgrade passed
+ * to the service is piped as it comes.
+ */
+void
+backend_start(struct conn *c)
+{
+	int fd = -1;
+
+	c->following = c->w->cfg->follow_sessions &&
+	    c->pre.parser.stage == NMF_STAGE_END;
+	if (c->following && c->pre.parser.mode == NMF_MODE_DUPLEX) {
+		nmf_flow_init(&c->up_flow, NMF_FLOW_UP);
+		nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
+	} else if (c->following) {
+		nmf_flow_init_singleton(&c->up_flow, NMF_FLOW_UP);
+		nmf_flow_init_singleton(&c->down_flow, NMF_FLOW_DOWN);
+	}
+	if (c->following) {
+		if (follow_early_bytes(c) < 0)
+			return;
+		fd = bpool_take(&c->w->backends, &c->pre.route->backend);
+	}
+	if (fd < 0) {
+		backend_connect(c);
+		return;
+	}
+	c->unanswered = 1;
+	backend_attach(c, fd, CONN_REPLAY);
+	replay_write(c);
+}
+

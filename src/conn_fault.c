@@ -1,0 +1,134 @@
+/*
+ * conn_fault.c - a framing Fault record for the client (in clear, or inside
+ * TLS once it is up), then the half-close and the drain that let the client
+ * read it instead of a reset.
+ */
+#include "conn_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+/* Write some of the fault, in clear or inside TLS; -1 on failure, else 0
+ * with *events set to what to wait for (0 once all of it is out). */
+static int
+fault_send(struct conn *c, int *events)
+{
+	const uint8_t *rest = c->fault + c->fault_off;
+	size_t len = c->fault_len - c->fault_off;
+	char why[256];
+
+	*events = 0;
+	if (c->tls_ready) {
+		size_t put;
+		enum tls_step step = tls_write(c->ssl, rest, len, &put);
+
+		if (step == TLS_STEP_ERROR) {
+			conn_log(c, LOG_LEVEL_DEBUG, "fault not delivered: %s",
+			    tls_error(why, sizeof(why)));
+			return -1;
+		}
+		c->fault_off += put;
+		if (step != TLS_STEP_DONE)
+			*events = events_of(step);
+	} else {
+		ssize_t n = send(c->client_fd, rest, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			conn_log(c, LOG_LEVEL_DEBUG, "fault not delivered: %s",
+			    strerror(errno));
+			return -1;
+		}
+		if (n > 0)
+			c->fault_off += (size_t)n;
+		if (n < 0)
+			*events = EV_WRITE;
+	}
+	if (*events == 0 && c->fault_off < c->fault_len)
+		*events = EV_WRITE;
+	return 0;
+}
+
+/*
+ * Half-close, then drain until the client's FIN (for at most the deadline
+ * and FAULT_DRAIN_MAX bytes): closing with unread bytes would reset the
+ * connection and discard what the client has yet to read.
+ */
+void
+conn_shutdown(struct conn *c)
+{
+	if (c->tls_ready)
+		tls_close_notify(c->ssl);
+	ev_io_stop(c->w->loop, &c->client_wr);
+	if (shutdown(c->client_fd, SHUT_WR) < 0) {
+		conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
+		return;
+	}
+	conn_set_state(c, CONN_DRAINING);
+	ev_io_start(c->w->loop, &c->client_rd);
+}
+
+void
+fault_write(struct conn *c)
+{
+	int events;
+
+	if (fault_send(c, &events) < 0) {
+		conn_finish(c, OUTCOME_FAULTED, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
+		return;
+	}
+	if (events != 0) {
+		watch_client(c, events);
+		return;
+	}
+	/* The fault is out: the client reads it instead of a reset that
+	 * would discard it. */
+	conn_shutdown(c);
+}
+
+void
+drain_read(struct conn *c)
+{
+	char sink[4096];
+	ssize_t n;
+
+	n = recv(c->client_fd, sink, sizeof(sink), 0);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
+		return;
+	}
+	if (n == 0) {
+		conn_finish(c, c->outcome, CLOSE_FIN, LOG_LEVEL_DEBUG, NULL);
+		return;
+	}
+	c->drained += (size_t)n;
+	if (c->drained > FAULT_DRAIN_MAX) {
+		conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG,
+		    "still sending after our FIN, reset");
+	}
+}
+
+/* Say why, send a Fault record, then FIN, drain, close. */
+void
+conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
+    const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	conn_log(c, level, "%s, sent %s", why, nmf_fault_name(fault));
+	c->outcome = OUTCOME_FAULTED;
+	stop_watchers(c);
+	close_backend(c);
+	conn_set_state(c, CONN_FAULTING);
+	c->fault = nmf_fault_record(fault, &c->fault_len);
+	c->fault_off = 0;
+	deadline_start(c, FAULT_DRAIN_SECONDS);
+	fault_write(c);
+}
+

@@ -1,0 +1,87 @@
+/*
+ * conn_int.h - what the conn*.c files share about a connection; nothing
+ * outside them includes it (conn.h is the interface).
+ */
+#ifndef NETTCPD_CONN_INT_H
+#define NETTCPD_CONN_INT_H
+
+#include <stdarg.h>
+
+#include "conn.h"
+#include "log.h"
+#include "tls.h"
+
+/* After a fault, read and discard at most this much, for at most this long
+ * (SMSvcHost drains 64 KiB for a minute; a proxy need not wait that long). */
+#define FAULT_DRAIN_MAX (64u * 1024u)
+#define FAULT_DRAIN_SECONDS 2.0
+
+/* How much of a Via or other client text a log line shows. */
+#define LOG_TEXT_MAX 256u
+
+enum close_how {
+	CLOSE_FIN,   /* orderly close */
+	CLOSE_RESET, /* abort: RST, as SMSvcHost does on a bad preamble */
+};
+
+/* ---- conn.c: states, watchers, log lines, the one way out */
+
+/* One log line about this connection: who, which Via or route, then what. */
+void conn_log(struct conn *c, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * The one way out of a connection: say why (fmt NULL: it was said when the
+ * outcome was decided, as for a fault), then close both sides and give
+ * back what the connection holds.  c is freed.
+ */
+void conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
+    enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Every state change goes through here (the worker's lists follow it). */
+void conn_set_state(struct conn *c, enum conn_state state);
+
+void deadline_start(struct conn *c, double seconds);
+void watch_client(struct conn *c, int events);  /* exactly these events */
+int events_of(enum tls_step step);              /* what a TLS step waits for */
+void stop_watchers(struct conn *c);
+void close_backend(struct conn *c);
+
+/* ---- conn_preamble.c */
+void preamble_read(struct conn *c);
+void preamble_parse(struct conn *c);
+
+/* ---- conn_backend.c */
+void backend_start(struct conn *c);   /* the preamble is complete: dial */
+void backend_redial(struct conn *c, const char *why);
+int backend_answered(struct conn *c); /* 1 bytes wait, 0 not yet, -1 redialled */
+void replay_write(struct conn *c);
+void connect_done(struct conn *c);
+
+/* ---- conn_tls.c */
+void tls_start(struct conn *c);
+void tls_handshake(struct conn *c);
+void tls_preamble_read(struct conn *c);
+int tls_after_end(struct conn *c);    /* 1 read a clear preamble, 0 wait, -1 closing */
+void forward_tls(struct conn *c);
+
+/* ---- conn_session.c */
+void idle_touch(struct conn *c);      /* forwarding moved: push idle_timeout back */
+void idle_start(struct conn *c);
+void forward_up(struct conn *c);
+void forward_down(struct conn *c);
+void session_check(struct conn *c);   /* both sides over: end the session */
+void unfollow_down(struct conn *c);
+void client_out_of_place(struct conn *c);
+
+/* ---- conn_fault.c */
+/* Say why (", sent FAULT" is added), send a Fault record, then FIN, drain,
+ * close. */
+void conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void fault_write(struct conn *c);
+void drain_read(struct conn *c);
+void conn_shutdown(struct conn *c);   /* half-close, then drain */
+
+#endif

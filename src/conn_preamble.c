@@ -1,0 +1,70 @@
+/*
+ * conn_preamble.c - reading a preamble from the client and acting on what
+ * the routing decision (decide.c) makes of it.
+ */
+#include "conn_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Act on what the preamble read so far decides (decide.c). */
+void
+preamble_parse(struct conn *c)
+{
+	struct verdict v;
+
+	switch (preamble_decide(&c->pre, c->routes, c->local_port, c->preamble,
+	    c->preamble_len, &v)) {
+	case DECIDE_MORE:
+		break;
+	case DECIDE_FORWARD:
+		backend_start(c);
+		break;
+	case DECIDE_UPGRADE:
+		tls_start(c);
+		break;
+	case DECIDE_FAULT:
+		conn_fault(c, v.fault, LOG_LEVEL_NOTICE, "%s", v.why);
+		break;
+	case DECIDE_RESET:
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "%s, reset", v.why);
+		break;
+	}
+}
+
+void
+preamble_read(struct conn *c)
+{
+	ssize_t n;
+
+	if (c->tls_left && tls_after_end(c) <= 0)
+		return;
+	if (c->preamble == NULL && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL) {
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING, "out of memory, reset");
+		return;
+	}
+	n = recv(c->client_fd, c->preamble + c->preamble_len,
+	    NMF_PREAMBLE_MAX - c->preamble_len, 0);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		/* A reset before any byte (a scan, a client dropping its
+		 * pooled connection) is as unremarkable as a FIN. */
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
+		    "read error in preamble (%s), closed", strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		/* A port probe that sends nothing, or a client closing its
+		 * connection between sessions, is not worth a notice. */
+		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
+		    "end of stream after %zu preamble bytes, closed", c->preamble_len);
+		return;
+	}
+	c->preamble_len += (size_t)n;
+	preamble_parse(c);
+}
+

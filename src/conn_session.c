@@ -1,0 +1,268 @@
+/*
+ * conn_session.c - forwarding in clear, each direction following the
+ * session to its End; the session's end (the backend connection to the
+ * pool, the client's to IDLE) and the routing of the next preamble.
+ */
+#include "conn_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bpool.h"
+#include "routes.h"
+
+/* Forwarding made progress: push the idle deadline back, if there is one. */
+void
+idle_touch(struct conn *c)
+{
+	if (c->w->cfg->idle_timeout > 0)
+		ev_timer_again(c->w->loop, &c->deadline);
+}
+
+/* From here on the deadline is the idle timer (ev_timer_again). */
+void
+idle_start(struct conn *c)
+{
+	ev_timer_stop(c->w->loop, &c->deadline);
+	c->deadline.repeat = c->w->cfg->idle_timeout;
+	idle_touch(c);
+}
+
+/* Wait on whatever a direction that is not done needs next. */
+static void
+resume(struct conn *c, const struct pump *p, ev_io *src_rd, ev_io *dst_wr)
+{
+	if (p->dst_shut)
+		return;
+	ev_io_start(c->w->loop, p->pending > 0 ? dst_wr : src_rd);
+}
+
+/* This direction can carry no more of the session: its End is delivered,
+ * or its end of stream passed on. */
+static int
+side_over(const struct pump *p, const struct nmf_flow *flow)
+{
+	return p->dst_shut || (flow->state == NMF_FLOW_ENDED && p->pending == 0);
+}
+
+/*
+ * The service left the protocol (a Fault, or a record no session holds):
+ * what it sends is its own business and goes to the client unread; the
+ * client's side stays followed, so nothing the client sends after its End
+ * ever reaches this service.
+ */
+void
+unfollow_down(struct conn *c)
+{
+	conn_log(c, LOG_LEVEL_DEBUG, "service sent record 0x%02x out of the "
+	    "session; its bytes are passed on unread until the connection closes",
+	    c->down_flow.bad);
+	pump_unhold(&c->down);
+	if (c->ssl != NULL)
+		forward_tls(c);
+	else
+		resume(c, &c->down, &c->backend_rd, &c->client_wr);
+}
+
+/*
+ * The session is over: both Ends are delivered, or (ended_by_service) the
+ * client's End is and the service closed without End, after which the
+ * client had already sent its next preamble.  The backend connection goes
+ * to the pool, unless the service sent something after its End or ended
+ * that way; the client connection waits for its next preamble, of which
+ * the bytes it sent after its End are the start.
+ */
+static void
+session_end(struct conn *c, int ended_by_service)
+{
+	struct worker *w = c->w;
+	int fd = c->backend_fd, kept = 0;
+	size_t next = c->up.held;
+
+	stop_watchers(c);
+	c->backend_fd = -1;
+	if (c->down.held == 0 && !ended_by_service)
+		kept = bpool_put(&w->backends, &c->pre.route->backend, fd);
+	else
+		close(fd);
+	c->sessions++;
+	c->fin_held = 0;
+	if (c->ssl != NULL) {
+		/* No close_notify: it would land where the client's next
+		 * preamble is read, and WCF sends none either.  The SSL is kept
+		 * until the client's next byte says how it left (a fault for
+		 * its next preamble goes out in clear). */
+		c->tls_ready = 0;
+		c->pre.clear_end = 0;
+		c->tls_left = 1;
+	}
+	conn_log(c, LOG_LEVEL_DEBUG, "session %u ended after %llu bytes up, %llu "
+	    "down; backend connection %s", c->sessions,
+	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
+	    kept ? "pooled" : ended_by_service ? "closed (the service ended "
+	    "without End; the client's next preamble is routed)" :
+	    c->down.held > 0 ? "closed (bytes after its End)" : "closed");
+	if (next > NMF_PREAMBLE_MAX ||
+	    (next > 0 && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL)) {
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "%zu bytes after End without waiting "
+		    "for the service, reset", next);
+		return;
+	}
+	if (next > 0)
+		memcpy(c->preamble, c->up.buf + c->up.buf_off, next);
+	c->preamble_len = next;
+	pump_release(&c->up, &w->pipes);
+	pump_release(&c->down, &w->pipes);
+	pump_init(&c->up);
+	pump_init(&c->down);
+	/* The next session routes with the table new connections get. */
+	routes_unref(c->routes);
+	c->routes = routes_ref(w->routes);
+	preamble_start(&c->pre);
+	c->replay_off = 0;
+	c->following = 0;
+	if (next == 0) {
+		/* Between sessions the client's connection is idle, not a
+		 * preamble in progress: keepalive_timeout applies, not
+		 * max_pending. */
+		conn_set_state(c, CONN_IDLE);
+		if (w->cfg->keepalive_timeout > 0)
+			deadline_start(c, w->cfg->keepalive_timeout);
+		ev_io_start(w->loop, &c->client_rd);
+		return;
+	}
+	conn_set_state(c, CONN_PREAMBLE);
+	deadline_start(c, w->cfg->preamble_timeout);
+	ev_io_start(w->loop, &c->client_rd);
+	preamble_parse(c);
+}
+
+/* Nothing from here on may reach the service: it is not a session any
+ * route let through. */
+void
+client_out_of_place(struct conn *c)
+{
+	conn_finish(c, OUTCOME_CLOSED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which has no "
+	    "place in the session, after %llu bytes up; reset", c->up_flow.bad,
+	    (unsigned long long)c->up.total);
+}
+
+/*
+ * After either direction of a followed session moved: once both sides are
+ * over, the session ends and the connection waits for the next one, or,
+ * when a side ended without End, the connection closes.
+ */
+void
+session_check(struct conn *c)
+{
+	if (!c->following || !side_over(&c->up, &c->up_flow) ||
+	    !side_over(&c->down, &c->down_flow))
+		return;
+	if (!c->up.dst_shut && !c->down.dst_shut &&
+	    c->down_flow.state == NMF_FLOW_ENDED) {
+		session_end(c, 0);
+		return;
+	}
+	if (c->fin_held) {
+		session_end(c, 1);
+		return;
+	}
+	/* A side ended without End (a FIN, or a service out of the
+	 * protocol): the session is over and so is the connection.  What the
+	 * client sent after its End is not this service's to see. */
+	conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "session ended by %s after %llu bytes up, "
+	    "%llu down; closed%s", c->down.dst_shut ? "the service's end of stream" :
+	    c->up.dst_shut ? "the client's end of stream" : "the service",
+	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
+	    c->up.held > 0 ? ", the client's next bytes dropped" : "");
+}
+
+/* Run one direction and wait for what it needs; close once both are done. */
+static void
+forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
+    ev_io *dst_wr)
+{
+	struct ev_loop *loop = c->w->loop;
+	const struct pump *other = p == &c->up ? &c->down : &c->up;
+	struct nmf_flow *flow = !c->following ? NULL : p == &c->up ? &c->up_flow :
+	    c->down_flow.state == NMF_FLOW_OPAQUE ? NULL : &c->down_flow;
+	uint64_t before = p->total;
+	/* The client has ended its session and sent its next preamble: the
+	 * service's FIN ends this session, not the client's connection, so it
+	 * is not passed on. */
+	int hold_fin = p == &c->down && c->following &&
+	    c->up_flow.state == NMF_FLOW_ENDED && c->up.pending == 0 &&
+	    c->up.held > 0 && !c->up.dst_shut &&
+	    (c->down_flow.state == NMF_FLOW_RECORD ||
+	    c->down_flow.state == NMF_FLOW_OPAQUE);
+	enum pump_status status = pump_run(p, src, dst, c->w->cfg->forward,
+	    &c->w->pipes, other->dst_shut || hold_fin, flow);
+
+	if (p->total != before)
+		idle_touch(c);
+	if (status == PUMP_DONE && hold_fin)
+		c->fin_held = 1;
+	switch (status) {
+	case PUMP_WANT_READ:
+		ev_io_stop(loop, dst_wr);
+		ev_io_start(loop, src_rd);
+		break;
+	case PUMP_WANT_WRITE:
+		ev_io_stop(loop, src_rd);
+		ev_io_start(loop, dst_wr);
+		break;
+	case PUMP_ENDED:
+		ev_io_stop(loop, src_rd);
+		ev_io_stop(loop, dst_wr);
+		if (flow == &c->up_flow && flow->state == NMF_FLOW_OPAQUE) {
+			client_out_of_place(c);
+			return;
+		}
+		if (flow == &c->down_flow && flow->state == NMF_FLOW_OPAQUE) {
+			unfollow_down(c);
+			return;
+		}
+		break;
+	case PUMP_DONE:
+		ev_io_stop(loop, src_rd);
+		ev_io_stop(loop, dst_wr);
+		if (c->up.dst_shut && c->down.dst_shut) {
+			conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
+			    (unsigned long long)c->up.total,
+			    (unsigned long long)c->down.total);
+			return;
+		}
+		break;
+	case PUMP_ERROR:
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
+		    strerror(errno), (unsigned long long)c->up.total,
+		    (unsigned long long)c->down.total);
+		return;
+	}
+	session_check(c);
+}
+
+void
+forward_up(struct conn *c)
+{
+	if (c->ssl != NULL)
+		forward_tls(c);
+	else
+		forward(c, &c->up, c->client_fd, c->backend_fd, &c->client_rd,
+		    &c->backend_wr);
+}
+
+void
+forward_down(struct conn *c)
+{
+	if (c->unanswered && backend_answered(c) <= 0)
+		return;
+	if (c->ssl != NULL)
+		forward_tls(c);
+	else
+		forward(c, &c->down, c->backend_fd, c->client_fd, &c->backend_rd,
+		    &c->client_wr);
+}
+

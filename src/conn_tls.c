@@ -1,0 +1,249 @@
+/*
+ * conn_tls.c - a route that terminates TLS: the Upgrade Response, the
+ * server handshake, the rest of the preamble inside TLS, forwarding
+ * through OpenSSL, and how the client leaves its TLS stream after a
+ * session.
+ */
+#include "conn_int.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "routes.h"
+
+/* Client bytes that are not framing, logged as the reason for a close. */
+static void
+tls_fail(struct conn *c, const char *what)
+{
+	char why[256];
+
+	conn_finish(c, OUTCOME_ABORTED, CLOSE_FIN, LOG_LEVEL_NOTICE, "%s: %s, closed", what, tls_error(why, sizeof(why)));
+}
+
+/*
+ * Read the decrypted preamble up to Preamble End.  It is appended to the
+ * clear-text Version, Mode, Via and Encoding records (the Upgrade Request
+ * was dropped), so the buffer ends up holding exactly what the backend, which
+ * runs without transport security, must be sent.
+ */
+void
+tls_preamble_read(struct conn *c)
+{
+	struct nmf_record rec;
+	enum tls_step step;
+	size_t got;
+	int status;
+
+	for (;;) {
+		if (c->preamble_len == NMF_PREAMBLE_MAX) {
+			conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "no Preamble End inside TLS, reset");
+			return;
+		}
+		step = tls_read(c->ssl, c->preamble + c->preamble_len,
+		    NMF_PREAMBLE_MAX - c->preamble_len, &got);
+		if (step == TLS_STEP_ERROR) {
+			tls_fail(c, "TLS read failed in the preamble");
+			return;
+		}
+		if (step != TLS_STEP_DONE) {
+			watch_client(c, events_of(step));
+			return;
+		}
+		if (got == 0) {
+			conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_NOTICE, "end of stream inside TLS before "
+			    "Preamble End, closed");
+			return;
+		}
+		c->preamble_len += got;
+		status = nmf_parse(&c->pre.parser, c->preamble + c->pre.clear_end,
+		    c->preamble_len - c->pre.clear_end, &rec);
+		if (status == NMF_NEED_MORE)
+			continue;
+		if (status == NMF_RECORD && rec.type == NMF_REC_PREAMBLE_END) {
+			backend_start(c);
+			return;
+		}
+		if (status == NMF_RECORD) {
+			/* A second upgrade inside TLS: nothing to serve it. */
+			conn_fault(c, NMF_FAULT_UPGRADE_INVALID, LOG_LEVEL_NOTICE, "second upgrade inside TLS");
+			return;
+		}
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "malformed preamble inside TLS (%s), reset",
+		    nmf_strerror(status));
+		return;
+	}
+}
+
+void
+tls_handshake(struct conn *c)
+{
+	enum tls_step step = tls_accept(c->ssl);
+
+	switch (step) {
+	case TLS_STEP_DONE:
+		c->tls_ready = 1;
+		conn_set_state(c, CONN_TLS_PREAMBLE);
+		conn_log(c, LOG_LEVEL_DEBUG, "TLS handshake done (%s, %s)",
+		    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+		tls_preamble_read(c);
+		break;
+	case TLS_STEP_ERROR:
+		tls_fail(c, "TLS handshake failed");
+		break;
+	default:
+		watch_client(c, events_of(step));
+		break;
+	}
+}
+
+/* Answer the Upgrade Request and start the server side of TLS. */
+void
+tls_start(struct conn *c)
+{
+	static const uint8_t upgrade_response = NMF_REC_UPGRADE_RESPONSE;
+	uint8_t mode = c->pre.parser.mode;
+
+	/* The client sends nothing more until it has the response, so bytes
+	 * already here are not a ClientHello we could hand to OpenSSL. */
+	if (c->pre.parser.pos != c->preamble_len) {
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "bytes after the Upgrade Request "
+		    "before its response, reset");
+		return;
+	}
+	/* One byte fits: the socket is new, or the client read the last
+	 * session's End before it sent this preamble. */
+	if (send(c->client_fd, &upgrade_response, 1, MSG_NOSIGNAL) != 1) {
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_NOTICE, "cannot send the Upgrade Response (%s), "
+		    "closed", strerror(errno));
+		return;
+	}
+	c->ssl = SSL_new(c->pre.route->tls_ctx);
+	if (c->ssl == NULL || !SSL_set_fd(c->ssl, c->client_fd)) {
+		tls_fail(c, "cannot start TLS");
+		return;
+	}
+	SSL_set_accept_state(c->ssl);
+	c->preamble_len = c->pre.clear_end;
+	nmf_parser_init_upgraded(&c->pre.parser, mode);
+	conn_set_state(c, CONN_TLS_HANDSHAKE);
+	tls_handshake(c);
+}
+
+/*
+ * The first byte after a session inside TLS says how the client left its
+ * TLS stream: a preamble in clear (WCF, pooling the connection), or a TLS
+ * record, which must be its close_notify (TLS 1.3 encrypts the alert's
+ * type, so the record is read to tell), when it ends the connection the
+ * TLS way; that gets ours and a FIN.  Anything else inside TLS after End
+ * is refused.  Returns 1 to read a clear preamble, 0 to wait, -1 when the
+ * connection is closing.
+ */
+int
+tls_after_end(struct conn *c)
+{
+	enum tls_step step;
+	uint8_t byte;
+	size_t got;
+
+	if (!c->tls_closing) {
+		if (recv(c->client_fd, &byte, 1, MSG_PEEK) != 1)
+			return 1; /* nothing yet, or the end: recv() says which */
+		if (byte < TLS_RECORD_FIRST || byte > TLS_RECORD_LAST) {
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+			c->tls_left = 0;
+			conn_log(c, LOG_LEVEL_DEBUG, "the client left its TLS stream "
+			    "after End, as WCF does when it pools a connection");
+			return 1;
+		}
+		c->tls_closing = 1;
+	}
+	step = tls_read(c->ssl, &byte, 1, &got);
+	if (step == TLS_STEP_WANT_READ || step == TLS_STEP_WANT_WRITE) {
+		watch_client(c, events_of(step));
+		return 0;
+	}
+	if (step == TLS_STEP_ERROR) {
+		tls_fail(c, "TLS read failed after End");
+		return -1;
+	}
+	if (got > 0) {
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent bytes inside TLS after "
+		    "the session's End; reset");
+		return -1;
+	}
+	conn_log(c, LOG_LEVEL_DEBUG, "the client closed its TLS stream after End "
+	    "(close_notify), closed");
+	c->tls_ready = 1; /* so that ours goes out too */
+	stop_watchers(c);
+	deadline_start(c, FAULT_DRAIN_SECONDS);
+	conn_shutdown(c);
+	return -1;
+}
+
+/*
+ * A terminated connection shares one SSL between the two directions, and
+ * either may need the client socket readable or writable (a read can have
+ * to write, a write to read), so any event runs both and the watchers are
+ * set to what the two need together.  A followed session ends inside TLS
+ * as it does in clear; after both Ends the client's next preamble comes
+ * in clear on the raw socket (session_end).
+ */
+void
+forward_tls(struct conn *c)
+{
+	struct ev_loop *loop = c->w->loop;
+	struct tls_wants up, down;
+	enum pump_status up_status, down_status;
+	struct nmf_flow *up_flow = c->following ? &c->up_flow : NULL;
+	struct nmf_flow *down_flow = c->following &&
+	    c->down_flow.state != NMF_FLOW_OPAQUE ? &c->down_flow : NULL;
+	char why[256];
+	int backend_events;
+	uint64_t before = c->up.total + c->down.total;
+
+	up_status = tls_pump_up(&c->up, c->ssl, c->backend_fd, up_flow, &up);
+	down_status = up_status == PUMP_ERROR ? PUMP_ERROR :
+	    tls_pump_down(&c->down, c->ssl, c->client_fd, c->backend_fd, down_flow,
+	    &down);
+	if (up_status == PUMP_ERROR || down_status == PUMP_ERROR) {
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
+		    tls_error(why, sizeof(why)), (unsigned long long)c->up.total,
+		    (unsigned long long)c->down.total);
+		return;
+	}
+	if (up_status == PUMP_DONE && down_status == PUMP_DONE) {
+		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
+		    (unsigned long long)c->up.total, (unsigned long long)c->down.total);
+		return;
+	}
+	if (up_status == PUMP_ENDED && c->up_flow.state == NMF_FLOW_OPAQUE) {
+		client_out_of_place(c);
+		return;
+	}
+	if (up_status == PUMP_ENDED && (c->up.held > 0 || SSL_pending(c->ssl) > 0)) {
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent bytes after its End "
+		    "inside TLS, after %llu bytes up; reset",
+		    (unsigned long long)c->up.total);
+		return;
+	}
+	if (down_status == PUMP_ENDED && c->down_flow.state == NMF_FLOW_OPAQUE) {
+		unfollow_down(c);
+		return;
+	}
+	if (c->up.total + c->down.total != before)
+		idle_touch(c);
+	watch_client(c, up.client | down.client);
+	backend_events = up.backend | down.backend;
+	if (backend_events & EV_READ)
+		ev_io_start(loop, &c->backend_rd);
+	else
+		ev_io_stop(loop, &c->backend_rd);
+	if (backend_events & EV_WRITE)
+		ev_io_start(loop, &c->backend_wr);
+	else
+		ev_io_stop(loop, &c->backend_wr);
+	session_check(c);
+}
+
