@@ -53,6 +53,7 @@
 #include "config.h"
 #include "conn.h"
 #include "fuzz.h"
+#include "generation.h"
 #include "log.h"
 #include "nmf.h"
 #include "routes.h"
@@ -123,7 +124,7 @@ struct client {
 
 static struct {
 	int ready;
-	struct config *cfg[2];
+	struct generation *gen[2];
 	struct worker w[2];
 	struct ev_loop *loop;
 	int svc_listen[NSERVICES];
@@ -162,11 +163,11 @@ listen_loopback(struct sockaddr_in *addr)
 	return fd;
 }
 
-static struct config *
-load_config(const char *forward)
+static struct generation *
+load_generation(const char *forward)
 {
 	char path[] = "/tmp/fuzz_sessions.XXXXXX", err[4096];
-	struct config *cfg;
+	struct generation *gen;
 	FILE *f;
 	int fd = mkstemp(path);
 
@@ -176,12 +177,12 @@ load_config(const char *forward)
 	    "[b]\nvia = net.tcp://+/B\nbackend = 127.0.0.1:%u\n", forward,
 	    g.svc_port[0], g.svc_port[1]);
 	fclose(f);
-	cfg = config_load(path, err, sizeof(err));
+	gen = generation_load(path, 1, err, sizeof(err));
 	unlink(path);
-	if (cfg == NULL)
+	if (gen == NULL)
 		fprintf(stderr, "%s", err);
-	FUZZ_CHECK(cfg != NULL);
-	return cfg;
+	FUZZ_CHECK(gen != NULL);
+	return gen;
 }
 
 static void
@@ -200,20 +201,19 @@ setup(void)
 		g.svc_port[i] = ntohs(addr.sin_port);
 	}
 	g.front = listen_loopback(&g.front_addr);
-	g.cfg[0] = load_config("splice");
-	g.cfg[1] = load_config("copy");
+	g.gen[0] = load_generation("splice");
+	g.gen[1] = load_generation("copy");
 	for (i = 0; i < 2; i++) {
 		struct worker *w = &g.w[i];
 
 		memset(w, 0, sizeof(*w));
 		w->loop = g.loop;
-		w->cfg = g.cfg[i];
-		w->routes = g.cfg[i]->routes;
+		w->gen = g.gen[i];
 		w->max_connections = 64;
 		w->max_pending = 64;
-		pipe_pool_init(&w->pipes, g.cfg[i]->pipe_size);
-		bpool_init(&w->backends, g.loop, g.cfg[i]->backend_pool,
-		    g.cfg[i]->backend_pool_timeout);
+		pipe_pool_init(&w->pipes, g.gen[i]->cfg->pipe_size);
+		bpool_init(&w->backends, g.loop, g.gen[i]->cfg->backend_pool,
+		    g.gen[i]->cfg->backend_pool_timeout);
 	}
 	/* The secret of the stray envelopes: not in any input. */
 	for (i = 0; i < (int)sizeof(g.marker); i++)
@@ -235,7 +235,7 @@ service_of_via(const struct worker *w, const uint8_t *text, size_t len)
 
 	if (via_parse((const char *)text, len, 0, &via, &why) < 0)
 		return -1;
-	r = routes_lookup(w->routes, &via, 808);
+	r = routes_lookup(w->gen->cfg->routes, &via, 808);
 	if (r == NULL)
 		return -1;
 	for (int i = 0; i < NSERVICES; i++)

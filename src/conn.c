@@ -257,14 +257,26 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	pump_release(&c->down, &w->pipes);
 	SSL_free(c->ssl);
 	free(c->preamble);
-	if (c->routes != NULL)
-		routes_unref(c->routes);
+	generation_unref(c->gen);
 	free(c);
 
 	accept_limit_update(w);
 }
 
 /* Both client watchers: what an event means depends on the state. */
+/*
+ * The client's next session begins: it starts under the generation new
+ * connections get (so a reload applies to it) and has a preamble's time.
+ */
+void
+conn_next_session(struct conn *c)
+{
+	generation_unref(c->gen);
+	c->gen = generation_ref(c->w->gen);
+	conn_set_state(c, CONN_PREAMBLE);
+	deadline_start(c, c->gen->cfg->preamble_timeout);
+}
+
 static void
 on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 {
@@ -273,9 +285,7 @@ on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 	(void)loop;
 	switch (c->state) {
 	case CONN_IDLE:
-		/* The next session begins: it has a preamble's time. */
-		conn_set_state(c, CONN_PREAMBLE);
-		deadline_start(c, c->w->cfg->preamble_timeout);
+		conn_next_session(c);
 		preamble_read(c);
 		break;
 	case CONN_PREAMBLE:
@@ -398,7 +408,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	memcpy(&c->client_addr, peer, peerlen);
 	c->local_port = local_port;
 	preamble_start(&c->pre);
-	c->routes = routes_ref(w->routes);
+	c->gen = generation_ref(w->gen);
 	pump_init(&c->up);
 	pump_init(&c->down);
 	ev_io_init(&c->client_rd, on_client_io, fd, EV_READ);
@@ -443,7 +453,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	c->state = CONN_DRAINING; /* in no list yet */
 	conn_set_state(c, CONN_PREAMBLE);
 
-	deadline_start(c, w->cfg->preamble_timeout);
+	deadline_start(c, c->gen->cfg->preamble_timeout);
 	ev_io_start(w->loop, &c->client_rd);
 	accept_limit_update(w);
 	/* With TCP_DEFER_ACCEPT the preamble is usually here already. */

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "decide.h"
+#include "generation.h"
 #include "nmf.h"
 #include "pump.h"
 #include "worker.h"
@@ -74,7 +75,7 @@ struct conn {
 	unsigned tls_closing : 1;                 /* that byte began a TLS record: */
 	                                          /* it must be the client's close_notify */
 
-	struct route_table *routes;               /* the table this preamble routes with */
+	struct generation *gen;                   /* what this session started under */
 	enum conn_outcome outcome;                /* how it ends, once that is known */
 
 	const uint8_t *fault;                     /* Fault record being sent (static) */

@@ -28,7 +28,7 @@ forward_start(struct conn *c)
 	if (c->unanswered) {
 		/* Keep the preamble for a redial, and the client's further
 		 * bytes in its socket, until the service answers. */
-		deadline_start(c, c->w->cfg->connect_timeout);
+		deadline_start(c, c->gen->cfg->connect_timeout);
 		ev_io_start(c->w->loop, &c->backend_rd);
 		return;
 	}
@@ -162,7 +162,7 @@ backend_attach(struct conn *c, int fd, enum conn_state state)
 	ev_io_set(&c->backend_wr, fd, EV_WRITE);
 	watch_client(c, 0);
 	conn_set_state(c, state);
-	deadline_start(c, c->w->cfg->connect_timeout);
+	deadline_start(c, c->gen->cfg->connect_timeout);
 }
 
 static void
@@ -251,7 +251,7 @@ backend_start(struct conn *c)
 {
 	int fd = -1;
 
-	c->following = c->w->cfg->follow_sessions &&
+	c->following = c->gen->cfg->follow_sessions &&
 	    c->pre.parser.stage == NMF_STAGE_END;
 	if (c->following && c->pre.parser.mode == NMF_MODE_DUPLEX) {
 		nmf_flow_init(&c->up_flow, NMF_FLOW_UP);

@@ -42,6 +42,9 @@ void conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 /* Every state change goes through here (the worker's lists follow it). */
 void conn_set_state(struct conn *c, enum conn_state state);
 
+/* The client's next session begins, under the newest generation. */
+void conn_next_session(struct conn *c);
+
 void deadline_start(struct conn *c, double seconds);
 void watch_client(struct conn *c, int events);  /* exactly these events */
 int events_of(enum tls_step step);              /* what a TLS step waits for */

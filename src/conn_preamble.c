@@ -15,8 +15,8 @@ preamble_parse(struct conn *c)
 {
 	struct verdict v;
 
-	switch (preamble_decide(&c->pre, c->routes, c->local_port, c->preamble,
-	    c->preamble_len, &v)) {
+	switch (preamble_decide(&c->pre, c->gen->cfg->routes, c->local_port,
+	    c->preamble, c->preamble_len, &v)) {
 	case DECIDE_MORE:
 		break;
 	case DECIDE_FORWARD:

@@ -17,7 +17,7 @@
 void
 idle_touch(struct conn *c)
 {
-	if (c->w->cfg->idle_timeout > 0)
+	if (c->gen->cfg->idle_timeout > 0)
 		ev_timer_again(c->w->loop, &c->deadline);
 }
 
@@ -26,7 +26,7 @@ void
 idle_start(struct conn *c)
 {
 	ev_timer_stop(c->w->loop, &c->deadline);
-	c->deadline.repeat = c->w->cfg->idle_timeout;
+	c->deadline.repeat = c->gen->cfg->idle_timeout;
 	idle_touch(c);
 }
 
@@ -117,9 +117,6 @@ session_end(struct conn *c, int ended_by_service)
 	pump_release(&c->down, &w->pipes);
 	pump_init(&c->up);
 	pump_init(&c->down);
-	/* The next session routes with the table new connections get. */
-	routes_unref(c->routes);
-	c->routes = routes_ref(w->routes);
 	preamble_start(&c->pre);
 	c->replay_off = 0;
 	c->following = 0;
@@ -128,13 +125,12 @@ session_end(struct conn *c, int ended_by_service)
 		 * preamble in progress: keepalive_timeout applies, not
 		 * max_pending. */
 		conn_set_state(c, CONN_IDLE);
-		if (w->cfg->keepalive_timeout > 0)
-			deadline_start(c, w->cfg->keepalive_timeout);
+		if (c->gen->cfg->keepalive_timeout > 0)
+			deadline_start(c, c->gen->cfg->keepalive_timeout);
 		ev_io_start(w->loop, &c->client_rd);
 		return;
 	}
-	conn_set_state(c, CONN_PREAMBLE);
-	deadline_start(c, w->cfg->preamble_timeout);
+	conn_next_session(c);
 	ev_io_start(w->loop, &c->client_rd);
 	preamble_parse(c);
 }
@@ -197,7 +193,7 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 	    c->up.held > 0 && !c->up.dst_shut &&
 	    (c->down_flow.state == NMF_FLOW_RECORD ||
 	    c->down_flow.state == NMF_FLOW_OPAQUE);
-	enum pump_status status = pump_run(p, src, dst, c->w->cfg->forward,
+	enum pump_status status = pump_run(p, src, dst, c->gen->cfg->forward,
 	    &c->w->pipes, other->dst_shut || hold_fin, flow);
 
 	if (p->total != before)

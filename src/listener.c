@@ -143,7 +143,7 @@ fail:
 int
 listeners_open(struct worker *w)
 {
-	const struct config *cfg = w->cfg;
+	const struct config *cfg = w->gen->cfg;
 
 	ev_init(&w->accept_backoff, on_backoff_over);
 	w->accept_backoff.data = w;

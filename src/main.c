@@ -12,6 +12,7 @@
 #include <ev.h>
 
 #include "conn.h"
+#include "generation.h"
 #include "listener.h"
 #include "log.h"
 #include "routes.h"
@@ -45,15 +46,6 @@ on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static void
-on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
-{
-	(void)loop;
-	(void)sig;
-	(void)revents;
-	log_notice("SIGHUP received: configuration reload is not implemented yet, ignored");
-}
-
 /* Say once how terminated TLS is carried, so an operator knows the cost. */
 static void
 log_tls_path(const struct config *cfg)
@@ -69,14 +61,82 @@ log_tls_path(const struct config *cfg)
 	    "(SSL_read/SSL_write; kernel TLS offload is not used)", terminating);
 }
 
+/* What the main thread keeps between signals. */
+struct daemon {
+	const char *path;
+	struct generation *gen;    /* the newest, published to every worker */
+	struct worker *workers;
+	unsigned nworkers;
+	unsigned reloads_ok, reloads_failed;
+};
+
+/* Log each "FILE:LINE: ..." line of a failed load at level. */
+static void
+log_lines(enum log_level level, const char *text)
+{
+	while (*text != '\0') {
+		size_t n = strcspn(text, "\n");
+
+		log_msg(level, "%.*s", (int)n, text);
+		text += n;
+		text += *text == '\n';
+	}
+}
+
+/*
+ * SIGHUP: build the new generation from the file and check all of it
+ * (addresses, certificates and keys) before anything changes; then every
+ * worker starts new connections, and the next session of an idle one,
+ * under it, while connections under way keep theirs.  A file that does
+ * not load leaves the running generation serving.
+ */
+static void
+on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+	struct daemon *d = sig->data;
+	char err[CONFIG_ERR_MAX];
+	struct generation *next;
+	const char *key;
+
+	(void)loop;
+	(void)revents;
+	next = generation_load(d->path, d->gen->number + 1, err, sizeof(err));
+	if (next == NULL) {
+		d->reloads_failed++;
+		log_err("SIGHUP received: reload of %s failed; generation %u goes "
+		    "on serving:", d->path, d->gen->number);
+		log_lines(LOG_LEVEL_ERROR, err);
+		return;
+	}
+	log_lines(LOG_LEVEL_WARNING, err);
+	if ((key = generation_needs_restart(d->gen, next)) != NULL) {
+		d->reloads_failed++;
+		log_err("SIGHUP received: reload of %s refused: '%s' changed, which "
+		    "takes a restart; generation %u goes on serving", d->path, key,
+		    d->gen->number);
+		generation_unref(next);
+		return;
+	}
+	log_open(next->cfg->log_target, next->cfg->log_level);
+	for (unsigned i = 0; i < d->nworkers; i++)
+		worker_publish(&d->workers[i], next);
+	generation_unref(d->gen);
+	d->gen = next;
+	d->reloads_ok++;
+	log_notice("SIGHUP received: reloaded %s: generation %u, %zu routes",
+	    d->path, next->number, routes_count(next->cfg->routes));
+	log_tls_path(next->cfg);
+}
+
 /*
  * The main thread only waits for signals; the workers do all the I/O.
  * Every worker is set up (and has bound its sockets) before any starts, so
  * a bind error stops nettcpd before it serves anyone.
  */
 static int
-run(const struct config *cfg)
+run(struct daemon *d)
 {
+	const struct config *cfg = d->gen->cfg;
 	struct ev_loop *loop;
 	struct worker *workers;
 	ev_signal sigterm, sigint, sighup;
@@ -92,15 +152,16 @@ run(const struct config *cfg)
 		free(workers);
 		return EXIT_FAILURE;
 	}
+	d->workers = workers;
 	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);
 	ev_signal_init(&sighup, on_hup, SIGHUP);
+	sighup.data = d;
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
-	ev_signal_start(loop, &sighup);
 
 	for (ready = 0; ready < n; ready++)
-		if (worker_init(&workers[ready], cfg, ready, n) < 0)
+		if (worker_init(&workers[ready], d->gen, ready, n) < 0)
 			goto out;
 	if (routes_count(cfg->routes) == 0)
 		log_warn("%s defines no routes: every client will get EndpointNotFound",
@@ -109,6 +170,9 @@ run(const struct config *cfg)
 	for (started = 0; started < n; started++)
 		if (worker_start(&workers[started]) < 0)
 			goto out;
+	/* Reloads publish to the started workers only. */
+	d->nworkers = n;
+	ev_signal_start(loop, &sighup);
 	log_info("nettcpd %s started: %zu routes, %u workers, forward = %s",
 	    PACKAGE_VERSION, routes_count(cfg->routes), n,
 	    cfg->forward == FORWARD_SPLICE ? "splice" : "copy");
@@ -135,7 +199,7 @@ main(int argc, char **argv)
 {
 	const char *path = NETTCPD_DEFAULT_CONFIG;
 	char err[CONFIG_ERR_MAX];
-	struct config *cfg;
+	struct daemon d = { 0 };
 	int check_only = 0;
 	int opt, status;
 
@@ -163,20 +227,22 @@ main(int argc, char **argv)
 		return 2;
 	}
 
-	cfg = config_load(path, err, sizeof(err));
+	/* -t builds the generation a start or a reload would, then stops. */
+	d.path = path;
+	d.gen = generation_load(path, 1, err, sizeof(err));
 	/* Errors, or on success the warnings, one "FILE:LINE: ..." per line. */
 	fputs(err, stderr);
-	if (cfg == NULL)
+	if (d.gen == NULL)
 		return EXIT_FAILURE;
 	if (check_only) {
 		printf("%s: configuration OK\n", path);
-		config_free(cfg);
+		generation_unref(d.gen);
 		return EXIT_SUCCESS;
 	}
 
-	log_open(cfg->log_target, cfg->log_level);
-	status = run(cfg);
+	log_open(d.gen->cfg->log_target, d.gen->cfg->log_level);
+	status = run(&d);
 	log_close();
-	config_free(cfg);
+	generation_unref(d.gen);
 	return status;
 }

@@ -31,6 +31,38 @@ share(unsigned limit, unsigned n)
 	return (limit + n - 1) / n;
 }
 
+/* A reload published a generation: new connections start under it. */
+static void
+on_reload(struct ev_loop *loop, ev_async *async, int revents)
+{
+	struct worker *w = async->data;
+	struct generation *next;
+
+	(void)loop;
+	(void)revents;
+	pthread_mutex_lock(&w->next_lock);
+	next = w->next_gen;
+	w->next_gen = NULL;
+	pthread_mutex_unlock(&w->next_lock);
+	if (next == NULL)
+		return;
+	generation_unref(w->gen);
+	w->gen = next;
+}
+
+void
+worker_publish(struct worker *w, struct generation *gen)
+{
+	struct generation *stale;
+
+	pthread_mutex_lock(&w->next_lock);
+	stale = w->next_gen;   /* two reloads before the worker woke up */
+	w->next_gen = generation_ref(gen);
+	pthread_mutex_unlock(&w->next_lock);
+	generation_unref(stale);
+	ev_async_send(w->loop, &w->reload);
+}
+
 static void
 on_stop(struct ev_loop *loop, ev_async *async, int revents)
 {
@@ -40,12 +72,14 @@ on_stop(struct ev_loop *loop, ev_async *async, int revents)
 }
 
 int
-worker_init(struct worker *w, const struct config *cfg, unsigned index,
+worker_init(struct worker *w, struct generation *gen, unsigned index,
     unsigned n)
 {
+	const struct config *cfg = gen->cfg;
+
 	memset(w, 0, sizeof(*w));
-	w->cfg = cfg;
-	w->routes = cfg->routes;
+	w->gen = generation_ref(gen);
+	pthread_mutex_init(&w->next_lock, NULL);
 	w->index = index;
 	w->share_port = n > 1;
 	w->max_connections = share(cfg->max_connections, n);
@@ -54,14 +88,19 @@ worker_init(struct worker *w, const struct config *cfg, unsigned index,
 	w->loop = ev_loop_new(EVFLAG_AUTO);
 	if (w->loop == NULL) {
 		log_err("cannot create the event loop of worker %u", index);
+		generation_unref(w->gen);
 		return -1;
 	}
 	bpool_init(&w->backends, w->loop, cfg->follow_sessions ?
 	    share(cfg->backend_pool, n) : 0, cfg->backend_pool_timeout);
 	ev_async_init(&w->stop, on_stop);
 	ev_async_start(w->loop, &w->stop);
+	ev_async_init(&w->reload, on_reload);
+	w->reload.data = w;
+	ev_async_start(w->loop, &w->reload);
 	if (listeners_open(w) < 0) {
 		ev_loop_destroy(w->loop);
+		generation_unref(w->gen);
 		return -1;
 	}
 	return 0;
@@ -104,5 +143,9 @@ worker_finish(struct worker *w, int started)
 	bpool_drain(&w->backends);
 	pipe_pool_drain(&w->pipes);
 	ev_async_stop(w->loop, &w->stop);
+	ev_async_stop(w->loop, &w->reload);
 	ev_loop_destroy(w->loop);
+	generation_unref(w->next_gen);
+	generation_unref(w->gen);
+	pthread_mutex_destroy(&w->next_lock);
 }

@@ -13,6 +13,7 @@
 
 #include "bpool.h"
 #include "config.h"
+#include "generation.h"
 #include "pump.h"
 
 struct conn;
@@ -26,8 +27,11 @@ enum accept_pause {
 
 struct worker {
 	struct ev_loop *loop;
-	const struct config *cfg;
-	struct route_table *routes;     /* the table new connections route with */
+	struct generation *gen;         /* what new connections (and the next */
+	                                /* session of an idle one) start under */
+	pthread_mutex_t next_lock;      /* guards next_gen: */
+	struct generation *next_gen;    /* published by a reload, not taken yet */
+	ev_async reload;                /* says so */
 	unsigned index;                 /* 0 .. workers-1, for logs */
 	int share_port;                 /* several workers: listen with SO_REUSEPORT */
 	unsigned max_connections;       /* this worker's share of the limits */
@@ -60,12 +64,17 @@ struct worker {
 unsigned worker_count(const struct config *cfg);
 
 /*
- * Set up worker index of n: its loop and its listening sockets (bound here,
- * so a bind error is reported before anything runs).  Returns 0, or -1
- * after logging why, with nothing left to free.
+ * Set up worker index of n under gen (it takes its own reference): its loop
+ * and its listening sockets (bound here, so a bind error is reported before
+ * anything runs).  Returns 0, or -1 after logging why, with nothing left to
+ * free.
  */
-int worker_init(struct worker *w, const struct config *cfg, unsigned index,
+int worker_init(struct worker *w, struct generation *gen, unsigned index,
     unsigned n);
+
+/* Hand a started worker a new generation (it takes its own reference);
+ * safe from any thread.  Connections already under way keep theirs. */
+void worker_publish(struct worker *w, struct generation *gen);
 
 /* Run the worker's loop on a thread of its own.  Returns 0 or -1. */
 int worker_start(struct worker *w);

@@ -117,11 +117,12 @@ def test_sigterm_and_sigint_exit_zero_promptly_with_open_connections():
     b.close()
 
 
-def test_sighup_is_logged_and_ignored():
+def test_sighup_with_an_unchanged_file_reloads_it():
+    """(t/test_reload.py covers reloads that change something.)"""
     b = Backend(name="B")
     with Daemon([("b", "net.tcp://+/", b.addr)]) as d:
         d.proc.send_signal(signal.SIGHUP)
-        d.wait_log("SIGHUP received")
+        d.wait_log("SIGHUP received: reloaded")
         s = d.connect()
         s.sendall(preamble("net.tcp://h/x"))
         assert recv_exact(s, 2) == b"\x0bB"

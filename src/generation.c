@@ -1,0 +1,87 @@
+/*
+ * generation.c - loaded configurations, shared by the connections that
+ * started under them.
+ */
+#include "generation.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct generation *
+generation_load(const char *path, unsigned number, char *err, size_t errlen)
+{
+	struct generation *g = calloc(1, sizeof(*g));
+
+	if (g == NULL) {
+		snprintf(err, errlen, "%s: out of memory\n", path);
+		return NULL;
+	}
+	g->cfg = config_load(path, err, errlen);
+	if (g->cfg == NULL) {
+		free(g);
+		return NULL;
+	}
+	atomic_init(&g->refs, 1);
+	g->number = number;
+	g->loaded = time(NULL);
+	return g;
+}
+
+struct generation *
+generation_ref(struct generation *g)
+{
+	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+	return g;
+}
+
+void
+generation_unref(struct generation *g)
+{
+	/* acq_rel: the last owner, on any thread, sees the others' writes. */
+	if (g == NULL || atomic_fetch_sub_explicit(&g->refs, 1,
+	    memory_order_acq_rel) > 1)
+		return;
+	config_free(g->cfg);
+	free(g);
+}
+
+static int
+same_listens(const struct config *a, const struct config *b)
+{
+	if (a->nlistens != b->nlistens)
+		return 0;
+	for (size_t i = 0; i < a->nlistens; i++)
+		if (a->listens[i].addr.len != b->listens[i].addr.len ||
+		    memcmp(&a->listens[i].addr.ss, &b->listens[i].addr.ss,
+		    a->listens[i].addr.len) != 0)
+			return 0;
+	return 1;
+}
+
+const char *
+generation_needs_restart(const struct generation *cur,
+    const struct generation *next)
+{
+	const struct config *a = cur->cfg, *b = next->cfg;
+
+	if (!same_listens(a, b))
+		return "listen";
+	if (a->workers != b->workers)
+		return "workers";
+	if (a->max_connections != b->max_connections)
+		return "max_connections";
+	if (a->max_pending != b->max_pending)
+		return "max_pending";
+	if (a->pipe_size != b->pipe_size)
+		return "pipe_size";
+	if (a->follow_sessions != b->follow_sessions)
+		return "follow_sessions";
+	if (a->backend_pool != b->backend_pool)
+		return "backend_pool";
+	if (a->backend_pool_timeout != b->backend_pool_timeout)
+		return "backend_pool_timeout";
+	if (a->log_target != b->log_target)
+		return "log";
+	return NULL;
+}

@@ -1,0 +1,42 @@
+/*
+ * generation.h - one loaded configuration, as connections use it: the
+ * settings, the route table and its TLS contexts, built and checked
+ * together (config_load) and shared, reference-counted, by every
+ * connection that started under it.  A reload builds a new generation
+ * beside the old one; the old one lives on while a connection holds it.
+ */
+#ifndef NETTCPD_GENERATION_H
+#define NETTCPD_GENERATION_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "config.h"
+
+struct generation {
+	atomic_uint refs;
+	struct config *cfg;
+	unsigned number;     /* 1 for the configuration nettcpd started with */
+	time_t loaded;       /* when it was built */
+};
+
+/*
+ * Load path into a new generation numbered number, holding one reference.
+ * NULL on failure with every problem in err, as config_load() writes them.
+ */
+struct generation *generation_load(const char *path, unsigned number,
+    char *err, size_t errlen);
+
+struct generation *generation_ref(struct generation *g);
+void generation_unref(struct generation *g);
+
+/*
+ * The first setting of next that a reload cannot apply to a running
+ * process (its listeners, its threads, its pools are sized from it), by
+ * its key name; NULL when next can replace cur.
+ */
+const char *generation_needs_restart(const struct generation *cur,
+    const struct generation *next);
+
+#endif
