@@ -53,6 +53,7 @@ enum global_key {
 	GK_BACKEND_POOL,
 	GK_BACKEND_POOL_TIMEOUT,
 	GK_TLS_SESSION_TIMEOUT,
+	GK_SHUTDOWN_TIMEOUT,
 	GK_COUNT
 };
 
@@ -73,6 +74,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_BACKEND_POOL] = "backend_pool",
 	[GK_BACKEND_POOL_TIMEOUT] = "backend_pool_timeout",
 	[GK_TLS_SESSION_TIMEOUT] = "tls_session_timeout",
+	[GK_SHUTDOWN_TIMEOUT] = "shutdown_timeout",
 };
 
 /* Route keys that configure TLS termination, besides tls itself. */
@@ -606,8 +608,10 @@ global_key(struct parser *p, const char *name, const char *value)
 		break;
 	case GK_PREAMBLE_TIMEOUT:
 	case GK_CONNECT_TIMEOUT:
+	case GK_SHUTDOWN_TIMEOUT:
 		if (config_parse_duration(value, k == GK_PREAMBLE_TIMEOUT ?
-		    &cfg->preamble_timeout : &cfg->connect_timeout) < 0)
+		    &cfg->preamble_timeout : k == GK_CONNECT_TIMEOUT ?
+		    &cfg->connect_timeout : &cfg->shutdown_timeout) < 0)
 			add_error(p, p->lineno, "bad %s '%s' (a duration above 0 "
 			    "and at most 24h: 30, 1.5, 500ms, 30s, 2m, 1h)",
 			    name, value);
@@ -1023,6 +1027,7 @@ config_load(const char *path, char *err, size_t errlen)
 	p.cfg = cfg;
 	cfg->preamble_timeout = CONFIG_DEFAULT_PREAMBLE_TIMEOUT;
 	cfg->connect_timeout = CONFIG_DEFAULT_CONNECT_TIMEOUT;
+	cfg->shutdown_timeout = CONFIG_DEFAULT_SHUTDOWN_TIMEOUT;
 	cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
 	cfg->max_pending = CONFIG_DEFAULT_MAX_PENDING;
 	cfg->forward = FORWARD_SPLICE;

@@ -17,6 +17,8 @@
 #define CONFIG_DEFAULT_LISTEN "0.0.0.0:808, [::]:808"
 #define CONFIG_DEFAULT_PREAMBLE_TIMEOUT 30.0
 #define CONFIG_DEFAULT_CONNECT_TIMEOUT 5.0
+/* How long SIGTERM lets sessions in progress run to their End. */
+#define CONFIG_DEFAULT_SHUTDOWN_TIMEOUT 30.0
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 10000u
 #define CONFIG_DEFAULT_MAX_PENDING 100u
 #define CONFIG_MAX_WORKERS 256u
@@ -50,6 +52,7 @@ struct config {
 	size_t nlistens;
 	double preamble_timeout;   /* seconds, from accept to the routing decision */
 	double connect_timeout;    /* seconds, for the backend connect */
+	double shutdown_timeout;   /* seconds SIGTERM waits for sessions to end */
 	double idle_timeout;       /* seconds without progress when forwarding; 0: off */
 	double keepalive_timeout;  /* seconds a client connection may wait */
 	                           /* between sessions; 0: off */

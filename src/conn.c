@@ -261,6 +261,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	free(c);
 
 	accept_limit_update(w);
+	worker_check_drained(w);
 }
 
 /* Both client watchers: what an event means depends on the state. */
@@ -464,6 +465,17 @@ void
 conn_close_all(struct worker *w)
 {
 	while (w->conns != NULL)
-		conn_finish(w->conns, OUTCOME_DRAINED, CLOSE_FIN, LOG_LEVEL_DEBUG, NULL);
+		conn_finish(w->conns, OUTCOME_DRAINED, CLOSE_FIN, LOG_LEVEL_DEBUG,
+		    "closed by the shutdown");
+}
+
+/* A WCF client whose pooled connection closes between sessions dials
+ * again for its next one: closing it loses nothing. */
+void
+conn_close_idle(struct worker *w)
+{
+	while (w->idle_oldest != NULL)
+		conn_finish(w->idle_oldest, OUTCOME_DRAINED, CLOSE_FIN,
+		    LOG_LEVEL_DEBUG, "closed between sessions by the shutdown");
 }
 

@@ -101,4 +101,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 /* Close every connection of the worker at once (shutdown). */
 void conn_close_all(struct worker *w);
 
+/* Close the worker's connections idle between sessions (the drain). */
+void conn_close_idle(struct worker *w);
+
 #endif

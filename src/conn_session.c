@@ -120,6 +120,12 @@ session_end(struct conn *c, int ended_by_service)
 	preamble_start(&c->pre);
 	c->replay_off = 0;
 	c->following = 0;
+	if (w->draining) {
+		/* The shutdown waited for this session's end. */
+		conn_finish(c, OUTCOME_DRAINED, CLOSE_FIN, LOG_LEVEL_DEBUG,
+		    "session over, closed by the shutdown");
+		return;
+	}
 	if (next == 0) {
 		/* Between sessions the client's connection is idle, not a
 		 * preamble in progress: keepalive_timeout applies, not

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,13 +39,6 @@ usage(FILE *out)
 	    NETTCPD_DEFAULT_CONFIG);
 }
 
-static void
-on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents)
-{
-	(void)revents;
-	log_info("%s received, shutting down", strsignal(sig->signum));
-	ev_break(loop, EVBREAK_ALL);
-}
 
 /* Say once how terminated TLS is carried, so an operator knows the cost. */
 static void
@@ -68,7 +62,60 @@ struct daemon {
 	struct worker *workers;
 	unsigned nworkers;
 	unsigned reloads_ok, reloads_failed;
+	int draining;              /* a first SIGTERM or SIGINT came */
+	ev_timer shutdown_timer;   /* shutdown_timeout */
+	ev_async drained;          /* a worker holds no connection any more */
 };
+
+/*
+ * The first SIGTERM (or SIGINT) drains: every worker stops accepting,
+ * closes its connections idle between sessions and each other one as its
+ * session ends; nettcpd exits once none is left, or at shutdown_timeout.
+ * A second one exits at once.  Either way the exit status is 0.
+ */
+static void
+on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+	struct daemon *d = sig->data;
+	double timeout = d->gen->cfg->shutdown_timeout;
+
+	(void)revents;
+	if (d->draining) {
+		log_info("%s received again, shutting down at once",
+		    strsignal(sig->signum));
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	d->draining = 1;
+	log_info("%s received, draining: no new connections; sessions in "
+	    "progress have %.0f s to end", strsignal(sig->signum), timeout);
+	ev_timer_set(&d->shutdown_timer, timeout, 0.);
+	ev_timer_start(loop, &d->shutdown_timer);
+	for (unsigned i = 0; i < d->nworkers; i++)
+		worker_drain(&d->workers[i]);
+}
+
+static void
+on_shutdown_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)t;
+	(void)revents;
+	log_info("shutdown_timeout expired: closing the sessions still in progress");
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+on_drained(struct ev_loop *loop, ev_async *async, int revents)
+{
+	struct daemon *d = async->data;
+
+	(void)revents;
+	for (unsigned i = 0; i < d->nworkers; i++)
+		if (!atomic_load(&d->workers[i].drained))
+			return;
+	log_info("every session has ended");
+	ev_break(loop, EVBREAK_ALL);
+}
 
 /* Log each "FILE:LINE: ..." line of a failed load at level. */
 static void
@@ -156,13 +203,20 @@ run(struct daemon *d)
 	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);
 	ev_signal_init(&sighup, on_hup, SIGHUP);
-	sighup.data = d;
+	sigterm.data = sigint.data = sighup.data = d;
+	ev_init(&d->shutdown_timer, on_shutdown_timeout);
+	ev_async_init(&d->drained, on_drained);
+	d->drained.data = d;
+	ev_async_start(loop, &d->drained);
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
 
-	for (ready = 0; ready < n; ready++)
+	for (ready = 0; ready < n; ready++) {
 		if (worker_init(&workers[ready], d->gen, ready, n) < 0)
 			goto out;
+		workers[ready].main_loop = loop;
+		workers[ready].main_drained = &d->drained;
+	}
 	if (routes_count(cfg->routes) == 0)
 		log_warn("%s defines no routes: every client will get EndpointNotFound",
 		    cfg->path);
@@ -190,6 +244,8 @@ out:
 	ev_signal_stop(loop, &sigterm);
 	ev_signal_stop(loop, &sigint);
 	ev_signal_stop(loop, &sighup);
+	ev_timer_stop(loop, &d->shutdown_timer);
+	ev_async_stop(loop, &d->drained);
 	ev_loop_destroy(loop);
 	return status;
 }

@@ -64,6 +64,36 @@ worker_publish(struct worker *w, struct generation *gen)
 }
 
 static void
+on_drain(struct ev_loop *loop, ev_async *async, int revents)
+{
+	struct worker *w = async->data;
+
+	(void)loop;
+	(void)revents;
+	if (w->draining)
+		return;
+	w->draining = 1;
+	listeners_close(w);
+	conn_close_idle(w);
+	worker_check_drained(w);
+}
+
+void
+worker_drain(struct worker *w)
+{
+	ev_async_send(w->loop, &w->drain);
+}
+
+void
+worker_check_drained(struct worker *w)
+{
+	if (!w->draining || w->nconns > 0 || atomic_load(&w->drained))
+		return;
+	atomic_store(&w->drained, 1);
+	ev_async_send(w->main_loop, w->main_drained);
+}
+
+static void
 on_stop(struct ev_loop *loop, ev_async *async, int revents)
 {
 	(void)async;
@@ -98,6 +128,10 @@ worker_init(struct worker *w, struct generation *gen, unsigned index,
 	ev_async_init(&w->reload, on_reload);
 	w->reload.data = w;
 	ev_async_start(w->loop, &w->reload);
+	ev_async_init(&w->drain, on_drain);
+	w->drain.data = w;
+	ev_async_start(w->loop, &w->drain);
+	atomic_init(&w->drained, 0);
 	if (listeners_open(w) < 0) {
 		ev_loop_destroy(w->loop);
 		generation_unref(w->gen);
@@ -144,6 +178,7 @@ worker_finish(struct worker *w, int started)
 	pipe_pool_drain(&w->pipes);
 	ev_async_stop(w->loop, &w->stop);
 	ev_async_stop(w->loop, &w->reload);
+	ev_async_stop(w->loop, &w->drain);
 	ev_loop_destroy(w->loop);
 	generation_unref(w->next_gen);
 	generation_unref(w->gen);

@@ -8,6 +8,7 @@
 #define NETTCPD_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <ev.h>
 
@@ -58,6 +59,13 @@ struct worker {
 
 	pthread_t thread;
 	ev_async stop;                  /* another thread asks this one to stop */
+
+	/* Shutdown: accept no more, close what is idle, let sessions end. */
+	ev_async drain;                 /* the main thread asks for the drain */
+	unsigned draining : 1;
+	atomic_int drained;             /* draining, and no connection left */
+	struct ev_loop *main_loop;      /* told so through main_drained */
+	ev_async *main_drained;
 };
 
 /* How many workers cfg asks for ("auto": one per online CPU). */
@@ -81,6 +89,17 @@ int worker_start(struct worker *w);
 
 /* Ask a started worker to stop; safe from any thread. */
 void worker_stop(struct worker *w);
+
+/*
+ * Ask a started worker to drain, from any thread: it stops accepting,
+ * closes its connections idle between sessions, closes the others as
+ * their sessions end, and once it holds none sets w->drained and sends
+ * w->main_drained to w->main_loop.
+ */
+void worker_drain(struct worker *w);
+
+/* In the worker's thread: tell the main thread if the drain is over. */
+void worker_check_drained(struct worker *w);
 
 /*
  * Wait for a started worker to stop, then close its listeners and every

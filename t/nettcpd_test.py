@@ -369,11 +369,17 @@ class Daemon:
     def connect(self, **kw):
         return connect(self.port, **kw)
 
-    def stop(self, sig=signal.SIGTERM, timeout=5.0):
-        """Stop the daemon and return its exit status."""
+    def stop(self, sig=signal.SIGTERM, timeout=5.0, drain=1.0):
+        """Stop the daemon and return its exit status.  The first signal
+        drains, letting sessions in progress end; after drain seconds a
+        second one makes it exit at once (t/test_drain.py tests both)."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(drain * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:

@@ -563,6 +563,20 @@ START_TEST(test_keepalive_timeout)
 }
 END_TEST
 
+START_TEST(test_shutdown_timeout)
+{
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_double_eq(cfg->shutdown_timeout, 30);
+	config_free(cfg);
+	cfg = load_ok("[global]\nshutdown_timeout = 2m\n");
+	ck_assert_double_eq(cfg->shutdown_timeout, 120);
+	config_free(cfg);
+	load_bad("[global]\nshutdown_timeout = off\n");
+	ck_error(2, "bad shutdown_timeout", "'off'");
+}
+END_TEST
+
 START_TEST(test_tls_session_timeout)
 {
 	/* an hour by default; off issues no tickets */
@@ -1265,6 +1279,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_keepalive_timeout);
 	tcase_add_test(tc, test_tls_session_timeout);
+	tcase_add_test(tc, test_shutdown_timeout);
 	tcase_add_test(tc, test_workers);
 	tcase_add_test(tc, test_pipe_size);
 	tcase_add_test(tc, test_sessions_and_backend_pool);
