@@ -1,5 +1,6 @@
 /*
- * listener.c - the shared ports: bind, accept, pause and resume.
+ * listener.c - the shared ports: bind (the main thread), accept (every
+ * worker), pause and resume.
  */
 #include "listener.h"
 
@@ -38,7 +39,7 @@ backoff_log(struct worker *w, const struct listener *l, int err)
 		return;
 	}
 	log_warn("accept on %s: %s; pausing accepts for %.0f ms (%u more "
-	    "pauses since the last report)", l->text, strerror(err),
+	    "pauses since the last report)", l->sock->text, strerror(err),
 	    ACCEPT_BACKOFF_SECONDS * 1000, w->backoffs_unlogged);
 	w->backoff_logged_at = now;
 	w->backoffs_unlogged = 0;
@@ -60,7 +61,7 @@ on_acceptable(struct ev_loop *loop, ev_io *io, int revents)
 		fd = accept4(io->fd, &peer.sa, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			switch (errno) {
-			case EAGAIN:
+			case EAGAIN:    /* also: another worker took it */
 			case EINTR:
 			case ECONNABORTED:
 				return;
@@ -76,11 +77,11 @@ on_acceptable(struct ev_loop *loop, ev_io *io, int revents)
 				ev_timer_start(w->loop, &w->accept_backoff);
 				return;
 			default:
-				log_warn("accept on %s: %s", l->text, strerror(errno));
+				log_warn("accept on %s: %s", l->sock->text, strerror(errno));
 				return;
 			}
 		}
-		conn_accept(w, fd, &peer.sa, peerlen, l->port);
+		conn_accept(w, fd, &peer.sa, peerlen, l->sock->port);
 		if (w->accept_paused)
 			return;
 	}
@@ -97,7 +98,7 @@ on_backoff_over(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 static int
-listen_socket(const struct listen_cfg *lc, int share_port)
+listen_socket(const struct listen_cfg *lc)
 {
 	int one = 1, defer = ACCEPT_DEFER_SECONDS;
 	int fd;
@@ -105,13 +106,10 @@ listen_socket(const struct listen_cfg *lc, int share_port)
 	fd = socket(lc->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
+	/* SO_REUSEADDR only lets a restart bind past its own TIME_WAIT; it
+	 * never lets two sockets listen on one address.  No SO_REUSEPORT:
+	 * the workers share this one socket, and nobody else may. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-		goto fail;
-	/* Each worker has its own socket and the kernel spreads connections
-	 * over them.  Only then: with one worker a second nettcpd on the
-	 * same port must fail to bind, not silently share it. */
-	if (share_port &&
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
 	/* Accepted sockets inherit it: WCF's small framing records must not
 	 * wait for Nagle. */
@@ -134,41 +132,69 @@ listen_socket(const struct listen_cfg *lc, int share_port)
 	return fd;
 
 fail:
-	log_err("cannot listen on %s: %s", lc->text, strerror(errno));
+	log_err("cannot listen on %s: %s%s", lc->text, strerror(errno),
+	    errno == EADDRINUSE ? " (another nettcpd, or another program, "
+	    "listens there)" : "");
 	if (fd >= 0)
 		close(fd);
 	return -1;
 }
 
-int
-listeners_open(struct worker *w)
+struct listen_sock *
+listen_socks_open(const struct config *cfg)
 {
-	const struct config *cfg = w->gen->cfg;
+	struct listen_sock *socks = calloc(cfg->nlistens, sizeof(*socks));
+	size_t i;
 
+	if (socks == NULL) {
+		log_err("out of memory");
+		return NULL;
+	}
+	for (i = 0; i < cfg->nlistens; i++) {
+		socks[i].fd = listen_socket(&cfg->listens[i]);
+		socks[i].text = strdup(cfg->listens[i].text);
+		socks[i].port = addr_port((const struct sockaddr *)&cfg->listens[i].addr.ss);
+		if (socks[i].fd < 0 || socks[i].text == NULL) {
+			if (socks[i].fd >= 0)
+				close(socks[i].fd);
+			free(socks[i].text);
+			listen_socks_close(socks, i);
+			return NULL;
+		}
+		log_info("listening on %s", socks[i].text);
+	}
+	return socks;
+}
+
+void
+listen_socks_close(struct listen_sock *socks, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		close(socks[i].fd);
+		free(socks[i].text);
+	}
+	free(socks);
+}
+
+int
+listeners_open(struct worker *w, const struct listen_sock *socks, size_t n)
+{
 	ev_init(&w->accept_backoff, on_backoff_over);
 	w->accept_backoff.data = w;
-	w->listeners = calloc(cfg->nlistens, sizeof(*w->listeners));
-	if (w->listeners == NULL) {
+	w->listeners = calloc(n, sizeof(*w->listeners));
+	if (w->listeners == NULL && n > 0) {
 		log_err("out of memory");
 		return -1;
 	}
-	for (size_t i = 0; i < cfg->nlistens; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct listener *l = &w->listeners[i];
-		int fd = listen_socket(&cfg->listens[i], w->share_port);
 
-		if (fd < 0) {
-			listeners_close(w);
-			return -1;
-		}
 		l->w = w;
-		l->port = addr_port((const struct sockaddr *)&cfg->listens[i].addr.ss);
-		l->text = cfg->listens[i].text;
-		ev_io_init(&l->io, on_acceptable, fd, EV_READ);
+		l->sock = &socks[i];
+		ev_io_init(&l->io, on_acceptable, socks[i].fd, EV_READ);
 		l->io.data = l;
 		ev_io_start(w->loop, &l->io);
 		w->nlisteners++;
-		if (w->index == 0)
-			log_info("listening on %s", l->text);
 	}
 	return 0;
 }
@@ -177,10 +203,8 @@ void
 listeners_close(struct worker *w)
 {
 	ev_timer_stop(w->loop, &w->accept_backoff);
-	for (size_t i = 0; i < w->nlisteners; i++) {
+	for (size_t i = 0; i < w->nlisteners; i++)
 		ev_io_stop(w->loop, &w->listeners[i].io);
-		close(w->listeners[i].io.fd);
-	}
 	free(w->listeners);
 	w->listeners = NULL;
 	w->nlisteners = 0;

@@ -9,22 +9,43 @@
 
 #include <ev.h>
 
+#include "config.h"
 #include "worker.h"
 
-struct listener {
-	ev_io io;
-	struct worker *w;
+/*
+ * A listening socket: the main thread opens one per configured address,
+ * and every worker watches it; whichever accepts first serves the client.
+ * It is not shared with SO_REUSEPORT, so a second nettcpd (or any other
+ * program) cannot bind the port while this one listens there.
+ */
+struct listen_sock {
+	int fd;
 	uint16_t port;          /* local port, which port-qualified routes compare */
-	const char *text;       /* the address as configured, for logs */
+	char *text;             /* the address as configured, for logs */
 };
 
 /*
- * Bind and listen on every address of w->cfg; start accepting.
- * Returns 0, or -1 after logging which address failed.
+ * Open a socket for every address of cfg, in its order.  Returns an array
+ * of cfg->nlistens sockets, or NULL after logging which address failed,
+ * with nothing left open.
  */
-int listeners_open(struct worker *w);
+struct listen_sock *listen_socks_open(const struct config *cfg);
 
-/* Stop accepting and close every listening socket. */
+/* Close them (no worker may be watching them any more) and free the array. */
+void listen_socks_close(struct listen_sock *socks, size_t n);
+
+/* A worker's watch on one listening socket. */
+struct listener {
+	ev_io io;
+	struct worker *w;
+	const struct listen_sock *sock;
+};
+
+/* Watch these n sockets (the worker's thread, or before it starts);
+ * returns 0 or -1. */
+int listeners_open(struct worker *w, const struct listen_sock *socks, size_t n);
+
+/* Stop watching them (the sockets stay open). */
 void listeners_close(struct worker *w);
 
 /* Add or remove a reason to pause accepting (enum accept_pause). */

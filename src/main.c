@@ -62,6 +62,8 @@ struct daemon {
 	struct worker *workers;
 	unsigned nworkers;
 	unsigned reloads_ok, reloads_failed;
+	struct listen_sock *socks; /* one per listen address; the workers watch them */
+	size_t nsocks;
 	int draining;              /* a first SIGTERM or SIGINT came */
 	ev_timer shutdown_timer;   /* shutdown_timeout */
 	ev_async drained;          /* a worker holds no connection any more */
@@ -110,6 +112,15 @@ on_drained(struct ev_loop *loop, ev_async *async, int revents)
 	struct daemon *d = async->data;
 
 	(void)revents;
+	/* Once no worker watches them, close the listening sockets: from here
+	 * on a new client is refused instead of waiting in a backlog. */
+	for (unsigned i = 0; i < d->nworkers; i++)
+		if (!atomic_load(&d->workers[i].released))
+			return;
+	if (d->socks != NULL) {
+		listen_socks_close(d->socks, d->nsocks);
+		d->socks = NULL;
+	}
 	for (unsigned i = 0; i < d->nworkers; i++)
 		if (!atomic_load(&d->workers[i].drained))
 			return;
@@ -211,8 +222,12 @@ run(struct daemon *d)
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
 
+	d->nsocks = cfg->nlistens;
+	if ((d->socks = listen_socks_open(cfg)) == NULL)
+		goto out;
 	for (ready = 0; ready < n; ready++) {
-		if (worker_init(&workers[ready], d->gen, ready, n) < 0)
+		if (worker_init(&workers[ready], d->gen, d->socks, d->nsocks, ready,
+		    n) < 0)
 			goto out;
 		workers[ready].main_loop = loop;
 		workers[ready].main_drained = &d->drained;
@@ -238,6 +253,8 @@ out:
 		worker_stop(&workers[i]);
 	for (i = 0; i < ready; i++)
 		worker_finish(&workers[i], i < started);
+	if (d->socks != NULL)
+		listen_socks_close(d->socks, d->nsocks);
 	if (status == EXIT_SUCCESS)
 		log_info("stopped");
 	free(workers);

@@ -74,6 +74,8 @@ on_drain(struct ev_loop *loop, ev_async *async, int revents)
 		return;
 	w->draining = 1;
 	listeners_close(w);
+	atomic_store(&w->released, 1);
+	ev_async_send(w->main_loop, w->main_drained);
 	conn_close_idle(w);
 	worker_check_drained(w);
 }
@@ -102,8 +104,8 @@ on_stop(struct ev_loop *loop, ev_async *async, int revents)
 }
 
 int
-worker_init(struct worker *w, struct generation *gen, unsigned index,
-    unsigned n)
+worker_init(struct worker *w, struct generation *gen,
+    const struct listen_sock *socks, size_t nsocks, unsigned index, unsigned n)
 {
 	const struct config *cfg = gen->cfg;
 
@@ -111,7 +113,6 @@ worker_init(struct worker *w, struct generation *gen, unsigned index,
 	w->gen = generation_ref(gen);
 	pthread_mutex_init(&w->next_lock, NULL);
 	w->index = index;
-	w->share_port = n > 1;
 	w->max_connections = share(cfg->max_connections, n);
 	w->max_pending = share(cfg->max_pending, n);
 	pipe_pool_init(&w->pipes, cfg->pipe_size);
@@ -132,7 +133,8 @@ worker_init(struct worker *w, struct generation *gen, unsigned index,
 	w->drain.data = w;
 	ev_async_start(w->loop, &w->drain);
 	atomic_init(&w->drained, 0);
-	if (listeners_open(w) < 0) {
+	atomic_init(&w->released, 0);
+	if (listeners_open(w, socks, nsocks) < 0) {
 		ev_loop_destroy(w->loop);
 		generation_unref(w->gen);
 		return -1;

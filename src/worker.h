@@ -1,8 +1,9 @@
 /*
  * worker.h - one thread running one event loop, and everything it owns: its
- * listening sockets (SO_REUSEPORT twins of the other workers'), its
- * connections, its pipe pool.  Workers share only the immutable config and
- * route table, so the forwarding path takes no locks.
+ * watches on the listening sockets (every worker watches the same ones),
+ * its connections, its pipe pool, its backend pool.  Workers share only
+ * the generations (immutable, reference-counted), so the forwarding path
+ * takes no locks.
  */
 #ifndef NETTCPD_WORKER_H
 #define NETTCPD_WORKER_H
@@ -19,6 +20,7 @@
 
 struct conn;
 struct listener;
+struct listen_sock;
 
 /* Why accepting is paused; accepting resumes when no reason is left. */
 enum accept_pause {
@@ -34,7 +36,6 @@ struct worker {
 	struct generation *next_gen;    /* published by a reload, not taken yet */
 	ev_async reload;                /* says so */
 	unsigned index;                 /* 0 .. workers-1, for logs */
-	int share_port;                 /* several workers: listen with SO_REUSEPORT */
 	unsigned max_connections;       /* this worker's share of the limits */
 	unsigned max_pending;
 
@@ -63,6 +64,7 @@ struct worker {
 	/* Shutdown: accept no more, close what is idle, let sessions end. */
 	ev_async drain;                 /* the main thread asks for the drain */
 	unsigned draining : 1;
+	atomic_int released;            /* draining: it watches no listener now */
 	atomic_int drained;             /* draining, and no connection left */
 	struct ev_loop *main_loop;      /* told so through main_drained */
 	ev_async *main_drained;
@@ -73,12 +75,12 @@ unsigned worker_count(const struct config *cfg);
 
 /*
  * Set up worker index of n under gen (it takes its own reference): its loop
- * and its listening sockets (bound here, so a bind error is reported before
- * anything runs).  Returns 0, or -1 after logging why, with nothing left to
- * free.
+ * and its watches on the nsocks listening sockets the main thread opened
+ * (and keeps open while it runs).  Returns 0, or -1 after logging why, with
+ * nothing left to free.
  */
-int worker_init(struct worker *w, struct generation *gen, unsigned index,
-    unsigned n);
+int worker_init(struct worker *w, struct generation *gen,
+    const struct listen_sock *socks, size_t nsocks, unsigned index, unsigned n);
 
 /* Hand a started worker a new generation (it takes its own reference);
  * safe from any thread.  Connections already under way keep theirs. */
@@ -91,10 +93,11 @@ int worker_start(struct worker *w);
 void worker_stop(struct worker *w);
 
 /*
- * Ask a started worker to drain, from any thread: it stops accepting,
- * closes its connections idle between sessions, closes the others as
- * their sessions end, and once it holds none sets w->drained and sends
- * w->main_drained to w->main_loop.
+ * Ask a started worker to drain, from any thread: it stops watching the
+ * listening sockets (then sets w->released), closes its connections idle
+ * between sessions, closes the others as their sessions end, and once it
+ * holds none sets w->drained; after each step it sends w->main_drained to
+ * w->main_loop.
  */
 void worker_drain(struct worker *w);
 

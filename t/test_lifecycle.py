@@ -132,15 +132,15 @@ def test_sighup_with_an_unchanged_file_reloads_it():
     b.close()
 
 
-def test_workers_each_listen_on_the_shared_port():
-    """workers = 3: three event-loop threads beside the main one, three
-    SO_REUSEPORT sockets on the port, and connections served by all."""
+def test_workers_share_one_listening_socket():
+    """workers = 3: three event-loop threads beside the main one, all
+    watching one listening socket on the port, and connections served."""
     b = Backend(name="B")
     with Daemon([("b", "net.tcp://+/", b.addr)], extra_global="workers = 3") as d:
         assert len(os.listdir(f"/proc/{d.pid}/task")) == 4
         listening = subprocess.run(["ss", "-Hltn", f"sport = :{d.port}"],
                                    capture_output=True, text=True).stdout
-        assert len(listening.strip().splitlines()) == 3, listening
+        assert len(listening.strip().splitlines()) == 1, listening
         for _ in range(50):
             s = d.connect()
             s.sendall(preamble("net.tcp://h/x"))
@@ -150,14 +150,25 @@ def test_workers_each_listen_on_the_shared_port():
     b.close()
 
 
-def test_one_worker_does_not_share_its_port():
-    """Without SO_REUSEPORT a second daemon on the same port fails to bind."""
+def test_a_second_instance_cannot_share_the_port():
+    """Whatever either's workers: a second nettcpd on the same address
+    fails to start with a clear error, and the first keeps the port."""
     b = Backend(name="B")
-    with Daemon([("b", "net.tcp://+/", b.addr)], extra_global="workers = 1") as d:
-        path = write_config(f"[global]\nlisten = 127.0.0.1:{d.port}\nworkers = 1\n")
-        r = nettcpd("-c", path)
-        assert r.returncode == 1 and "Address already in use" in r.stderr, r
-        os.unlink(path)
+    for first, second in ((1, 1), (2, 2), (1, 4), (4, 1)):
+        with Daemon([("b", "net.tcp://+/", b.addr)],
+                    extra_global=f"workers = {first}") as d:
+            path = write_config(f"[global]\nlisten = 127.0.0.1:{d.port}\n"
+                                f"workers = {second}\n")
+            r = nettcpd("-c", path)
+            assert r.returncode == 1, (first, second, r)
+            assert f"cannot listen on 127.0.0.1:{d.port}: Address already in use " \
+                   "(another nettcpd, or another program, listens there)" in r.stderr, r
+            os.unlink(path)
+            for _ in range(10):
+                s = d.connect()
+                s.sendall(preamble("net.tcp://h/x"))
+                assert recv_exact(s, 2) == b"\x0bB"
+                s.close()
     b.close()
 
 
