@@ -125,6 +125,7 @@ struct client {
 static struct {
 	int ready;
 	struct generation *gen[2];
+	struct limits limits;
 	struct worker w[2];
 	struct ev_loop *loop;
 	int svc_listen[NSERVICES];
@@ -201,6 +202,8 @@ setup(void)
 		g.svc_port[i] = ntohs(addr.sin_port);
 	}
 	g.front = listen_loopback(&g.front_addr);
+	g.limits.max_connections = 64;
+	g.limits.max_pending = 64;
 	g.gen[0] = load_generation("splice");
 	g.gen[1] = load_generation("copy");
 	for (i = 0; i < 2; i++) {
@@ -209,6 +212,7 @@ setup(void)
 		memset(w, 0, sizeof(*w));
 		w->loop = g.loop;
 		w->gen = g.gen[i];
+		w->limits = &g.limits;
 		w->max_connections = 64;
 		w->max_pending = 64;
 		pipe_pool_init(&w->pipes, g.gen[i]->cfg->pipe_size);

@@ -122,15 +122,23 @@ deadline_start(struct conn *c, double seconds)
 	(w)->n++;							\
 } while (0)
 
-/* Accept while below max_connections, or while a connection idle between
- * sessions can give way to the newcomer. */
+/* Accept while the process is below max_connections, or while one of this
+ * worker's connections idle between sessions can give way to the newcomer. */
 static void
 accept_limit_update(struct worker *w)
 {
-	if (w->nconns >= w->max_connections && w->nidle == 0)
+	struct limits *l = w->limits;
+
+	if (atomic_load(&l->nconns) >= l->max_connections && w->nidle == 0)
 		listeners_pause(w, ACCEPT_PAUSE_LIMIT);
 	else
 		listeners_resume(w, ACCEPT_PAUSE_LIMIT);
+}
+
+void
+conn_limits_changed(struct worker *w)
+{
+	accept_limit_update(w);
 }
 
 static int
@@ -147,12 +155,15 @@ conn_set_state(struct conn *c, enum conn_state state)
 {
 	struct worker *w = c->w;
 
-	if (in_preamble(c->state) && !in_preamble(state))
+	if (in_preamble(c->state) && !in_preamble(state)) {
 		LIST_UNLINK(c, w, pending_prev, pending_next, pending_oldest,
 		    pending_newest, npending);
-	else if (!in_preamble(c->state) && in_preamble(state))
+		atomic_fetch_sub(&w->limits->npending, 1);
+	} else if (!in_preamble(c->state) && in_preamble(state)) {
 		LIST_APPEND(c, w, pending_prev, pending_next, pending_oldest,
 		    pending_newest, npending);
+		atomic_fetch_add(&w->limits->npending, 1);
+	}
 	if (c->state == CONN_IDLE && state != CONN_IDLE) {
 		LIST_UNLINK(c, w, idle_prev, idle_next, idle_oldest, idle_newest,
 		    nidle);
@@ -245,6 +256,10 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	w->nconns--;
+	if (w->keep_slot)
+		w->keep_slot = 0;   /* the newcomer takes it over */
+	else
+		limits_give(w->limits, w);
 
 	if (how == CLOSE_RESET) {
 		set_linger_reset(c->client_fd);
@@ -392,13 +407,36 @@ void
 conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
     socklen_t peerlen, uint16_t local_port)
 {
+	struct limits *l = w->limits;
 	struct conn *c;
 
+	/*
+	 * At the limit, the connection idle longest between sessions makes
+	 * room (its client, a WCF connection pool, simply dials again) and
+	 * hands the newcomer its slot.  Without one, another worker took the
+	 * last slot between this one's check and its accept: the newcomer is
+	 * refused, and this worker pauses.
+	 */
+	if (!limits_take(l, w)) {
+		if (w->idle_oldest == NULL) {
+			log_info("max_connections (%u) reached, new connection reset",
+			    l->max_connections);
+			set_linger_reset(fd);
+			close(fd);
+			accept_limit_update(w);
+			return;
+		}
+		w->keep_slot = 1;
+		conn_finish(w->idle_oldest, OUTCOME_EVICTED, CLOSE_FIN, LOG_LEVEL_INFO,
+		    "max_connections (%u) reached, closed the connection idle "
+		    "longest between sessions", l->max_connections);
+	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		log_warn("out of memory accepting a connection, reset");
 		set_linger_reset(fd);
 		close(fd);
+		limits_give(l, w);
 		return;
 	}
 	c->w = w;
@@ -425,9 +463,13 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	 * A full preamble set gives way to the newcomer: the oldest is the
 	 * one most likely to be a slow or silent client.  Read it once first:
 	 * in a burst of accepts the oldest may be a client whose whole
-	 * preamble already waits, unread, in its socket.
+	 * preamble already waits, unread, in its socket.  The set is the
+	 * process's; a worker evicts from its own part of it, so while one
+	 * that holds none accepts, the set can exceed max_pending by fewer
+	 * than the number of workers.
 	 */
-	while (w->npending >= w->max_pending && w->pending_oldest != NULL) {
+	while (atomic_load(&l->npending) >= l->max_pending &&
+	    w->pending_oldest != NULL) {
 		struct conn *oldest = w->pending_oldest;
 		unsigned before = w->npending;
 
@@ -435,15 +477,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		if (w->npending < before)
 			continue; /* routed, faulted or closed: no longer pending */
 		conn_finish(oldest, OUTCOME_EVICTED, CLOSE_RESET, LOG_LEVEL_NOTICE,
-		    "max_pending (%u) reached, oldest preamble reset", w->max_pending);
-	}
-
-	/* At the limit, the connection idle longest between sessions makes
-	 * room: its client, a WCF connection pool, simply dials again. */
-	if (w->nconns >= w->max_connections && w->idle_oldest != NULL) {
-		conn_finish(w->idle_oldest, OUTCOME_EVICTED, CLOSE_FIN, LOG_LEVEL_INFO, "max_connections (%u) "
-		    "reached, closed the connection idle longest between "
-		    "sessions", w->max_connections);
+		    "max_pending (%u) reached, oldest preamble reset", l->max_pending);
 	}
 
 	c->next = w->conns;

@@ -104,4 +104,7 @@ void conn_close_all(struct worker *w);
 /* Close the worker's connections idle between sessions (the drain). */
 void conn_close_idle(struct worker *w);
 
+/* Another worker closed a connection: this one may accept again. */
+void conn_limits_changed(struct worker *w);
+
 #endif

@@ -62,6 +62,7 @@ struct daemon {
 	struct worker *workers;
 	unsigned nworkers;
 	unsigned reloads_ok, reloads_failed;
+	struct limits limits;      /* process-wide, counted by every worker */
 	struct listen_sock *socks; /* one per listen address; the workers watch them */
 	size_t nsocks;
 	int draining;              /* a first SIGTERM or SIGINT came */
@@ -222,12 +223,16 @@ run(struct daemon *d)
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
 
+	d->limits.max_connections = cfg->max_connections;
+	d->limits.max_pending = cfg->max_pending;
+	d->limits.workers = workers;
+	d->limits.nworkers = n;
 	d->nsocks = cfg->nlistens;
 	if ((d->socks = listen_socks_open(cfg)) == NULL)
 		goto out;
 	for (ready = 0; ready < n; ready++) {
-		if (worker_init(&workers[ready], d->gen, d->socks, d->nsocks, ready,
-		    n) < 0)
+		if (worker_init(&workers[ready], d->gen, &d->limits, d->socks,
+		    d->nsocks, ready, n) < 0)
 			goto out;
 		workers[ready].main_loop = loop;
 		workers[ready].main_drained = &d->drained;

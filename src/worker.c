@@ -24,11 +24,52 @@ worker_count(const struct config *cfg)
 	return cpus > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (unsigned)cpus;
 }
 
-/* An even share of a limit, rounded up so the shares cover the limit. */
+/* An even share, rounded up so the shares cover the whole: each worker
+ * keeps its own idle backend connections, backend_pool of them together. */
 static unsigned
-share(unsigned limit, unsigned n)
+share(unsigned whole, unsigned n)
 {
-	return (limit + n - 1) / n;
+	return (whole + n - 1) / n;
+}
+
+/* The process reached max_connections, or left it: every other worker
+ * pauses or resumes accepting. */
+static void
+limits_tell_others(struct limits *l, const struct worker *self)
+{
+	for (unsigned i = 0; i < l->nworkers; i++)
+		if (&l->workers[i] != self)
+			ev_async_send(l->workers[i].loop, &l->workers[i].wake);
+}
+
+int
+limits_take(struct limits *l, const struct worker *self)
+{
+	unsigned n = atomic_load(&l->nconns);
+
+	while (n < l->max_connections) {
+		if (atomic_compare_exchange_weak(&l->nconns, &n, n + 1)) {
+			if (n + 1 == l->max_connections)
+				limits_tell_others(l, self);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void
+limits_give(struct limits *l, const struct worker *self)
+{
+	if (atomic_fetch_sub(&l->nconns, 1) >= l->max_connections)
+		limits_tell_others(l, self);
+}
+
+static void
+on_wake(struct ev_loop *loop, ev_async *async, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_limits_changed(async->data);
 }
 
 /* A reload published a generation: new connections start under it. */
@@ -104,7 +145,7 @@ on_stop(struct ev_loop *loop, ev_async *async, int revents)
 }
 
 int
-worker_init(struct worker *w, struct generation *gen,
+worker_init(struct worker *w, struct generation *gen, struct limits *limits,
     const struct listen_sock *socks, size_t nsocks, unsigned index, unsigned n)
 {
 	const struct config *cfg = gen->cfg;
@@ -113,8 +154,7 @@ worker_init(struct worker *w, struct generation *gen,
 	w->gen = generation_ref(gen);
 	pthread_mutex_init(&w->next_lock, NULL);
 	w->index = index;
-	w->max_connections = share(cfg->max_connections, n);
-	w->max_pending = share(cfg->max_pending, n);
+	w->limits = limits;
 	pipe_pool_init(&w->pipes, cfg->pipe_size);
 	w->loop = ev_loop_new(EVFLAG_AUTO);
 	if (w->loop == NULL) {
@@ -129,6 +169,9 @@ worker_init(struct worker *w, struct generation *gen,
 	ev_async_init(&w->reload, on_reload);
 	w->reload.data = w;
 	ev_async_start(w->loop, &w->reload);
+	ev_async_init(&w->wake, on_wake);
+	w->wake.data = w;
+	ev_async_start(w->loop, &w->wake);
 	ev_async_init(&w->drain, on_drain);
 	w->drain.data = w;
 	ev_async_start(w->loop, &w->drain);
@@ -181,6 +224,7 @@ worker_finish(struct worker *w, int started)
 	ev_async_stop(w->loop, &w->stop);
 	ev_async_stop(w->loop, &w->reload);
 	ev_async_stop(w->loop, &w->drain);
+	ev_async_stop(w->loop, &w->wake);
 	ev_loop_destroy(w->loop);
 	generation_unref(w->next_gen);
 	generation_unref(w->gen);

@@ -28,16 +28,39 @@ enum accept_pause {
 	ACCEPT_PAUSE_BACKOFF = 1 << 1, /* out of file descriptors, waiting */
 };
 
+/*
+ * The process-wide limits, which every worker counts against (atomics, no
+ * lock), as SMSvcHost's maxPendingConnections and HAProxy's maxconn count
+ * a whole process.
+ */
+struct limits {
+	atomic_uint nconns;             /* client connections open */
+	atomic_uint npending;           /* of them, in their preamble */
+	unsigned max_connections, max_pending;
+	struct worker *workers;         /* to wake the ones paused at the limit */
+	unsigned nworkers;
+};
+
+/* Take a connection slot: 1 taken, 0 at max_connections.  The last slot
+ * taken tells every other worker to pause accepting. */
+int limits_take(struct limits *l, const struct worker *self);
+
+/* Give one back; at the limit until now, tell every other worker, so that
+ * a paused one accepts again. */
+void limits_give(struct limits *l, const struct worker *self);
+
 struct worker {
 	struct ev_loop *loop;
+	struct limits *limits;
 	struct generation *gen;         /* what new connections (and the next */
 	                                /* session of an idle one) start under */
 	pthread_mutex_t next_lock;      /* guards next_gen: */
 	struct generation *next_gen;    /* published by a reload, not taken yet */
 	ev_async reload;                /* says so */
 	unsigned index;                 /* 0 .. workers-1, for logs */
-	unsigned max_connections;       /* this worker's share of the limits */
-	unsigned max_pending;
+	ev_async wake;                  /* the process went below max_connections */
+	unsigned keep_slot : 1;         /* the connection being closed hands */
+	                                /* its slot to the one being accepted */
 
 	struct listener *listeners;
 	size_t nlisteners;
@@ -79,7 +102,7 @@ unsigned worker_count(const struct config *cfg);
  * (and keeps open while it runs).  Returns 0, or -1 after logging why, with
  * nothing left to free.
  */
-int worker_init(struct worker *w, struct generation *gen,
+int worker_init(struct worker *w, struct generation *gen, struct limits *limits,
     const struct listen_sock *socks, size_t nsocks, unsigned index, unsigned n);
 
 /* Hand a started worker a new generation (it takes its own reference);
