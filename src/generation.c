@@ -6,7 +6,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 struct generation *
 generation_load(const char *path, unsigned number, char *err, size_t errlen)
@@ -46,27 +45,12 @@ generation_unref(struct generation *g)
 	free(g);
 }
 
-static int
-same_listens(const struct config *a, const struct config *b)
-{
-	if (a->nlistens != b->nlistens)
-		return 0;
-	for (size_t i = 0; i < a->nlistens; i++)
-		if (a->listens[i].addr.len != b->listens[i].addr.len ||
-		    memcmp(&a->listens[i].addr.ss, &b->listens[i].addr.ss,
-		    a->listens[i].addr.len) != 0)
-			return 0;
-	return 1;
-}
-
 const char *
 generation_needs_restart(const struct generation *cur,
     const struct generation *next)
 {
 	const struct config *a = cur->cfg, *b = next->cfg;
 
-	if (!same_listens(a, b))
-		return "listen";
 	if (a->workers != b->workers)
 		return "workers";
 	if (a->max_connections != b->max_connections)

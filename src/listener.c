@@ -140,6 +140,25 @@ fail:
 	return -1;
 }
 
+static int
+listen_sock_open(struct listen_sock *sock, const struct listen_cfg *lc)
+{
+	sock->fd = listen_socket(lc);
+	sock->text = strdup(lc->text);
+	sock->port = addr_port((const struct sockaddr *)&lc->addr.ss);
+	sock->addr = lc->addr;
+	if (sock->fd < 0 || sock->text == NULL) {
+		if (sock->fd >= 0)
+			close(sock->fd);
+		free(sock->text);
+		sock->fd = -1;
+		sock->text = NULL;
+		return -1;
+	}
+	log_info("listening on %s", sock->text);
+	return 0;
+}
+
 struct listen_sock *
 listen_socks_open(const struct config *cfg)
 {
@@ -151,26 +170,64 @@ listen_socks_open(const struct config *cfg)
 		return NULL;
 	}
 	for (i = 0; i < cfg->nlistens; i++) {
-		socks[i].fd = listen_socket(&cfg->listens[i]);
-		socks[i].text = strdup(cfg->listens[i].text);
-		socks[i].port = addr_port((const struct sockaddr *)&cfg->listens[i].addr.ss);
-		if (socks[i].fd < 0 || socks[i].text == NULL) {
-			if (socks[i].fd >= 0)
-				close(socks[i].fd);
-			free(socks[i].text);
-			listen_socks_close(socks, i);
+		if (listen_sock_open(&socks[i], &cfg->listens[i]) < 0) {
+			listen_socks_close(socks, i, 0);
 			return NULL;
 		}
-		log_info("listening on %s", socks[i].text);
 	}
 	return socks;
 }
 
+struct listen_sock *
+listen_socks_update(struct listen_sock *old, size_t n, const struct config *cfg)
+{
+	struct listen_sock *socks = calloc(cfg->nlistens, sizeof(*socks));
+	size_t i, j;
+
+	if (socks == NULL) {
+		log_err("out of memory");
+		return NULL;
+	}
+	for (i = 0; i < cfg->nlistens; i++) {
+		const struct listen_cfg *lc = &cfg->listens[i];
+
+		for (j = 0; j < n; j++)
+			if (old[j].fd >= 0 && old[j].addr.len == lc->addr.len &&
+			    memcmp(&old[j].addr.ss, &lc->addr.ss, lc->addr.len) == 0)
+				break;
+		if (j < n) {
+			socks[i] = old[j];
+			socks[i].text = strdup(lc->text);
+			if (socks[i].text != NULL)
+				continue;
+			socks[i].fd = -1;   /* still old's */
+		} else if (listen_sock_open(&socks[i], lc) == 0) {
+			continue;
+		}
+		/* Give back what was taken over, close what was opened. */
+		for (j = 0; j < i; j++)
+			for (size_t k = 0; k < n; k++)
+				if (old[k].fd == socks[j].fd)
+					socks[j].fd = -1;
+		listen_socks_close(socks, i, 0);
+		return NULL;
+	}
+	for (i = 0; i < cfg->nlistens; i++)
+		for (j = 0; j < n; j++)
+			if (old[j].fd == socks[i].fd)
+				old[j].fd = -1;   /* handed over */
+	return socks;
+}
+
 void
-listen_socks_close(struct listen_sock *socks, size_t n)
+listen_socks_close(struct listen_sock *socks, size_t n, int retired)
 {
 	for (size_t i = 0; i < n; i++) {
-		close(socks[i].fd);
+		if (socks[i].fd >= 0) {
+			close(socks[i].fd);
+			if (retired)
+				log_info("no longer listening on %s", socks[i].text);
+		}
 		free(socks[i].text);
 	}
 	free(socks);
@@ -193,7 +250,8 @@ listeners_open(struct worker *w, const struct listen_sock *socks, size_t n)
 		l->sock = &socks[i];
 		ev_io_init(&l->io, on_acceptable, socks[i].fd, EV_READ);
 		l->io.data = l;
-		ev_io_start(w->loop, &l->io);
+		if (w->accept_paused == 0)
+			ev_io_start(w->loop, &l->io);
 		w->nlisteners++;
 	}
 	return 0;

@@ -19,9 +19,10 @@
  * program) cannot bind the port while this one listens there.
  */
 struct listen_sock {
-	int fd;
+	int fd;                 /* -1 once handed to a newer set */
 	uint16_t port;          /* local port, which port-qualified routes compare */
 	char *text;             /* the address as configured, for logs */
+	struct addr addr;
 };
 
 /*
@@ -31,8 +32,21 @@ struct listen_sock {
  */
 struct listen_sock *listen_socks_open(const struct config *cfg);
 
-/* Close them (no worker may be watching them any more) and free the array. */
-void listen_socks_close(struct listen_sock *socks, size_t n);
+/*
+ * A reload: the sockets for cfg's addresses, in its order, taking over the
+ * socket of every address that old (n of them) already listens on, so it
+ * never stops listening, and opening the others.  Returns the new array,
+ * or NULL after logging which address failed, with old as it was.  What
+ * is left open in old is what cfg no longer listens on: close it (with
+ * listen_socks_close) once no worker watches it.
+ */
+struct listen_sock *listen_socks_update(struct listen_sock *old, size_t n,
+    const struct config *cfg);
+
+/* Close what they hold open (no worker may be watching them any more,
+ * saying at level info each address no longer listened on when retired)
+ * and free the array. */
+void listen_socks_close(struct listen_sock *socks, size_t n, int retired);
 
 /* A worker's watch on one listening socket. */
 struct listener {

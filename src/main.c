@@ -65,9 +65,11 @@ struct daemon {
 	struct limits limits;      /* process-wide, counted by every worker */
 	struct listen_sock *socks; /* one per listen address; the workers watch them */
 	size_t nsocks;
+	struct listen_sock *retired; /* a reload dropped their addresses: closed */
+	size_t nretired;           /* once every worker took that generation */
 	int draining;              /* a first SIGTERM or SIGINT came */
 	ev_timer shutdown_timer;   /* shutdown_timeout */
-	ev_async drained;          /* a worker holds no connection any more */
+	ev_async notify;           /* a worker took a generation, or drained */
 };
 
 /*
@@ -107,19 +109,37 @@ on_shutdown_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* Close the sockets of addresses a reload dropped, once every worker has
+ * taken that generation and so watches them no more. */
 static void
-on_drained(struct ev_loop *loop, ev_async *async, int revents)
+retire_listeners(struct daemon *d)
+{
+	if (d->retired == NULL)
+		return;
+	for (unsigned i = 0; i < d->nworkers; i++)
+		if (atomic_load(&d->workers[i].gen_number) < d->gen->number)
+			return;
+	listen_socks_close(d->retired, d->nretired, 1);
+	d->retired = NULL;
+}
+
+/* A worker took a generation, let go of the listeners or drained. */
+static void
+on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 {
 	struct daemon *d = async->data;
 
 	(void)revents;
+	retire_listeners(d);
+	if (!d->draining)
+		return;
 	/* Once no worker watches them, close the listening sockets: from here
 	 * on a new client is refused instead of waiting in a backlog. */
 	for (unsigned i = 0; i < d->nworkers; i++)
 		if (!atomic_load(&d->workers[i].released))
 			return;
 	if (d->socks != NULL) {
-		listen_socks_close(d->socks, d->nsocks);
+		listen_socks_close(d->socks, d->nsocks, 0);
 		d->socks = NULL;
 	}
 	for (unsigned i = 0; i < d->nworkers; i++)
@@ -155,6 +175,7 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	struct daemon *d = sig->data;
 	char err[CONFIG_ERR_MAX];
 	struct generation *next;
+	struct listen_sock *socks;
 	const char *key;
 
 	(void)loop;
@@ -176,11 +197,32 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 		generation_unref(next);
 		return;
 	}
+	if (d->retired != NULL || d->draining) {
+		d->reloads_failed++;
+		log_err("SIGHUP received: reload of %s refused: %s; generation %u "
+		    "goes on serving", d->path, d->draining ? "shutting down" :
+		    "the last reload is still being handed to the workers",
+		    d->gen->number);
+		generation_unref(next);
+		return;
+	}
+	/* The new addresses are bound before anything changes. */
+	if ((socks = listen_socks_update(d->socks, d->nsocks, next->cfg)) == NULL) {
+		d->reloads_failed++;
+		log_err("SIGHUP received: reload of %s failed; generation %u goes "
+		    "on serving", d->path, d->gen->number);
+		generation_unref(next);
+		return;
+	}
 	log_open(next->cfg->log_target, next->cfg->log_level);
-	for (unsigned i = 0; i < d->nworkers; i++)
-		worker_publish(&d->workers[i], next);
+	d->retired = d->socks;
+	d->nretired = d->nsocks;
+	d->socks = socks;
+	d->nsocks = next->cfg->nlistens;
 	generation_unref(d->gen);
 	d->gen = next;
+	for (unsigned i = 0; i < d->nworkers; i++)
+		worker_publish(&d->workers[i], next, d->socks, d->nsocks);
 	d->reloads_ok++;
 	log_notice("SIGHUP received: reloaded %s: generation %u, %zu routes",
 	    d->path, next->number, routes_count(next->cfg->routes));
@@ -217,9 +259,9 @@ run(struct daemon *d)
 	ev_signal_init(&sighup, on_hup, SIGHUP);
 	sigterm.data = sigint.data = sighup.data = d;
 	ev_init(&d->shutdown_timer, on_shutdown_timeout);
-	ev_async_init(&d->drained, on_drained);
-	d->drained.data = d;
-	ev_async_start(loop, &d->drained);
+	ev_async_init(&d->notify, on_worker_notify);
+	d->notify.data = d;
+	ev_async_start(loop, &d->notify);
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
 
@@ -235,7 +277,7 @@ run(struct daemon *d)
 		    d->nsocks, ready, n) < 0)
 			goto out;
 		workers[ready].main_loop = loop;
-		workers[ready].main_drained = &d->drained;
+		workers[ready].main_notify = &d->notify;
 	}
 	if (routes_count(cfg->routes) == 0)
 		log_warn("%s defines no routes: every client will get EndpointNotFound",
@@ -259,7 +301,9 @@ out:
 	for (i = 0; i < ready; i++)
 		worker_finish(&workers[i], i < started);
 	if (d->socks != NULL)
-		listen_socks_close(d->socks, d->nsocks);
+		listen_socks_close(d->socks, d->nsocks, 0);
+	if (d->retired != NULL)
+		listen_socks_close(d->retired, d->nretired, 0);
 	if (status == EXIT_SUCCESS)
 		log_info("stopped");
 	free(workers);
@@ -267,7 +311,7 @@ out:
 	ev_signal_stop(loop, &sigint);
 	ev_signal_stop(loop, &sighup);
 	ev_timer_stop(loop, &d->shutdown_timer);
-	ev_async_stop(loop, &d->drained);
+	ev_async_stop(loop, &d->notify);
 	ev_loop_destroy(loop);
 	return status;
 }

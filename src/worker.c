@@ -77,28 +77,44 @@ static void
 on_reload(struct ev_loop *loop, ev_async *async, int revents)
 {
 	struct worker *w = async->data;
+	const struct listen_sock *socks;
 	struct generation *next;
+	size_t nsocks;
 
 	(void)loop;
 	(void)revents;
 	pthread_mutex_lock(&w->next_lock);
 	next = w->next_gen;
+	socks = w->next_socks;
+	nsocks = w->next_nsocks;
 	w->next_gen = NULL;
 	pthread_mutex_unlock(&w->next_lock);
 	if (next == NULL)
 		return;
 	generation_unref(w->gen);
 	w->gen = next;
+	/* The sockets of unchanged addresses are the same ones: they never
+	 * stop listening, whatever is watched between these two calls. */
+	if (!w->draining) {
+		listeners_close(w);
+		if (listeners_open(w, socks, nsocks) < 0)
+			log_err("worker %u: cannot watch the listening sockets", w->index);
+	}
+	atomic_store(&w->gen_number, next->number);
+	ev_async_send(w->main_loop, w->main_notify);
 }
 
 void
-worker_publish(struct worker *w, struct generation *gen)
+worker_publish(struct worker *w, struct generation *gen,
+    const struct listen_sock *socks, size_t nsocks)
 {
 	struct generation *stale;
 
 	pthread_mutex_lock(&w->next_lock);
 	stale = w->next_gen;   /* two reloads before the worker woke up */
 	w->next_gen = generation_ref(gen);
+	w->next_socks = socks;
+	w->next_nsocks = nsocks;
 	pthread_mutex_unlock(&w->next_lock);
 	generation_unref(stale);
 	ev_async_send(w->loop, &w->reload);
@@ -116,7 +132,7 @@ on_drain(struct ev_loop *loop, ev_async *async, int revents)
 	w->draining = 1;
 	listeners_close(w);
 	atomic_store(&w->released, 1);
-	ev_async_send(w->main_loop, w->main_drained);
+	ev_async_send(w->main_loop, w->main_notify);
 	conn_close_idle(w);
 	worker_check_drained(w);
 }
@@ -133,7 +149,7 @@ worker_check_drained(struct worker *w)
 	if (!w->draining || w->nconns > 0 || atomic_load(&w->drained))
 		return;
 	atomic_store(&w->drained, 1);
-	ev_async_send(w->main_loop, w->main_drained);
+	ev_async_send(w->main_loop, w->main_notify);
 }
 
 static void
@@ -177,6 +193,7 @@ worker_init(struct worker *w, struct generation *gen, struct limits *limits,
 	ev_async_start(w->loop, &w->drain);
 	atomic_init(&w->drained, 0);
 	atomic_init(&w->released, 0);
+	atomic_init(&w->gen_number, gen->number);
 	if (listeners_open(w, socks, nsocks) < 0) {
 		ev_loop_destroy(w->loop);
 		generation_unref(w->gen);

@@ -54,9 +54,12 @@ struct worker {
 	struct limits *limits;
 	struct generation *gen;         /* what new connections (and the next */
 	                                /* session of an idle one) start under */
-	pthread_mutex_t next_lock;      /* guards next_gen: */
-	struct generation *next_gen;    /* published by a reload, not taken yet */
+	pthread_mutex_t next_lock;      /* guards next_gen and next_socks: */
+	struct generation *next_gen;    /* published by a reload, not taken yet, */
+	const struct listen_sock *next_socks; /* with the sockets to watch */
+	size_t next_nsocks;
 	ev_async reload;                /* says so */
+	atomic_uint gen_number;         /* the generation it took last */
 	unsigned index;                 /* 0 .. workers-1, for logs */
 	ev_async wake;                  /* the process went below max_connections */
 	unsigned keep_slot : 1;         /* the connection being closed hands */
@@ -89,8 +92,8 @@ struct worker {
 	unsigned draining : 1;
 	atomic_int released;            /* draining: it watches no listener now */
 	atomic_int drained;             /* draining, and no connection left */
-	struct ev_loop *main_loop;      /* told so through main_drained */
-	ev_async *main_drained;
+	struct ev_loop *main_loop;      /* told of a step of a reload or a */
+	ev_async *main_notify;          /* drain through main_notify */
 };
 
 /* How many workers cfg asks for ("auto": one per online CPU). */
@@ -105,9 +108,14 @@ unsigned worker_count(const struct config *cfg);
 int worker_init(struct worker *w, struct generation *gen, struct limits *limits,
     const struct listen_sock *socks, size_t nsocks, unsigned index, unsigned n);
 
-/* Hand a started worker a new generation (it takes its own reference);
- * safe from any thread.  Connections already under way keep theirs. */
-void worker_publish(struct worker *w, struct generation *gen);
+/*
+ * Hand a started worker a new generation (it takes its own reference) and
+ * the listening sockets to watch from then on; safe from any thread.
+ * Connections already under way keep theirs.  Once it has taken them it
+ * sets w->gen_number and sends w->main_notify.
+ */
+void worker_publish(struct worker *w, struct generation *gen,
+    const struct listen_sock *socks, size_t nsocks);
 
 /* Run the worker's loop on a thread of its own.  Returns 0 or -1. */
 int worker_start(struct worker *w);
@@ -119,7 +127,7 @@ void worker_stop(struct worker *w);
  * Ask a started worker to drain, from any thread: it stops watching the
  * listening sockets (then sets w->released), closes its connections idle
  * between sessions, closes the others as their sessions end, and once it
- * holds none sets w->drained; after each step it sends w->main_drained to
+ * holds none sets w->drained; after each step it sends w->main_notify to
  * w->main_loop.
  */
 void worker_drain(struct worker *w);

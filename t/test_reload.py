@@ -110,14 +110,69 @@ def test_broken_file_is_refused_and_the_old_routes_serve():
         with open(d.config) as f:
             text = f.read()
         with open(d.config, "w") as f:
-            f.write(text.replace(f"127.0.0.1:{d.port}", f"127.0.0.1:{d.port}, 127.0.0.1:1"))
-        assert "'listen' changed, which takes a restart" in reload(d, "refused")
+            f.write(text.replace("workers = 2", "workers = 3"))
+        assert "'workers' changed, which takes a restart" in reload(d, "refused")
+        # a new address that cannot be bound (taken): refused, nothing changed
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config(d, [("a", "net.tcp://+/A", a.addr)])
+        with open(d.config) as f:
+            text = f.read()
+        with open(d.config, "w") as f:
+            f.write(text.replace(f"listen = 127.0.0.1:{d.port}",
+                                 f"listen = 127.0.0.1:{d.port}, 127.0.0.1:{taken.getsockname()[1]}"))
+        reload(d, "failed")
+        assert f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}: Address already in use" \
+            in d.log()
+        s = d.connect()
+        assert session(s, "net.tcp://h/A") == [b"A:hello"]
+        s.close()
+        taken.close()
 
         config(d, [("a", "net.tcp://+/A", a.addr), ("b", "net.tcp://+/B", a.addr)])
         assert "generation 2, 2 routes" in reload(d)
         assert d.proc.poll() is None
         s = d.connect()
         assert session(s, "net.tcp://h/B") == [b"A:hello"]
+        s.close()
+    a.close()
+
+
+def test_listeners_added_and_removed_by_reload():
+    """A reload that adds an address listens there before it says so; one
+    that drops it closes it (new clients refused) while a session that came
+    in through it goes on; the address both keep never stops listening."""
+    a = service("A")
+    from nettcpd_test import free_port
+    extra = free_port()
+    with started([("a", "net.tcp://+/A", a.addr)]) as d:
+        base = d.config
+        with open(base) as f:
+            text = f.read()
+        with open(base, "w") as f:
+            f.write(text.replace(f"listen = 127.0.0.1:{d.port}",
+                                 f"listen = 127.0.0.1:{d.port}, 127.0.0.1:{extra}"))
+        assert "generation 2" in reload(d)
+        d.wait_log(f"listening on 127.0.0.1:{extra}")
+        busy = socket.create_connection(("127.0.0.1", extra), timeout=5)
+        rb = Reader(busy)
+        busy.sendall(preamble("net.tcp://h/A"))
+        assert rb.record()[0] == 0x0B
+        config(d, [("a", "net.tcp://+/A", a.addr)])
+        assert "generation 3" in reload(d)
+        d.wait_log(f"no longer listening on 127.0.0.1:{extra}")
+        try:
+            socket.create_connection(("127.0.0.1", extra), timeout=5).close()
+            raise AssertionError("the dropped address still accepts")
+        except ConnectionRefusedError:
+            pass
+        busy.sendall(sized_envelope(b"x") + b"\x07")
+        assert rb.record() == (0x06, b"A:x")
+        assert rb.record()[0] == 0x07
+        busy.close()
+        s = d.connect()
+        assert session(s, "net.tcp://h/A") == [b"A:hello"]
         s.close()
     a.close()
 
