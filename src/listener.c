@@ -5,6 +5,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "addr.h"
 #include "conn.h"
 #include "log.h"
+#include "upgrade.h"
 
 /* Accept at most this many connections per wakeup, so one busy port cannot
  * starve the connections already open. */
@@ -159,21 +161,71 @@ listen_sock_open(struct listen_sock *sock, const struct listen_cfg *lc)
 	return 0;
 }
 
+/* Whether fd is a listening TCP socket bound to addr. */
+static int
+listening_on(int fd, const struct addr *addr)
+{
+	struct addr bound;
+	int listening = 0;
+	socklen_t len = sizeof(listening);
+
+	bound.len = sizeof(bound.ss);
+	if (getsockname(fd, (struct sockaddr *)&bound.ss, &bound.len) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+		return 0;
+	return listening && addr_equal(&bound, addr);
+}
+
+/* Take a handed socket for lc, non-blocking and close-on-exec as ours are. */
+static int
+listen_sock_adopt(struct listen_sock *sock, const struct listen_cfg *lc, int fd)
+{
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
+	    (sock->text = strdup(lc->text)) == NULL) {
+		log_err("cannot take over the socket of %s: %s", lc->text,
+		    strerror(errno));
+		sock->fd = -1;
+		return -1;
+	}
+	sock->fd = fd;
+	sock->port = addr_port((const struct sockaddr *)&lc->addr.ss);
+	sock->addr = lc->addr;
+	log_info("listening on %s (socket handed over)", sock->text);
+	return 0;
+}
+
 struct listen_sock *
-listen_socks_open(const struct config *cfg)
+listen_socks_open(const struct config *cfg, size_t ninherited)
 {
 	struct listen_sock *socks = calloc(cfg->nlistens, sizeof(*socks));
-	size_t i;
+	size_t i, k, taken = 0;
+	int status = 0;
 
 	if (socks == NULL) {
 		log_err("out of memory");
 		return NULL;
 	}
-	for (i = 0; i < cfg->nlistens; i++) {
-		if (listen_sock_open(&socks[i], &cfg->listens[i]) < 0) {
-			listen_socks_close(socks, i, 0);
-			return NULL;
+	for (i = 0; i < cfg->nlistens && status == 0; i++) {
+		for (k = 0; k < ninherited; k++)
+			if (listening_on(UPGRADE_FDS_START + (int)k, &cfg->listens[i].addr))
+				break;
+		if (k < ninherited) {
+			status = listen_sock_adopt(&socks[i], &cfg->listens[i],
+			    UPGRADE_FDS_START + (int)k);
+			taken += status == 0;
+		} else {
+			status = listen_sock_open(&socks[i], &cfg->listens[i]);
 		}
+	}
+	if (status == 0 && taken < ninherited) {
+		log_err("%zu of the %zu sockets handed to nettcpd match no listen "
+		    "address of %s", ninherited - taken, ninherited, cfg->path);
+		status = -1;
+	}
+	if (status < 0) {
+		listen_socks_close(socks, i, 0);
+		return NULL;
 	}
 	return socks;
 }
@@ -192,8 +244,7 @@ listen_socks_update(struct listen_sock *old, size_t n, const struct config *cfg)
 		const struct listen_cfg *lc = &cfg->listens[i];
 
 		for (j = 0; j < n; j++)
-			if (old[j].fd >= 0 && old[j].addr.len == lc->addr.len &&
-			    memcmp(&old[j].addr.ss, &lc->addr.ss, lc->addr.len) == 0)
+			if (old[j].fd >= 0 && addr_equal(&old[j].addr, &lc->addr))
 				break;
 		if (j < n) {
 			socks[i] = old[j];

@@ -26,11 +26,15 @@ struct listen_sock {
 };
 
 /*
- * Open a socket for every address of cfg, in its order.  Returns an array
- * of cfg->nlistens sockets, or NULL after logging which address failed,
- * with nothing left open.
+ * Open a socket for every address of cfg, in its order, taking for an
+ * address the listening socket among the ninherited handed to this process
+ * (descriptors UPGRADE_FDS_START on: a binary upgrade) that is bound to
+ * it.  Returns an array of cfg->nlistens sockets, or NULL after logging
+ * which address failed (or which handed socket matches no address), with
+ * nothing left open.
  */
-struct listen_sock *listen_socks_open(const struct config *cfg);
+struct listen_sock *listen_socks_open(const struct config *cfg,
+    size_t ninherited);
 
 /*
  * A reload: the sockets for cfg's addresses, in its order, taking over the

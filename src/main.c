@@ -3,11 +3,14 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -17,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "routes.h"
+#include "upgrade.h"
 #include "worker.h"
 
 #ifndef NETTCPD_DEFAULT_CONFIG
@@ -67,6 +71,10 @@ struct daemon {
 	size_t nsocks;
 	struct listen_sock *retired; /* a reload dropped their addresses: closed */
 	size_t nretired;           /* once every worker took that generation */
+	char exe[PATH_MAX];        /* this binary's path, read at start */
+	char **argv;               /* as started: a binary upgrade runs it again */
+	size_t ninherited;         /* listening sockets handed to this process */
+	ev_child upgrade;          /* the new binary a SIGUSR2 started */
 	int draining;              /* a first SIGTERM or SIGINT came */
 	ev_timer shutdown_timer;   /* shutdown_timeout */
 	ev_async notify;           /* a worker took a generation, or drained */
@@ -229,6 +237,61 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	log_tls_path(next->cfg);
 }
 
+/* The new binary ended: while it runs on, it shares the sockets. */
+static void
+on_upgrade_exit(struct ev_loop *loop, ev_child *child, int revents)
+{
+	(void)revents;
+	ev_child_stop(loop, child);
+	if (WIFEXITED(child->rstatus))
+		log_warn("binary upgrade: the new nettcpd (pid %d) exited with status "
+		    "%d; this one (pid %d) goes on serving", child->rpid,
+		    WEXITSTATUS(child->rstatus), (int)getpid());
+	else
+		log_warn("binary upgrade: the new nettcpd (pid %d) was killed by "
+		    "signal %d; this one (pid %d) goes on serving", child->rpid,
+		    WTERMSIG(child->rstatus), (int)getpid());
+}
+
+/*
+ * SIGUSR2: start the binary at this one's path (as replaced by a package
+ * upgrade, say) with the same arguments, on the same listening sockets.
+ * Both serve until the operator sends this one SIGTERM, which drains it;
+ * if the new one fails, this one never stopped.
+ */
+static void
+on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+	struct daemon *d = sig->data;
+	int *fds;
+	pid_t pid;
+
+	(void)revents;
+	if (ev_is_active(&d->upgrade) || d->draining || d->socks == NULL) {
+		log_err("SIGUSR2 received: binary upgrade refused: %s",
+		    d->draining ? "shutting down" : "one is already running");
+		return;
+	}
+	if ((fds = calloc(d->nsocks, sizeof(*fds))) == NULL) {
+		log_err("SIGUSR2 received: binary upgrade failed: out of memory");
+		return;
+	}
+	for (size_t i = 0; i < d->nsocks; i++)
+		fds[i] = d->socks[i].fd;
+	pid = upgrade_start(d->exe, d->argv, fds, d->nsocks);
+	free(fds);
+	if (pid < 0) {
+		log_err("SIGUSR2 received: binary upgrade failed: cannot start %s: %s",
+		    d->exe, strerror(errno));
+		return;
+	}
+	ev_child_set(&d->upgrade, pid, 0);
+	ev_child_start(loop, &d->upgrade);
+	log_notice("SIGUSR2 received: binary upgrade: started %s as pid %d on "
+	    "this one's %zu listening sockets; once it serves, send SIGTERM to "
+	    "pid %d to drain this one", d->exe, (int)pid, d->nsocks, (int)getpid());
+}
+
 /*
  * The main thread only waits for signals; the workers do all the I/O.
  * Every worker is set up (and has bound its sockets) before any starts, so
@@ -240,7 +303,7 @@ run(struct daemon *d)
 	const struct config *cfg = d->gen->cfg;
 	struct ev_loop *loop;
 	struct worker *workers;
-	ev_signal sigterm, sigint, sighup;
+	ev_signal sigterm, sigint, sighup, sigusr2;
 	unsigned n = worker_count(cfg), ready = 0, started = 0, i;
 	int status = EXIT_FAILURE;
 
@@ -257,7 +320,9 @@ run(struct daemon *d)
 	ev_signal_init(&sigterm, on_stop_signal, SIGTERM);
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);
 	ev_signal_init(&sighup, on_hup, SIGHUP);
-	sigterm.data = sigint.data = sighup.data = d;
+	ev_signal_init(&sigusr2, on_usr2, SIGUSR2);
+	sigterm.data = sigint.data = sighup.data = sigusr2.data = d;
+	ev_child_init(&d->upgrade, on_upgrade_exit, 0, 0);
 	ev_init(&d->shutdown_timer, on_shutdown_timeout);
 	ev_async_init(&d->notify, on_worker_notify);
 	d->notify.data = d;
@@ -270,7 +335,7 @@ run(struct daemon *d)
 	d->limits.workers = workers;
 	d->limits.nworkers = n;
 	d->nsocks = cfg->nlistens;
-	if ((d->socks = listen_socks_open(cfg)) == NULL)
+	if ((d->socks = listen_socks_open(cfg, d->ninherited)) == NULL)
 		goto out;
 	for (ready = 0; ready < n; ready++) {
 		if (worker_init(&workers[ready], d->gen, &d->limits, d->socks,
@@ -289,9 +354,11 @@ run(struct daemon *d)
 	/* Reloads publish to the started workers only. */
 	d->nworkers = n;
 	ev_signal_start(loop, &sighup);
-	log_info("nettcpd %s started: %zu routes, %u workers, forward = %s",
+	ev_signal_start(loop, &sigusr2);
+	log_info("nettcpd %s started: %zu routes, %u workers, forward = %s%s",
 	    PACKAGE_VERSION, routes_count(cfg->routes), n,
-	    cfg->forward == FORWARD_SPLICE ? "splice" : "copy");
+	    cfg->forward == FORWARD_SPLICE ? "splice" : "copy",
+	    d->ninherited > 0 ? ", on listening sockets handed over" : "");
 
 	ev_run(loop, 0);
 	status = EXIT_SUCCESS;
@@ -310,6 +377,8 @@ out:
 	ev_signal_stop(loop, &sigterm);
 	ev_signal_stop(loop, &sigint);
 	ev_signal_stop(loop, &sighup);
+	ev_signal_stop(loop, &sigusr2);
+	ev_child_stop(loop, &d->upgrade);
 	ev_timer_stop(loop, &d->shutdown_timer);
 	ev_async_stop(loop, &d->notify);
 	ev_loop_destroy(loop);
@@ -324,6 +393,20 @@ main(int argc, char **argv)
 	struct daemon d = { 0 };
 	int check_only = 0;
 	int opt, status;
+	ssize_t len;
+
+	/* Before anything opens a descriptor: those from 3 on may be the
+	 * listening sockets of the nettcpd this one upgrades. */
+	d.ninherited = upgrade_inherited();
+	/* The path it was started by, as nginx keeps it: what a package
+	 * upgrade replaces (and, under valgrind, the program, not the tool). */
+	d.argv = argv;
+	if (strchr(argv[0], '/') != NULL && realpath(argv[0], d.exe) != NULL)
+		len = (ssize_t)strlen(d.exe);
+	else if ((len = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1)) >= 0)
+		d.exe[len] = '\0';
+	else
+		snprintf(d.exe, sizeof(d.exe), "%s", argv[0]);
 
 	while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
 		switch (opt) {

@@ -1,0 +1,103 @@
+/*
+ * upgrade.c - starting the new binary on the running one's sockets.
+ */
+#include "upgrade.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define LISTEN_PID_MAX 32
+
+size_t
+upgrade_inherited(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	char *end;
+	long n;
+
+	if (pid == NULL || fds == NULL || strtol(pid, &end, 10) != (long)getpid() ||
+	    *end != '\0')
+		return 0;
+	n = strtol(fds, &end, 10);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (*end != '\0' || n < 0 || n > 1024)
+		return 0;
+	return (size_t)n;
+}
+
+/* "LISTEN_PID=" and the decimal pid, with nothing but arithmetic: the
+ * child of a threaded process may not call printf. */
+static void
+format_pid(char *out, pid_t pid)
+{
+	static const char key[] = "LISTEN_PID=";
+	char digits[16];
+	size_t n = 0, o = sizeof(key) - 1;
+
+	memcpy(out, key, o);
+	do {
+		digits[n++] = (char)('0' + pid % 10);
+		pid /= 10;
+	} while (pid > 0);
+	while (n > 0)
+		out[o++] = digits[--n];
+	out[o] = '\0';
+}
+
+pid_t
+upgrade_start(const char *exe, char *const argv[], const int *fds, size_t n)
+{
+	static char listen_pid[LISTEN_PID_MAX];
+	char listen_fds[32];
+	size_t nenv = 0, i, e = 0;
+	char **envp;
+	int *high;
+	pid_t pid;
+
+	while (environ[nenv] != NULL)
+		nenv++;
+	envp = calloc(nenv + 3, sizeof(*envp));
+	high = calloc(n > 0 ? n : 1, sizeof(*high));
+	if (envp == NULL || high == NULL) {
+		free(envp);
+		free(high);
+		errno = ENOMEM;
+		return -1;
+	}
+	/* Everything the child needs is made here, before the fork. */
+	snprintf(listen_fds, sizeof(listen_fds), "LISTEN_FDS=%zu", n);
+	for (i = 0; i < nenv; i++)
+		if (strncmp(environ[i], "LISTEN_", 7) != 0)
+			envp[e++] = environ[i];
+	envp[e++] = listen_fds;
+	envp[e++] = listen_pid;
+	envp[e] = NULL;
+
+	pid = fork();
+	if (pid != 0) {
+		free(envp);
+		free(high);
+		return pid;
+	}
+	/* The child: move the sockets to 3.. (through descriptors above
+	 * every target, so that none is overwritten before it is moved); the
+	 * targets lose close-on-exec, everything else keeps it. */
+	for (i = 0; i < n; i++)
+		if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC,
+		    UPGRADE_FDS_START + (int)n)) < 0)
+			_exit(127);
+	for (i = 0; i < n; i++)
+		if (dup2(high[i], UPGRADE_FDS_START + (int)i) < 0)
+			_exit(127);
+	format_pid(listen_pid, getpid());
+	execve(exe, argv, envp);
+	_exit(127);
+}

@@ -1,0 +1,117 @@
+"""Binary upgrade (SIGUSR2, then SIGTERM to the old process), as nginx
+does it: the new process serves on the old one's listening sockets, the old
+one drains at session boundaries, and a client connecting in a tight loop
+through it all is never refused nor reset.  A new binary that fails leaves
+the old one serving."""
+
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nettcpd_test import (SLOW, Daemon, preamble, recv_until_close, run_tests,  # noqa: E402
+                          sized_envelope, wait_for)
+from test_sessions import Reader, service, session  # noqa: E402
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def new_pid(d):
+    d.wait_log("binary upgrade: started")
+    return int(re.search(r"binary upgrade: started \S+ as pid (\d+)", d.log()).group(1))
+
+
+def test_upgrade_hands_over_the_port_without_a_refusal():
+    a = service("A")
+    stop = threading.Event()
+    counts = {"ok": 0, "refused": 0, "reset": 0, "other": 0}
+
+    def clients(port):
+        while not stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                replies = session(s, "net.tcp://h/A")
+                s.close()
+                counts["ok" if replies == [b"A:hello"] else "other"] += 1
+            except ConnectionRefusedError:
+                counts["refused"] += 1
+            except ConnectionResetError:
+                counts["reset"] += 1
+
+    d = Daemon([("a", "net.tcp://+/A", a.addr)], extra_global="workers = 2").start()
+    pid = None
+    try:
+        busy = d.connect()
+        rb = Reader(busy)
+        busy.sendall(preamble("net.tcp://h/A"))
+        assert rb.record()[0] == 0x0B
+        threads = [threading.Thread(target=clients, args=(d.port,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        d.proc.send_signal(signal.SIGUSR2)
+        pid = new_pid(d)
+        d.wait_log(f"nettcpd[{pid}]: info: nettcpd")   # its "started" line
+        assert f"nettcpd[{pid}]: info: listening on 127.0.0.1:{d.port} (socket handed over)" \
+            in d.log()
+        time.sleep(0.2)
+        d.proc.send_signal(signal.SIGTERM)              # the old one drains
+        time.sleep(0.3)
+        assert d.proc.poll() is None, "the old one left a session in progress"
+        busy.sendall(sized_envelope(b"x") + b"\x07")
+        assert rb.record() == (0x06, b"A:x")
+        assert rb.record()[0] == 0x07
+        assert recv_until_close(busy) == (b"", "eof")
+        busy.close()
+        assert d.proc.wait(5 * SLOW) == 0
+        before = counts["ok"]
+        time.sleep(0.5)                                 # the new one alone
+        stop.set()
+        for t in threads:
+            t.join()
+        print(f"  across the upgrade: {counts}")
+        assert counts["ok"] > before, "the new process served nobody"
+        assert counts["refused"] == 0 and counts["reset"] == 0 and counts["other"] == 0, counts
+        s = d.connect()
+        assert session(s, "net.tcp://h/A") == [b"A:hello"]
+        s.close()
+    finally:
+        stop.set()
+        if pid is not None and alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not alive(pid), what="the new process to exit")
+        d.stop()
+    a.close()
+
+
+def test_a_failing_new_binary_leaves_the_old_one_serving():
+    """The file is broken when SIGUSR2 comes: the new process exits 1, the
+    old one says so and serves on."""
+    a = service("A")
+    d = Daemon([("a", "net.tcp://+/A", a.addr)]).start()
+    try:
+        with open(d.config, "a") as f:
+            f.write("\n[broken]\nvia = net.tcp://+/B\n")
+        d.proc.send_signal(signal.SIGUSR2)
+        pid = new_pid(d)
+        d.wait_log(f"the new nettcpd (pid {pid}) exited with status 1; this one")
+        s = d.connect()
+        assert session(s, "net.tcp://h/A") == [b"A:hello"]
+        s.close()
+    finally:
+        d.stop()
+    a.close()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
