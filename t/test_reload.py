@@ -89,6 +89,62 @@ def test_routes_change_for_new_sessions_only():
     b.close()
 
 
+def test_a_gibibyte_stream_keeps_every_byte_across_reloads():
+    """A client streams 1 GiB (1,024 envelopes of 1 MiB, followed and
+    spliced) while the file is rewritten and reloaded five times, its own
+    route removed by the third: the connection stays, and the service gets
+    every byte (it answers the client's End with the digest it computed)."""
+    import hashlib
+    from nettcpd_test import Backend, mbint, read_preamble
+
+    def digest_service(c, backend):
+        read_preamble(c)
+        c.sendall(b"\x0b")
+        h, total = hashlib.sha256(), 0
+        while True:
+            t = c.recv(1)
+            if t != b"\x06":
+                break
+            size = shift = 0
+            while True:
+                b = c.recv(1)[0]
+                size |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    break
+            while size:
+                chunk = c.recv(min(size, 1 << 20))
+                h.update(chunk)
+                size -= len(chunk)
+                total += len(chunk)
+        backend.total = total
+        c.sendall(sized_envelope(h.digest()) + b"\x07")
+
+    a = Backend(handler=digest_service, name="A")
+    block = os.urandom(1 << 20)
+    head = b"\x06" + mbint(len(block))
+    with started([("a", "net.tcp://+/A", a.addr)]) as d:
+        s = d.connect(timeout=60)
+        r = Reader(s)
+        s.sendall(preamble("net.tcp://h/A"))
+        assert r.record()[0] == 0x0B
+        want = hashlib.sha256()
+        for i in range(1024):
+            s.sendall(head + block)
+            want.update(block)
+            if i % 200 == 100:
+                routes = [("a", "net.tcp://+/A", a.addr)] if i < 500 else []
+                config(d, routes + [(f"r{i}", f"net.tcp://+/R{i}", a.addr)])
+                reload(d)
+        s.sendall(b"\x07")
+        assert r.record() == (0x06, want.digest())
+        assert r.record()[0] == 0x07
+        assert a.total == 1 << 30
+        s.close()
+        assert d.log().count("SIGHUP received: reloaded") == 5
+    a.close()
+
+
 def test_broken_file_is_refused_and_the_old_routes_serve():
     """A file that does not load: every problem logged with FILE:LINE, the
     process keeps running on generation 1, traffic flows through it all;
