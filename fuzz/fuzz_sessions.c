@@ -213,8 +213,6 @@ setup(void)
 		w->loop = g.loop;
 		w->gen = g.gen[i];
 		w->limits = &g.limits;
-		w->max_connections = 64;
-		w->max_pending = 64;
 		pipe_pool_init(&w->pipes, g.gen[i]->cfg->pipe_size);
 		bpool_init(&w->backends, g.loop, g.gen[i]->cfg->backend_pool,
 		    g.gen[i]->cfg->backend_pool_timeout);

@@ -448,6 +448,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	c->local_port = local_port;
 	preamble_start(&c->pre);
 	c->gen = generation_ref(w->gen);
+	c->tp = &transport_clear;
 	pump_init(&c->up);
 	pump_init(&c->down);
 	ev_io_init(&c->client_rd, on_client_io, fd, EV_READ);

@@ -48,6 +48,8 @@ union conn_sockaddr {
 	struct sockaddr_in6 sin6;
 };
 
+struct transport;
+
 struct conn {
 	struct worker *w;
 	enum conn_state state;
@@ -69,7 +71,7 @@ struct conn {
 	struct preamble pre;                      /* what the preamble decided so far; */
 	                                          /* its route, the Via inside preamble */
 	SSL *ssl;                                 /* TLS: the client side, once upgraded */
-	unsigned tls_ready : 1;                   /* TLS: handshake done, faults go inside */
+	const struct transport *tp;               /* clear, or inside TLS once it is up */
 	unsigned tls_left : 1;                    /* TLS: the session inside it ended; the */
 	                                          /* client's next byte says how it left */
 	unsigned tls_closing : 1;                 /* that byte began a TLS record: */

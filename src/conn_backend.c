@@ -35,14 +35,7 @@ forward_start(struct conn *c)
 	free(c->preamble);
 	c->preamble = NULL;
 	idle_start(c);
-	if (c->ssl != NULL) {
-		/* OpenSSL may already hold decrypted bytes the socket will
-		 * never signal again. */
-		forward_tls(c);
-		return;
-	}
-	ev_io_start(c->w->loop, &c->client_rd);
-	ev_io_start(c->w->loop, &c->backend_rd);
+	c->tp->forward_start(c);
 }
 
 static void backend_connect(struct conn *c);
@@ -201,14 +194,15 @@ backend_connect(struct conn *c)
  * Bytes the client sent after Preamble End without waiting for the Ack
  * (legal framing) are the session's first: the follower reads them, the
  * replay carries those that belong to the session, and anything after the
- * client's End is held for the next preamble.  Inside TLS the parser read
- * from clear_end on, and nothing may follow the End there: the next
- * preamble comes in clear.  Returns 0, or -1 when the connection was closed.
+ * client's End is held for the next preamble.  Inside TLS nothing may
+ * follow the End: the next preamble comes in clear.  Returns 0, or -1 when
+ * the connection was closed.
  */
 static int
 follow_early_bytes(struct conn *c)
 {
-	size_t end = (c->ssl != NULL ? c->pre.clear_end : 0) + c->pre.parser.pos;
+	/* Inside TLS the parser read from clear_end on (0 on other routes). */
+	size_t end = c->pre.clear_end + c->pre.parser.pos;
 	size_t extra = c->preamble_len - end, used, held;
 
 	if (extra == 0)
@@ -221,7 +215,7 @@ follow_early_bytes(struct conn *c)
 		return -1;
 	}
 	held = extra - used;
-	if (held > 0 && c->ssl != NULL) {
+	if (held > 0 && !c->tp->next_preamble_follows) {
 		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent %zu bytes after its End "
 		    "inside TLS, with its preamble; reset", held);
 		return -1;

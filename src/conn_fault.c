@@ -15,36 +15,12 @@
 static int
 fault_send(struct conn *c, int *events)
 {
-	const uint8_t *rest = c->fault + c->fault_off;
-	size_t len = c->fault_len - c->fault_off;
-	char why[256];
+	ssize_t n = c->tp->send(c, c->fault + c->fault_off,
+	    c->fault_len - c->fault_off, events);
 
-	*events = 0;
-	if (c->tls_ready) {
-		size_t put;
-		enum tls_step step = tls_write(c->ssl, rest, len, &put);
-
-		if (step == TLS_STEP_ERROR) {
-			conn_log(c, LOG_LEVEL_DEBUG, "fault not delivered: %s",
-			    tls_error(why, sizeof(why)));
-			return -1;
-		}
-		c->fault_off += put;
-		if (step != TLS_STEP_DONE)
-			*events = events_of(step);
-	} else {
-		ssize_t n = send(c->client_fd, rest, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			conn_log(c, LOG_LEVEL_DEBUG, "fault not delivered: %s",
-			    strerror(errno));
-			return -1;
-		}
-		if (n > 0)
-			c->fault_off += (size_t)n;
-		if (n < 0)
-			*events = EV_WRITE;
-	}
+	if (n < 0)
+		return -1;
+	c->fault_off += (size_t)n;
 	if (*events == 0 && c->fault_off < c->fault_len)
 		*events = EV_WRITE;
 	return 0;
@@ -58,10 +34,8 @@ fault_send(struct conn *c, int *events)
 void
 conn_shutdown(struct conn *c)
 {
-	if (c->tls_ready)
-		tls_close_notify(c->ssl);
 	ev_io_stop(c->w->loop, &c->client_wr);
-	if (shutdown(c->client_fd, SHUT_WR) < 0) {
+	if (c->tp->shutdown(c) < 0) {
 		conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
 		return;
 	}

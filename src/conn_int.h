@@ -24,6 +24,33 @@ enum close_how {
 	CLOSE_RESET, /* abort: RST, as SMSvcHost does on a bad preamble */
 };
 
+/*
+ * How the client's bytes travel: in clear on its socket, or inside the TLS
+ * a route terminates (conn_tls.c).  A connection's transport is the clear
+ * one until its TLS handshake is done, and the clear one again once the
+ * session inside TLS is over (the next preamble comes in clear).
+ */
+struct transport {
+	/* Forwarding begins: wait for the sockets, or run at once. */
+	void (*forward_start)(struct conn *c);
+	/* A socket event while forwarding (the service has answered). */
+	void (*forward_up)(struct conn *c);
+	void (*forward_down)(struct conn *c);
+	/* Write some of buf to the client: the bytes written, with *events
+	 * what to wait for before the rest (0: nothing), or -1 on failure
+	 * (said at debug). */
+	ssize_t (*send)(struct conn *c, const void *buf, size_t len, int *events);
+	/* Half-close towards the client: 0, or -1. */
+	int (*shutdown)(struct conn *c);
+	/* The session is over: leave what carried it. */
+	void (*session_over)(struct conn *c);
+	/* Bytes after the client's End may be its next preamble. */
+	int next_preamble_follows;
+};
+
+extern const struct transport transport_clear; /* conn_session.c */
+extern const struct transport transport_tls;   /* conn_tls.c */
+
 /* ---- conn.c: states, watchers, log lines, the one way out */
 
 /* One log line about this connection: who, which Via or route, then what. */
@@ -67,12 +94,11 @@ void tls_start(struct conn *c);
 void tls_handshake(struct conn *c);
 void tls_preamble_read(struct conn *c);
 int tls_after_end(struct conn *c);    /* 1 read a clear preamble, 0 wait, -1 closing */
-void forward_tls(struct conn *c);
 
 /* ---- conn_session.c */
 void idle_touch(struct conn *c);      /* forwarding moved: push idle_timeout back */
 void idle_start(struct conn *c);
-void forward_up(struct conn *c);
+void forward_up(struct conn *c);      /* the transport's, once answered */
 void forward_down(struct conn *c);
 void session_check(struct conn *c);   /* both sides over: end the session */
 void unfollow_down(struct conn *c);

@@ -30,15 +30,6 @@ idle_start(struct conn *c)
 	idle_touch(c);
 }
 
-/* Wait on whatever a direction that is not done needs next. */
-static void
-resume(struct conn *c, const struct pump *p, ev_io *src_rd, ev_io *dst_wr)
-{
-	if (p->dst_shut)
-		return;
-	ev_io_start(c->w->loop, p->pending > 0 ? dst_wr : src_rd);
-}
-
 /* This direction can carry no more of the session: its End is delivered,
  * or its end of stream passed on. */
 static int
@@ -60,10 +51,7 @@ unfollow_down(struct conn *c)
 	    "session; its bytes are passed on unread until the connection closes",
 	    c->down_flow.bad);
 	pump_unhold(&c->down);
-	if (c->ssl != NULL)
-		forward_tls(c);
-	else
-		resume(c, &c->down, &c->backend_rd, &c->client_wr);
+	c->tp->forward_down(c);
 }
 
 /*
@@ -89,15 +77,7 @@ session_end(struct conn *c, int ended_by_service)
 		close(fd);
 	c->sessions++;
 	c->fin_held = 0;
-	if (c->ssl != NULL) {
-		/* No close_notify: it would land where the client's next
-		 * preamble is read, and WCF sends none either.  The SSL is kept
-		 * until the client's next byte says how it left (a fault for
-		 * its next preamble goes out in clear). */
-		c->tls_ready = 0;
-		c->pre.clear_end = 0;
-		c->tls_left = 1;
-	}
+	c->tp->session_over(c);
 	conn_log(c, LOG_LEVEL_DEBUG, "session %u ended after %llu bytes up, %llu "
 	    "down; backend connection %s", c->sessions,
 	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
@@ -249,11 +229,7 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 void
 forward_up(struct conn *c)
 {
-	if (c->ssl != NULL)
-		forward_tls(c);
-	else
-		forward(c, &c->up, c->client_fd, c->backend_fd, &c->client_rd,
-		    &c->backend_wr);
+	c->tp->forward_up(c);
 }
 
 void
@@ -261,10 +237,68 @@ forward_down(struct conn *c)
 {
 	if (c->unanswered && backend_answered(c) <= 0)
 		return;
-	if (c->ssl != NULL)
-		forward_tls(c);
-	else
-		forward(c, &c->down, c->backend_fd, c->client_fd, &c->backend_rd,
-		    &c->client_wr);
+	c->tp->forward_down(c);
 }
+
+/* ------------------------------------------------ the clear transport */
+
+static void
+clear_forward_start(struct conn *c)
+{
+	ev_io_start(c->w->loop, &c->client_rd);
+	ev_io_start(c->w->loop, &c->backend_rd);
+}
+
+static void
+clear_forward_up(struct conn *c)
+{
+	forward(c, &c->up, c->client_fd, c->backend_fd, &c->client_rd,
+	    &c->backend_wr);
+}
+
+static void
+clear_forward_down(struct conn *c)
+{
+	forward(c, &c->down, c->backend_fd, c->client_fd, &c->backend_rd,
+	    &c->client_wr);
+}
+
+static ssize_t
+clear_send(struct conn *c, const void *buf, size_t len, int *events)
+{
+	ssize_t n = send(c->client_fd, buf, len, MSG_NOSIGNAL);
+
+	*events = 0;
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN || errno == EINTR) {
+		*events = EV_WRITE;
+		return 0;
+	}
+	conn_log(c, LOG_LEVEL_DEBUG, "cannot write to the client: %s",
+	    strerror(errno));
+	return -1;
+}
+
+static int
+clear_shutdown(struct conn *c)
+{
+	return shutdown(c->client_fd, SHUT_WR);
+}
+
+static void
+clear_session_over(struct conn *c)
+{
+	(void)c;
+}
+
+const struct transport transport_clear = {
+	.forward_start = clear_forward_start,
+	.forward_up = clear_forward_up,
+	.forward_down = clear_forward_down,
+	.send = clear_send,
+	.shutdown = clear_shutdown,
+	.session_over = clear_session_over,
+	.next_preamble_follows = 1,
+};
 

@@ -82,7 +82,7 @@ tls_handshake(struct conn *c)
 
 	switch (step) {
 	case TLS_STEP_DONE:
-		c->tls_ready = 1;
+		c->tp = &transport_tls;   /* faults go inside TLS from here on */
 		conn_set_state(c, CONN_TLS_PREAMBLE);
 		conn_log(c, LOG_LEVEL_DEBUG, "TLS handshake done (%s, %s)",
 		    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
@@ -175,7 +175,7 @@ tls_after_end(struct conn *c)
 	}
 	conn_log(c, LOG_LEVEL_DEBUG, "the client closed its TLS stream after End "
 	    "(close_notify), closed");
-	c->tls_ready = 1; /* so that ours goes out too */
+	c->tp = &transport_tls;   /* so that ours goes out too */
 	stop_watchers(c);
 	deadline_start(c, FAULT_DRAIN_SECONDS);
 	conn_shutdown(c);
@@ -190,7 +190,7 @@ tls_after_end(struct conn *c)
  * as it does in clear; after both Ends the client's next preamble comes
  * in clear on the raw socket (session_end).
  */
-void
+static void
 forward_tls(struct conn *c)
 {
 	struct ev_loop *loop = c->w->loop;
@@ -247,3 +247,54 @@ forward_tls(struct conn *c)
 	session_check(c);
 }
 
+
+/* ------------------------------------------------ the TLS transport */
+
+static ssize_t
+tls_send(struct conn *c, const void *buf, size_t len, int *events)
+{
+	char why[256];
+	size_t put;
+	enum tls_step step = tls_write(c->ssl, buf, len, &put);
+
+	*events = 0;
+	if (step == TLS_STEP_ERROR) {
+		conn_log(c, LOG_LEVEL_DEBUG, "cannot write to the client inside "
+		    "TLS: %s", tls_error(why, sizeof(why)));
+		return -1;
+	}
+	if (step != TLS_STEP_DONE)
+		*events = events_of(step);
+	return (ssize_t)put;
+}
+
+static int
+tls_shutdown(struct conn *c)
+{
+	tls_close_notify(c->ssl);
+	return shutdown(c->client_fd, SHUT_WR);
+}
+
+/*
+ * No close_notify: it would land where the client's next preamble is
+ * read, and WCF sends none either.  The SSL is kept until the client's
+ * next byte says how it left (tls_after_end); a fault for its next
+ * preamble goes out in clear.
+ */
+static void
+tls_session_over(struct conn *c)
+{
+	c->tp = &transport_clear;
+	c->pre.clear_end = 0;
+	c->tls_left = 1;
+}
+
+const struct transport transport_tls = {
+	.forward_start = forward_tls, /* OpenSSL may hold decrypted bytes already */
+	.forward_up = forward_tls,
+	.forward_down = forward_tls,
+	.send = tls_send,
+	.shutdown = tls_shutdown,
+	.session_over = tls_session_over,
+	.next_preamble_follows = 0,
+};
