@@ -15,7 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (Daemon, fault_record, preamble, recv_exact,  # noqa: E402
                           recv_until_close, run_tests, sized_envelope, wait_for)
-from test_sessions import Reader, service, session  # noqa: E402
+from test_sessions import Reader, service, session, session_loop  # noqa: E402
 
 
 def config(d, routes, extra=""):
@@ -240,20 +240,9 @@ def test_no_connection_refused_or_reset_across_20_reloads():
     stop = threading.Event()
     counts = {"ok": 0, "refused": 0, "reset": 0, "other": 0}
 
-    def clients(port):
-        while not stop.is_set():
-            try:
-                s = socket.create_connection(("127.0.0.1", port), timeout=10)
-                replies = session(s, "net.tcp://h/A")
-                s.close()
-                counts["ok" if replies in ([b"A:hello"], [b"B:hello"]) else "other"] += 1
-            except ConnectionRefusedError:
-                counts["refused"] += 1
-            except ConnectionResetError:
-                counts["reset"] += 1
-
     with started([("a", "net.tcp://+/A", a.addr)]) as d:
-        threads = [threading.Thread(target=clients, args=(d.port,)) for _ in range(2)]
+        threads = [threading.Thread(target=session_loop, args=(
+            d.port, "net.tcp://h/A", ([b"A:hello"], [b"B:hello"]), stop, counts)) for _ in range(2)]
         for t in threads:
             t.start()
         try:

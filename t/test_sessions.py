@@ -151,6 +151,21 @@ def session(s, via, payloads=(b"hello",), reader=None):
     return replies
 
 
+def session_loop(port, via, answers, stop, counts):
+    """Until stop is set: connect, one whole session, close; counts each
+    outcome: ok (a reply in answers), refused, reset, other."""
+    while not stop.is_set():
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            replies = session(s, via)
+            s.close()
+            counts["ok" if replies in answers else "other"] += 1
+        except ConnectionRefusedError:
+            counts["refused"] += 1
+        except ConnectionResetError:
+            counts["reset"] += 1
+
+
 def daemon(routes, extra="", **kw):
     """A daemon with one worker: each worker has its own pool, and the
     tests count the backend connections the pool saves."""

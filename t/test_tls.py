@@ -115,11 +115,15 @@ class TLSClient:
                 return result
             except ssl.SSLWantReadError:
                 self._flush()
-                data = self.sock.recv(65536)
-                if data:
-                    self.incoming.write(data)
-                else:
-                    self.incoming.write_eof()
+                self._receive()
+
+    def _receive(self):
+        """Feed OpenSSL what the socket has; the end of stream at its end."""
+        data = self.sock.recv(65536)
+        if data:
+            self.incoming.write(data)
+        else:
+            self.incoming.write_eof()
 
     def send(self, data):
         view = memoryview(data)

@@ -16,7 +16,6 @@ whatever forward is set to, so these tests run once."""
 
 import os
 import socket
-import ssl
 import sys
 import time
 
@@ -38,20 +37,13 @@ class RecordTLSClient(TLSClient):
     layer does that leaves the raw stream to the framing after it: bytes
     nettcpd sends in clear after the last record stay in the socket."""
 
-    def _run(self, fn, *args):
-        while True:
-            try:
-                result = fn(*args)
-                self._flush()
-                return result
-            except ssl.SSLWantReadError:
-                self._flush()
-                head = recv_exact(self.sock, 5)
-                body = recv_exact(self.sock, int.from_bytes(head[3:5], "big")) \
-                    if len(head) == 5 else b""
-                self.incoming.write(head + body)
-                if len(head) < 5 or len(body) < int.from_bytes(head[3:5], "big"):
-                    self.incoming.write_eof()
+    def _receive(self):
+        head = recv_exact(self.sock, 5)
+        size = int.from_bytes(head[3:5], "big") if len(head) == 5 else 0
+        body = recv_exact(self.sock, size)
+        self.incoming.write(head + body)
+        if len(head) < 5 or len(body) < size:
+            self.incoming.write_eof()
 
 
 def recorder(name):

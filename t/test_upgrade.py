@@ -7,7 +7,6 @@ the old one serving."""
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -15,7 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (SLOW, Daemon, preamble, recv_until_close, run_tests,  # noqa: E402
                           sized_envelope, wait_for)
-from test_sessions import Reader, service, session  # noqa: E402
+from test_sessions import Reader, service, session, session_loop  # noqa: E402
 
 
 def alive(pid):
@@ -36,18 +35,6 @@ def test_upgrade_hands_over_the_port_without_a_refusal():
     stop = threading.Event()
     counts = {"ok": 0, "refused": 0, "reset": 0, "other": 0}
 
-    def clients(port):
-        while not stop.is_set():
-            try:
-                s = socket.create_connection(("127.0.0.1", port), timeout=10)
-                replies = session(s, "net.tcp://h/A")
-                s.close()
-                counts["ok" if replies == [b"A:hello"] else "other"] += 1
-            except ConnectionRefusedError:
-                counts["refused"] += 1
-            except ConnectionResetError:
-                counts["reset"] += 1
-
     d = Daemon([("a", "net.tcp://+/A", a.addr)], extra_global="workers = 2").start()
     pid = None
     try:
@@ -55,7 +42,8 @@ def test_upgrade_hands_over_the_port_without_a_refusal():
         rb = Reader(busy)
         busy.sendall(preamble("net.tcp://h/A"))
         assert rb.record()[0] == 0x0B
-        threads = [threading.Thread(target=clients, args=(d.port,)) for _ in range(2)]
+        threads = [threading.Thread(target=session_loop, args=(
+            d.port, "net.tcp://h/A", ([b"A:hello"],), stop, counts)) for _ in range(2)]
         for t in threads:
             t.start()
         time.sleep(0.2)
