@@ -52,6 +52,8 @@
 #include "listener.h"
 #include "routes.h"
 
+static void on_client_io(struct ev_loop *loop, ev_io *io, int revents);
+
 /* One log line about this connection: who, which Via or route, then what. */
 static void
 conn_vlog(struct conn *c, enum log_level level, const char *fmt, va_list ap)
@@ -139,6 +141,32 @@ void
 conn_limits_changed(struct worker *w)
 {
 	accept_limit_update(w);
+	conn_shed(w);
+}
+
+/* The oldest preamble of this worker's gives way (read once first: a
+ * whole preamble may be waiting in its socket); returns once one left. */
+static void
+shed_oldest(struct worker *w)
+{
+	struct conn *oldest = w->pending_oldest;
+	unsigned before = w->npending;
+
+	on_client_io(w->loop, &oldest->client_rd, EV_READ);
+	if (w->npending < before)
+		return; /* routed, faulted or closed: no longer pending */
+	conn_finish(oldest, OUTCOME_EVICTED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+	    "max_pending (%u) reached, oldest preamble reset",
+	    w->limits->max_pending);
+}
+
+/* Pay what another worker's newcomers made the process owe max_pending
+ * (limits.shed) from this worker's preamble set, oldest first. */
+void
+conn_shed(struct worker *w)
+{
+	while (w->pending_oldest != NULL && limits_owe(w->limits))
+		shed_oldest(w);
 }
 
 static int
@@ -176,20 +204,23 @@ conn_set_state(struct conn *c, enum conn_state state)
 	c->state = state;
 }
 
-/* Wait for exactly these events on the client socket. */
-void
-watch_client(struct conn *c, int events)
+static void
+set_watch(struct conn *c, ev_io *io, int on)
 {
-	struct ev_loop *loop = c->w->loop;
+	if (on && io->fd >= 0)
+		ev_io_start(c->w->loop, io);
+	else
+		ev_io_stop(c->w->loop, io);
+}
 
-	if (events & EV_READ)
-		ev_io_start(loop, &c->client_rd);
-	else
-		ev_io_stop(loop, &c->client_rd);
-	if (events & EV_WRITE)
-		ev_io_start(loop, &c->client_wr);
-	else
-		ev_io_stop(loop, &c->client_wr);
+/* Every change of what a connection waits for goes through here. */
+void
+conn_wait(struct conn *c, int client, int backend)
+{
+	set_watch(c, &c->client_rd, client & EV_READ);
+	set_watch(c, &c->client_wr, client & EV_WRITE);
+	set_watch(c, &c->backend_rd, backend & EV_READ);
+	set_watch(c, &c->backend_wr, backend & EV_WRITE);
 }
 
 int
@@ -201,13 +232,8 @@ events_of(enum tls_step step)
 void
 stop_watchers(struct conn *c)
 {
-	struct ev_loop *loop = c->w->loop;
-
-	ev_io_stop(loop, &c->client_rd);
-	ev_io_stop(loop, &c->client_wr);
-	ev_io_stop(loop, &c->backend_rd);
-	ev_io_stop(loop, &c->backend_wr);
-	ev_timer_stop(loop, &c->deadline);
+	conn_wait(c, 0, 0);
+	ev_timer_stop(c->w->loop, &c->deadline);
 }
 
 static void
@@ -409,6 +435,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 {
 	struct limits *l = w->limits;
 	struct conn *c;
+	int over;
 
 	/*
 	 * At the limit, the connection idle longest between sessions makes
@@ -465,21 +492,13 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	 * one most likely to be a slow or silent client.  Read it once first:
 	 * in a burst of accepts the oldest may be a client whose whole
 	 * preamble already waits, unread, in its socket.  The set is the
-	 * process's; a worker evicts from its own part of it, so while one
-	 * that holds none accepts, the set can exceed max_pending by fewer
-	 * than the number of workers.
+	 * process's: holding none of it, this worker has the others shed one
+	 * of theirs (conn_shed), a moment after the newcomer is admitted.
 	 */
 	while (atomic_load(&l->npending) >= l->max_pending &&
-	    w->pending_oldest != NULL) {
-		struct conn *oldest = w->pending_oldest;
-		unsigned before = w->npending;
-
-		on_client_io(w->loop, &oldest->client_rd, EV_READ);
-		if (w->npending < before)
-			continue; /* routed, faulted or closed: no longer pending */
-		conn_finish(oldest, OUTCOME_EVICTED, CLOSE_RESET, LOG_LEVEL_NOTICE,
-		    "max_pending (%u) reached, oldest preamble reset", l->max_pending);
-	}
+	    w->pending_oldest != NULL)
+		shed_oldest(w);
+	over = atomic_load(&l->npending) >= l->max_pending;
 
 	c->next = w->conns;
 	if (w->conns != NULL)
@@ -488,9 +507,11 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	w->nconns++;
 	c->state = CONN_DRAINING; /* in no list yet */
 	conn_set_state(c, CONN_PREAMBLE);
+	if (over)
+		limits_shed(l, w);
 
 	deadline_start(c, c->gen->cfg->preamble_timeout);
-	ev_io_start(w->loop, &c->client_rd);
+	conn_wait(c, EV_READ, 0);
 	accept_limit_update(w);
 	/* With TCP_DEFER_ACCEPT the preamble is usually here already. */
 	preamble_read(c);

@@ -86,6 +86,7 @@ struct conn {
 
 	struct pump up;                           /* client to backend */
 	struct pump down;                         /* backend to client */
+	enum pump_status up_wait, down_wait;      /* clear: what each asked for last */
 	struct nmf_flow up_flow, down_flow;       /* where the session stands */
 	unsigned following : 1;                   /* the session is followed to its End */
 	unsigned unanswered : 1;                  /* pooled backend, silent so far: */
@@ -106,7 +107,11 @@ void conn_close_all(struct worker *w);
 /* Close the worker's connections idle between sessions (the drain). */
 void conn_close_idle(struct worker *w);
 
-/* Another worker closed a connection: this one may accept again. */
+/* Another worker closed a connection (this one may accept again) or
+ * asked for a preamble to be shed. */
 void conn_limits_changed(struct worker *w);
+
+/* Shed this worker's oldest preambles while the process owes max_pending. */
+void conn_shed(struct worker *w);
 
 #endif

@@ -21,7 +21,7 @@ static void
 forward_start(struct conn *c)
 {
 	c->up.total = c->preamble_len; /* the replay counts as forwarded */
-	ev_io_stop(c->w->loop, &c->backend_wr);
+	c->up_wait = c->down_wait = PUMP_WANT_READ;
 	conn_set_state(c, CONN_FORWARDING);
 	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", c->pre.route->backend_text,
 	    c->unanswered ? " on a pooled connection" : "");
@@ -29,7 +29,7 @@ forward_start(struct conn *c)
 		/* Keep the preamble for a redial, and the client's further
 		 * bytes in its socket, until the service answers. */
 		deadline_start(c, c->gen->cfg->connect_timeout);
-		ev_io_start(c->w->loop, &c->backend_rd);
+		conn_wait(c, 0, EV_READ);
 		return;
 	}
 	free(c->preamble);
@@ -84,7 +84,6 @@ backend_answered(struct conn *c)
 		free(c->preamble);
 		c->preamble = NULL;
 		idle_start(c);
-		ev_io_start(c->w->loop, &c->client_rd);
 		return 1;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -107,7 +106,7 @@ replay_write(struct conn *c)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				ev_io_start(c->w->loop, &c->backend_wr);
+				conn_wait(c, 0, EV_WRITE);
 				return;
 			}
 			if (c->unanswered) {
@@ -153,7 +152,7 @@ backend_attach(struct conn *c, int fd, enum conn_state state)
 	c->backend_fd = fd;
 	ev_io_set(&c->backend_rd, fd, EV_READ);
 	ev_io_set(&c->backend_wr, fd, EV_WRITE);
-	watch_client(c, 0);
+	conn_wait(c, 0, 0);
 	conn_set_state(c, state);
 	deadline_start(c, c->gen->cfg->connect_timeout);
 }

@@ -34,13 +34,13 @@ fault_send(struct conn *c, int *events)
 void
 conn_shutdown(struct conn *c)
 {
-	ev_io_stop(c->w->loop, &c->client_wr);
+	conn_wait(c, 0, 0);
 	if (c->tp->shutdown(c) < 0) {
 		conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
 		return;
 	}
 	conn_set_state(c, CONN_DRAINING);
-	ev_io_start(c->w->loop, &c->client_rd);
+	conn_wait(c, EV_READ, 0);
 }
 
 void
@@ -53,7 +53,7 @@ fault_write(struct conn *c)
 		return;
 	}
 	if (events != 0) {
-		watch_client(c, events);
+		conn_wait(c, events, 0);
 		return;
 	}
 	/* The fault is out: the client reads it instead of a reset that

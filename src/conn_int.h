@@ -73,7 +73,9 @@ void conn_set_state(struct conn *c, enum conn_state state);
 void conn_next_session(struct conn *c);
 
 void deadline_start(struct conn *c, double seconds);
-void watch_client(struct conn *c, int events);  /* exactly these events */
+/* Wait for exactly these events on each socket (0, EV_READ, EV_WRITE or
+ * both), as the connection's state needs them. */
+void conn_wait(struct conn *c, int client, int backend);
 int events_of(enum tls_step step);              /* what a TLS step waits for */
 void stop_watchers(struct conn *c);
 void close_backend(struct conn *c);

@@ -113,11 +113,11 @@ session_end(struct conn *c, int ended_by_service)
 		conn_set_state(c, CONN_IDLE);
 		if (c->gen->cfg->keepalive_timeout > 0)
 			deadline_start(c, c->gen->cfg->keepalive_timeout);
-		ev_io_start(w->loop, &c->client_rd);
+		conn_wait(c, EV_READ, 0);
 		return;
 	}
 	conn_next_session(c);
-	ev_io_start(w->loop, &c->client_rd);
+	conn_wait(c, EV_READ, 0);
 	preamble_parse(c);
 }
 
@@ -161,12 +161,24 @@ session_check(struct conn *c)
 	    c->up.held > 0 ? ", the client's next bytes dropped" : "");
 }
 
+/*
+ * Clear forwarding waits for what the two directions need, from what each
+ * last asked for: up reads the client and writes the backend, down the
+ * other way round.
+ */
+static void
+forward_wait(struct conn *c)
+{
+	conn_wait(c, (c->up_wait == PUMP_WANT_READ ? EV_READ : 0) |
+	    (c->down_wait == PUMP_WANT_WRITE ? EV_WRITE : 0),
+	    (c->down_wait == PUMP_WANT_READ ? EV_READ : 0) |
+	    (c->up_wait == PUMP_WANT_WRITE ? EV_WRITE : 0));
+}
+
 /* Run one direction and wait for what it needs; close once both are done. */
 static void
-forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
-    ev_io *dst_wr)
+forward(struct conn *c, struct pump *p, int src, int dst)
 {
-	struct ev_loop *loop = c->w->loop;
 	const struct pump *other = p == &c->up ? &c->down : &c->up;
 	struct nmf_flow *flow = !c->following ? NULL : p == &c->up ? &c->up_flow :
 	    c->down_flow.state == NMF_FLOW_OPAQUE ? NULL : &c->down_flow;
@@ -186,18 +198,12 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		idle_touch(c);
 	if (status == PUMP_DONE && hold_fin)
 		c->fin_held = 1;
+	*(p == &c->up ? &c->up_wait : &c->down_wait) = status;
 	switch (status) {
 	case PUMP_WANT_READ:
-		ev_io_stop(loop, dst_wr);
-		ev_io_start(loop, src_rd);
-		break;
 	case PUMP_WANT_WRITE:
-		ev_io_stop(loop, src_rd);
-		ev_io_start(loop, dst_wr);
 		break;
 	case PUMP_ENDED:
-		ev_io_stop(loop, src_rd);
-		ev_io_stop(loop, dst_wr);
 		if (flow == &c->up_flow && flow->state == NMF_FLOW_OPAQUE) {
 			client_out_of_place(c);
 			return;
@@ -208,8 +214,6 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		}
 		break;
 	case PUMP_DONE:
-		ev_io_stop(loop, src_rd);
-		ev_io_stop(loop, dst_wr);
 		if (c->up.dst_shut && c->down.dst_shut) {
 			conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
 			    (unsigned long long)c->up.total,
@@ -223,6 +227,7 @@ forward(struct conn *c, struct pump *p, int src, int dst, ev_io *src_rd,
 		    (unsigned long long)c->down.total);
 		return;
 	}
+	forward_wait(c);
 	session_check(c);
 }
 
@@ -245,22 +250,19 @@ forward_down(struct conn *c)
 static void
 clear_forward_start(struct conn *c)
 {
-	ev_io_start(c->w->loop, &c->client_rd);
-	ev_io_start(c->w->loop, &c->backend_rd);
+	forward_wait(c);
 }
 
 static void
 clear_forward_up(struct conn *c)
 {
-	forward(c, &c->up, c->client_fd, c->backend_fd, &c->client_rd,
-	    &c->backend_wr);
+	forward(c, &c->up, c->client_fd, c->backend_fd);
 }
 
 static void
 clear_forward_down(struct conn *c)
 {
-	forward(c, &c->down, c->backend_fd, c->client_fd, &c->backend_rd,
-	    &c->client_wr);
+	forward(c, &c->down, c->backend_fd, c->client_fd);
 }
 
 static ssize_t

@@ -47,7 +47,7 @@ tls_preamble_read(struct conn *c)
 			return;
 		}
 		if (step != TLS_STEP_DONE) {
-			watch_client(c, events_of(step));
+			conn_wait(c, events_of(step), 0);
 			return;
 		}
 		if (got == 0) {
@@ -92,7 +92,7 @@ tls_handshake(struct conn *c)
 		tls_fail(c, "TLS handshake failed");
 		break;
 	default:
-		watch_client(c, events_of(step));
+		conn_wait(c, events_of(step), 0);
 		break;
 	}
 }
@@ -161,7 +161,7 @@ tls_after_end(struct conn *c)
 	}
 	step = tls_read(c->ssl, &byte, 1, &got);
 	if (step == TLS_STEP_WANT_READ || step == TLS_STEP_WANT_WRITE) {
-		watch_client(c, events_of(step));
+		conn_wait(c, events_of(step), 0);
 		return 0;
 	}
 	if (step == TLS_STEP_ERROR) {
@@ -193,14 +193,12 @@ tls_after_end(struct conn *c)
 static void
 forward_tls(struct conn *c)
 {
-	struct ev_loop *loop = c->w->loop;
 	struct tls_wants up, down;
 	enum pump_status up_status, down_status;
 	struct nmf_flow *up_flow = c->following ? &c->up_flow : NULL;
 	struct nmf_flow *down_flow = c->following &&
 	    c->down_flow.state != NMF_FLOW_OPAQUE ? &c->down_flow : NULL;
 	char why[256];
-	int backend_events;
 	uint64_t before = c->up.total + c->down.total;
 
 	up_status = tls_pump_up(&c->up, c->ssl, c->backend_fd, up_flow, &up);
@@ -234,16 +232,7 @@ forward_tls(struct conn *c)
 	}
 	if (c->up.total + c->down.total != before)
 		idle_touch(c);
-	watch_client(c, up.client | down.client);
-	backend_events = up.backend | down.backend;
-	if (backend_events & EV_READ)
-		ev_io_start(loop, &c->backend_rd);
-	else
-		ev_io_stop(loop, &c->backend_rd);
-	if (backend_events & EV_WRITE)
-		ev_io_start(loop, &c->backend_wr);
-	else
-		ev_io_stop(loop, &c->backend_wr);
+	conn_wait(c, up.client | down.client, up.backend | down.backend);
 	session_check(c);
 }
 

@@ -64,6 +64,30 @@ limits_give(struct limits *l, const struct worker *self)
 		limits_tell_others(l, self);
 }
 
+void
+limits_shed(struct limits *l, const struct worker *self)
+{
+	atomic_fetch_add(&l->shed, 1);
+	limits_tell_others(l, self);
+}
+
+int
+limits_owe(struct limits *l)
+{
+	unsigned owed = atomic_load(&l->shed);
+
+	while (owed > 0) {
+		/* Over the limit no more: the debt is void. */
+		if (atomic_load(&l->npending) <= l->max_pending) {
+			atomic_store(&l->shed, 0);
+			return 0;
+		}
+		if (atomic_compare_exchange_weak(&l->shed, &owed, owed - 1))
+			return 1;
+	}
+	return 0;
+}
+
 static void
 on_wake(struct ev_loop *loop, ev_async *async, int revents)
 {

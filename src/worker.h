@@ -36,6 +36,8 @@ enum accept_pause {
 struct limits {
 	atomic_uint nconns;             /* client connections open */
 	atomic_uint npending;           /* of them, in their preamble */
+	atomic_uint shed;               /* preambles owed to max_pending: */
+	                                /* the next to give way, any worker's */
 	unsigned max_connections, max_pending;
 	struct worker *workers;         /* to wake the ones paused at the limit */
 	unsigned nworkers;
@@ -48,6 +50,14 @@ int limits_take(struct limits *l, const struct worker *self);
 /* Give one back; at the limit until now, tell every other worker, so that
  * a paused one accepts again. */
 void limits_give(struct limits *l, const struct worker *self);
+
+/* A worker with no preamble of its own admitted one over max_pending: one
+ * is owed, and every other worker is asked to shed its oldest. */
+void limits_shed(struct limits *l, const struct worker *self);
+
+/* Take one preamble owed, while the process is still over max_pending
+ * (one that ended meanwhile paid for it): 1 to shed one now, 0 not. */
+int limits_owe(struct limits *l);
 
 struct worker {
 	struct ev_loop *loop;
