@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -16,6 +17,7 @@
 #include <ev.h>
 
 #include "conn.h"
+#include "explain.h"
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
@@ -34,10 +36,12 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: nettcpd [-t] [-c FILE]\n"
+	    "usage: nettcpd [-t [-v] [--route VIA]] [-c FILE]\n"
 	    "       nettcpd -V | -h\n"
 	    "  -c FILE  configuration (default %s)\n"
 	    "  -t       check the configuration and exit\n"
+	    "  -v       with -t: print the route table\n"
+	    "  --route VIA  with -t: which route VIA takes on each port, and why\n"
 	    "  -V       print the version and exit\n"
 	    "  -h       print this help and exit\n",
 	    NETTCPD_DEFAULT_CONFIG);
@@ -391,7 +395,12 @@ main(int argc, char **argv)
 	const char *path = NETTCPD_DEFAULT_CONFIG;
 	char err[CONFIG_ERR_MAX];
 	struct daemon d = { 0 };
-	int check_only = 0;
+	static const struct option longopts[] = {
+		{ "route", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *route_via = NULL;
+	int check_only = 0, verbose = 0;
 	int opt, status;
 	ssize_t len;
 
@@ -408,13 +417,19 @@ main(int argc, char **argv)
 	else
 		snprintf(d.exe, sizeof(d.exe), "%s", argv[0]);
 
-	while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:tvVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
 			break;
 		case 't':
 			check_only = 1;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'r':
+			route_via = optarg;
 			break;
 		case 'V':
 			printf("nettcpd %s\n", PACKAGE_VERSION);
@@ -427,7 +442,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || ((verbose || route_via != NULL) && !check_only)) {
 		usage(stderr);
 		return 2;
 	}
@@ -441,8 +456,12 @@ main(int argc, char **argv)
 		return EXIT_FAILURE;
 	if (check_only) {
 		printf("%s: configuration OK\n", path);
+		if (verbose)
+			explain_table(stdout, d.gen->cfg);
+		status = route_via != NULL ? explain_via(stdout, d.gen->cfg,
+		    route_via) : 0;
 		generation_unref(d.gen);
-		return EXIT_SUCCESS;
+		return status == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 	}
 
 	log_open(d.gen->cfg->log_target, d.gen->cfg->log_level);

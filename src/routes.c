@@ -248,9 +248,44 @@ routes_add_prefix(struct route_table *t, int ri, const struct via *prefix,
  * listener.  The port written in the Via plays no part: SMSvcHost ignores it
  * too, and behind NAT or a load balancer it need not be ours.
  */
+static void
+prefix_of(const struct route_table *t, const struct prefix_slot *slot,
+    struct route_prefix *out)
+{
+	out->host_class = slot->key.host_class;
+	out->host = slot->key.host != NULL ? slot->key.host : "";
+	out->port = slot->key.port;
+	out->path = slot->key.path;
+	out->route = t->routes[slot->route];
+}
+
+size_t
+routes_nprefixes(const struct route_table *t)
+{
+	return t->nprefixes;
+}
+
+void
+routes_prefix(const struct route_table *t, size_t i, struct route_prefix *out)
+{
+	size_t s;
+
+	for (s = 0; s < t->nslots; s++)
+		if (t->slots[s].key.path != NULL && i-- == 0)
+			break;
+	prefix_of(t, &t->slots[s], out);
+}
+
 const struct route *
 routes_lookup(const struct route_table *t,
     const struct via *via, uint16_t local_port)
+{
+	return routes_explain(t, via, local_port, NULL);
+}
+
+const struct route *
+routes_explain(const struct route_table *t,
+    const struct via *via, uint16_t local_port, struct route_prefix *why)
 {
 	uint64_t path_hash[VIA_MAX_SEGMENTS + 1];
 	uint64_t host_hash = fnv_add(FNV_OFFSET, via->host, strlen(via->host));
@@ -289,8 +324,11 @@ routes_lookup(const struct route_table *t,
 				    c == VIA_HOST_EXACT ? host_hash : 0,
 				    key.host_class, key.port);
 				slot = &t->slots[probe(t->slots, t->nslots, &key)];
-				if (slot->key.path)
-					return t->routes[slot->route];
+				if (slot->key.path == NULL)
+					continue;
+				if (why != NULL)
+					prefix_of(t, slot, why);
+				return t->routes[slot->route];
 			}
 			if (k-- == 0)
 				break;

@@ -67,6 +67,23 @@ const struct route *routes_lookup(const struct route_table *t,
 size_t routes_count(const struct route_table *t);
 const struct route *routes_get(const struct route_table *t, size_t i);
 
+/* One prefix of the table, as routes_prefix() and routes_explain() tell it. */
+struct route_prefix {
+	enum via_host_class host_class;
+	const char *host;            /* the exact class only, else "" */
+	uint16_t port;               /* 0: every listener */
+	const char *path;            /* normalised, "" for the root */
+	const struct route *route;
+};
+
+/* The table's prefixes, i from 0 to routes_nprefixes() - 1, in no order. */
+size_t routes_nprefixes(const struct route_table *t);
+void routes_prefix(const struct route_table *t, size_t i, struct route_prefix *out);
+
+/* routes_lookup(), saying which prefix matched in *why; NULL for none. */
+const struct route *routes_explain(const struct route_table *t,
+    const struct via *via, uint16_t local_port, struct route_prefix *why);
+
 /* Reference counting; routes_new() returns a table holding one reference. */
 struct route_table *routes_ref(struct route_table *t);
 void routes_unref(struct route_table *t);

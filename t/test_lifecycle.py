@@ -88,6 +88,48 @@ def test_config_errors_name_file_and_line():
     os.unlink(path)
 
 
+def test_check_prints_the_route_table_and_explains_a_via():
+    """-t -v: every prefix with its class, port, route and backend; -t
+    --route VIA: which route the Via takes on each listening port and by
+    which prefix, EndpointNotFound where none matches (exit 1), and a Via
+    nettcpd would reset."""
+    path = write_config("[global]\nlisten = 127.0.0.1:8808, 127.0.0.1:9808\n"
+                        "[calc]\nvia = net.tcp://+/Calculator\nvia = net.tcp://*/\n"
+                        "backend = 127.0.0.1:9001\n"
+                        "[ported]\nvia = net.tcp://+:9808/Calculator/Admin\n"
+                        "backend = 127.0.0.1:9002\n"
+                        "[host]\nvia = net.tcp://example.com/Calculator\n"
+                        "backend = 127.0.0.1:9003\n")
+    r = nettcpd("-t", "-v", "-c", path)
+    assert r.returncode == 0, r
+    out = r.stdout
+    assert "3 routes, 4 prefixes" in out, out
+    for line in ("strong  net.tcp://+/calculator", "weak    net.tcp://*/",
+                 "strong  net.tcp://+:9808/calculator/admin", "exact   net.tcp://example.com/calculator"):
+        assert line in out, (line, out)
+    assert "-> [ported] 127.0.0.1:9002" in out
+    r = nettcpd("-t", "-c", path, "--route", "net.tcp://h/Calculator/Admin/x")
+    assert r.returncode == 0, r
+    assert "on port 8808: route [calc] -> 127.0.0.1:9001, by the strong prefix " \
+           "net.tcp://+/calculator" in r.stdout, r.stdout
+    assert "on port 9808: route [ported] -> 127.0.0.1:9002, by the strong prefix " \
+           "net.tcp://+:9808/calculator/admin" in r.stdout, r.stdout
+    r = nettcpd("-t", "-c", path, "--route", "net.tcp://example.com/Calculator")
+    assert "route [calc]" in r.stdout   # strong beats exact, as in WCF
+    r = nettcpd("-t", "-c", path, "--route", "net.tcp://other/Elsewhere")
+    assert r.returncode == 0 and "by the weak prefix net.tcp://*/" in r.stdout, r.stdout
+    os.unlink(path)
+    path = write_config("[global]\nlisten = 127.0.0.1:8808\n"
+                        "[calc]\nvia = net.tcp://+/Calculator\nbackend = 127.0.0.1:9001\n")
+    r = nettcpd("-t", "-c", path, "--route", "net.tcp://h/Other")
+    assert r.returncode == 1 and "on port 8808: no route, EndpointNotFound" in r.stdout, r
+    r = nettcpd("-t", "-c", path, "--route", "net.tcp://h\x01/x")
+    assert r.returncode == 1 and "the client's connection would be reset" in r.stdout, r
+    r = nettcpd("-v", "-c", path)
+    assert r.returncode == 2 and "usage" in r.stderr
+    os.unlink(path)
+
+
 def test_missing_config_file():
     r = nettcpd("-t", "-c", "/nonexistent/nettcpd.ini")
     assert r.returncode == 1
