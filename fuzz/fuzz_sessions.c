@@ -13,8 +13,9 @@
  *     after an Upgrade Request in such a preamble, the upgraded stream,
  *     pinned to it;
  *   - no client ever receives what a service sends outside the sessions
- *     it answers (a stray envelope after End, marked with a secret the
- *     input cannot guess).
+ *     it answers (a stray envelope after End, marked with a secret; the
+ *     services' replies never carry the client's own bytes, since
+ *     libFuzzer learns the secret from the comparisons it watches).
  *
  * Input: one byte of settings, then operations, one byte each (the low
  * nibble says which, the high one is its argument), some with bytes of
@@ -65,7 +66,7 @@
 #define MAX_SVC_CONNS 16
 #define IDLE_ROUNDS 3      /* rounds without progress that end a run */
 #define MAX_ROUNDS 400
-#define PAYLOAD_KEEP 4096  /* a service echoes envelopes up to this size */
+#define REPLY_MAX 4096     /* a service's reply is as long as the request, to this */
 #define MBINT_MAX 0x7FFFFFFFu
 
 enum behaviour {
@@ -112,8 +113,7 @@ struct svc_conn {
 	int close_after_flush;
 	uint8_t out[1 << 16];
 	size_t out_len;
-	uint8_t payload[PAYLOAD_KEEP];
-	size_t payload_len;
+	size_t payload_len;     /* of the request being read */
 };
 
 struct client {
@@ -284,6 +284,22 @@ queue_envelope(struct svc_conn *s, uint8_t type, const uint8_t *p, size_t len)
 	queue(s, p, len);
 }
 
+/*
+ * A service answers a request with as many bytes, all 'r': never the
+ * client's own bytes, which libFuzzer can fill with the marker it saw
+ * compared (memmem is intercepted), so that only a stray can carry it.
+ */
+static void
+queue_reply(struct svc_conn *s, uint8_t type)
+{
+	static uint8_t r[REPLY_MAX];
+
+	if (r[0] == 0)
+		memset(r, 'r', sizeof(r));
+	queue_envelope(s, type, r, s->payload_len < REPLY_MAX ? s->payload_len :
+	    REPLY_MAX);
+}
+
 static void
 queue_stray(struct svc_conn *s)
 {
@@ -331,13 +347,13 @@ svc_record_done(struct svc_conn *s, const struct worker *w)
 	switch (r->type) {
 	case 0x06:
 		if (s->now != BEHAVE_END_AT_ONCE)
-			queue_envelope(s, 0x06, s->payload, s->payload_len);
+			queue_reply(s, 0x06);
 		break;
 	case 0x07:
 		r->in_session = 0;
 		r->stage = 0;
 		if (r->mode == 1 && s->now != BEHAVE_END_AT_ONCE) {
-			queue_envelope(s, 0x05, s->payload, s->payload_len);
+			queue_reply(s, 0x05);
 			queue(s, "\x00", 1);
 		}
 		if (s->now != BEHAVE_END_AT_ONCE)
@@ -460,10 +476,8 @@ svc_feed(struct svc_conn *s, const struct worker *w, const uint8_t *p, size_t n)
 				memcpy(r->str + r->nstr, p + i, take);
 				r->nstr += take;
 			}
-			if (r->in_session && s->payload_len + take <= PAYLOAD_KEEP) {
-				memcpy(s->payload + s->payload_len, p + i, take);
+			if (r->in_session)
 				s->payload_len += take;
-			}
 			r->need -= (uint32_t)take;
 			i += take;
 			if (r->need > 0)
