@@ -54,6 +54,7 @@ enum global_key {
 	GK_BACKEND_POOL_TIMEOUT,
 	GK_TLS_SESSION_TIMEOUT,
 	GK_SHUTDOWN_TIMEOUT,
+	GK_ACCESS_LOG,
 	GK_COUNT
 };
 
@@ -75,6 +76,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_BACKEND_POOL_TIMEOUT] = "backend_pool_timeout",
 	[GK_TLS_SESSION_TIMEOUT] = "tls_session_timeout",
 	[GK_SHUTDOWN_TIMEOUT] = "shutdown_timeout",
+	[GK_ACCESS_LOG] = "access_log",
 };
 
 /* Route keys that configure TLS termination, besides tls itself. */
@@ -647,6 +649,14 @@ global_key(struct parser *p, const char *name, const char *value)
 			add_error(p, p->lineno,
 			    "unknown forward '%s' (splice or copy)", value);
 		break;
+	case GK_ACCESS_LOG:
+		free(cfg->access_log);
+		if (value[0] == '\0')
+			add_error(p, p->lineno, "empty access_log (off, stderr, "
+			    "syslog or a file)");
+		else if ((cfg->access_log = strdup(value)) == NULL)
+			p->oom = 1;
+		break;
 	case GK_LOG:
 		if (strcmp(value, "stderr") == 0)
 			cfg->log_target = LOG_TARGET_STDERR;
@@ -1082,6 +1092,7 @@ config_free(struct config *cfg)
 	free(cfg->listens);
 	if (cfg->routes != NULL)
 		routes_unref(cfg->routes);
+	free(cfg->access_log);
 	free(cfg->path);
 	free(cfg);
 }

@@ -65,6 +65,7 @@ struct config {
 	int follow_sessions;       /* follow duplex sessions to their End records */
 	unsigned backend_pool;     /* idle backend connections kept per worker */
 	double backend_pool_timeout; /* seconds one is kept idle */
+	char *access_log;          /* "off", "stderr", "syslog" or a file; NULL: off */
 	enum log_target log_target;
 	enum log_level log_level;
 	struct route_table *routes;

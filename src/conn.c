@@ -48,6 +48,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "addr.h"
 #include "listener.h"
 #include "routes.h"
@@ -255,6 +256,29 @@ close_backend(struct conn *c)
 	c->backend_fd = -1;
 }
 
+/* The access log's word for how a connection ended mid-session. */
+static const char *
+outcome_name(const struct conn *c, enum conn_outcome outcome)
+{
+	switch (outcome) {
+	case OUTCOME_FAULTED:
+		return nmf_fault_name(c->fault_sent);
+	case OUTCOME_CLOSED:
+		return c->route_time >= 0 ? "routed" : "closed";
+	case OUTCOME_TIMEOUT:
+		return "timeout";
+	case OUTCOME_MALFORMED:
+		return "malformed";
+	case OUTCOME_ABORTED:
+		return "reset";
+	case OUTCOME_EVICTED:
+		return "evicted";
+	case OUTCOME_DRAINED:
+		return "drained";
+	}
+	return "closed";
+}
+
 /*
  * The one way out of a connection: say why (fmt NULL: it was said when the
  * outcome was decided, as for a fault), then close both sides and give
@@ -273,6 +297,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 		va_end(ap);
 	}
 	c->outcome = outcome;
+	conn_session_record(c, outcome_name(c, outcome));
 	stop_watchers(c);
 	conn_set_state(c, CONN_DRAINING); /* leaves the preamble list */
 	if (c->prev != NULL)
@@ -298,6 +323,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	pump_release(&c->down, &w->pipes);
 	SSL_free(c->ssl);
 	free(c->preamble);
+	free(c->via_copy);
 	generation_unref(c->gen);
 	free(c);
 
@@ -317,6 +343,68 @@ conn_next_session(struct conn *c)
 	c->gen = generation_ref(c->w->gen);
 	conn_set_state(c, CONN_PREAMBLE);
 	deadline_start(c, c->gen->cfg->preamble_timeout);
+	conn_session_begin(c);
+}
+
+void
+conn_session_begin(struct conn *c)
+{
+	c->in_session = 1;
+	c->session_start = ev_time();
+	c->route_time = -1;
+}
+
+/* Routed: when, and the Via, which outlives the preamble buffer only in a
+ * copy, made only when the access log wants it. */
+void
+conn_session_routed(struct conn *c)
+{
+	c->route_time = ev_time() - c->session_start;
+	if (!access_enabled() || c->pre.via_len == 0)
+		return;
+	free(c->via_copy);
+	if ((c->via_copy = malloc(c->pre.via_len)) == NULL)
+		return;
+	memcpy(c->via_copy, c->preamble + c->pre.via_off, c->pre.via_len);
+	c->via_copy_len = c->pre.via_len;
+}
+
+void
+conn_session_record(struct conn *c, const char *outcome)
+{
+	struct access_rec r;
+
+	if (!c->in_session)
+		return;
+	c->in_session = 0;
+	/* A client closing its connection between sessions began none. */
+	if (!access_enabled() || (c->sessions > 0 && c->preamble_len == 0 &&
+	    c->route_time < 0))
+		return;
+	r.client = &c->client_addr.sa;
+	r.port = c->local_port;
+	if (c->via_copy != NULL) {
+		r.via = c->via_copy;
+		r.via_len = c->via_copy_len;
+	} else if (c->preamble != NULL && c->pre.via_len > 0) {
+		r.via = c->preamble + c->pre.via_off;
+		r.via_len = c->pre.via_len;
+	} else {
+		r.via = NULL;
+		r.via_len = 0;
+	}
+	r.route = c->pre.route != NULL ? c->pre.route->name : NULL;
+	r.backend = c->pre.route != NULL && c->route_time >= 0 ?
+	    c->pre.route->backend_text : NULL;
+	r.outcome = outcome;
+	r.session = c->sessions + 1;
+	r.bytes_up = c->up.total;
+	r.bytes_down = c->down.total;
+	r.duration = ev_time() - c->session_start;
+	r.route_time = c->route_time;
+	access_record(&r);
+	free(c->via_copy);
+	c->via_copy = NULL;
 }
 
 static void
@@ -395,7 +483,8 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 		break;
 	case CONN_TLS_HANDSHAKE:
 	case CONN_TLS_PREAMBLE:
-		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_NOTICE, "preamble_timeout expired %s, closed",
+		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_NOTICE,
+		    "preamble_timeout expired %s, closed",
 		    c->state == CONN_TLS_HANDSHAKE ? "in the TLS handshake" :
 		    "before Preamble End inside TLS");
 		break;
@@ -414,12 +503,14 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 			backend_redial(c, "did not answer the preamble");
 			break;
 		}
-		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_INFO, "idle_timeout expired after %llu bytes up, "
+		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_INFO,
+		    "idle_timeout expired after %llu bytes up, "
 		    "%llu down, closed", (unsigned long long)c->up.total,
 		    (unsigned long long)c->down.total);
 		break;
 	case CONN_IDLE:
-		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_INFO, "keepalive_timeout expired after %u "
+		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_INFO,
+		    "keepalive_timeout expired after %u "
 		    "sessions, closed", c->sessions);
 		break;
 	default:
@@ -507,6 +598,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	w->nconns++;
 	c->state = CONN_DRAINING; /* in no list yet */
 	conn_set_state(c, CONN_PREAMBLE);
+	conn_session_begin(c);
 	if (over)
 		limits_shed(l, w);
 

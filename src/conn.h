@@ -95,6 +95,14 @@ struct conn {
 	                                          /* client's End and next preamble: */
 	                                          /* not passed on, the session is over */
 	unsigned sessions;                        /* sessions ended on this connection */
+
+	/* For the access log: the session (or attempt) under way. */
+	unsigned in_session : 1;                  /* one is open: a record is due */
+	double session_start;                     /* its first moment (ev_time) */
+	double route_time;                        /* seconds to its route; < 0: none */
+	uint8_t *via_copy;                        /* its Via, kept once the preamble */
+	size_t via_copy_len;                      /* buffer is gone (access log on) */
+	enum nmf_fault fault_sent;                /* OUTCOME_FAULTED: which */
 };
 
 /* Take ownership of an accepted, non-blocking client socket. */

@@ -166,7 +166,8 @@ backend_connect(struct conn *c)
 
 	fd = socket(backend->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_WARNING, "cannot create backend socket: %s", strerror(errno));
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_WARNING,
+		    "cannot create backend socket: %s", strerror(errno));
 		return;
 	}
 	/* WCF sets NoDelay on its own sockets; Nagle here would hold back the
@@ -208,20 +209,23 @@ follow_early_bytes(struct conn *c)
 		return 0;
 	used = nmf_flow_feed(&c->up_flow, c->preamble + end, extra);
 	if (c->up_flow.state == NMF_FLOW_OPAQUE) {
-		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "client sent record 0x%02x, which "
 		    "has no place in the session, with its preamble; reset",
 		    c->up_flow.bad);
 		return -1;
 	}
 	held = extra - used;
 	if (held > 0 && !c->tp->next_preamble_follows) {
-		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent %zu bytes after its End "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "client sent %zu bytes after its End "
 		    "inside TLS, with its preamble; reset", held);
 		return -1;
 	}
 	if (held > 0) {
 		if ((c->up.buf = malloc(PUMP_COPY_BUFSZ)) == NULL) {
-			conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING, "out of memory, reset");
+			conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING,
+			    "out of memory, reset");
 			return -1;
 		}
 		memcpy(c->up.buf, c->preamble + end + used, held);

@@ -97,6 +97,7 @@ conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
 	va_end(ap);
 	conn_log(c, level, "%s, sent %s", why, nmf_fault_name(fault));
 	c->outcome = OUTCOME_FAULTED;
+	c->fault_sent = fault;
 	stop_watchers(c);
 	close_backend(c);
 	conn_set_state(c, CONN_FAULTING);

@@ -20,9 +20,11 @@ preamble_parse(struct conn *c)
 	case DECIDE_MORE:
 		break;
 	case DECIDE_FORWARD:
+		conn_session_routed(c);
 		backend_start(c);
 		break;
 	case DECIDE_UPGRADE:
+		conn_session_routed(c);
 		tls_start(c);
 		break;
 	case DECIDE_FAULT:
@@ -43,7 +45,8 @@ preamble_read(struct conn *c)
 	if (c->tls_left && tls_after_end(c) <= 0)
 		return;
 	if (c->preamble == NULL && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL) {
-		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING, "out of memory, reset");
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING,
+		    "out of memory, reset");
 		return;
 	}
 	n = recv(c->client_fd, c->preamble + c->preamble_len,
@@ -53,15 +56,18 @@ preamble_read(struct conn *c)
 			return;
 		/* A reset before any byte (a scan, a client dropping its
 		 * pooled connection) is as unremarkable as a FIN. */
-		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET,
+		    c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
 		    "read error in preamble (%s), closed", strerror(errno));
 		return;
 	}
 	if (n == 0) {
 		/* A port probe that sends nothing, or a client closing its
 		 * connection between sessions, is not worth a notice. */
-		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
-		    "end of stream after %zu preamble bytes, closed", c->preamble_len);
+		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN,
+		    c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
+		    "end of stream after %zu preamble bytes, closed",
+		    c->preamble_len);
 		return;
 	}
 	c->preamble_len += (size_t)n;

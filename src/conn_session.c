@@ -75,6 +75,7 @@ session_end(struct conn *c, int ended_by_service)
 		kept = bpool_put(&w->backends, &c->pre.route->backend, fd);
 	else
 		close(fd);
+	conn_session_record(c, "routed");
 	c->sessions++;
 	c->fin_held = 0;
 	c->tp->session_over(c);
@@ -86,7 +87,8 @@ session_end(struct conn *c, int ended_by_service)
 	    c->down.held > 0 ? "closed (bytes after its End)" : "closed");
 	if (next > NMF_PREAMBLE_MAX ||
 	    (next > 0 && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL)) {
-		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "%zu bytes after End without waiting "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "%zu bytes after End without waiting "
 		    "for the service, reset", next);
 		return;
 	}
@@ -126,7 +128,8 @@ session_end(struct conn *c, int ended_by_service)
 void
 client_out_of_place(struct conn *c)
 {
-	conn_finish(c, OUTCOME_CLOSED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent record 0x%02x, which has no "
+	conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+	    "client sent record 0x%02x, which has no "
 	    "place in the session, after %llu bytes up; reset", c->up_flow.bad,
 	    (unsigned long long)c->up.total);
 }
@@ -154,7 +157,8 @@ session_check(struct conn *c)
 	/* A side ended without End (a FIN, or a service out of the
 	 * protocol): the session is over and so is the connection.  What the
 	 * client sent after its End is not this service's to see. */
-	conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "session ended by %s after %llu bytes up, "
+	conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG,
+	    "session ended by %s after %llu bytes up, "
 	    "%llu down; closed%s", c->down.dst_shut ? "the service's end of stream" :
 	    c->up.dst_shut ? "the client's end of stream" : "the service",
 	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
@@ -215,14 +219,16 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 		break;
 	case PUMP_DONE:
 		if (c->up.dst_shut && c->down.dst_shut) {
-			conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
+			conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG,
+			    "closed, %llu bytes up, %llu down",
 			    (unsigned long long)c->up.total,
 			    (unsigned long long)c->down.total);
 			return;
 		}
 		break;
 	case PUMP_ERROR:
-		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_INFO,
+		    "aborted (%s) after %llu bytes up, %llu down",
 		    strerror(errno), (unsigned long long)c->up.total,
 		    (unsigned long long)c->down.total);
 		return;

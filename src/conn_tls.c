@@ -18,7 +18,8 @@ tls_fail(struct conn *c, const char *what)
 {
 	char why[256];
 
-	conn_finish(c, OUTCOME_ABORTED, CLOSE_FIN, LOG_LEVEL_NOTICE, "%s: %s, closed", what, tls_error(why, sizeof(why)));
+	conn_finish(c, OUTCOME_ABORTED, CLOSE_FIN, LOG_LEVEL_NOTICE,
+	    "%s: %s, closed", what, tls_error(why, sizeof(why)));
 }
 
 /*
@@ -37,7 +38,8 @@ tls_preamble_read(struct conn *c)
 
 	for (;;) {
 		if (c->preamble_len == NMF_PREAMBLE_MAX) {
-			conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "no Preamble End inside TLS, reset");
+			conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+			    "no Preamble End inside TLS, reset");
 			return;
 		}
 		step = tls_read(c->ssl, c->preamble + c->preamble_len,
@@ -51,7 +53,8 @@ tls_preamble_read(struct conn *c)
 			return;
 		}
 		if (got == 0) {
-			conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_NOTICE, "end of stream inside TLS before "
+			conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_NOTICE,
+			    "end of stream inside TLS before "
 			    "Preamble End, closed");
 			return;
 		}
@@ -66,10 +69,12 @@ tls_preamble_read(struct conn *c)
 		}
 		if (status == NMF_RECORD) {
 			/* A second upgrade inside TLS: nothing to serve it. */
-			conn_fault(c, NMF_FAULT_UPGRADE_INVALID, LOG_LEVEL_NOTICE, "second upgrade inside TLS");
+			conn_fault(c, NMF_FAULT_UPGRADE_INVALID, LOG_LEVEL_NOTICE,
+			    "second upgrade inside TLS");
 			return;
 		}
-		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "malformed preamble inside TLS (%s), reset",
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "malformed preamble inside TLS (%s), reset",
 		    nmf_strerror(status));
 		return;
 	}
@@ -107,14 +112,16 @@ tls_start(struct conn *c)
 	/* The client sends nothing more until it has the response, so bytes
 	 * already here are not a ClientHello we could hand to OpenSSL. */
 	if (c->pre.parser.pos != c->preamble_len) {
-		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "bytes after the Upgrade Request "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "bytes after the Upgrade Request "
 		    "before its response, reset");
 		return;
 	}
 	/* One byte fits: the socket is new, or the client read the last
 	 * session's End before it sent this preamble. */
 	if (send(c->client_fd, &upgrade_response, 1, MSG_NOSIGNAL) != 1) {
-		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_NOTICE, "cannot send the Upgrade Response (%s), "
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "cannot send the Upgrade Response (%s), "
 		    "closed", strerror(errno));
 		return;
 	}
@@ -169,7 +176,8 @@ tls_after_end(struct conn *c)
 		return -1;
 	}
 	if (got > 0) {
-		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent bytes inside TLS after "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "client sent bytes inside TLS after "
 		    "the session's End; reset");
 		return -1;
 	}
@@ -206,13 +214,15 @@ forward_tls(struct conn *c)
 	    tls_pump_down(&c->down, c->ssl, c->client_fd, c->backend_fd, down_flow,
 	    &down);
 	if (up_status == PUMP_ERROR || down_status == PUMP_ERROR) {
-		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_INFO, "aborted (%s) after %llu bytes up, %llu down",
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_INFO,
+		    "aborted (%s) after %llu bytes up, %llu down",
 		    tls_error(why, sizeof(why)), (unsigned long long)c->up.total,
 		    (unsigned long long)c->down.total);
 		return;
 	}
 	if (up_status == PUMP_DONE && down_status == PUMP_DONE) {
-		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG, "closed, %llu bytes up, %llu down",
+		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN, LOG_LEVEL_DEBUG,
+		    "closed, %llu bytes up, %llu down",
 		    (unsigned long long)c->up.total, (unsigned long long)c->down.total);
 		return;
 	}
@@ -221,7 +231,8 @@ forward_tls(struct conn *c)
 		return;
 	}
 	if (up_status == PUMP_ENDED && (c->up.held > 0 || SSL_pending(c->ssl) > 0)) {
-		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE, "client sent bytes after its End "
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "client sent bytes after its End "
 		    "inside TLS, after %llu bytes up; reset",
 		    (unsigned long long)c->up.total);
 		return;

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct generation *
 generation_load(const char *path, unsigned number, char *err, size_t errlen)
@@ -67,5 +68,8 @@ generation_needs_restart(const struct generation *cur,
 		return "backend_pool_timeout";
 	if (a->log_target != b->log_target)
 		return "log";
+	if (strcmp(a->access_log ? a->access_log : "off",
+	    b->access_log ? b->access_log : "off") != 0)
+		return "access_log";
 	return NULL;
 }

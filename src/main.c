@@ -16,6 +16,7 @@
 
 #include <ev.h>
 
+#include "access.h"
 #include "conn.h"
 #include "explain.h"
 #include "generation.h"
@@ -241,6 +242,17 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	log_tls_path(next->cfg);
 }
 
+/* SIGUSR1: logrotate moved the access log; write a new one by its name. */
+static void
+on_usr1(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+	(void)loop;
+	(void)sig;
+	(void)revents;
+	access_reopen();
+	log_info("SIGUSR1 received: access log reopened");
+}
+
 /* The new binary ended: while it runs on, it shares the sockets. */
 static void
 on_upgrade_exit(struct ev_loop *loop, ev_child *child, int revents)
@@ -307,7 +319,7 @@ run(struct daemon *d)
 	const struct config *cfg = d->gen->cfg;
 	struct ev_loop *loop;
 	struct worker *workers;
-	ev_signal sigterm, sigint, sighup, sigusr2;
+	ev_signal sigterm, sigint, sighup, sigusr1, sigusr2;
 	unsigned n = worker_count(cfg), ready = 0, started = 0, i;
 	int status = EXIT_FAILURE;
 
@@ -325,6 +337,7 @@ run(struct daemon *d)
 	ev_signal_init(&sigint, on_stop_signal, SIGINT);
 	ev_signal_init(&sighup, on_hup, SIGHUP);
 	ev_signal_init(&sigusr2, on_usr2, SIGUSR2);
+	ev_signal_init(&sigusr1, on_usr1, SIGUSR1);
 	sigterm.data = sigint.data = sighup.data = sigusr2.data = d;
 	ev_child_init(&d->upgrade, on_upgrade_exit, 0, 0);
 	ev_init(&d->shutdown_timer, on_shutdown_timeout);
@@ -359,6 +372,7 @@ run(struct daemon *d)
 	d->nworkers = n;
 	ev_signal_start(loop, &sighup);
 	ev_signal_start(loop, &sigusr2);
+	ev_signal_start(loop, &sigusr1);
 	log_info("nettcpd %s started: %zu routes, %u workers, forward = %s%s",
 	    PACKAGE_VERSION, routes_count(cfg->routes), n,
 	    cfg->forward == FORWARD_SPLICE ? "splice" : "copy",
@@ -382,6 +396,7 @@ out:
 	ev_signal_stop(loop, &sigint);
 	ev_signal_stop(loop, &sighup);
 	ev_signal_stop(loop, &sigusr2);
+	ev_signal_stop(loop, &sigusr1);
 	ev_child_stop(loop, &d->upgrade);
 	ev_timer_stop(loop, &d->shutdown_timer);
 	ev_async_stop(loop, &d->notify);
@@ -465,7 +480,14 @@ main(int argc, char **argv)
 	}
 
 	log_open(d.gen->cfg->log_target, d.gen->cfg->log_level);
+	if (access_open(d.gen->cfg->access_log ? d.gen->cfg->access_log : "off",
+	    err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		generation_unref(d.gen);
+		return EXIT_FAILURE;
+	}
 	status = run(&d);
+	access_close();
 	log_close();
 	generation_unref(d.gen);
 	return status;

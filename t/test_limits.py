@@ -65,39 +65,67 @@ def test_thousand_concurrent_connections():
     b.close()
 
 
+def gone(socks):
+    """The indexes of the sockets the daemon closed or reset."""
+    out = []
+    for i, s in enumerate(socks):
+        s.settimeout(0.05)
+        try:
+            if s.recv(1) == b"":
+                out.append(i)
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            out.append(i)
+    return out
+
+
 def test_max_pending_evicts_the_oldest():
-    """max_pending counts the whole process: with workers = 2, five
-    clients stuck in their preamble fill max_pending = 5 whichever worker
-    holds each, and a sixth makes exactly one give way (with one worker,
-    the oldest of all)."""
+    """With one worker, five clients stuck in their preamble fill
+    max_pending = 5 and a sixth, whose preamble is whole, is served while
+    the oldest of the five gives way."""
     b = Backend(name="B")
-    for workers in (1, 2):
-        with Daemon([("e", "net.tcp://+/", b.addr)],
-                    extra_global=f"follow_sessions = off\nmax_pending = 5\nworkers = {workers}") as d:
-            slow = [d.connect() for _ in range(5)]
-            for s in slow:
-                s.sendall(b"\x00\x01")            # stuck in the preamble
-            time.sleep(0.1)
-            fast = d.connect()
-            fast.sendall(preamble("net.tcp://h/x"))
-            assert recv_exact(fast, 2) == b"\x0bB"   # the newcomer is served
-            d.wait_log("max_pending (5) reached, oldest preamble reset")
-            time.sleep(0.2)
-            gone = []
-            for i, s in enumerate(slow):
-                s.settimeout(0.05)
-                try:
-                    if s.recv(1) == b"":
-                        gone.append(i)
-                except socket.timeout:
-                    pass
-                except ConnectionResetError:
-                    gone.append(i)
-            assert len(gone) == 1, (workers, gone)
-            if workers == 1:
-                assert gone == [0], gone              # the oldest gave way
-            for s in slow + [fast]:
-                s.close()
+    with Daemon([("e", "net.tcp://+/", b.addr)],
+                extra_global="follow_sessions = off\nmax_pending = 5\nworkers = 1") as d:
+        slow = [d.connect() for _ in range(5)]
+        for s in slow:
+            s.sendall(b"\x00\x01")            # stuck in the preamble
+        time.sleep(0.1)
+        fast = d.connect()
+        fast.sendall(preamble("net.tcp://h/x"))
+        assert recv_exact(fast, 2) == b"\x0bB"   # the newcomer is served
+        d.wait_log("max_pending (5) reached, oldest preamble reset")
+        time.sleep(0.2)
+        assert gone(slow) == [0]                  # the oldest gave way
+        for s in slow + [fast]:
+            s.close()
+    b.close()
+
+
+def test_max_pending_counts_the_whole_process():
+    """With workers = 2, max_pending = 5 holds for the process, whichever
+    worker holds each preamble: clients that stay stuck are shed down to
+    five, one for each over the limit, and a client whose preamble is
+    whole is still served."""
+    b = Backend(name="B")
+    with Daemon([("e", "net.tcp://+/", b.addr)],
+                extra_global="follow_sessions = off\nmax_pending = 5\nworkers = 2") as d:
+        slow = []
+        for n in range(1, 9):
+            s = d.connect()
+            s.sendall(b"\x00\x01")              # stuck in the preamble
+            slow.append(s)
+            want = max(0, n - 5)
+            wait_for(lambda: d.log().count("max_pending (5) reached") >= want,
+                     what=f"{want} preambles shed")
+        time.sleep(0.3)
+        assert d.log().count("max_pending (5) reached") == 3, d.log()
+        assert len(gone(slow)) == 3
+        fast = d.connect()
+        fast.sendall(preamble("net.tcp://h/x"))
+        assert recv_exact(fast, 2) == b"\x0bB"
+        for s in slow + [fast]:
+            s.close()
     b.close()
 
 

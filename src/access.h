@@ -1,0 +1,42 @@
+/*
+ * access.h - the access log: one JSON line per session, and per connection
+ * that never reached one, written at its end (access_log = off | stderr |
+ * syslog | PATH).  The format is in nettcpd(8), ACCESS LOG.
+ */
+#ifndef NETTCPD_ACCESS_H
+#define NETTCPD_ACCESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* One record. */
+struct access_rec {
+	const struct sockaddr *client;
+	uint16_t port;              /* the listening port it came in on */
+	const uint8_t *via;         /* as the client sent it; NULL: none yet */
+	size_t via_len;
+	const char *route;          /* NULL: not routed */
+	const char *backend;
+	const char *outcome;        /* "ended", a fault's name, "timeout", ... */
+	unsigned session;           /* 1 for a connection's first */
+	uint64_t bytes_up, bytes_down;
+	double duration;            /* seconds, from the preamble's first byte */
+	double route_time;          /* seconds to the routing decision; < 0: none */
+};
+
+/* Open the target named in the configuration; -1 with the reason in err. */
+int access_open(const char *target, char *err, size_t errlen);
+
+/* Whether records are written (callers skip building them otherwise). */
+int access_enabled(void);
+
+/* Write one record, in one write(2): lines never interleave. */
+void access_record(const struct access_rec *r);
+
+/* SIGUSR1: open the file again by its name (after logrotate moved it). */
+void access_reopen(void);
+
+void access_close(void);
+
+#endif
