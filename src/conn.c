@@ -20,7 +20,8 @@
  *   conn_tls.c       terminating TLS: the upgrade, the handshake, the rest
  *                    of the preamble inside TLS, forwarding through OpenSSL
  *   conn_session.c   forwarding in clear, following each session to its
- *                    End, the session's end and the wait for the next one
+ *                    End, the session's end and the wait for the next one,
+ *                    its access-log record
  *   conn_fault.c     Fault records, and the half-close and drain after one
  *
  * The Via picks the route (or the EndpointNotFound fault) as soon as it
@@ -48,7 +49,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "access.h"
 #include "addr.h"
 #include "listener.h"
 #include "routes.h"
@@ -256,29 +256,6 @@ close_backend(struct conn *c)
 	c->backend_fd = -1;
 }
 
-/* The access log's word for how a connection ended mid-session. */
-static const char *
-outcome_name(const struct conn *c, enum conn_outcome outcome)
-{
-	switch (outcome) {
-	case OUTCOME_FAULTED:
-		return nmf_fault_name(c->fault_sent);
-	case OUTCOME_CLOSED:
-		return c->route_time >= 0 ? "routed" : "closed";
-	case OUTCOME_TIMEOUT:
-		return "timeout";
-	case OUTCOME_MALFORMED:
-		return "malformed";
-	case OUTCOME_ABORTED:
-		return "reset";
-	case OUTCOME_EVICTED:
-		return "evicted";
-	case OUTCOME_DRAINED:
-		return "drained";
-	}
-	return "closed";
-}
-
 /*
  * The one way out of a connection: say why (fmt NULL: it was said when the
  * outcome was decided, as for a fault), then close both sides and give
@@ -297,7 +274,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 		va_end(ap);
 	}
 	c->outcome = outcome;
-	conn_session_record(c, outcome_name(c, outcome));
+	conn_session_record(c, outcome);
 	stop_watchers(c);
 	conn_set_state(c, CONN_DRAINING); /* leaves the preamble list */
 	if (c->prev != NULL)
@@ -344,67 +321,6 @@ conn_next_session(struct conn *c)
 	conn_set_state(c, CONN_PREAMBLE);
 	deadline_start(c, c->gen->cfg->preamble_timeout);
 	conn_session_begin(c);
-}
-
-void
-conn_session_begin(struct conn *c)
-{
-	c->in_session = 1;
-	c->session_start = ev_time();
-	c->route_time = -1;
-}
-
-/* Routed: when, and the Via, which outlives the preamble buffer only in a
- * copy, made only when the access log wants it. */
-void
-conn_session_routed(struct conn *c)
-{
-	c->route_time = ev_time() - c->session_start;
-	if (!access_enabled() || c->pre.via_len == 0)
-		return;
-	free(c->via_copy);
-	if ((c->via_copy = malloc(c->pre.via_len)) == NULL)
-		return;
-	memcpy(c->via_copy, c->preamble + c->pre.via_off, c->pre.via_len);
-	c->via_copy_len = c->pre.via_len;
-}
-
-void
-conn_session_record(struct conn *c, const char *outcome)
-{
-	struct access_rec r;
-
-	if (!c->in_session)
-		return;
-	c->in_session = 0;
-	/* A client closing its connection between sessions began none. */
-	if (!access_enabled() || (c->sessions > 0 && c->preamble_len == 0 &&
-	    c->route_time < 0))
-		return;
-	r.client = &c->client_addr.sa;
-	r.port = c->local_port;
-	if (c->via_copy != NULL) {
-		r.via = c->via_copy;
-		r.via_len = c->via_copy_len;
-	} else if (c->preamble != NULL && c->pre.via_len > 0) {
-		r.via = c->preamble + c->pre.via_off;
-		r.via_len = c->pre.via_len;
-	} else {
-		r.via = NULL;
-		r.via_len = 0;
-	}
-	r.route = c->pre.route != NULL ? c->pre.route->name : NULL;
-	r.backend = c->pre.route != NULL && c->route_time >= 0 ?
-	    c->pre.route->backend_text : NULL;
-	r.outcome = outcome;
-	r.session = c->sessions + 1;
-	r.bytes_up = c->up.total;
-	r.bytes_down = c->down.total;
-	r.duration = ev_time() - c->session_start;
-	r.route_time = c->route_time;
-	access_record(&r);
-	free(c->via_copy);
-	c->via_copy = NULL;
 }
 
 static void

@@ -72,11 +72,12 @@ void conn_set_state(struct conn *c, enum conn_state state);
 /* The client's next session begins, under the newest generation. */
 void conn_next_session(struct conn *c);
 
-/* The access log: a session (or an attempt at one) begins, is routed, and
- * ends with an outcome ("routed" for one that ran, else why not). */
+/* The access log (conn_session.c): a session, or an attempt at one,
+ * begins, is routed, and ends with an outcome (OUTCOME_CLOSED once routed
+ * is "routed"). */
 void conn_session_begin(struct conn *c);
 void conn_session_routed(struct conn *c);
-void conn_session_record(struct conn *c, const char *outcome);
+void conn_session_record(struct conn *c, enum conn_outcome outcome);
 
 void deadline_start(struct conn *c, double seconds);
 /* Wait for exactly these events on each socket (0, EV_READ, EV_WRITE or

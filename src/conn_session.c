@@ -1,7 +1,8 @@
 /*
  * conn_session.c - forwarding in clear, each direction following the
  * session to its End; the session's end (the backend connection to the
- * pool, the client's to IDLE) and the routing of the next preamble.
+ * pool, the client's to IDLE) and the routing of the next preamble; and
+ * each session's access-log record.
  */
 #include "conn_int.h"
 
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "bpool.h"
 #include "routes.h"
 
@@ -75,7 +77,7 @@ session_end(struct conn *c, int ended_by_service)
 		kept = bpool_put(&w->backends, &c->pre.route->backend, fd);
 	else
 		close(fd);
-	conn_session_record(c, "routed");
+	conn_session_record(c, OUTCOME_CLOSED);   /* "routed" */
 	c->sessions++;
 	c->fin_held = 0;
 	c->tp->session_over(c);
@@ -310,3 +312,88 @@ const struct transport transport_clear = {
 	.next_preamble_follows = 1,
 };
 
+/* ------------------------------------------------ the access log */
+
+/* The access log's word for how a connection ended mid-session. */
+static const char *
+outcome_name(const struct conn *c, enum conn_outcome outcome)
+{
+	switch (outcome) {
+	case OUTCOME_FAULTED:
+		return nmf_fault_name(c->fault_sent);
+	case OUTCOME_CLOSED:
+		return c->route_time >= 0 ? "routed" : "closed";
+	case OUTCOME_TIMEOUT:
+		return "timeout";
+	case OUTCOME_MALFORMED:
+		return "malformed";
+	case OUTCOME_ABORTED:
+		return "reset";
+	case OUTCOME_EVICTED:
+		return "evicted";
+	case OUTCOME_DRAINED:
+		return "drained";
+	}
+	return "closed";
+}
+
+void
+conn_session_begin(struct conn *c)
+{
+	c->in_session = 1;
+	c->session_start = ev_time();
+	c->route_time = -1;
+}
+
+/* Routed: when, and the Via, which outlives the preamble buffer only in a
+ * copy, made only when the access log wants it. */
+void
+conn_session_routed(struct conn *c)
+{
+	c->route_time = ev_time() - c->session_start;
+	if (!access_enabled() || c->pre.via_len == 0)
+		return;
+	free(c->via_copy);
+	if ((c->via_copy = malloc(c->pre.via_len)) == NULL)
+		return;
+	memcpy(c->via_copy, c->preamble + c->pre.via_off, c->pre.via_len);
+	c->via_copy_len = c->pre.via_len;
+}
+
+void
+conn_session_record(struct conn *c, enum conn_outcome outcome)
+{
+	struct access_rec r;
+
+	if (!c->in_session)
+		return;
+	c->in_session = 0;
+	/* A client closing its connection between sessions began none. */
+	if (!access_enabled() || (c->sessions > 0 && c->preamble_len == 0 &&
+	    c->route_time < 0))
+		return;
+	r.client = &c->client_addr.sa;
+	r.port = c->local_port;
+	if (c->via_copy != NULL) {
+		r.via = c->via_copy;
+		r.via_len = c->via_copy_len;
+	} else if (c->preamble != NULL && c->pre.via_len > 0) {
+		r.via = c->preamble + c->pre.via_off;
+		r.via_len = c->pre.via_len;
+	} else {
+		r.via = NULL;
+		r.via_len = 0;
+	}
+	r.route = c->pre.route != NULL ? c->pre.route->name : NULL;
+	r.backend = c->pre.route != NULL && c->route_time >= 0 ?
+	    c->pre.route->backend_text : NULL;
+	r.outcome = outcome_name(c, outcome);
+	r.session = c->sessions + 1;
+	r.bytes_up = c->up.total;
+	r.bytes_down = c->down.total;
+	r.duration = ev_time() - c->session_start;
+	r.route_time = c->route_time;
+	access_record(&r);
+	free(c->via_copy);
+	c->via_copy = NULL;
+}
