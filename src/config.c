@@ -55,6 +55,7 @@ enum global_key {
 	GK_TLS_SESSION_TIMEOUT,
 	GK_SHUTDOWN_TIMEOUT,
 	GK_ACCESS_LOG,
+	GK_METRICS,
 	GK_COUNT
 };
 
@@ -77,6 +78,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_TLS_SESSION_TIMEOUT] = "tls_session_timeout",
 	[GK_SHUTDOWN_TIMEOUT] = "shutdown_timeout",
 	[GK_ACCESS_LOG] = "access_log",
+	[GK_METRICS] = "metrics",
 };
 
 /* Route keys that configure TLS termination, besides tls itself. */
@@ -583,6 +585,48 @@ add_listens(struct parser *p, const char *value, int line)
 	}
 }
 
+/* metrics = off | ADDR:PORT: its own listener, never a shared port. */
+static void
+metrics_key(struct parser *p, const char *value)
+{
+	struct config *cfg = p->cfg;
+	char why[128];
+
+	cfg->metrics = 0;
+	if (strcmp(value, "off") == 0)
+		return;
+#ifndef HAVE_LIBMICROHTTPD
+	add_error(p, p->lineno, "metrics '%s': this nettcpd was built without "
+	    "libmicrohttpd (configure --with-microhttpd)", value);
+#else
+	if (addr_parse(value, 0, &cfg->metrics_addr, why, sizeof(why)) < 0) {
+		add_error(p, p->lineno, "bad metrics '%s' (off, or IPv4:port or "
+		    "[IPv6]:port): %s", value, why);
+		return;
+	}
+	if (addr_port((const struct sockaddr *)&cfg->metrics_addr.ss) == 0) {
+		add_error(p, p->lineno, "bad metrics '%s': port 0", value);
+		return;
+	}
+	cfg->metrics = 1;
+#endif
+}
+
+/* The metrics listener may share no address with the NMF listeners. */
+static void
+check_metrics(struct parser *p)
+{
+	const struct config *cfg = p->cfg;
+
+	if (!cfg->metrics)
+		return;
+	for (size_t i = 0; i < cfg->nlistens; i++)
+		if (addr_equal(&cfg->listens[i].addr, &cfg->metrics_addr))
+			add_error(p, p->key_line[GK_METRICS], "metrics address is "
+			    "also a listen address (%s): it needs its own port",
+			    cfg->listens[i].text);
+}
+
 static void
 global_key(struct parser *p, const char *name, const char *value)
 {
@@ -656,6 +700,9 @@ global_key(struct parser *p, const char *name, const char *value)
 			    "syslog or a file)");
 		else if ((cfg->access_log = strdup(value)) == NULL)
 			p->oom = 1;
+		break;
+	case GK_METRICS:
+		metrics_key(p, value);
 		break;
 	case GK_LOG:
 		if (strcmp(value, "stderr") == 0)
@@ -1066,6 +1113,7 @@ config_load(const char *path, char *err, size_t errlen)
 		add_error(&p, 0, "cannot read: %s", strerror(p.read_errno));
 	if (p.key_line[GK_LISTEN] == 0)
 		add_listens(&p, CONFIG_DEFAULT_LISTEN, 0);
+	check_metrics(&p);
 	check_route_names(&p);
 	build_routes(&p);
 	if (p.nerrs == p.nwarnings && !p.oom) {

@@ -66,6 +66,8 @@ struct config {
 	unsigned backend_pool;     /* idle backend connections kept per worker */
 	double backend_pool_timeout; /* seconds one is kept idle */
 	char *access_log;          /* "off", "stderr", "syslog" or a file; NULL: off */
+	int metrics;               /* serve /metrics on metrics_addr */
+	struct addr metrics_addr;
 	enum log_target log_target;
 	enum log_level log_level;
 	struct route_table *routes;

@@ -274,6 +274,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 		va_end(ap);
 	}
 	c->outcome = outcome;
+	stat_add(&w->stats.finished[outcome], 1);
 	conn_session_record(c, outcome);
 	stop_watchers(c);
 	conn_set_state(c, CONN_DRAINING); /* leaves the preamble list */
@@ -394,11 +395,14 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 	switch (c->state) {
 	case CONN_PREAMBLE:
+		stat_add(&c->w->stats.preamble_errors[PREAMBLE_ERR_TIMEOUT], 1);
 		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_RESET, LOG_LEVEL_NOTICE,
 		    "preamble_timeout expired after %zu bytes, reset", c->preamble_len);
 		break;
 	case CONN_TLS_HANDSHAKE:
 	case CONN_TLS_PREAMBLE:
+		if (c->state == CONN_TLS_HANDSHAKE)
+			stat_add(&c->w->stats.tls_failures, 1);
 		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_NOTICE,
 		    "preamble_timeout expired %s, closed",
 		    c->state == CONN_TLS_HANDSHAKE ? "in the TLS handshake" :
@@ -455,6 +459,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		if (w->idle_oldest == NULL) {
 			log_info("max_connections (%u) reached, new connection reset",
 			    l->max_connections);
+			stat_add(&w->stats.refused, 1);
 			set_linger_reset(fd);
 			close(fd);
 			accept_limit_update(w);
@@ -468,11 +473,13 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		log_warn("out of memory accepting a connection, reset");
+		stat_add(&w->stats.refused, 1);
 		set_linger_reset(fd);
 		close(fd);
 		limits_give(l, w);
 		return;
 	}
+	stat_add(&w->stats.accepted, 1);
 	c->w = w;
 	c->client_fd = fd;
 	c->backend_fd = -1;

@@ -103,6 +103,12 @@ struct conn {
 	uint8_t *via_copy;                        /* its Via, kept once the preamble */
 	size_t via_copy_len;                      /* buffer is gone (access log on) */
 	enum nmf_fault fault_sent;                /* OUTCOME_FAULTED: which */
+
+	/* For /metrics: the routed session's route counters, and how much of
+	 * the pumps' totals they hold so far. */
+	struct route_stats *rstats;               /* NULL until routed */
+	uint64_t up_counted, down_counted;
+	double connect_start;                     /* backend connect began */
 };
 
 /* Take ownership of an accepted, non-blocking client socket. */

@@ -51,6 +51,7 @@ backend_redial(struct conn *c, const char *why)
 {
 	conn_log(c, LOG_LEVEL_DEBUG, "pooled connection to %s %s, redialling",
 	    c->pre.route->backend_text, why);
+	stat_add(&c->w->stats.pool_redials, 1);
 	close_backend(c);
 	pump_release(&c->down, &c->w->pipes);
 	pump_init(&c->down);
@@ -122,6 +123,10 @@ replay_write(struct conn *c)
 			return;
 		}
 		c->replay_off += (size_t)n;
+		/* The first byte out on a new connection: it is established. */
+		if (c->state == CONN_CONNECTING)
+			stat_observe(&c->w->stats.connect_seconds,
+			    ev_time() - c->connect_start);
 		conn_set_state(c, CONN_REPLAY);
 	}
 	forward_start(c);
@@ -174,6 +179,7 @@ backend_connect(struct conn *c)
 	 * small framing records it writes. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	backend_attach(c, fd, CONN_CONNECTING);
+	c->connect_start = ev_time();
 	/*
 	 * On loopback the handshake is usually over before connect() returns
 	 * EINPROGRESS, so the replay is tried at once; while the connect is
@@ -261,6 +267,8 @@ backend_start(struct conn *c)
 		if (follow_early_bytes(c) < 0)
 			return;
 		fd = bpool_take(&c->w->backends, &c->pre.route->backend);
+		stat_add(fd >= 0 ? &c->w->stats.pool_hits :
+		    &c->w->stats.pool_misses, 1);
 	}
 	if (fd < 0) {
 		backend_connect(c);

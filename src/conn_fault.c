@@ -98,6 +98,11 @@ conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
 	conn_log(c, level, "%s, sent %s", why, nmf_fault_name(fault));
 	c->outcome = OUTCOME_FAULTED;
 	c->fault_sent = fault;
+	stat_add(&c->w->stats.faults[fault], 1);
+	/* Every EndpointUnavailable is a backend that could not be reached:
+	 * refused, unreachable, or silent past connect_timeout. */
+	if (fault == NMF_FAULT_ENDPOINT_UNAVAILABLE)
+		stat_add(&c->w->stats.connect_failures, 1);
 	stop_watchers(c);
 	close_backend(c);
 	conn_set_state(c, CONN_FAULTING);

@@ -28,9 +28,11 @@ preamble_parse(struct conn *c)
 		tls_start(c);
 		break;
 	case DECIDE_FAULT:
+		stat_add(&c->w->stats.preamble_errors[v.error], 1);
 		conn_fault(c, v.fault, LOG_LEVEL_NOTICE, "%s", v.why);
 		break;
 	case DECIDE_RESET:
+		stat_add(&c->w->stats.preamble_errors[v.error], 1);
 		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
 		    "%s, reset", v.why);
 		break;

@@ -15,10 +15,28 @@
 #include "bpool.h"
 #include "routes.h"
 
-/* Forwarding made progress: push the idle deadline back, if there is one. */
+/* Add what the pumps moved since the last call to the route's counters. */
+static void
+route_bytes_sync(struct conn *c)
+{
+	if (c->rstats == NULL)
+		return;
+	/* A redial starts the pumps again on the same bytes: those are not
+	 * counted twice. */
+	if (c->up.total > c->up_counted)
+		stat_add(&c->rstats->bytes_up, c->up.total - c->up_counted);
+	if (c->down.total > c->down_counted)
+		stat_add(&c->rstats->bytes_down, c->down.total - c->down_counted);
+	c->up_counted = c->up.total;
+	c->down_counted = c->down.total;
+}
+
+/* Forwarding made progress: push the idle deadline back, if there is one;
+ * and count it. */
 void
 idle_touch(struct conn *c)
 {
+	route_bytes_sync(c);
 	if (c->gen->cfg->idle_timeout > 0)
 		ev_timer_again(c->w->loop, &c->deadline);
 }
@@ -350,7 +368,15 @@ conn_session_begin(struct conn *c)
 void
 conn_session_routed(struct conn *c)
 {
+	struct worker *w = c->w;
+
 	c->route_time = ev_time() - c->session_start;
+	stat_add(&w->stats.sessions, 1);
+	stat_observe(&w->stats.route_seconds, c->route_time);
+	c->rstats = route_stats_get(&w->route_stats, c->pre.route->stats_slot);
+	stat_add(&c->rstats->sessions, 1);
+	stat_add(&c->rstats->active, 1);
+	c->up_counted = c->down_counted = 0;
 	if (!access_enabled() || c->pre.via_len == 0)
 		return;
 	free(c->via_copy);
@@ -368,6 +394,11 @@ conn_session_record(struct conn *c, enum conn_outcome outcome)
 	if (!c->in_session)
 		return;
 	c->in_session = 0;
+	if (c->rstats != NULL) {
+		route_bytes_sync(c);
+		stat_sub(&c->rstats->active, 1);
+		c->rstats = NULL;
+	}
 	/* A client closing its connection between sessions began none. */
 	if (!access_enabled() || (c->sessions > 0 && c->preamble_len == 0 &&
 	    c->route_time < 0))

@@ -87,6 +87,7 @@ tls_handshake(struct conn *c)
 
 	switch (step) {
 	case TLS_STEP_DONE:
+		stat_add(&c->w->stats.tls_handshakes, 1);
 		c->tp = &transport_tls;   /* faults go inside TLS from here on */
 		conn_set_state(c, CONN_TLS_PREAMBLE);
 		conn_log(c, LOG_LEVEL_DEBUG, "TLS handshake done (%s, %s)",
@@ -94,6 +95,7 @@ tls_handshake(struct conn *c)
 		tls_preamble_read(c);
 		break;
 	case TLS_STEP_ERROR:
+		stat_add(&c->w->stats.tls_failures, 1);
 		tls_fail(c, "TLS handshake failed");
 		break;
 	default:
@@ -127,6 +129,7 @@ tls_start(struct conn *c)
 	}
 	c->ssl = SSL_new(c->pre.route->tls_ctx);
 	if (c->ssl == NULL || !SSL_set_fd(c->ssl, c->client_fd)) {
+		stat_add(&c->w->stats.tls_failures, 1);
 		tls_fail(c, "cannot start TLS");
 		return;
 	}

@@ -39,6 +39,7 @@ route_via(struct preamble *p, const struct route_table *t, uint16_t local_port,
 	const char *why;
 
 	if (via_parse((const char *)buf + p->via_off, p->via_len, 0, &via, &why) < 0) {
+		v->error = PREAMBLE_ERR_VIA;
 		snprintf(v->why, sizeof(v->why), "malformed Via (%s)", why);
 		return DECIDE_RESET;
 	}
@@ -67,6 +68,7 @@ upgrade_record(struct preamble *p, const struct nmf_record *rec,
 		if (rec->str_len == strlen(TLS_UPGRADE_NAME) &&
 		    memcmp(buf + rec->str_off, TLS_UPGRADE_NAME, rec->str_len) == 0)
 			return DECIDE_UPGRADE;
+		v->error = PREAMBLE_ERR_UPGRADE;
 		snprintf(why, sizeof(why), "upgrade '%s' cannot be served by a "
 		    "tls = terminate route", log_printable(buf + rec->str_off,
 		    rec->str_len, NAME_SHOWN, name, sizeof(name)));
@@ -75,6 +77,7 @@ upgrade_record(struct preamble *p, const struct nmf_record *rec,
 		/* Preamble End without an upgrade.  WCF itself aborts
 		 * (RemoteSecurityNotNegotiatedOnStreamUpgrade); a fault tells
 		 * the client why instead. */
+		v->error = PREAMBLE_ERR_UPGRADE;
 		return fault(v, NMF_FAULT_UPGRADE_INVALID, "client did not ask for "
 		    "the TLS upgrade this route requires");
 	}
@@ -88,6 +91,7 @@ preamble_decide(struct preamble *p, const struct route_table *t,
 	enum decision d;
 	int status;
 
+	v->error = PREAMBLE_ERR_NONE;
 	while ((status = nmf_parse(&p->parser, buf, len, &rec)) == NMF_RECORD) {
 		if (p->route != NULL && p->route->tls_ctx != NULL) {
 			if ((d = upgrade_record(p, &rec, buf, v)) != DECIDE_MORE)
@@ -115,11 +119,17 @@ preamble_decide(struct preamble *p, const struct route_table *t,
 		 * cannot be waiting for more of it. */
 		return DECIDE_MORE;
 	case NMF_ERR_VERSION:
+		v->error = PREAMBLE_ERR_VERSION;
 		return fault(v, NMF_FAULT_UNSUPPORTED_VERSION,
 		    "unsupported framing version");
 	case NMF_ERR_MODE:
+		v->error = PREAMBLE_ERR_MODE;
 		return fault(v, NMF_FAULT_UNSUPPORTED_MODE, "unsupported framing mode");
 	default:
+		v->error = status == NMF_ERR_MBINT ? PREAMBLE_ERR_SIZE :
+		    status == NMF_ERR_TOO_LONG ? PREAMBLE_ERR_TOO_LONG :
+		    status == NMF_ERR_ENCODING ? PREAMBLE_ERR_ENCODING :
+		    PREAMBLE_ERR_RECORD;
 		snprintf(v->why, sizeof(v->why), "malformed preamble (%s) at byte %zu",
 		    nmf_strerror(status), p->parser.pos);
 		return DECIDE_RESET;

@@ -17,6 +17,7 @@
 
 #include "nmf.h"
 #include "routes.h"
+#include "stats.h"
 
 /* Where a preamble stands between calls; preamble_start() sets it up. */
 struct preamble {
@@ -38,6 +39,8 @@ enum decision {
 /* Why: the fault to send and a phrase for the log line. */
 struct verdict {
 	enum nmf_fault fault;        /* DECIDE_FAULT */
+	enum preamble_error error;   /* what in the preamble was refused, if */
+	                             /* anything (a missing route is not) */
 	char why[384];               /* DECIDE_FAULT, DECIDE_RESET */
 };
 

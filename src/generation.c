@@ -71,5 +71,8 @@ generation_needs_restart(const struct generation *cur,
 	if (strcmp(a->access_log ? a->access_log : "off",
 	    b->access_log ? b->access_log : "off") != 0)
 		return "access_log";
+	if (a->metrics != b->metrics ||
+	    (a->metrics && !addr_equal(&a->metrics_addr, &b->metrics_addr)))
+		return "metrics";
 	return NULL;
 }

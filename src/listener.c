@@ -195,29 +195,53 @@ listen_sock_adopt(struct listen_sock *sock, const struct listen_cfg *lc, int fd)
 	return 0;
 }
 
+/* The handed socket listening on addr, or -1. */
+static int
+inherited_on(const struct addr *addr, size_t ninherited)
+{
+	for (size_t k = 0; k < ninherited; k++)
+		if (listening_on(UPGRADE_FDS_START + (int)k, addr))
+			return UPGRADE_FDS_START + (int)k;
+	return -1;
+}
+
+int
+listen_fd_open(const struct addr *addr, const char *text, size_t ninherited)
+{
+	struct listen_cfg lc = { .addr = *addr, .text = (char *)text };
+	struct listen_sock sock;
+	int fd = inherited_on(addr, ninherited);
+
+	if ((fd >= 0 ? listen_sock_adopt(&sock, &lc, fd) :
+	    listen_sock_open(&sock, &lc)) < 0)
+		return -1;
+	free(sock.text);
+	return sock.fd;
+}
+
 struct listen_sock *
 listen_socks_open(const struct config *cfg, size_t ninherited)
 {
 	struct listen_sock *socks = calloc(cfg->nlistens, sizeof(*socks));
-	size_t i, k, taken = 0;
-	int status = 0;
+	size_t i, taken = 0;
+	int status = 0, fd;
 
 	if (socks == NULL) {
 		log_err("out of memory");
 		return NULL;
 	}
 	for (i = 0; i < cfg->nlistens && status == 0; i++) {
-		for (k = 0; k < ninherited; k++)
-			if (listening_on(UPGRADE_FDS_START + (int)k, &cfg->listens[i].addr))
-				break;
-		if (k < ninherited) {
-			status = listen_sock_adopt(&socks[i], &cfg->listens[i],
-			    UPGRADE_FDS_START + (int)k);
+		if ((fd = inherited_on(&cfg->listens[i].addr, ninherited)) >= 0) {
+			status = listen_sock_adopt(&socks[i], &cfg->listens[i], fd);
 			taken += status == 0;
 		} else {
 			status = listen_sock_open(&socks[i], &cfg->listens[i]);
 		}
 	}
+	/* The metrics listener's, handed over by a binary upgrade, is taken
+	 * by metrics_start. */
+	if (cfg->metrics && inherited_on(&cfg->metrics_addr, ninherited) >= 0)
+		taken++;
 	if (status == 0 && taken < ninherited) {
 		log_err("%zu of the %zu sockets handed to nettcpd match no listen "
 		    "address of %s", ninherited - taken, ninherited, cfg->path);

@@ -37,6 +37,13 @@ struct listen_sock *listen_socks_open(const struct config *cfg,
     size_t ninherited);
 
 /*
+ * One more listening socket, on addr (text for logs): the one of the
+ * ninherited handed over that listens there, else a new one.  Returns the
+ * descriptor, or -1 after logging why.
+ */
+int listen_fd_open(const struct addr *addr, const char *text, size_t ninherited);
+
+/*
  * A reload: the sockets for cfg's addresses, in its order, taking over the
  * socket of every address that old (n of them) already listens on, so it
  * never stops listening, and opening the others.  Returns the new array,

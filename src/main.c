@@ -22,6 +22,7 @@
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "routes.h"
 #include "upgrade.h"
 #include "worker.h"
@@ -70,7 +71,6 @@ struct daemon {
 	struct generation *gen;    /* the newest, published to every worker */
 	struct worker *workers;
 	unsigned nworkers;
-	unsigned reloads_ok, reloads_failed;
 	struct limits limits;      /* process-wide, counted by every worker */
 	struct listen_sock *socks; /* one per listen address; the workers watch them */
 	size_t nsocks;
@@ -83,7 +83,31 @@ struct daemon {
 	int draining;              /* a first SIGTERM or SIGINT came */
 	ev_timer shutdown_timer;   /* shutdown_timeout */
 	ev_async notify;           /* a worker took a generation, or drained */
+	struct process_stats stats; /* for /metrics */
+	struct metrics_view view;
+	int metrics_fd;            /* the metrics listener, -1: none */
+	char metrics_text[ADDR_TEXT_MAX];
+	struct metrics_server *metrics;
 };
+
+/* Count each route of gen under its name, across reloads. */
+static void
+bind_route_stats(struct generation *gen)
+{
+	struct route_table *t = gen->cfg->routes;
+
+	for (size_t i = 0; i < routes_count(t); i++)
+		routes_set_stats_slot(t, i, stats_route_slot(routes_get(t, i)->name));
+}
+
+/* gen is the newest generation, loaded in load_seconds. */
+static void
+count_generation(struct daemon *d, double load_seconds)
+{
+	atomic_store(&d->stats.generation, d->gen->number);
+	atomic_store(&d->stats.generation_loaded_ms, (uint64_t)(ev_time() * 1e3));
+	atomic_store(&d->stats.generation_load_us, (uint64_t)(load_seconds * 1e6));
+}
 
 /*
  * The first SIGTERM (or SIGINT) drains: every worker stops accepting,
@@ -190,12 +214,13 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	struct generation *next;
 	struct listen_sock *socks;
 	const char *key;
+	double started = ev_time();
 
 	(void)loop;
 	(void)revents;
 	next = generation_load(d->path, d->gen->number + 1, err, sizeof(err));
 	if (next == NULL) {
-		d->reloads_failed++;
+		stat_add(&d->stats.reloads_failed, 1);
 		log_err("SIGHUP received: reload of %s failed; generation %u goes "
 		    "on serving:", d->path, d->gen->number);
 		log_lines(LOG_LEVEL_ERROR, err);
@@ -203,7 +228,7 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	}
 	log_lines(LOG_LEVEL_WARNING, err);
 	if ((key = generation_needs_restart(d->gen, next)) != NULL) {
-		d->reloads_failed++;
+		stat_add(&d->stats.reloads_failed, 1);
 		log_err("SIGHUP received: reload of %s refused: '%s' changed, which "
 		    "takes a restart; generation %u goes on serving", d->path, key,
 		    d->gen->number);
@@ -211,7 +236,7 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 		return;
 	}
 	if (d->retired != NULL || d->draining) {
-		d->reloads_failed++;
+		stat_add(&d->stats.reloads_failed, 1);
 		log_err("SIGHUP received: reload of %s refused: %s; generation %u "
 		    "goes on serving", d->path, d->draining ? "shutting down" :
 		    "the last reload is still being handed to the workers",
@@ -221,7 +246,7 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	}
 	/* The new addresses are bound before anything changes. */
 	if ((socks = listen_socks_update(d->socks, d->nsocks, next->cfg)) == NULL) {
-		d->reloads_failed++;
+		stat_add(&d->stats.reloads_failed, 1);
 		log_err("SIGHUP received: reload of %s failed; generation %u goes "
 		    "on serving", d->path, d->gen->number);
 		generation_unref(next);
@@ -234,9 +259,11 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	d->nsocks = next->cfg->nlistens;
 	generation_unref(d->gen);
 	d->gen = next;
+	bind_route_stats(next);
+	count_generation(d, ev_time() - started);
 	for (unsigned i = 0; i < d->nworkers; i++)
 		worker_publish(&d->workers[i], next, d->socks, d->nsocks);
-	d->reloads_ok++;
+	stat_add(&d->stats.reloads_ok, 1);
 	log_notice("SIGHUP received: reloaded %s: generation %u, %zu routes",
 	    d->path, next->number, routes_count(next->cfg->routes));
 	log_tls_path(next->cfg);
@@ -288,13 +315,16 @@ on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 		    d->draining ? "shutting down" : "one is already running");
 		return;
 	}
-	if ((fds = calloc(d->nsocks, sizeof(*fds))) == NULL) {
+	if ((fds = calloc(d->nsocks + 1, sizeof(*fds))) == NULL) {
 		log_err("SIGUSR2 received: binary upgrade failed: out of memory");
 		return;
 	}
 	for (size_t i = 0; i < d->nsocks; i++)
 		fds[i] = d->socks[i].fd;
-	pid = upgrade_start(d->exe, d->argv, fds, d->nsocks);
+	/* The metrics listener too: the new binary finds it by its address. */
+	if (d->metrics_fd >= 0)
+		fds[d->nsocks] = d->metrics_fd;
+	pid = upgrade_start(d->exe, d->argv, fds, d->nsocks + (d->metrics_fd >= 0));
 	free(fds);
 	if (pid < 0) {
 		log_err("SIGUSR2 received: binary upgrade failed: cannot start %s: %s",
@@ -354,6 +384,13 @@ run(struct daemon *d)
 	d->nsocks = cfg->nlistens;
 	if ((d->socks = listen_socks_open(cfg, d->ninherited)) == NULL)
 		goto out;
+	if (cfg->metrics) {
+		addr_format((const struct sockaddr *)&cfg->metrics_addr.ss,
+		    d->metrics_text, sizeof(d->metrics_text));
+		if ((d->metrics_fd = listen_fd_open(&cfg->metrics_addr,
+		    d->metrics_text, d->ninherited)) < 0)
+			goto out;
+	}
 	for (ready = 0; ready < n; ready++) {
 		if (worker_init(&workers[ready], d->gen, &d->limits, d->socks,
 		    d->nsocks, ready, n) < 0)
@@ -370,6 +407,16 @@ run(struct daemon *d)
 			goto out;
 	/* Reloads publish to the started workers only. */
 	d->nworkers = n;
+	d->view.workers = workers;
+	d->view.nworkers = n;
+	d->view.limits = &d->limits;
+	d->view.process = &d->stats;
+	if (d->metrics_fd >= 0 &&
+	    (d->metrics = metrics_start(d->metrics_fd, d->metrics_text,
+	    &d->view)) == NULL) {
+		d->metrics_fd = -1;   /* closed */
+		goto out;
+	}
 	ev_signal_start(loop, &sighup);
 	ev_signal_start(loop, &sigusr2);
 	ev_signal_start(loop, &sigusr1);
@@ -381,6 +428,12 @@ run(struct daemon *d)
 	ev_run(loop, 0);
 	status = EXIT_SUCCESS;
 out:
+	/* The scrapes read the workers: they stop first. */
+	metrics_stop(d->metrics);
+	if (d->metrics == NULL && d->metrics_fd >= 0)
+		close(d->metrics_fd);
+	d->metrics = NULL;
+	d->metrics_fd = -1;
 	for (i = 0; i < started; i++)
 		worker_stop(&workers[i]);
 	for (i = 0; i < ready; i++)
@@ -464,6 +517,8 @@ main(int argc, char **argv)
 
 	/* -t builds the generation a start or a reload would, then stops. */
 	d.path = path;
+	d.metrics_fd = -1;
+	d.stats.start_time = ev_time();
 	d.gen = generation_load(path, 1, err, sizeof(err));
 	/* Errors, or on success the warnings, one "FILE:LINE: ..." per line. */
 	fputs(err, stderr);
@@ -479,6 +534,8 @@ main(int argc, char **argv)
 		return status == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 	}
 
+	bind_route_stats(d.gen);
+	count_generation(&d, ev_time() - d.stats.start_time);
 	log_open(d.gen->cfg->log_target, d.gen->cfg->log_level);
 	if (access_open(d.gen->cfg->access_log ? d.gen->cfg->access_log : "off",
 	    err, sizeof(err)) < 0) {
@@ -487,6 +544,7 @@ main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	status = run(&d);
+	stats_route_names_free();
 	access_close();
 	log_close();
 	generation_unref(d.gen);

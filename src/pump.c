@@ -19,6 +19,7 @@ pipe_pool_init(struct pipe_pool *pool, unsigned pipe_size)
 	pool->count = 0;
 	pool->want_size = (int)pipe_size;
 	pool->size = PIPE_DEFAULT_SIZE;
+	atomic_store_explicit(&pool->in_use, 0, memory_order_relaxed);
 }
 
 void
@@ -38,10 +39,12 @@ pipe_take(struct pipe_pool *pool, int fds[2])
 		pool->count--;
 		fds[0] = pool->fds[pool->count][0];
 		fds[1] = pool->fds[pool->count][1];
+		stat_add(&pool->in_use, 1);
 		return 0;
 	}
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -1;
+	stat_add(&pool->in_use, 1);
 	/*
 	 * A bigger pipe moves more per splice() pair: with 1 MiB a bulk
 	 * transfer takes a fraction of the calls of the 64 KiB default.  A
@@ -62,6 +65,7 @@ pipe_take(struct pipe_pool *pool, int fds[2])
 static void
 pipe_give(struct pipe_pool *pool, int fds[2], int empty)
 {
+	stat_sub(&pool->in_use, 1);
 	if (empty && pool->count < PIPE_POOL_MAX) {
 		pool->fds[pool->count][0] = fds[0];
 		pool->fds[pool->count][1] = fds[1];

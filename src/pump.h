@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "nmf.h"
+#include "stats.h"
 
 /* Idle pipes kept for reuse; more than this are closed when returned. */
 #define PIPE_POOL_MAX 8
@@ -42,6 +43,7 @@ struct pipe_pool {
 	size_t count;
 	int want_size;      /* F_SETPIPE_SZ for new pipes; 0: the kernel's default */
 	size_t size;        /* what new pipes hold, as the kernel granted it */
+	stat_t in_use;      /* pipes connections hold now (for /metrics) */
 };
 
 /* One direction of a connection. */

@@ -189,6 +189,12 @@ routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx)
 	r->tls_ctx = ctx;
 }
 
+void
+routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot)
+{
+	t->routes[i]->stats_slot = slot;
+}
+
 int
 routes_add_prefix(struct route_table *t, int ri, const struct via *prefix,
     int *other_route)

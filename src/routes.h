@@ -31,6 +31,7 @@ struct route {
 	struct addr backend;
 	char *backend_text;        /* as written in the config, for logs */
 	SSL_CTX *tls_ctx;          /* terminate the ssl-tls upgrade; NULL: pass it through */
+	uint32_t stats_slot;       /* its counters (stats.h), by name */
 };
 
 struct route_table;
@@ -47,6 +48,9 @@ int routes_add_route(struct route_table *t, const char *name,
 
 /* Make route ri terminate TLS with ctx (the table takes its own reference). */
 void routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx);
+
+/* Count route i under slot (stats_route_slot of its name). */
+void routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot);
 
 /*
  * Add a prefix for route index ri.  prefix is a parsed VIA_ALLOW_WILDCARD URI.

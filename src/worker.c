@@ -262,6 +262,7 @@ worker_finish(struct worker *w, int started)
 	conn_close_all(w);
 	bpool_drain(&w->backends);
 	pipe_pool_drain(&w->pipes);
+	route_stats_free(&w->route_stats);
 	ev_async_stop(w->loop, &w->stop);
 	ev_async_stop(w->loop, &w->reload);
 	ev_async_stop(w->loop, &w->drain);

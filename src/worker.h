@@ -17,6 +17,7 @@
 #include "config.h"
 #include "generation.h"
 #include "pump.h"
+#include "stats.h"
 
 struct conn;
 struct listener;
@@ -93,6 +94,8 @@ struct worker {
 
 	struct pipe_pool pipes;
 	struct bpool backends;          /* idle backend connections */
+	struct worker_stats stats;      /* for /metrics: written by this */
+	struct route_stats_table route_stats; /* thread only (stats.h) */
 
 	pthread_t thread;
 	ev_async stop;                  /* another thread asks this one to stop */

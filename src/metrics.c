@@ -1,0 +1,447 @@
+/*
+ * metrics.c - the Prometheus text exposition (format 0.0.4) of what the
+ * workers and the main thread count, and the HTTP listener that serves it.
+ *
+ * A scrape sums every worker's counters with relaxed loads (stats.h): the
+ * workers never wait for it.  The sum of a counter is read while workers
+ * add to it, so a scrape is a moment of each counter, not one moment of
+ * all of them; Prometheus' rate() expects no more.
+ */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef HAVE_LIBMICROHTTPD
+#include <microhttpd.h>
+#endif
+
+#include "conn.h"
+#include "log.h"
+
+/* A growing text buffer; after a failed append it stays failed. */
+struct out {
+	char *buf;
+	size_t len, cap;
+	int failed;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+out_printf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		if (o->failed)
+			return;
+		va_start(ap, fmt);
+		n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			o->failed = 1;
+			return;
+		}
+		if ((size_t)n < o->cap - o->len) {
+			o->len += (size_t)n;
+			return;
+		}
+		size_t cap = o->cap * 2 + (size_t)n + 1;
+		char *buf = realloc(o->buf, cap);
+
+		if (buf == NULL) {
+			o->failed = 1;
+			return;
+		}
+		o->buf = buf;
+		o->cap = cap;
+	}
+}
+
+static void
+out_head(struct out *o, const char *name, const char *type, const char *help)
+{
+	out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value, escaped as the format asks: \\, \" and \n. */
+static void
+out_label(struct out *o, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			out_printf(o, "\\%c", *s);
+		else if (*s == '\n')
+			out_printf(o, "\\n");
+		else
+			out_printf(o, "%c", *s);
+	}
+}
+
+/* The sum over the workers of the counter at offset off of worker_stats. */
+static uint64_t
+sum(const struct metrics_view *v, size_t off)
+{
+	uint64_t total = 0;
+
+	for (unsigned i = 0; i < v->nworkers; i++)
+		total += stat_read((const stat_t *)(const void *)
+		    ((const char *)&v->workers[i].stats + off));
+	return total;
+}
+
+#define SUM(v, field) sum((v), offsetof(struct worker_stats, field))
+
+static void
+out_counter(struct out *o, const char *name, const char *help, uint64_t value)
+{
+	out_head(o, name, "counter", help);
+	out_printf(o, "%s %llu\n", name, (unsigned long long)value);
+}
+
+static void
+out_gauge(struct out *o, const char *name, const char *help, double value)
+{
+	out_head(o, name, "gauge", help);
+	out_printf(o, "%s %.17g\n", name, value);
+}
+
+static void
+out_hist(struct out *o, const struct metrics_view *v, size_t off,
+    const char *name, const char *help)
+{
+	uint64_t cumulative = 0, count = 0, sum_ns = 0;
+
+	out_head(o, name, "histogram", help);
+	for (unsigned b = 0; b <= STAT_HIST_BUCKETS; b++) {
+		uint64_t n = 0;
+
+		for (unsigned i = 0; i < v->nworkers; i++) {
+			const struct stat_hist *h = (const void *)
+			    ((const char *)&v->workers[i].stats + off);
+
+			n += stat_read(&h->bucket[b]);
+			if (b == 0) {
+				count += stat_read(&h->count);
+				sum_ns += stat_read(&h->sum_ns);
+			}
+		}
+		cumulative += n;
+		if (b < STAT_HIST_BUCKETS)
+			out_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name,
+			    stat_hist_bounds[b], (unsigned long long)cumulative);
+	}
+	/* Counted apart from the buckets, so a scrape that races an
+	 * observation could show +Inf below the last bucket: use the
+	 * larger, which the format requires. */
+	if (count < cumulative)
+		count = cumulative;
+	out_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n",
+	    name, (unsigned long long)count, name, (double)sum_ns / 1e9, name,
+	    (unsigned long long)count);
+}
+
+/* The per-route families, one route name (slot) at a time. */
+struct route_pass {
+	struct out *o;
+	const struct metrics_view *v;
+	int which;            /* 0 sessions, 1 active, 2 bytes */
+};
+
+static void
+route_line(void *arg, unsigned slot, const char *name)
+{
+	struct route_pass *rp = arg;
+	uint64_t sessions = 0, active = 0, up = 0, down = 0;
+
+	for (unsigned i = 0; i < rp->v->nworkers; i++) {
+		const struct route_stats *rs =
+		    route_stats_peek(&rp->v->workers[i].route_stats, slot);
+
+		if (rs == NULL)
+			continue;
+		sessions += stat_read(&rs->sessions);
+		active += stat_read(&rs->active);
+		up += stat_read(&rs->bytes_up);
+		down += stat_read(&rs->bytes_down);
+	}
+	switch (rp->which) {
+	case 0:
+		out_printf(rp->o, "nettcpd_route_sessions_total{route=\"");
+		out_label(rp->o, name);
+		out_printf(rp->o, "\"} %llu\n", (unsigned long long)sessions);
+		break;
+	case 1:
+		out_printf(rp->o, "nettcpd_route_sessions_active{route=\"");
+		out_label(rp->o, name);
+		out_printf(rp->o, "\"} %llu\n", (unsigned long long)active);
+		break;
+	default:
+		out_printf(rp->o, "nettcpd_route_bytes_total{route=\"");
+		out_label(rp->o, name);
+		out_printf(rp->o, "\",direction=\"up\"} %llu\n"
+		    "nettcpd_route_bytes_total{route=\"", (unsigned long long)up);
+		out_label(rp->o, name);
+		out_printf(rp->o, "\",direction=\"down\"} %llu\n",
+		    (unsigned long long)down);
+		break;
+	}
+}
+
+static void
+out_routes(struct out *o, const struct metrics_view *v)
+{
+	struct route_pass rp = { .o = o, .v = v };
+
+	out_head(o, "nettcpd_route_sessions_total", "counter",
+	    "Sessions routed, by route (a route's counts live on across reloads).");
+	stats_route_names(route_line, &rp);
+	rp.which = 1;
+	out_head(o, "nettcpd_route_sessions_active", "gauge",
+	    "Sessions under way, by route.");
+	stats_route_names(route_line, &rp);
+	rp.which = 2;
+	out_head(o, "nettcpd_route_bytes_total", "counter",
+	    "Bytes forwarded, by route; up: client to service.");
+	stats_route_names(route_line, &rp);
+}
+
+char *
+metrics_format(const struct metrics_view *v, size_t *len)
+{
+	static const char *const outcomes[STAT_OUTCOMES] = {
+		[OUTCOME_CLOSED] = "closed", [OUTCOME_FAULTED] = "faulted",
+		[OUTCOME_TIMEOUT] = "timeout", [OUTCOME_MALFORMED] = "malformed",
+		[OUTCOME_ABORTED] = "reset", [OUTCOME_EVICTED] = "evicted",
+		[OUTCOME_DRAINED] = "drained",
+	};
+	const struct process_stats *p = v->process;
+	struct out o = { 0 };
+	uint64_t accepted = SUM(v, accepted), finished = 0, pipes = 0;
+	unsigned i;
+
+	out_head(&o, "nettcpd_build_info", "gauge", "The running version.");
+	out_printf(&o, "nettcpd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+	out_gauge(&o, "nettcpd_start_time_seconds", "When nettcpd started, "
+	    "Unix time.", p->start_time);
+	out_gauge(&o, "nettcpd_workers", "Worker threads.", v->nworkers);
+
+	out_counter(&o, "nettcpd_connections_accepted_total",
+	    "Client connections accepted.", accepted);
+	out_counter(&o, "nettcpd_connections_refused_total", "Client connections "
+	    "reset at once: max_connections reached, or no memory.",
+	    SUM(v, refused));
+	out_head(&o, "nettcpd_connections_finished_total", "counter",
+	    "Client connections closed, by how they ended.");
+	for (i = 0; i < STAT_OUTCOMES; i++) {
+		uint64_t n = sum(v, offsetof(struct worker_stats, finished) +
+		    i * sizeof(stat_t));
+
+		finished += n;
+		out_printf(&o, "nettcpd_connections_finished_total{outcome=\"%s\"} "
+		    "%llu\n", outcomes[i], (unsigned long long)n);
+	}
+	out_gauge(&o, "nettcpd_connections_active", "Client connections open.",
+	    (double)(accepted >= finished ? accepted - finished : 0));
+	out_gauge(&o, "nettcpd_connections_max", "max_connections.",
+	    v->limits->max_connections);
+	out_counter(&o, "nettcpd_sessions_total", "Sessions routed to a backend "
+	    "(a pooled client connection carries several).", SUM(v, sessions));
+
+	out_head(&o, "nettcpd_faults_total", "counter",
+	    "Framing Fault records sent to clients, by fault.");
+	for (i = 0; i < NMF_FAULT_COUNT; i++)
+		out_printf(&o, "nettcpd_faults_total{fault=\"%s\"} %llu\n",
+		    nmf_fault_name((enum nmf_fault)i), (unsigned long long)sum(v,
+		    offsetof(struct worker_stats, faults) + i * sizeof(stat_t)));
+	out_head(&o, "nettcpd_preamble_errors_total", "counter",
+	    "Preambles refused, by what was wrong with them.");
+	for (i = PREAMBLE_ERR_NONE + 1; i < PREAMBLE_ERR_COUNT; i++)
+		out_printf(&o, "nettcpd_preamble_errors_total{kind=\"%s\"} %llu\n",
+		    preamble_error_name((enum preamble_error)i),
+		    (unsigned long long)sum(v, offsetof(struct worker_stats,
+		    preamble_errors) + i * sizeof(stat_t)));
+
+	out_counter(&o, "nettcpd_backend_connect_failures_total", "Backend "
+	    "connections that failed or timed out (each sent EndpointUnavailable).",
+	    SUM(v, connect_failures));
+	out_hist(&o, v, offsetof(struct worker_stats, connect_seconds),
+	    "nettcpd_backend_connect_duration_seconds",
+	    "From connect() to the first preamble byte sent on a new backend "
+	    "connection.");
+	out_hist(&o, v, offsetof(struct worker_stats, route_seconds),
+	    "nettcpd_route_duration_seconds",
+	    "From a session's first byte (or the accept) to its route.");
+	out_counter(&o, "nettcpd_backend_pool_hits_total", "Followed sessions "
+	    "that took a pooled backend connection.", SUM(v, pool_hits));
+	out_counter(&o, "nettcpd_backend_pool_misses_total", "Followed sessions "
+	    "that found none pooled and dialled.", SUM(v, pool_misses));
+	out_counter(&o, "nettcpd_backend_pool_redials_total", "Pooled backend "
+	    "connections found dead before they answered, and dialled anew.",
+	    SUM(v, pool_redials));
+	for (i = 0; i < v->nworkers; i++)
+		pipes += stat_read(&v->workers[i].pipes.in_use);
+	out_gauge(&o, "nettcpd_pipes_in_use", "splice() pipes held by "
+	    "connections.", (double)pipes);
+	out_counter(&o, "nettcpd_tls_handshakes_total", "TLS handshakes "
+	    "completed on terminating routes.", SUM(v, tls_handshakes));
+	out_counter(&o, "nettcpd_tls_handshake_failures_total", "TLS handshakes "
+	    "that failed or timed out.", SUM(v, tls_failures));
+
+	out_head(&o, "nettcpd_reloads_total", "counter",
+	    "SIGHUP reloads, by result (failed: the running generation serves on).");
+	out_printf(&o, "nettcpd_reloads_total{result=\"ok\"} %llu\n"
+	    "nettcpd_reloads_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)stat_read(&p->reloads_ok),
+	    (unsigned long long)stat_read(&p->reloads_failed));
+	out_gauge(&o, "nettcpd_generation", "The configuration generation new "
+	    "connections start under (1 at start, one more per reload).",
+	    (double)stat_read(&p->generation));
+	out_gauge(&o, "nettcpd_generation_loaded_timestamp_seconds", "When that "
+	    "generation was loaded, Unix time.",
+	    (double)stat_read(&p->generation_loaded_ms) / 1e3);
+	out_gauge(&o, "nettcpd_generation_load_duration_seconds", "How long "
+	    "loading it took (file, routes, certificates).",
+	    (double)stat_read(&p->generation_load_us) / 1e6);
+	out_routes(&o, v);
+
+	if (o.failed) {
+		free(o.buf);
+		return NULL;
+	}
+	*len = o.len;
+	return o.buf;
+}
+
+/* ------------------------------------------------ the HTTP side */
+
+#ifdef HAVE_LIBMICROHTTPD
+
+struct metrics_server {
+	struct MHD_Daemon *mhd;
+	int fd;
+	const struct metrics_view *view;
+};
+
+static enum MHD_Result
+reply(struct MHD_Connection *conn, unsigned status, const char *type,
+    char *body, size_t len, enum MHD_ResponseMemoryMode mode)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(len, body, mode);
+	if (r == NULL) {
+		if (mode == MHD_RESPMEM_MUST_FREE)
+			free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_size, void **req)
+{
+	static char not_found[] = "nettcpd serves /metrics only\n";
+	static char not_allowed[] = "GET or HEAD\n";
+	struct metrics_server *m = cls;
+	char *body;
+	size_t len;
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_size;
+	(void)req;
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
+		    not_allowed, sizeof(not_allowed) - 1, MHD_RESPMEM_PERSISTENT);
+	if (strcmp(url, "/metrics") != 0)
+		return reply(conn, MHD_HTTP_NOT_FOUND, "text/plain", not_found,
+		    sizeof(not_found) - 1, MHD_RESPMEM_PERSISTENT);
+	if ((body = metrics_format(m->view, &len)) == NULL)
+		return MHD_NO;
+	return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+	    body, len, MHD_RESPMEM_MUST_FREE);
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_warn("metrics: %s", line);
+}
+
+struct metrics_server *
+metrics_start(int fd, const char *text, const struct metrics_view *v)
+{
+	struct metrics_server *m = calloc(1, sizeof(*m));
+
+	if (m == NULL) {
+		log_err("metrics: out of memory");
+		close(fd);
+		return NULL;
+	}
+	m->fd = fd;
+	m->view = v;
+	/* epoll: accepted descriptors may be above FD_SETSIZE when the
+	 * daemon holds thousands of connections. */
+	m->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
+	    0, NULL, NULL, on_request, m,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_CONNECTION_LIMIT, 16u,
+	    MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+	    MHD_OPTION_END);
+	if (m->mhd == NULL) {
+		log_err("metrics: cannot serve on %s", text);
+		close(fd);
+		free(m);
+		return NULL;
+	}
+	log_info("metrics: serving /metrics on %s", text);
+	return m;
+}
+
+void
+metrics_stop(struct metrics_server *m)
+{
+	if (m == NULL)
+		return;
+	MHD_stop_daemon(m->mhd);
+	close(m->fd);
+	free(m);
+}
+
+#else /* no libmicrohttpd: config.c refuses the metrics key */
+
+struct metrics_server *
+metrics_start(int fd, const char *text, const struct metrics_view *v)
+{
+	(void)v;
+	log_err("metrics: cannot serve on %s: built without libmicrohttpd", text);
+	close(fd);
+	return NULL;
+}
+
+void
+metrics_stop(struct metrics_server *m)
+{
+	(void)m;
+}
+
+#endif
