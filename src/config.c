@@ -604,10 +604,6 @@ metrics_key(struct parser *p, const char *value)
 		    "[IPv6]:port): %s", value, why);
 		return;
 	}
-	if (addr_port((const struct sockaddr *)&cfg->metrics_addr.ss) == 0) {
-		add_error(p, p->lineno, "bad metrics '%s': port 0", value);
-		return;
-	}
 	cfg->metrics = 1;
 #endif
 }

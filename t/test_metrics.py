@@ -1,0 +1,288 @@
+"""/metrics (metrics = ADDR:PORT): scraped before and after a known load,
+read by a real Prometheus text parser (Debian's python3-prometheus-client),
+and every value that load moves checked against it: connections by
+outcome, sessions and bytes per route (bytes against the access log's own
+count), faults by name, preamble errors by kind, backend connect failures
+and latency, the backend pool, TLS handshakes, reloads and the generation.
+Also: the listener serves /metrics only, never on the shared port."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nettcpd_test import (NETTCPD, Daemon, fault_record, free_port,  # noqa: E402
+                          preamble, recv_exact, recv_until_close, run_tests,
+                          wait_for)
+from test_sessions import Reader, service, session  # noqa: E402
+import test_tls  # noqa: E402
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    # Debian's package lives where only Debian's own python3 looks.
+    sys.path.append("/usr/lib/python3/dist-packages")
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        text_string_to_metric_families = None
+
+
+def scrape(port):
+    """Every sample, keyed (name, sorted labels), as the parser reads it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
+    out, types = {}, {}
+    for fam in text_string_to_metric_families(text):
+        types[fam.name] = fam.type
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out, types
+
+
+def v(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def delta(before, after, name, **labels):
+    return v(after, name, **labels) - v(before, name, **labels)
+
+
+def daemon(routes_text, workers=1):
+    mport = free_port()
+    port = free_port()
+    d = Daemon(raw_config=f"[global]\nlisten = 127.0.0.1:{port}\nmetrics = 127.0.0.1:{mport}\n"
+                          f"log_level = debug\npreamble_timeout = 1s\nworkers = {workers}\n\n"
+                          f"{routes_text}")
+    d.port, d.mport = port, mport
+    return d
+
+
+def route(name, via, backend):
+    return f"[{name}]\nvia = {via}\nbackend = {backend}\n\n"
+
+
+def test_known_load_moves_each_metric_by_what_it_did():
+    test_tls.make_pki()
+    a = service("A")
+    dead = f"127.0.0.1:{free_port()}"
+    routes = (route("a", "net.tcp://+/A", a.addr) + route("dead", "net.tcp://+/Dead", dead)
+              + test_tls.tls_route("secure", "net.tcp://+/Secure", a.addr))
+    d = daemon(routes)
+    access = os.path.join(d.dir, "access.jsonl")
+    with open(d.config) as f:
+        text = f.read()
+    with open(d.config, "w") as f:
+        f.write(text.replace("[global]\n", f"[global]\naccess_log = {access}\n", 1))
+    with d:
+        before, types = scrape(d.mport)
+        assert types["nettcpd_connections_accepted"] == "counter"
+        assert types["nettcpd_connections_active"] == "gauge"
+        assert types["nettcpd_backend_connect_duration_seconds"] == "histogram"
+        assert v(before, "nettcpd_generation") == 1
+        # 3 sessions on one client connection, 2 more on two others: the
+        # first dials the service, the 4 after it take the pooled one
+        s = d.connect()
+        for i in range(3):
+            assert session(s, f"net.tcp://h/A/{i}", [b"x" * (100 * (i + 1))]) == \
+                [b"A:" + b"x" * (100 * (i + 1))]
+        s.close()
+        for i in range(2):
+            s = d.connect()
+            assert session(s, "net.tcp://h/A/more") == [b"A:hello"]
+            s.close()
+        # two Vias no route takes, one dead backend
+        for _ in range(2):
+            s = d.connect()
+            s.sendall(preamble("net.tcp://h/Nowhere"))
+            assert recv_until_close(s)[0] == fault_record("EndpointNotFound")
+            s.close()
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/Dead"))
+        assert recv_until_close(s)[0] == fault_record("EndpointUnavailable")
+        s.close()
+        # preamble errors: a record type out of place, a version, a timeout
+        s = d.connect()
+        s.sendall(b"\x42junk")
+        recv_until_close(s)
+        s.close()
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/A", version=(2, 0)))
+        assert recv_until_close(s)[0] == fault_record("UnsupportedVersion")
+        s.close()
+        s = d.connect()
+        s.sendall(b"\x00\x01")
+        recv_until_close(s)
+        s.close()
+        # TLS: one handshake that completes, one that fails
+        t = test_tls.upgrade(d, "net.tcp://h/Secure")
+        assert t.recv(1) == b"\x0b"
+        t.close()
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/Secure", upgrade="application/ssl-tls"))
+        assert recv_exact(s, 1) == b"\x0a"
+        s.sendall(b"not a ClientHello\r\n" * 8)
+        recv_until_close(s)
+        s.close()
+        connections = 1 + 2 + 2 + 1 + 3 + 2
+        wait_for(lambda: v(scrape(d.mport)[0], "nettcpd_connections_active") == 0,
+                 what="every connection closed")
+        wait_for(lambda: open(access).read().count("\n") >= 3 + 2 + 2 + 1 + 3 + 2,
+                 what="the access log")
+        after, _ = scrape(d.mport)
+    recs = [json.loads(line) for line in open(access)]
+
+    def dl(name, **labels):
+        return delta(before, after, name, **labels)
+
+    assert dl("nettcpd_connections_accepted_total") == connections
+    finished = {o: dl("nettcpd_connections_finished_total", outcome=o)
+                for o in ("closed", "faulted", "timeout", "malformed", "reset",
+                          "evicted", "drained")}
+    # closed: the three clients that ended their sessions; reset: the TLS
+    # client that dropped its session (no close_notify, no End) and the
+    # failed handshake
+    assert finished == {"closed": 3, "faulted": 4, "timeout": 1, "malformed": 1,
+                        "reset": 2, "evicted": 0, "drained": 0}, finished
+    assert v(after, "nettcpd_connections_active") == 0
+    # routed: 5 to a, 1 to dead, 2 to secure (each upgrade routes first)
+    assert dl("nettcpd_sessions_total") == 8
+    assert dl("nettcpd_route_sessions_total", route="a") == 5
+    assert dl("nettcpd_route_sessions_total", route="dead") == 1
+    assert dl("nettcpd_route_sessions_total", route="secure") == 2
+    for r in ("a", "dead", "secure"):
+        assert v(after, "nettcpd_route_sessions_active", route=r) == 0
+    a_up = sum(r["bytes_up"] for r in recs if r["route"] == "a")
+    a_down = sum(r["bytes_down"] for r in recs if r["route"] == "a")
+    assert a_up > 600 and a_down > 600
+    assert dl("nettcpd_route_bytes_total", route="a", direction="up") == a_up
+    assert dl("nettcpd_route_bytes_total", route="a", direction="down") == a_down
+    assert dl("nettcpd_faults_total", fault="EndpointNotFound") == 2
+    assert dl("nettcpd_faults_total", fault="EndpointUnavailable") == 1
+    assert dl("nettcpd_faults_total", fault="UnsupportedVersion") == 1
+    assert dl("nettcpd_backend_connect_failures_total") == 1
+    assert dl("nettcpd_preamble_errors_total", kind="record_type") == 1
+    assert dl("nettcpd_preamble_errors_total", kind="version") == 1
+    assert dl("nettcpd_preamble_errors_total", kind="timeout") == 1
+    # the pool (one worker, so one pool): a's first session and dead's find
+    # none; a's other 4 and secure's (the same service) take a's
+    assert dl("nettcpd_backend_pool_misses_total") == 2
+    assert dl("nettcpd_backend_pool_hits_total") == 5
+    assert dl("nettcpd_backend_pool_redials_total") == 0
+    # a latency for the one backend connection made (dead's failed), and a
+    # route time per session
+    assert dl("nettcpd_backend_connect_duration_seconds_count") == 1
+    assert dl("nettcpd_backend_connect_duration_seconds_bucket", le="+Inf") == 1
+    assert 0 < dl("nettcpd_backend_connect_duration_seconds_sum") < 2
+    assert dl("nettcpd_route_duration_seconds_count") == 8
+    assert dl("nettcpd_tls_handshakes_total") == 1
+    assert dl("nettcpd_tls_handshake_failures_total") == 1
+    assert v(after, "nettcpd_pipes_in_use") == 0
+    a.close()
+
+
+def test_reloads_and_generation():
+    """Also with two workers: their counts are summed, and a route's run on
+    across a reload."""
+    a = service("A")
+    d = daemon(route("a", "net.tcp://+/A", a.addr), workers=2)
+    with d:
+        before, _ = scrape(d.mport)
+        for _ in range(20):
+            s = d.connect()
+            assert session(s, "net.tcp://h/A") == [b"A:hello"]
+            s.close()
+        loaded = v(before, "nettcpd_generation_loaded_timestamp_seconds")
+        assert abs(loaded - time.time()) < 60
+        assert 0 < v(before, "nettcpd_generation_load_duration_seconds") < 5
+        time.sleep(0.05)
+        with open(d.config, "a") as f:
+            f.write(route("b", "net.tcp://+/B", a.addr))
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("reloaded")
+        with open(d.config, "a") as f:
+            f.write("[broken\n")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("failed; generation 2 goes on serving")
+        after, _ = scrape(d.mport)
+        # the new route is counted from its first session
+        s = d.connect()
+        assert session(s, "net.tcp://h/B") == [b"A:hello"]
+        s.close()
+        s = d.connect()
+        assert session(s, "net.tcp://h/A") == [b"A:hello"]
+        s.close()
+        wait_for(lambda: v(scrape(d.mport)[0], "nettcpd_route_sessions_total", route="b") == 1,
+                 what="route b counted")
+        wait_for(lambda: v(scrape(d.mport)[0], "nettcpd_connections_active") == 0,
+                 what="every connection closed")
+        last, _ = scrape(d.mport)
+    assert delta(before, last, "nettcpd_route_sessions_total", route="a") == 21
+    assert delta(before, last, "nettcpd_connections_accepted_total") == 22
+    assert v(last, "nettcpd_workers") == 2
+    assert delta(before, after, "nettcpd_reloads_total", result="ok") == 1
+    assert delta(before, after, "nettcpd_reloads_total", result="failed") == 1
+    assert v(after, "nettcpd_generation") == 2
+    assert v(after, "nettcpd_generation_loaded_timestamp_seconds") > loaded
+    a.close()
+
+
+def test_only_metrics_on_its_own_listener():
+    d = daemon("")
+    with d:
+        for path, code in (("/", 404), ("/metrics/x", 404)):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{d.mport}{path}", timeout=5)
+                raise AssertionError(f"{path} served")
+            except urllib.error.HTTPError as e:
+                assert e.code == code, (path, e.code)
+        req = urllib.request.Request(f"http://127.0.0.1:{d.mport}/metrics", data=b"x",
+                                     method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=5)
+            raise AssertionError("POST served")
+        except urllib.error.HTTPError as e:
+            assert e.code == 405
+        # HTTP on the shared port is a malformed preamble, never metrics
+        s = d.connect()
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        got, _ = recv_until_close(s)
+        s.close()
+        assert b"nettcpd_" not in got
+        # a scraper that connects and says nothing holds nothing up
+        idle = socket.create_connection(("127.0.0.1", d.mport))
+        scrape(d.mport)
+        idle.close()
+
+
+def test_metrics_address_errors():
+    """A metrics address that is a listen address, or not an address, is a
+    config error naming the line."""
+    port = free_port()
+    for value, text in ((f"127.0.0.1:{port}", "also a listen address"),
+                        ("localhost", "bad metrics"), ("127.0.0.1:0", "bad port '0'")):
+        d = Daemon(raw_config=f"[global]\nlisten = 127.0.0.1:{port}\nmetrics = {value}\n")
+        r = subprocess.run([NETTCPD, "-t", "-c", d.config], capture_output=True, text=True)
+        assert r.returncode == 1, r
+        assert f"{d.config}:3: " in r.stderr and text in r.stderr, r.stderr
+
+
+if __name__ == "__main__":
+    if text_string_to_metric_families is None:
+        print("SKIP: test_metrics.py: no Prometheus text parser "
+              "(apt-get install python3-prometheus-client)")
+        sys.exit(77)
+    probe = Daemon(raw_config=f"[global]\nmetrics = 127.0.0.1:{free_port()}\n")
+    if "without libmicrohttpd" in subprocess.run([NETTCPD, "-t", "-c", probe.config],
+                                                 capture_output=True, text=True).stderr:
+        print("SKIP: test_metrics.py: nettcpd was built without libmicrohttpd")
+        sys.exit(77)
+    run_tests(globals())
