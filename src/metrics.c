@@ -400,7 +400,8 @@ metrics_start(int fd, const char *text, const struct metrics_view *v)
 	m->view = v;
 	/* epoll: accepted descriptors may be above FD_SETSIZE when the
 	 * daemon holds thousands of connections. */
-	m->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
+	m->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
+	    MHD_USE_ERROR_LOG,
 	    0, NULL, NULL, on_request, m,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, fd,
@@ -422,6 +423,9 @@ metrics_stop(struct metrics_server *m)
 {
 	if (m == NULL)
 		return;
+	/* Taken back first: stopping would shut the socket down, and after a
+	 * binary upgrade the new process listens on it too. */
+	MHD_quiesce_daemon(m->mhd);
 	MHD_stop_daemon(m->mhd);
 	close(m->fd);
 	free(m);

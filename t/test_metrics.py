@@ -235,6 +235,36 @@ def test_reloads_and_generation():
     a.close()
 
 
+def test_binary_upgrade_hands_the_metrics_listener_over():
+    """SIGUSR2: the new process serves /metrics on the old one's socket (it
+    could not bind the address while the old one holds it); after the old
+    one drained, the counts are the new process's own."""
+    from test_upgrade import alive, new_pid
+    a = service("A")
+    d = daemon(route("a", "net.tcp://+/A", a.addr))
+    pid = None
+    with d:
+        s = d.connect()
+        assert session(s, "net.tcp://h/A") == [b"A:hello"]
+        s.close()
+        old_start = v(scrape(d.mport)[0], "nettcpd_start_time_seconds")
+        d.proc.send_signal(signal.SIGUSR2)
+        pid = new_pid(d)
+        d.wait_log(f"nettcpd[{pid}]: info: nettcpd")
+        assert f"nettcpd[{pid}]: info: listening on 127.0.0.1:{d.mport} (socket handed over)" \
+            in d.log(), d.log()
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(5) == 0
+        try:
+            after, _ = scrape(d.mport)
+            assert v(after, "nettcpd_start_time_seconds") > old_start
+            assert v(after, "nettcpd_connections_accepted_total") == 0
+        finally:
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not alive(pid), what="the new process to exit")
+    a.close()
+
+
 def test_only_metrics_on_its_own_listener():
     d = daemon("")
     with d:
