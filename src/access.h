@@ -31,12 +31,19 @@ int access_open(const char *target, char *err, size_t errlen);
 /* Whether records are written (callers skip building them otherwise). */
 int access_enabled(void);
 
-/* Write one record, in one write(2): lines never interleave. */
+/* Add one record to the calling thread's buffer, which is written (whole
+ * records in one write(2): lines never interleave) when it is full and at
+ * access_flush. */
 void access_record(const struct access_rec *r);
+
+/* Write the calling thread's buffered records; every worker does once a
+ * second and when it stops. */
+void access_flush(void);
 
 /* SIGUSR1: open the file again by its name (after logrotate moved it). */
 void access_reopen(void);
 
+/* Write this thread's records, then close. */
 void access_close(void);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
@@ -184,6 +185,16 @@ on_stop(struct ev_loop *loop, ev_async *async, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* A record reaches the file at most a second after its connection ended. */
+static void
+on_access_flush(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)t;
+	(void)revents;
+	access_flush();
+}
+
 int
 worker_init(struct worker *w, struct generation *gen, struct limits *limits,
     const struct listen_sock *socks, size_t nsocks, unsigned index, unsigned n)
@@ -215,6 +226,11 @@ worker_init(struct worker *w, struct generation *gen, struct limits *limits,
 	ev_async_init(&w->drain, on_drain);
 	w->drain.data = w;
 	ev_async_start(w->loop, &w->drain);
+	ev_timer_init(&w->access_flush, on_access_flush, 1., 1.);
+	if (access_enabled()) {
+		ev_timer_start(w->loop, &w->access_flush);
+		ev_unref(w->loop);   /* it keeps no loop alive */
+	}
 	atomic_init(&w->drained, 0);
 	atomic_init(&w->released, 0);
 	atomic_init(&w->gen_number, gen->number);
@@ -232,8 +248,10 @@ worker_main(void *arg)
 	struct worker *w = arg;
 
 	ev_run(w->loop, 0);
+	access_flush();
 	return NULL;
 }
+
 
 int
 worker_start(struct worker *w)
@@ -267,6 +285,10 @@ worker_finish(struct worker *w, int started)
 	ev_async_stop(w->loop, &w->reload);
 	ev_async_stop(w->loop, &w->drain);
 	ev_async_stop(w->loop, &w->wake);
+	if (ev_is_active(&w->access_flush)) {
+		ev_ref(w->loop);
+		ev_timer_stop(w->loop, &w->access_flush);
+	}
 	ev_loop_destroy(w->loop);
 	generation_unref(w->next_gen);
 	generation_unref(w->gen);

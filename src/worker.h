@@ -73,6 +73,7 @@ struct worker {
 	atomic_uint gen_number;         /* the generation it took last */
 	unsigned index;                 /* 0 .. workers-1, for logs */
 	ev_async wake;                  /* the process went below max_connections */
+	ev_timer access_flush;          /* writes its access-log records, 1 s */
 	unsigned keep_slot : 1;         /* the connection being closed hands */
 	                                /* its slot to the one being accepted */
 

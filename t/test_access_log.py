@@ -119,6 +119,27 @@ def test_client_text_is_escaped():
     a.close()
 
 
+def test_buffered_records_are_written_at_once_at_exit():
+    """Records wait in their worker's buffer for up to a second; a stop
+    writes them all, the last session's and the one the drain closed."""
+    a = service("A")
+    d, log = daemon(a)
+    with d:
+        for i in range(3):
+            s = d.connect()
+            assert session(s, f"net.tcp://h/A/{i}") == [b"A:hello"]
+            s.close()
+        idle = d.connect()
+        assert session(idle, "net.tcp://h/A/idle") == [b"A:hello"]
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(5) == 0
+        idle.close()
+    got = [json.loads(line) for line in open(log)]
+    assert sorted(r["via"] for r in got) == ["net.tcp://h/A/0", "net.tcp://h/A/1",
+                                            "net.tcp://h/A/2", "net.tcp://h/A/idle"], got
+    a.close()
+
+
 def test_sigusr1_reopens_after_logrotate():
     a = service("A")
     d, log = daemon(a)
