@@ -104,6 +104,11 @@ START_TEST(test_what_a_reload_may_change)
 	next = load(BASE "workers = 2\nlog = syslog\n", 2);
 	ck_assert_pstr_eq(generation_needs_restart(cur, next), "log");
 	generation_unref(next);
+#ifdef HAVE_LIBMICROHTTPD
+	next = load(BASE "workers = 2\nmetrics = 127.0.0.1:9808\n", 2);
+	ck_assert_pstr_eq(generation_needs_restart(cur, next), "metrics");
+	generation_unref(next);
+#endif
 	generation_unref(cur);
 }
 END_TEST
