@@ -522,6 +522,13 @@ def run_cps(st, target, service, nroutes, key, results):
          + (f"  proxy CPU {r['proxy_cpu']:.2f}s" if r["proxy_cpu"] is not None else ""))
 
 
+def median(runs, field):
+    """The median of field over the runs that have it (the upper one of an
+    even count), or None."""
+    xs = sorted(r[field] for r in runs if r.get(field) is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
 def run_routes(st, name, service, workdir, results):
     """Route-table cost: the same proxy with the small and the large table,
     both running, measured in alternation so that drift on a shared machine
@@ -551,12 +558,9 @@ def run_routes(st, name, service, workdir, results):
         small.stop()
         large.stop()
 
-    def med(which, field):
-        xs = sorted(r[field] for r in runs[which] if r.get(field) is not None)
-        return xs[len(xs) // 2] if xs else None
     out = {}
     for which in ("small", "large"):
-        out[which] = {f: med(which, f) for f in ("rate", "cpu_per_kconn", "p99_us")}
+        out[which] = {f: median(runs[which], f) for f in ("rate", "cpu_per_kconn", "p99_us")}
         out[which]["errors"] = sum(r.get("errors", 0) for r in runs[which])
         out[which]["runs"] = runs[which]
     lg, sm = out["large"], out["small"]
@@ -620,10 +624,7 @@ def run_observe(st, service, workdir, results):
     lines = sum(1 for _ in open(access)) if os.path.exists(access) else 0
     note(f"    observed: {scrapes[0]} scrapes of /metrics, {lines} access-log records")
 
-    def med(which, field):
-        xs = sorted(r[field] for r in runs[which] if r.get(field) is not None)
-        return xs[len(xs) // 2] if xs else None
-    out = {which: {f: med(which, f) for f in ("rate", "cpu_per_kconn", "p99_us")}
+    out = {which: {f: median(runs[which], f) for f in ("rate", "cpu_per_kconn", "p99_us")}
            for which in runs}
     for which in runs:
         out[which]["runs"] = runs[which]
