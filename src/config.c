@@ -16,7 +16,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +57,9 @@ enum global_key {
 	GK_TLS_SESSION_TIMEOUT,
 	GK_SHUTDOWN_TIMEOUT,
 	GK_ACCESS_LOG,
+	GK_USER,
+	GK_GROUP,
+	GK_PIDFILE,
 	GK_COUNT
 };
 
@@ -77,6 +82,9 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_TLS_SESSION_TIMEOUT] = "tls_session_timeout",
 	[GK_SHUTDOWN_TIMEOUT] = "shutdown_timeout",
 	[GK_ACCESS_LOG] = "access_log",
+	[GK_USER] = "user",
+	[GK_GROUP] = "group",
+	[GK_PIDFILE] = "pidfile",
 };
 
 /* Route keys that configure TLS termination, besides tls itself. */
@@ -175,6 +183,9 @@ struct parser {
 	size_t ntls_cache;
 	int oom;
 };
+
+/* Where relative file names are taken from; NULL: the current directory. */
+static char *base_dir;
 
 static void add_error(struct parser *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -583,6 +594,77 @@ add_listens(struct parser *p, const char *value, int line)
 	}
 }
 
+void
+config_set_dir(const char *dir)
+{
+	free(base_dir);
+	base_dir = dir != NULL ? strdup(dir) : NULL;
+}
+
+/* A file name as written, or taken from base_dir when it is relative, so
+ * that it names the same file whatever directory the daemon moved to. */
+static char *
+file_name(struct parser *p, const char *value)
+{
+	char *name;
+
+	if (base_dir == NULL || value[0] == '/')
+		name = strdup(value);
+	else if (asprintf(&name, "%s/%s", base_dir, value) < 0)
+		name = NULL;
+	if (name == NULL)
+		p->oom = 1;
+	return name;
+}
+
+/* A user or group name: the account must exist when the file is loaded. */
+static void
+set_account(struct parser *p, char **out, const char *name, const char *value)
+{
+	free(*out);
+	*out = NULL;
+	if (value[0] == '\0')
+		add_error(p, p->lineno, "empty %s", name);
+	else if ((*out = strdup(value)) == NULL)
+		p->oom = 1;
+}
+
+/*
+ * user and group to ids, once the whole [global] is read (group may come
+ * first): an account that does not exist is an error at its line, so
+ * that nettcpd -t finds it before a start does.
+ */
+static void
+resolve_accounts(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	const struct passwd *pw;
+	const struct group *gr;
+
+	if (cfg->group != NULL && cfg->user == NULL)
+		add_error(p, p->key_line[GK_GROUP], "'group' needs 'user'");
+	if (cfg->user == NULL)
+		return;
+	errno = 0;
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		add_error(p, p->key_line[GK_USER], "unknown user '%s'%s%s",
+		    cfg->user, errno != 0 ? ": " : "",
+		    errno != 0 ? strerror(errno) : "");
+		return;
+	}
+	cfg->uid = pw->pw_uid;
+	cfg->gid = pw->pw_gid;
+	if (cfg->group == NULL)
+		return;
+	errno = 0;
+	if ((gr = getgrnam(cfg->group)) == NULL)
+		add_error(p, p->key_line[GK_GROUP], "unknown group '%s'%s%s",
+		    cfg->group, errno != 0 ? ": " : "",
+		    errno != 0 ? strerror(errno) : "");
+	else
+		cfg->gid = gr->gr_gid;
+}
+
 static void
 global_key(struct parser *p, const char *name, const char *value)
 {
@@ -654,8 +736,23 @@ global_key(struct parser *p, const char *name, const char *value)
 		if (value[0] == '\0')
 			add_error(p, p->lineno, "empty access_log (off, stderr, "
 			    "syslog or a file)");
-		else if ((cfg->access_log = strdup(value)) == NULL)
+		else if ((cfg->access_log = strcmp(value, "off") == 0 ||
+		    strcmp(value, "stderr") == 0 || strcmp(value, "syslog") == 0 ?
+		    strdup(value) : file_name(p, value)) == NULL)
 			p->oom = 1;
+		break;
+	case GK_USER:
+		set_account(p, &cfg->user, name, value);
+		break;
+	case GK_GROUP:
+		set_account(p, &cfg->group, name, value);
+		break;
+	case GK_PIDFILE:
+		free(cfg->pidfile);
+		if (value[0] == '\0')
+			add_error(p, p->lineno, "empty pidfile");
+		else
+			cfg->pidfile = file_name(p, value);
 		break;
 	case GK_LOG:
 		if (strcmp(value, "stderr") == 0)
@@ -769,7 +866,9 @@ route_key(struct parser *p, const char *name, const char *value)
 				return;
 			}
 			r->tls_value_line[k] = p->lineno;
-			if ((r->tls_value[k] = strdup(value)) == NULL)
+			if (k == TK_CERT || k == TK_KEY)
+				r->tls_value[k] = file_name(p, value);
+			else if ((r->tls_value[k] = strdup(value)) == NULL)
 				p->oom = 1;
 			return;
 		}
@@ -1066,6 +1165,7 @@ config_load(const char *path, char *err, size_t errlen)
 		add_error(&p, 0, "cannot read: %s", strerror(p.read_errno));
 	if (p.key_line[GK_LISTEN] == 0)
 		add_listens(&p, CONFIG_DEFAULT_LISTEN, 0);
+	resolve_accounts(&p);
 	check_route_names(&p);
 	build_routes(&p);
 	if (p.nerrs == p.nwarnings && !p.oom) {
@@ -1093,6 +1193,9 @@ config_free(struct config *cfg)
 	if (cfg->routes != NULL)
 		routes_unref(cfg->routes);
 	free(cfg->access_log);
+	free(cfg->user);
+	free(cfg->group);
+	free(cfg->pidfile);
 	free(cfg->path);
 	free(cfg);
 }
