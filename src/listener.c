@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -195,34 +196,63 @@ listen_sock_adopt(struct listen_sock *sock, const struct listen_cfg *lc, int fd)
 	return 0;
 }
 
+/* Name each handed socket that no address of cfg took (taken[k] is 0). */
+static void
+log_unmatched(const struct config *cfg, const unsigned char *taken,
+    size_t ninherited)
+{
+	for (size_t k = 0; k < ninherited; k++) {
+		int fd = UPGRADE_FDS_START + (int)k;
+		char text[ADDR_TEXT_MAX];
+		struct addr bound;
+
+		if (taken[k])
+			continue;
+		bound.len = sizeof(bound.ss);
+		if (getsockname(fd, (struct sockaddr *)&bound.ss, &bound.len) < 0)
+			snprintf(text, sizeof(text), "not a socket: %s",
+			    strerror(errno));
+		else
+			addr_format((struct sockaddr *)&bound.ss, text, sizeof(text));
+		log_err("the socket handed to nettcpd as descriptor %d (%s) "
+		    "matches no listen address of %s: add it to 'listen', or "
+		    "remove it from the socket unit", fd, text, cfg->path);
+	}
+}
+
 struct listen_sock *
 listen_socks_open(const struct config *cfg, size_t ninherited)
 {
 	struct listen_sock *socks = calloc(cfg->nlistens, sizeof(*socks));
-	size_t i, k, taken = 0;
+	unsigned char *taken = calloc(ninherited + 1, 1);
+	size_t i, k, ntaken = 0;
 	int status = 0;
 
-	if (socks == NULL) {
+	if (socks == NULL || taken == NULL) {
 		log_err("out of memory");
+		free(socks);
+		free(taken);
 		return NULL;
 	}
 	for (i = 0; i < cfg->nlistens && status == 0; i++) {
 		for (k = 0; k < ninherited; k++)
-			if (listening_on(UPGRADE_FDS_START + (int)k, &cfg->listens[i].addr))
+			if (!taken[k] && listening_on(UPGRADE_FDS_START + (int)k,
+			    &cfg->listens[i].addr))
 				break;
 		if (k < ninherited) {
 			status = listen_sock_adopt(&socks[i], &cfg->listens[i],
 			    UPGRADE_FDS_START + (int)k);
-			taken += status == 0;
+			taken[k] = status == 0;
+			ntaken += status == 0;
 		} else {
 			status = listen_sock_open(&socks[i], &cfg->listens[i]);
 		}
 	}
-	if (status == 0 && taken < ninherited) {
-		log_err("%zu of the %zu sockets handed to nettcpd match no listen "
-		    "address of %s", ninherited - taken, ninherited, cfg->path);
+	if (status == 0 && ntaken < ninherited) {
+		log_unmatched(cfg, taken, ninherited);
 		status = -1;
 	}
+	free(taken);
 	if (status < 0) {
 		listen_socks_close(socks, i, 0);
 		return NULL;
