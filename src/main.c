@@ -515,13 +515,16 @@ main(int argc, char **argv)
 	 * path, and the relative file names in it, are taken from where
 	 * nettcpd was started. */
 	if (d.detach) {
-		if (getcwd(cwd, sizeof(cwd)) == NULL) {
-			fprintf(stderr, "nettcpd: -d: cannot tell the current "
-			    "directory: %s\n", strerror(errno));
+		errno = 0;
+		if (getcwd(cwd, sizeof(cwd)) == NULL || (path[0] != '/' &&
+		    snprintf(abspath, sizeof(abspath), "%s/%s", cwd, path) >=
+		    (int)sizeof(abspath))) {
+			fprintf(stderr, "nettcpd: -d: cannot make %s an absolute "
+			    "path: %s\n", path, strerror(errno != 0 ? errno :
+			    ENAMETOOLONG));
 			return EXIT_FAILURE;
 		}
-		if (path[0] != '/' && snprintf(abspath, sizeof(abspath), "%s/%s",
-		    cwd, path) < (int)sizeof(abspath))
+		if (path[0] != '/')
 			path = abspath;
 		config_set_dir(cwd);
 	}
