@@ -42,13 +42,17 @@ keep_only_bind_service(void)
 }
 
 /* Drop every capability but PRIVS_KEPT from the bounding set, so that no
- * later execve (a binary upgrade, a setuid file) can bring one back;
- * PR_CAPBSET_READ fails past the kernel's last capability. */
+ * later execve (a binary upgrade, a setuid file) can bring one back.
+ * PR_CAPBSET_READ fails past the kernel's last capability; one already
+ * out (a container's bounding set) is left alone, as dropping it again
+ * would take CAP_SETPCAP for nothing. */
 static int
 bound_to_bind_service(void)
 {
-	for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
-		if (cap != PRIVS_KEPT &&
+	int in;
+
+	for (int cap = 0; (in = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) >= 0; cap++)
+		if (in && cap != PRIVS_KEPT &&
 		    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
 			return -1;
 	return 0;
