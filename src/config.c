@@ -617,12 +617,11 @@ file_name(struct parser *p, const char *value)
 	return name;
 }
 
-/* A user or group name: the account must exist when the file is loaded. */
+/* A user or group name, checked by resolve_accounts(); a second one is
+ * refused as a duplicate key before it gets here. */
 static void
 set_account(struct parser *p, char **out, const char *name, const char *value)
 {
-	free(*out);
-	*out = NULL;
 	if (value[0] == '\0')
 		add_error(p, p->lineno, "empty %s", name);
 	else if ((*out = strdup(value)) == NULL)
@@ -736,9 +735,10 @@ global_key(struct parser *p, const char *name, const char *value)
 		if (value[0] == '\0')
 			add_error(p, p->lineno, "empty access_log (off, stderr, "
 			    "syslog or a file)");
-		else if ((cfg->access_log = strcmp(value, "off") == 0 ||
-		    strcmp(value, "stderr") == 0 || strcmp(value, "syslog") == 0 ?
-		    strdup(value) : file_name(p, value)) == NULL)
+		else if (strcmp(value, "off") != 0 && strcmp(value, "stderr") != 0 &&
+		    strcmp(value, "syslog") != 0)
+			cfg->access_log = file_name(p, value);
+		else if ((cfg->access_log = strdup(value)) == NULL)
 			p->oom = 1;
 		break;
 	case GK_USER:
@@ -748,7 +748,6 @@ global_key(struct parser *p, const char *name, const char *value)
 		set_account(p, &cfg->group, name, value);
 		break;
 	case GK_PIDFILE:
-		free(cfg->pidfile);
 		if (value[0] == '\0')
 			add_error(p, p->lineno, "empty pidfile");
 		else
