@@ -16,7 +16,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +58,9 @@ enum global_key {
 	GK_SHUTDOWN_TIMEOUT,
 	GK_ACCESS_LOG,
 	GK_METRICS,
+	GK_USER,
+	GK_GROUP,
+	GK_PIDFILE,
 	GK_COUNT
 };
 
@@ -79,6 +84,9 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_SHUTDOWN_TIMEOUT] = "shutdown_timeout",
 	[GK_ACCESS_LOG] = "access_log",
 	[GK_METRICS] = "metrics",
+	[GK_USER] = "user",
+	[GK_GROUP] = "group",
+	[GK_PIDFILE] = "pidfile",
 };
 
 /* Route keys that configure TLS termination, besides tls itself. */
@@ -177,6 +185,9 @@ struct parser {
 	size_t ntls_cache;
 	int oom;
 };
+
+/* Where relative file names are taken from; NULL: the current directory. */
+static char *base_dir;
 
 static void add_error(struct parser *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -590,7 +601,6 @@ static void
 metrics_key(struct parser *p, const char *value)
 {
 	struct config *cfg = p->cfg;
-	char why[128];
 
 	cfg->metrics = 0;
 	if (strcmp(value, "off") == 0)
@@ -599,6 +609,8 @@ metrics_key(struct parser *p, const char *value)
 	add_error(p, p->lineno, "metrics '%s': this nettcpd was built without "
 	    "libmicrohttpd (configure --with-microhttpd)", value);
 #else
+	char why[128];
+
 	if (addr_parse(value, 0, &cfg->metrics_addr, why, sizeof(why)) < 0) {
 		add_error(p, p->lineno, "bad metrics '%s' (off, or IPv4:port or "
 		    "[IPv6]:port): %s", value, why);
@@ -621,6 +633,76 @@ check_metrics(struct parser *p)
 			add_error(p, p->key_line[GK_METRICS], "metrics address is "
 			    "also a listen address (%s): it needs its own port",
 			    cfg->listens[i].text);
+}
+
+void
+config_set_dir(const char *dir)
+{
+	free(base_dir);
+	base_dir = dir != NULL ? strdup(dir) : NULL;
+}
+
+/* A file name as written, or taken from base_dir when it is relative, so
+ * that it names the same file whatever directory the daemon moved to. */
+static char *
+file_name(struct parser *p, const char *value)
+{
+	char *name;
+
+	if (base_dir == NULL || value[0] == '/')
+		name = strdup(value);
+	else if (asprintf(&name, "%s/%s", base_dir, value) < 0)
+		name = NULL;
+	if (name == NULL)
+		p->oom = 1;
+	return name;
+}
+
+/* A user or group name, checked by resolve_accounts(); a second one is
+ * refused as a duplicate key before it gets here. */
+static void
+set_account(struct parser *p, char **out, const char *name, const char *value)
+{
+	if (value[0] == '\0')
+		add_error(p, p->lineno, "empty %s", name);
+	else if ((*out = strdup(value)) == NULL)
+		p->oom = 1;
+}
+
+/*
+ * user and group to ids, once the whole [global] is read (group may come
+ * first): an account that does not exist is an error at its line, so
+ * that nettcpd -t finds it before a start does.
+ */
+static void
+resolve_accounts(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	const struct passwd *pw;
+	const struct group *gr;
+
+	if (cfg->group != NULL && cfg->user == NULL)
+		add_error(p, p->key_line[GK_GROUP], "'group' needs 'user'");
+	if (cfg->user == NULL)
+		return;
+	errno = 0;
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		add_error(p, p->key_line[GK_USER], "unknown user '%s'%s%s",
+		    cfg->user, errno != 0 ? ": " : "",
+		    errno != 0 ? strerror(errno) : "");
+		return;
+	}
+	cfg->uid = pw->pw_uid;
+	cfg->gid = pw->pw_gid;
+	if (cfg->group == NULL)
+		return;
+	errno = 0;
+	if ((gr = getgrnam(cfg->group)) == NULL)
+		add_error(p, p->key_line[GK_GROUP], "unknown group '%s'%s%s",
+		    cfg->group, errno != 0 ? ": " : "",
+		    errno != 0 ? strerror(errno) : "");
+	else
+		cfg->gid = gr->gr_gid;
 }
 
 static void
@@ -694,11 +776,26 @@ global_key(struct parser *p, const char *name, const char *value)
 		if (value[0] == '\0')
 			add_error(p, p->lineno, "empty access_log (off, stderr, "
 			    "syslog or a file)");
+		else if (strcmp(value, "off") != 0 && strcmp(value, "stderr") != 0 &&
+		    strcmp(value, "syslog") != 0)
+			cfg->access_log = file_name(p, value);
 		else if ((cfg->access_log = strdup(value)) == NULL)
 			p->oom = 1;
 		break;
 	case GK_METRICS:
 		metrics_key(p, value);
+		break;
+	case GK_USER:
+		set_account(p, &cfg->user, name, value);
+		break;
+	case GK_GROUP:
+		set_account(p, &cfg->group, name, value);
+		break;
+	case GK_PIDFILE:
+		if (value[0] == '\0')
+			add_error(p, p->lineno, "empty pidfile");
+		else
+			cfg->pidfile = file_name(p, value);
 		break;
 	case GK_LOG:
 		if (strcmp(value, "stderr") == 0)
@@ -812,7 +909,9 @@ route_key(struct parser *p, const char *name, const char *value)
 				return;
 			}
 			r->tls_value_line[k] = p->lineno;
-			if ((r->tls_value[k] = strdup(value)) == NULL)
+			if (k == TK_CERT || k == TK_KEY)
+				r->tls_value[k] = file_name(p, value);
+			else if ((r->tls_value[k] = strdup(value)) == NULL)
 				p->oom = 1;
 			return;
 		}
@@ -1110,6 +1209,7 @@ config_load(const char *path, char *err, size_t errlen)
 	if (p.key_line[GK_LISTEN] == 0)
 		add_listens(&p, CONFIG_DEFAULT_LISTEN, 0);
 	check_metrics(&p);
+	resolve_accounts(&p);
 	check_route_names(&p);
 	build_routes(&p);
 	if (p.nerrs == p.nwarnings && !p.oom) {
@@ -1137,6 +1237,9 @@ config_free(struct config *cfg)
 	if (cfg->routes != NULL)
 		routes_unref(cfg->routes);
 	free(cfg->access_log);
+	free(cfg->user);
+	free(cfg->group);
+	free(cfg->pidfile);
 	free(cfg->path);
 	free(cfg);
 }

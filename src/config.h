@@ -8,6 +8,7 @@
 #define NETTCPD_CONFIG_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "addr.h"
 #include "log.h"
@@ -68,6 +69,11 @@ struct config {
 	char *access_log;          /* "off", "stderr", "syslog" or a file; NULL: off */
 	int metrics;               /* serve /metrics on metrics_addr */
 	struct addr metrics_addr;
+	char *user;                /* drop root to this account; NULL: stay */
+	char *group;               /* as written; NULL: the user's own group */
+	uid_t uid;                 /* user's, resolved at load */
+	gid_t gid;                 /* group's, or the user's primary group */
+	char *pidfile;             /* NULL: none */
 	enum log_target log_target;
 	enum log_level log_level;
 	struct route_table *routes;
@@ -82,6 +88,14 @@ struct config {
 struct config *config_load(const char *path, char *err, size_t errlen);
 
 void config_free(struct config *cfg);
+
+/*
+ * Take relative file names (tls_cert, tls_key, access_log, pidfile) from
+ * dir in every file loaded from now on, instead of from the current
+ * directory: a daemon that moves to / keeps them naming the files they
+ * named where it started.  NULL goes back to the current directory.
+ */
+void config_set_dir(const char *dir);
 
 /*
  * Parse a duration: a number of seconds, or a number with ms, s, m or h.

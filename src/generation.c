@@ -46,6 +46,13 @@ generation_unref(struct generation *g)
 	free(g);
 }
 
+/* Two optional strings differ; NULL stands for absent. */
+static int
+differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
 const char *
 generation_needs_restart(const struct generation *cur,
     const struct generation *next)
@@ -74,5 +81,13 @@ generation_needs_restart(const struct generation *cur,
 	if (a->metrics != b->metrics ||
 	    (a->metrics && !addr_equal(&a->metrics_addr, &b->metrics_addr)))
 		return "metrics";
+	/* The process dropped root for good at its start: it cannot become
+	 * another user, and its pid file is the one it wrote then. */
+	if (differs(a->user, b->user))
+		return "user";
+	if (differs(a->group, b->group))
+		return "group";
+	if (differs(a->pidfile, b->pidfile))
+		return "pidfile";
 	return NULL;
 }

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -195,13 +196,16 @@ listen_sock_adopt(struct listen_sock *sock, const struct listen_cfg *lc, int fd)
 	return 0;
 }
 
-/* The handed socket listening on addr, or -1. */
+/* The index of the handed socket listening on addr that none took yet,
+ * or -1. */
 static int
-inherited_on(const struct addr *addr, size_t ninherited)
+inherited_on(const struct addr *addr, const unsigned char *taken,
+    size_t ninherited)
 {
 	for (size_t k = 0; k < ninherited; k++)
-		if (listening_on(UPGRADE_FDS_START + (int)k, addr))
-			return UPGRADE_FDS_START + (int)k;
+		if ((taken == NULL || !taken[k]) &&
+		    listening_on(UPGRADE_FDS_START + (int)k, addr))
+			return (int)k;
 	return -1;
 }
 
@@ -210,43 +214,76 @@ listen_fd_open(const struct addr *addr, const char *text, size_t ninherited)
 {
 	struct listen_cfg lc = { .addr = *addr, .text = (char *)text };
 	struct listen_sock sock;
-	int fd = inherited_on(addr, ninherited);
+	int k = inherited_on(addr, NULL, ninherited);
 
-	if ((fd >= 0 ? listen_sock_adopt(&sock, &lc, fd) :
+	if ((k >= 0 ? listen_sock_adopt(&sock, &lc, UPGRADE_FDS_START + k) :
 	    listen_sock_open(&sock, &lc)) < 0)
 		return -1;
 	free(sock.text);
 	return sock.fd;
 }
 
+/* Name each handed socket that no address of cfg took (taken[k] is 0). */
+static void
+log_unmatched(const struct config *cfg, const unsigned char *taken,
+    size_t ninherited)
+{
+	for (size_t k = 0; k < ninherited; k++) {
+		int fd = UPGRADE_FDS_START + (int)k;
+		char text[ADDR_TEXT_MAX];
+		struct addr bound;
+
+		if (taken[k])
+			continue;
+		bound.len = sizeof(bound.ss);
+		if (getsockname(fd, (struct sockaddr *)&bound.ss, &bound.len) < 0)
+			snprintf(text, sizeof(text), "not a socket: %s",
+			    strerror(errno));
+		else
+			addr_format((struct sockaddr *)&bound.ss, text, sizeof(text));
+		log_err("the socket handed to nettcpd as descriptor %d (%s) "
+		    "matches no listen address of %s: add it to 'listen', or "
+		    "remove it from the socket unit", fd, text, cfg->path);
+	}
+}
+
 struct listen_sock *
 listen_socks_open(const struct config *cfg, size_t ninherited)
 {
 	struct listen_sock *socks = calloc(cfg->nlistens, sizeof(*socks));
-	size_t i, taken = 0;
-	int status = 0, fd;
+	unsigned char *taken = calloc(ninherited + 1, 1);
+	size_t i, ntaken = 0;
+	int status = 0, k;
 
-	if (socks == NULL) {
+	if (socks == NULL || taken == NULL) {
 		log_err("out of memory");
+		free(socks);
+		free(taken);
 		return NULL;
 	}
 	for (i = 0; i < cfg->nlistens && status == 0; i++) {
-		if ((fd = inherited_on(&cfg->listens[i].addr, ninherited)) >= 0) {
-			status = listen_sock_adopt(&socks[i], &cfg->listens[i], fd);
-			taken += status == 0;
+		k = inherited_on(&cfg->listens[i].addr, taken, ninherited);
+		if (k >= 0) {
+			status = listen_sock_adopt(&socks[i], &cfg->listens[i],
+			    UPGRADE_FDS_START + k);
+			taken[k] = status == 0;
+			ntaken += status == 0;
 		} else {
 			status = listen_sock_open(&socks[i], &cfg->listens[i]);
 		}
 	}
-	/* The metrics listener's, handed over by a binary upgrade, is taken
-	 * by metrics_start. */
-	if (cfg->metrics && inherited_on(&cfg->metrics_addr, ninherited) >= 0)
-		taken++;
-	if (status == 0 && taken < ninherited) {
-		log_err("%zu of the %zu sockets handed to nettcpd match no listen "
-		    "address of %s", ninherited - taken, ninherited, cfg->path);
+	/* The metrics listener's, handed over by a binary upgrade, is
+	 * listen_fd_open's to take. */
+	if (cfg->metrics &&
+	    (k = inherited_on(&cfg->metrics_addr, taken, ninherited)) >= 0) {
+		taken[k] = 1;
+		ntaken++;
+	}
+	if (status == 0 && ntaken < ninherited) {
+		log_unmatched(cfg, taken, ninherited);
 		status = -1;
 	}
+	free(taken);
 	if (status < 0) {
 		listen_socks_close(socks, i, 0);
 		return NULL;

@@ -18,11 +18,14 @@
 
 #include "access.h"
 #include "conn.h"
+#include "daemonize.h"
 #include "explain.h"
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
+#include "privs.h"
 #include "routes.h"
 #include "upgrade.h"
 #include "worker.h"
@@ -38,9 +41,10 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: nettcpd [-t [-v] [--route VIA]] [-c FILE]\n"
+	    "usage: nettcpd [-d | -t [-v] [--route VIA]] [-c FILE]\n"
 	    "       nettcpd -V | -h\n"
 	    "  -c FILE  configuration (default %s)\n"
+	    "  -d       run in the background once serving (hosts without systemd)\n"
 	    "  -t       check the configuration and exit\n"
 	    "  -v       with -t: print the route table\n"
 	    "  --route VIA  with -t: which route VIA takes on each port, and why\n"
@@ -81,6 +85,8 @@ struct daemon {
 	size_t ninherited;         /* listening sockets handed to this process */
 	ev_child upgrade;          /* the new binary a SIGUSR2 started */
 	int draining;              /* a first SIGTERM or SIGINT came */
+	int detach;                /* -d: in the background */
+	int pidfile_written;       /* cfg->pidfile holds this pid */
 	ev_timer shutdown_timer;   /* shutdown_timeout */
 	ev_async notify;           /* a worker took a generation, or drained */
 	struct process_stats stats; /* for /metrics */
@@ -131,6 +137,8 @@ on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 	d->draining = 1;
 	log_info("%s received, draining: no new connections; sessions in "
 	    "progress have %.0f s to end", strsignal(sig->signum), timeout);
+	notify_state("STOPPING=1", "draining: sessions in progress have %.0f s "
+	    "to end", timeout);
 	ev_timer_set(&d->shutdown_timer, timeout, 0.);
 	ev_timer_start(loop, &d->shutdown_timer);
 	for (unsigned i = 0; i < d->nworkers; i++)
@@ -204,27 +212,27 @@ log_lines(enum log_level level, const char *text)
  * (addresses, certificates and keys) before anything changes; then every
  * worker starts new connections, and the next session of an idle one,
  * under it, while connections under way keep theirs.  A file that does
- * not load leaves the running generation serving.
+ * not load leaves the running generation serving.  After a privilege
+ * drop the files are read, and new ports bound, as the user (privs.h).
+ * Returns 0 once the new generation is published, -1 after logging why
+ * not.
  */
-static void
-on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
+static int
+reload(struct daemon *d)
 {
-	struct daemon *d = sig->data;
 	char err[CONFIG_ERR_MAX];
 	struct generation *next;
 	struct listen_sock *socks;
 	const char *key;
 	double started = ev_time();
 
-	(void)loop;
-	(void)revents;
 	next = generation_load(d->path, d->gen->number + 1, err, sizeof(err));
 	if (next == NULL) {
 		stat_add(&d->stats.reloads_failed, 1);
 		log_err("SIGHUP received: reload of %s failed; generation %u goes "
 		    "on serving:", d->path, d->gen->number);
 		log_lines(LOG_LEVEL_ERROR, err);
-		return;
+		return -1;
 	}
 	log_lines(LOG_LEVEL_WARNING, err);
 	if ((key = generation_needs_restart(d->gen, next)) != NULL) {
@@ -233,7 +241,7 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 		    "takes a restart; generation %u goes on serving", d->path, key,
 		    d->gen->number);
 		generation_unref(next);
-		return;
+		return -1;
 	}
 	if (d->retired != NULL || d->draining) {
 		stat_add(&d->stats.reloads_failed, 1);
@@ -242,7 +250,7 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 		    "the last reload is still being handed to the workers",
 		    d->gen->number);
 		generation_unref(next);
-		return;
+		return -1;
 	}
 	/* The new addresses are bound before anything changes. */
 	if ((socks = listen_socks_update(d->socks, d->nsocks, next->cfg)) == NULL) {
@@ -250,7 +258,7 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 		log_err("SIGHUP received: reload of %s failed; generation %u goes "
 		    "on serving", d->path, d->gen->number);
 		generation_unref(next);
-		return;
+		return -1;
 	}
 	log_open(next->cfg->log_target, next->cfg->log_level);
 	d->retired = d->socks;
@@ -267,6 +275,23 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	log_notice("SIGHUP received: reloaded %s: generation %u, %zu routes",
 	    d->path, next->number, routes_count(next->cfg->routes));
 	log_tls_path(next->cfg);
+	return 0;
+}
+
+static void
+on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+	struct daemon *d = sig->data;
+
+	(void)loop;
+	(void)revents;
+	notify_state("RELOADING=1", "reloading %s", d->path);
+	if (reload(d) == 0)
+		notify_state("READY=1", "serving generation %u, %zu routes",
+		    d->gen->number, routes_count(d->gen->cfg->routes));
+	else
+		notify_state("READY=1", "reload failed (see the log); serving "
+		    "generation %u", d->gen->number);
 }
 
 /* SIGUSR1: logrotate moved the access log; write a new one by its name. */
@@ -284,9 +309,16 @@ on_usr1(struct ev_loop *loop, ev_signal *sig, int revents)
 static void
 on_upgrade_exit(struct ev_loop *loop, ev_child *child, int revents)
 {
+	struct daemon *d = child->data;
+
 	(void)revents;
 	ev_child_stop(loop, child);
-	if (WIFEXITED(child->rstatus))
+	if (d->detach && WIFEXITED(child->rstatus) &&
+	    WEXITSTATUS(child->rstatus) == 0)
+		log_notice("binary upgrade: the new nettcpd serves in the "
+		    "background (-d); send SIGTERM to pid %d to drain this one",
+		    (int)getpid());
+	else if (WIFEXITED(child->rstatus))
 		log_warn("binary upgrade: the new nettcpd (pid %d) exited with status "
 		    "%d; this one (pid %d) goes on serving", child->rpid,
 		    WEXITSTATUS(child->rstatus), (int)getpid());
@@ -370,6 +402,7 @@ run(struct daemon *d)
 	ev_signal_init(&sigusr1, on_usr1, SIGUSR1);
 	sigterm.data = sigint.data = sighup.data = sigusr2.data = d;
 	ev_child_init(&d->upgrade, on_upgrade_exit, 0, 0);
+	d->upgrade.data = d;
 	ev_init(&d->shutdown_timer, on_shutdown_timeout);
 	ev_async_init(&d->notify, on_worker_notify);
 	d->notify.data = d;
@@ -391,6 +424,15 @@ run(struct daemon *d)
 		    d->metrics_text, d->ninherited)) < 0)
 			goto out;
 	}
+	/* Written as root, so that /run will do; then root is dropped before
+	 * any thread starts, so that every thread runs as the user. */
+	if (cfg->pidfile != NULL) {
+		if (pidfile_write(cfg->pidfile) < 0)
+			goto out;
+		d->pidfile_written = 1;
+	}
+	if (privs_drop(cfg) < 0)
+		goto out;
 	for (ready = 0; ready < n; ready++) {
 		if (worker_init(&workers[ready], d->gen, &d->limits, d->socks,
 		    d->nsocks, ready, n) < 0)
@@ -424,6 +466,9 @@ run(struct daemon *d)
 	    PACKAGE_VERSION, routes_count(cfg->routes), n,
 	    cfg->forward == FORWARD_SPLICE ? "splice" : "copy",
 	    d->ninherited > 0 ? ", on listening sockets handed over" : "");
+	notify_state("READY=1", "serving generation %u, %zu routes",
+	    d->gen->number, routes_count(cfg->routes));
+	daemonize_ready(cfg->log_target == LOG_TARGET_STDERR);
 
 	ev_run(loop, 0);
 	status = EXIT_SUCCESS;
@@ -468,6 +513,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *route_via = NULL;
+	char abspath[PATH_MAX], cwd[PATH_MAX];
 	int check_only = 0, verbose = 0;
 	int opt, status;
 	ssize_t len;
@@ -485,10 +531,13 @@ main(int argc, char **argv)
 	else
 		snprintf(d.exe, sizeof(d.exe), "%s", argv[0]);
 
-	while ((opt = getopt_long(argc, argv, "c:tvVh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:dtvVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
+			break;
+		case 'd':
+			d.detach = 1;
 			break;
 		case 't':
 			check_only = 1;
@@ -510,9 +559,27 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || ((verbose || route_via != NULL) && !check_only)) {
+	if (optind != argc || ((verbose || route_via != NULL) && !check_only) ||
+	    (d.detach && check_only)) {
 		usage(stderr);
 		return 2;
+	}
+	/* -d moves to /, and a reload reads the file again from there: its
+	 * path, and the relative file names in it, are taken from where
+	 * nettcpd was started. */
+	if (d.detach) {
+		errno = 0;
+		if (getcwd(cwd, sizeof(cwd)) == NULL || (path[0] != '/' &&
+		    snprintf(abspath, sizeof(abspath), "%s/%s", cwd, path) >=
+		    (int)sizeof(abspath))) {
+			fprintf(stderr, "nettcpd: -d: cannot make %s an absolute "
+			    "path: %s\n", path, strerror(errno != 0 ? errno :
+			    ENAMETOOLONG));
+			return EXIT_FAILURE;
+		}
+		if (path[0] != '/')
+			path = abspath;
+		config_set_dir(cwd);
 	}
 
 	/* -t builds the generation a start or a reload would, then stops. */
@@ -543,10 +610,17 @@ main(int argc, char **argv)
 		generation_unref(d.gen);
 		return EXIT_FAILURE;
 	}
-	status = run(&d);
+	/* Before run() starts any thread; from here on only the child. */
+	if (d.detach && daemonize() < 0)
+		status = EXIT_FAILURE;
+	else
+		status = run(&d);
+	if (d.pidfile_written)
+		pidfile_remove(d.gen->cfg->pidfile);
 	stats_route_names_free();
 	access_close();
 	log_close();
 	generation_unref(d.gen);
+	config_set_dir(NULL);
 	return status;
 }

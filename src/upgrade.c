@@ -10,10 +10,26 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 extern char **environ;
 
 #define LISTEN_PID_MAX 32
 
+#ifdef HAVE_LIBSYSTEMD
+/* systemd's own reading of its protocol; it unsets the variables too. */
+size_t
+upgrade_inherited(void)
+{
+	int n = sd_listen_fds(1);
+
+	return n > 0 ? (size_t)n : 0;
+}
+#else
+/* Without libsystemd, the same protocol read by hand: a binary upgrade
+ * hands the sockets over this way whether systemd is there or not. */
 size_t
 upgrade_inherited(void)
 {
@@ -32,6 +48,7 @@ upgrade_inherited(void)
 		return 0;
 	return (size_t)n;
 }
+#endif
 
 /* "LISTEN_PID=" and the decimal pid, with nothing but arithmetic: the
  * child of a threaded process may not call printf. */

@@ -16,8 +16,10 @@
 
 /*
  * How many listening sockets were handed to this process (LISTEN_PID is
- * its pid): descriptors UPGRADE_FDS_START on.  The variables are removed,
- * so that nothing started later takes them for its own.  0 when none.
+ * its pid), by a binary upgrade or by systemd's socket activation:
+ * descriptors UPGRADE_FDS_START on.  The variables are removed, so that
+ * nothing started later takes them for its own.  0 when none.  Built with
+ * libsystemd, this is sd_listen_fds(3).
  */
 size_t upgrade_inherited(void);
 

@@ -274,7 +274,7 @@ def _kill_leftover_daemons():
 
 class Daemon:
     def __init__(self, routes=(), listen=None, extra_global="", forward="splice",
-                 raw_config=None, rlimit_nofile=None, log_level="debug"):
+                 raw_config=None, rlimit_nofile=None, log_level="debug", env=None):
         self.dir = tempfile.mkdtemp(prefix="nettcpd-test-")
         self.port = free_port()
         self.listen = listen or f"127.0.0.1:{self.port}"
@@ -293,6 +293,7 @@ class Daemon:
             f.write(raw_config)
         self.logpath = os.path.join(self.dir, "stderr.log")
         self.rlimit_nofile = rlimit_nofile
+        self.env = env
         self.proc = None
 
     def start(self):
@@ -304,7 +305,8 @@ class Daemon:
                                    (self.rlimit_nofile, self.rlimit_nofile))
 
         self.proc = subprocess.Popen(WRAPPER + [NETTCPD, "-c", self.config],
-                                     stdout=log, stderr=log, preexec_fn=limit)
+                                     stdout=log, stderr=log, preexec_fn=limit,
+                                     env=self.env)
         log.close()
         RUNNING.append(self)
         deadline = time.time() + 10 * SLOW

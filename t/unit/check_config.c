@@ -595,6 +595,63 @@ START_TEST(test_tls_session_timeout)
 }
 END_TEST
 
+START_TEST(test_user_group_pidfile)
+{
+	/* root and its group exist on every Linux system */
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_ptr_null(cfg->user);
+	ck_assert_ptr_null(cfg->pidfile);
+	config_free(cfg);
+	cfg = load_ok("[global]\nuser = root\npidfile = /run/nettcpd.pid\n");
+	ck_assert_pstr_eq(cfg->user, "root");
+	ck_assert_uint_eq(cfg->uid, 0);
+	ck_assert_uint_eq(cfg->gid, 0);
+	ck_assert_pstr_eq(cfg->pidfile, "/run/nettcpd.pid");
+	config_free(cfg);
+	/* group may come first; it names the group the user's own would be */
+	cfg = load_ok("[global]\ngroup = root\nuser = root\n");
+	ck_assert_pstr_eq(cfg->group, "root");
+	ck_assert_uint_eq(cfg->gid, 0);
+	config_free(cfg);
+	load_bad("[global]\n\nuser = no-such-user-nettcpd\n");
+	ck_error(3, "unknown user", "'no-such-user-nettcpd'");
+	load_bad("[global]\nuser = root\ngroup = no-such-group-nettcpd\n");
+	ck_error(3, "unknown group", "'no-such-group-nettcpd'");
+	load_bad("[global]\ngroup = root\n");
+	ck_error(2, "'group' needs 'user'");
+	load_bad("[global]\nuser =\npidfile =\n");
+	ck_error(2, "empty user");
+	ck_error(3, "empty pidfile");
+}
+END_TEST
+
+START_TEST(test_relative_file_names)
+{
+	struct config *cfg;
+
+	/* without a directory set, a relative name stays as written */
+	cfg = load_ok("[global]\npidfile = run/n.pid\naccess_log = a.log\n");
+	ck_assert_pstr_eq(cfg->pidfile, "run/n.pid");
+	ck_assert_pstr_eq(cfg->access_log, "a.log");
+	config_free(cfg);
+	config_set_dir("/srv/x");
+	cfg = load_ok("[global]\npidfile = run/n.pid\naccess_log = a.log\n");
+	ck_assert_pstr_eq(cfg->pidfile, "/srv/x/run/n.pid");
+	ck_assert_pstr_eq(cfg->access_log, "/srv/x/a.log");
+	config_free(cfg);
+	/* absolute names and the access log's keywords are left alone */
+	cfg = load_ok("[global]\npidfile = /run/n.pid\naccess_log = syslog\n");
+	ck_assert_pstr_eq(cfg->pidfile, "/run/n.pid");
+	ck_assert_pstr_eq(cfg->access_log, "syslog");
+	config_free(cfg);
+	load_bad("[t]\nvia = net.tcp://+/T\nbackend = 127.0.0.1:1\n"
+	    "tls = terminate\ntls_cert = c.pem\ntls_key = k.pem\n");
+	ck_error(5, "tls_cert '/srv/x/c.pem'");
+	config_set_dir(NULL);
+}
+END_TEST
+
 START_TEST(test_sessions_and_backend_pool)
 {
 	struct config *cfg = load_ok("[global]\n");
@@ -1279,6 +1336,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_keepalive_timeout);
 	tcase_add_test(tc, test_tls_session_timeout);
+	tcase_add_test(tc, test_user_group_pidfile);
+	tcase_add_test(tc, test_relative_file_names);
 	tcase_add_test(tc, test_shutdown_timeout);
 	tcase_add_test(tc, test_workers);
 	tcase_add_test(tc, test_pipe_size);

@@ -109,6 +109,13 @@ START_TEST(test_what_a_reload_may_change)
 	ck_assert_pstr_eq(generation_needs_restart(cur, next), "metrics");
 	generation_unref(next);
 #endif
+	/* who the process runs as, and the pid file it wrote at its start */
+	next = load(BASE "workers = 2\nuser = root\n", 2);
+	ck_assert_pstr_eq(generation_needs_restart(cur, next), "user");
+	generation_unref(next);
+	next = load(BASE "workers = 2\npidfile = /run/n.pid\n", 2);
+	ck_assert_pstr_eq(generation_needs_restart(cur, next), "pidfile");
+	generation_unref(next);
 	generation_unref(cur);
 }
 END_TEST
