@@ -17,7 +17,8 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (NETTCPD, Daemon, fault_record, free_port,  # noqa: E402
+from nettcpd_test import (NETTCPD, Daemon, built_with_metrics, fault_record,  # noqa: E402
+                          free_port,
                           preamble, recv_exact, recv_until_close, run_tests,
                           wait_for)
 from test_sessions import Reader, service, session  # noqa: E402
@@ -310,9 +311,7 @@ if __name__ == "__main__":
         print("SKIP: test_metrics.py: no Prometheus text parser "
               "(apt-get install python3-prometheus-client)")
         sys.exit(77)
-    probe = Daemon(raw_config=f"[global]\nmetrics = 127.0.0.1:{free_port()}\n")
-    if "without libmicrohttpd" in subprocess.run([NETTCPD, "-t", "-c", probe.config],
-                                                 capture_output=True, text=True).stderr:
+    if not built_with_metrics():
         print("SKIP: test_metrics.py: nettcpd was built without libmicrohttpd")
         sys.exit(77)
     run_tests(globals())
