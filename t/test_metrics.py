@@ -21,7 +21,7 @@ from nettcpd_test import (NETTCPD, Daemon, built_with_metrics, fault_record,  # 
                           free_port,
                           preamble, recv_exact, recv_until_close, run_tests,
                           wait_for)
-from test_sessions import Reader, service, session  # noqa: E402
+from test_sessions import service, session  # noqa: E402
 import test_tls  # noqa: E402
 
 try:
