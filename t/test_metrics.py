@@ -57,6 +57,14 @@ def delta(before, after, name, **labels):
     return v(after, name, **labels) - v(before, name, **labels)
 
 
+def metrics_conns(d):
+    """The daemon's connections on its metrics port (ss), its listener not
+    counted."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"sport = :{d.mport}"],
+                         capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if f"pid={d.pid}," in line)
+
+
 def daemon(routes_text, workers=1):
     mport = free_port()
     port = free_port()
@@ -292,6 +300,46 @@ def test_only_metrics_on_its_own_listener():
         idle = socket.create_connection(("127.0.0.1", d.mport))
         scrape(d.mport)
         idle.close()
+
+
+def test_a_flood_on_the_metrics_port_leaves_the_shared_port_alone():
+    """Silent connections past the listener's limit (16), a request with
+    megabytes of headers: the shared port routes on, and once they are gone
+    a scrape is served again."""
+    a = service("A")
+    d = daemon(route("a", "net.tcp://+/A", a.addr))
+    with d:
+        base = d.sockets()
+        assert metrics_conns(d) == 0
+        silent = [socket.create_connection(("127.0.0.1", d.mport)) for _ in range(40)]
+        wait_for(lambda: metrics_conns(d) > 0, what="the server to take some")
+        assert metrics_conns(d) <= 16, metrics_conns(d)   # its connection limit
+        big = socket.create_connection(("127.0.0.1", d.mport))
+        big.settimeout(5)
+        try:
+            big.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n" +
+                        b"X-Junk: " + b"j" * (4 << 20) + b"\r\n\r\n")
+        except OSError:
+            pass                       # refused mid-way: fine
+        try:
+            answer = big.recv(4096)
+        except OSError:
+            answer = b""
+        assert b"nettcpd_" not in answer, answer[:200]
+        big.close()
+        for _ in range(5):
+            s = d.connect()
+            assert session(s, "net.tcp://h/A") == [b"A:hello"]
+            s.close()
+        for c in silent:
+            c.close()
+        wait_for(lambda: v(scrape(d.mport)[0], "nettcpd_route_sessions_total",
+                           route="a") == 5, what="a scrape after the flood")
+        # every connection to the metrics port is closed (the one socket
+        # more than at the start is the backend connection in the pool)
+        wait_for(lambda: metrics_conns(d) == 0, what="the metrics connections closed")
+        assert d.sockets() == base + 1, d.sockets()
+    a.close()
 
 
 def test_metrics_address_errors():
