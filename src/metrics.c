@@ -431,7 +431,7 @@ metrics_stop(struct metrics_server *m)
 	free(m);
 }
 
-#else /* no libmicrohttpd: config.c refuses the metrics key */
+#else /* no libmicrohttpd: config_global.c refuses the metrics key */
 
 struct metrics_server *
 metrics_start(int fd, const char *text, const struct metrics_view *v)

@@ -1,0 +1,273 @@
+/*
+ * config_route.c - route sections: their keys as they are read, then, at
+ * the end of the file, the checks across routes and the route table itself,
+ * with the TLS contexts of the routes that terminate TLS.
+ */
+#include "config_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const tls_keys[TLS_KEY_COUNT] = {
+	[TK_CERT] = "tls_cert",
+	[TK_KEY] = "tls_key",
+	[TK_MIN_VERSION] = "tls_min_version",
+	[TK_CIPHERS] = "tls_ciphers",
+	[TK_CIPHERSUITES] = "tls_ciphersuites",
+};
+
+/* Which key a failed TLS setting was written with. */
+static const enum tls_key tls_key_of_setting[] = {
+	[TLS_SETTING_CERT] = TK_CERT,
+	[TLS_SETTING_KEY] = TK_KEY,
+	[TLS_SETTING_MIN_VERSION] = TK_MIN_VERSION,
+	[TLS_SETTING_CIPHERS] = TK_CIPHERS,
+	[TLS_SETTING_CIPHERSUITES] = TK_CIPHERSUITES,
+};
+
+#define TLS_DEFAULT_MIN_VERSION "1.2"
+
+void
+route_key(struct parser *p, const char *name, const char *value)
+{
+	struct route_sect *r = &p->routes[p->cur_route];
+	char why[256];
+
+	if (strcmp(name, "via") == 0) {
+		struct via_line *v;
+		char *text = strdup(value);
+
+		if (text == NULL) {
+			p->oom = 1;
+			return;
+		}
+		v = realloc(r->vias, (r->nvias + 1) * sizeof(*v));
+		if (v == NULL) {
+			free(text);
+			p->oom = 1;
+			return;
+		}
+		r->vias = v;
+		v[r->nvias].text = text;
+		v[r->nvias].line = p->lineno;
+		r->nvias++;
+	} else if (strcmp(name, "backend") == 0) {
+		if (r->backend_line != 0) {
+			add_error(p, p->lineno,
+			    "duplicate key 'backend' (first at line %d)",
+			    r->backend_line);
+			return;
+		}
+		r->backend_line = p->lineno;
+		r->backend_text = strdup(value);
+		if (r->backend_text == NULL)
+			p->oom = 1;
+		else if (addr_parse(value, 1, &r->backend, why, sizeof(why)) < 0)
+			add_error(p, p->lineno, "bad backend '%s': %s", value, why);
+	} else if (strcmp(name, "tls") == 0) {
+		if (r->tls_line != 0) {
+			add_error(p, p->lineno,
+			    "duplicate key 'tls' (first at line %d)", r->tls_line);
+			return;
+		}
+		r->tls_line = p->lineno;
+		if (strcmp(value, "terminate") == 0)
+			r->tls_terminate = 1;
+		else if (strcmp(value, "passthrough") != 0)
+			add_error(p, p->lineno, "unknown tls '%s' (passthrough or "
+			    "terminate)", value);
+	} else {
+		for (int k = 0; k < TLS_KEY_COUNT; k++) {
+			if (strcmp(name, tls_keys[k]) != 0)
+				continue;
+			if (r->tls_value_line[k] != 0) {
+				add_error(p, p->lineno, "duplicate key '%s' (first at "
+				    "line %d)", name, r->tls_value_line[k]);
+				return;
+			}
+			r->tls_value_line[k] = p->lineno;
+			if (k == TK_CERT || k == TK_KEY)
+				r->tls_value[k] = config_file_name(p, value);
+			else if ((r->tls_value[k] = strdup(value)) == NULL)
+				p->oom = 1;
+			return;
+		}
+		add_error(p, p->lineno, "unknown key '%s' in route [%s]", name,
+		    r->name);
+	}
+}
+
+static int
+route_name_cmp(const void *a, const void *b)
+{
+	const struct route_sect *x = *(const struct route_sect *const *)a;
+	const struct route_sect *y = *(const struct route_sect *const *)b;
+	int c = strcmp(x->name, y->name);
+
+	return c != 0 ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* Report every route section whose name an earlier section already took;
+ * sorting keeps this fast with thousands of routes. */
+void
+check_route_names(struct parser *p)
+{
+	struct route_sect **sorted;
+	size_t i;
+
+	if (p->nroutes < 2)
+		return;
+	sorted = malloc(p->nroutes * sizeof(*sorted));
+	if (sorted == NULL) {
+		p->oom = 1;
+		return;
+	}
+	for (i = 0; i < p->nroutes; i++)
+		sorted[i] = &p->routes[i];
+	qsort(sorted, p->nroutes, sizeof(*sorted), route_name_cmp);
+	for (i = 1; i < p->nroutes; i++) {
+		const struct route_sect *first = sorted[i - 1];
+
+		while (i < p->nroutes && strcmp(sorted[i]->name, first->name) == 0) {
+			add_error(p, sorted[i]->line, "duplicate route [%s] (first "
+			    "at line %d)", sorted[i]->name, first->line);
+			i++;
+		}
+	}
+	free(sorted);
+}
+
+/* An existing context with exactly these settings, or a new one. */
+static SSL_CTX *
+tls_context(struct parser *p, struct route_sect *r)
+{
+	struct tls_settings ts;
+	struct tls_cache_entry *e;
+	enum tls_setting bad;
+	char err[512], warn[256];
+	const char *minv = r->tls_value[TK_MIN_VERSION];
+	SSL_CTX *ctx;
+	size_t i;
+	int k;
+
+	for (i = 0; i < p->ntls_cache; i++) {
+		for (k = 0; k < TLS_KEY_COUNT; k++) {
+			const char *a = p->tls_cache[i].value[k];
+			const char *b = r->tls_value[k];
+
+			if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
+				break;
+		}
+		if (k == TLS_KEY_COUNT)
+			return p->tls_cache[i].ctx;
+	}
+
+	ts.cert = r->tls_value[TK_CERT];
+	ts.key = r->tls_value[TK_KEY];
+	ts.min_version = tls_parse_min_version(minv ? minv : TLS_DEFAULT_MIN_VERSION);
+	ts.ciphers = r->tls_value[TK_CIPHERS];
+	ts.ciphersuites = r->tls_value[TK_CIPHERSUITES];
+	ts.session_timeout = p->cfg->tls_session_timeout;
+	if (ts.min_version < 0) {
+		add_error(p, r->tls_value_line[TK_MIN_VERSION],
+		    "unknown tls_min_version '%s' (1.2 or 1.3)", minv);
+		return NULL;
+	}
+	ctx = tls_ctx_new(&ts, &bad, err, sizeof(err), warn, sizeof(warn));
+	if (ctx == NULL) {
+		int line = r->tls_value_line[tls_key_of_setting[bad]];
+
+		add_error(p, line ? line : r->line, "%s", err);
+		return NULL;
+	}
+	if (warn[0] != '\0')
+		add_warning(p, r->tls_value_line[TK_CERT], "tls_cert '%s': %s",
+		    ts.cert, warn);
+	e = realloc(p->tls_cache, (p->ntls_cache + 1) * sizeof(*e));
+	if (e == NULL) {
+		SSL_CTX_free(ctx);
+		p->oom = 1;
+		return NULL;
+	}
+	p->tls_cache = e;
+	e += p->ntls_cache++;
+	e->ctx = ctx;
+	for (k = 0; k < TLS_KEY_COUNT; k++)
+		e->value[k] = r->tls_value[k];  /* owned by the route section */
+	return ctx;
+}
+
+/* Check a section's TLS keys; give the route its context if it terminates. */
+static void
+build_route_tls(struct parser *p, struct route_sect *r, int ri)
+{
+	SSL_CTX *ctx;
+
+	if (!r->tls_terminate) {
+		for (int k = 0; k < TLS_KEY_COUNT; k++)
+			if (r->tls_value_line[k] != 0)
+				add_error(p, r->tls_value_line[k],
+				    "'%s' needs tls = terminate", tls_keys[k]);
+		return;
+	}
+	if (r->tls_value[TK_CERT] == NULL || r->tls_value[TK_KEY] == NULL) {
+		add_error(p, r->line, "route [%s] has tls = terminate but no %s",
+		    r->name, r->tls_value[TK_CERT] == NULL ? "tls_cert" : "tls_key");
+		return;
+	}
+	ctx = tls_context(p, r);
+	if (ctx != NULL)
+		routes_set_tls(p->cfg->routes, ri, ctx);
+}
+
+/*
+ * Sections that are already in error still go into the table (with an
+ * empty backend), so that a via they share with another route is reported
+ * as well; a config with any error is thrown away.
+ */
+void
+build_routes(struct parser *p)
+{
+	struct route_table *t = p->cfg->routes;
+	struct via v;
+	size_t i, j;
+
+	for (i = 0; i < p->nroutes; i++) {
+		struct route_sect *r = &p->routes[i];
+		int ri;
+
+		if (r->nvias == 0)
+			add_error(p, r->line, "route [%s] has no via", r->name);
+		if (r->backend_line == 0)
+			add_error(p, r->line, "route [%s] has no backend",
+			    r->name);
+		ri = routes_add_route(t, r->name, &r->backend,
+		    r->backend_text != NULL ? r->backend_text : "");
+		if (ri < 0) {
+			p->oom = 1;
+			return;
+		}
+		build_route_tls(p, r, ri);
+		for (j = 0; j < r->nvias; j++) {
+			const struct via_line *vl = &r->vias[j];
+			const char *why;
+			int other = -1, rc;
+
+			if (via_parse(vl->text, strlen(vl->text),
+			    VIA_ALLOW_WILDCARD, &v, &why) < 0) {
+				add_error(p, vl->line, "bad via '%s': %s",
+				    vl->text, why);
+				continue;
+			}
+			rc = routes_add_prefix(t, ri, &v, &other);
+			if (rc == -2) {
+				add_error(p, vl->line,
+				    "via '%s' is already routed by [%s]", vl->text,
+				    routes_get(t, (size_t)other)->name);
+			} else if (rc < 0) {
+				p->oom = 1;
+				return;
+			}
+		}
+	}
+}
