@@ -53,6 +53,7 @@ struct transport;
 struct conn {
 	struct worker *w;
 	enum conn_state state;
+	enum conn_outcome outcome;                /* how it ends, once that is known */
 	struct conn *prev, *next;                 /* worker's list of all connections */
 	struct conn *pending_prev, *pending_next; /* worker's preamble list, oldest first */
 	struct conn *idle_prev, *idle_next;       /* worker's IDLE list, oldest first */
@@ -78,7 +79,6 @@ struct conn {
 	                                          /* it must be the client's close_notify */
 
 	struct generation *gen;                   /* what this session started under */
-	enum conn_outcome outcome;                /* how it ends, once that is known */
 
 	const uint8_t *fault;                     /* Fault record being sent (static) */
 	size_t fault_len, fault_off;
@@ -98,17 +98,19 @@ struct conn {
 
 	/* For the access log: the session (or attempt) under way. */
 	unsigned in_session : 1;                  /* one is open: a record is due */
+	enum nmf_fault fault_sent;                /* OUTCOME_FAULTED: which */
 	double session_start;                     /* its first moment (ev_time) */
 	double route_time;                        /* seconds to its route; < 0: none */
 	uint8_t *via_copy;                        /* its Via, kept once the preamble */
 	size_t via_copy_len;                      /* buffer is gone (access log on) */
-	enum nmf_fault fault_sent;                /* OUTCOME_FAULTED: which */
 
-	/* For /metrics: the routed session's route counters, and how much of
-	 * the pumps' totals they hold so far. */
+	/* For /metrics: the routed session's route counters, and the low 32
+	 * bits of the pumps' totals they hold (a pump moves far less than
+	 * 4 GiB between two counts, so the difference is exact). */
 	struct route_stats *rstats;               /* NULL until routed */
-	uint64_t up_counted, down_counted;
-	double connect_start;                     /* backend connect began */
+	uint32_t up_counted, down_counted;
+	float connect_began;                      /* backend connect, seconds */
+	                                          /* after session_start */
 };
 
 /* Take ownership of an accepted, non-blocking client socket. */

@@ -126,7 +126,7 @@ replay_write(struct conn *c)
 		/* The first byte out on a new connection: it is established. */
 		if (c->state == CONN_CONNECTING)
 			stat_observe(&c->w->stats.connect_seconds,
-			    ev_time() - c->connect_start);
+			    ev_time() - c->session_start - c->connect_began);
 		conn_set_state(c, CONN_REPLAY);
 	}
 	forward_start(c);
@@ -179,7 +179,7 @@ backend_connect(struct conn *c)
 	 * small framing records it writes. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	backend_attach(c, fd, CONN_CONNECTING);
-	c->connect_start = ev_time();
+	c->connect_began = (float)(ev_time() - c->session_start);
 	/*
 	 * On loopback the handshake is usually over before connect() returns
 	 * EINPROGRESS, so the replay is tried at once; while the connect is

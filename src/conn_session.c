@@ -19,16 +19,18 @@
 static void
 route_bytes_sync(struct conn *c)
 {
+	uint32_t up = (uint32_t)c->up.total, down = (uint32_t)c->down.total;
+
 	if (c->rstats == NULL)
 		return;
-	/* A redial starts the pumps again on the same bytes: those are not
-	 * counted twice. */
-	if (c->up.total > c->up_counted)
-		stat_add(&c->rstats->bytes_up, c->up.total - c->up_counted);
-	if (c->down.total > c->down_counted)
-		stat_add(&c->rstats->bytes_down, c->down.total - c->down_counted);
-	c->up_counted = c->up.total;
-	c->down_counted = c->down.total;
+	/* Unsigned: the difference is right across a wrap of the low bits.
+	 * A session's totals only grow (a redial happens before the service
+	 * sent a byte, and the replay is counted once however often it is
+	 * sent). */
+	stat_add(&c->rstats->bytes_up, (uint32_t)(up - c->up_counted));
+	stat_add(&c->rstats->bytes_down, (uint32_t)(down - c->down_counted));
+	c->up_counted = up;
+	c->down_counted = down;
 }
 
 /* Forwarding made progress: push the idle deadline back, if there is one;
