@@ -8,6 +8,7 @@ Needs root (else SKIP, exit 77) and the accounts nobody and nogroup."""
 import grp
 import os
 import pwd
+import shutil
 import socket
 import ssl
 import subprocess
@@ -111,7 +112,12 @@ def test_another_user_cannot_take_a_user_it_is_not():
     start.  (nobody asked to become daemon.)"""
     d = Daemon(extra_global="user = daemon")
     readable_by_all(d)
-    r = subprocess.run([NETTCPD, "-c", d.config], capture_output=True, text=True,
+    # nobody may not reach the build tree (a checkout under a 0700
+    # directory): it runs a copy of the binary, from the test's directory
+    binary = os.path.join(d.dir, "nettcpd")
+    shutil.copy(NETTCPD, binary)
+    os.chmod(binary, 0o755)
+    r = subprocess.run([binary, "-c", d.config], capture_output=True, text=True,
                        timeout=10, user="nobody", group="nogroup", extra_groups=[])
     assert r.returncode == 1, (r.returncode, r.stderr)
     assert "user = daemon, but nettcpd runs as uid" in r.stderr, r.stderr
