@@ -522,6 +522,17 @@ def run_cps(st, target, service, nroutes, key, results):
          + (f"  proxy CPU {r['proxy_cpu']:.2f}s" if r["proxy_cpu"] is not None else ""))
 
 
+def cps_round(st, target, service, args, label, what):
+    """One measured cps run of an alternating scenario, with its CPU per
+    1,000 connections, said on one line."""
+    r = measured(st, target, service, "cps", args + ["-d", st.seconds], st.seconds)
+    check(r, what)
+    r["cpu_per_kconn"] = r["proxy_cpu"] / (r["ok"] / 1000.0) if r["ok"] else None
+    note(f"    {label} {r['rate']:>10.0f} conn/s  "
+         f"CPU {1000 * (r['cpu_per_kconn'] or 0):.1f} ms/1k conn")
+    return r
+
+
 def median(runs, field):
     """The median of field over the runs that have it (the upper one of an
     even count), or None."""
@@ -547,13 +558,8 @@ def run_routes(st, name, service, workdir, results):
                 loadgen(st, t, "cps", base + ["-r", n, "-d", st.warmup], st.warmup + 60)
         for _ in range(st.route_rounds):
             for which, t, n in (("small", small, st.routes), ("large", large, st.routes_large)):
-                r = measured(st, t, service, "cps", base + ["-r", n, "-d", st.seconds],
-                             st.seconds)
-                check(r, f"{name} {n} routes")
-                r["cpu_per_kconn"] = r["proxy_cpu"] / (r["ok"] / 1000.0) if r["ok"] else None
-                runs[which].append(r)
-                note(f"    {n:>6} routes {r['rate']:>10.0f} conn/s  "
-                     f"CPU {1000 * (r['cpu_per_kconn'] or 0):.1f} ms/1k conn")
+                runs[which].append(cps_round(st, t, service, base + ["-r", n],
+                                             f"{n:>6} routes", f"{name} {n} routes"))
     finally:
         small.stop()
         large.stop()
@@ -611,12 +617,8 @@ def run_observe(st, service, workdir, results):
             # TIME_WAIT sockets about) is not always the same one
             order = (("plain", plain), ("observed", seen))
             for which, t in (order if i % 2 == 0 else order[::-1]):
-                r = measured(st, t, service, "cps", base + ["-d", st.seconds], st.seconds)
-                check(r, f"nettcpd {which}")
-                r["cpu_per_kconn"] = r["proxy_cpu"] / (r["ok"] / 1000.0) if r["ok"] else None
-                runs[which].append(r)
-                note(f"    {which:<9} {r['rate']:>10.0f} conn/s  "
-                     f"CPU {1000 * (r['cpu_per_kconn'] or 0):.1f} ms/1k conn")
+                runs[which].append(cps_round(st, t, service, base, f"{which:<9}",
+                                             f"nettcpd {which}"))
     finally:
         stop.set()
         plain.stop()
