@@ -1,5 +1,5 @@
 /*
- * main.c - command line, signals, and the event loop.
+ * main.c - command line, signals, and the event loop (a reload: reload.c).
  */
 #include "config.h"
 
@@ -18,6 +18,7 @@
 
 #include "access.h"
 #include "conn.h"
+#include "daemon.h"
 #include "daemonize.h"
 #include "explain.h"
 #include "generation.h"
@@ -33,9 +34,6 @@
 #ifndef NETTCPD_DEFAULT_CONFIG
 #define NETTCPD_DEFAULT_CONFIG "/etc/nettcpd/nettcpd.ini"
 #endif
-
-/* Room for every error a broken config file can report. */
-#define CONFIG_ERR_MAX 8192
 
 static void
 usage(FILE *out)
@@ -53,67 +51,6 @@ usage(FILE *out)
 	    NETTCPD_DEFAULT_CONFIG);
 }
 
-
-/* Say once how terminated TLS is carried, so an operator knows the cost. */
-static void
-log_tls_path(const struct config *cfg)
-{
-	size_t i, terminating = 0;
-
-	for (i = 0; i < routes_count(cfg->routes); i++)
-		if (routes_get(cfg->routes, i)->tls_ctx != NULL)
-			terminating++;
-	if (terminating == 0)
-		return;
-	log_info("TLS: %zu terminating routes; records are handled by OpenSSL "
-	    "(SSL_read/SSL_write; kernel TLS offload is not used)", terminating);
-}
-
-/* What the main thread keeps between signals. */
-struct daemon {
-	const char *path;
-	struct generation *gen;    /* the newest, published to every worker */
-	struct worker *workers;
-	unsigned nworkers;
-	struct limits limits;      /* process-wide, counted by every worker */
-	struct listen_sock *socks; /* one per listen address; the workers watch them */
-	size_t nsocks;
-	struct listen_sock *retired; /* a reload dropped their addresses: closed */
-	size_t nretired;           /* once every worker took that generation */
-	char exe[PATH_MAX];        /* this binary's path, read at start */
-	char **argv;               /* as started: a binary upgrade runs it again */
-	size_t ninherited;         /* listening sockets handed to this process */
-	ev_child upgrade;          /* the new binary a SIGUSR2 started */
-	int draining;              /* a first SIGTERM or SIGINT came */
-	int detach;                /* -d: in the background */
-	int pidfile_written;       /* cfg->pidfile holds this pid */
-	ev_timer shutdown_timer;   /* shutdown_timeout */
-	ev_async notify;           /* a worker took a generation, or drained */
-	struct process_stats stats; /* for /metrics */
-	struct metrics_view view;
-	int metrics_fd;            /* the metrics listener, -1: none */
-	char metrics_text[ADDR_TEXT_MAX];
-	struct metrics_server *metrics;
-};
-
-/* Count each route of gen under its name, across reloads. */
-static void
-bind_route_stats(struct generation *gen)
-{
-	struct route_table *t = gen->cfg->routes;
-
-	for (size_t i = 0; i < routes_count(t); i++)
-		routes_set_stats_slot(t, i, stats_route_slot(routes_get(t, i)->name));
-}
-
-/* gen is the newest generation, loaded in load_seconds. */
-static void
-count_generation(struct daemon *d, double load_seconds)
-{
-	atomic_store(&d->stats.generation, d->gen->number);
-	atomic_store(&d->stats.generation_loaded_ms, (uint64_t)(ev_time() * 1e3));
-	atomic_store(&d->stats.generation_load_us, (uint64_t)(load_seconds * 1e6));
-}
 
 /*
  * The first SIGTERM (or SIGINT) drains: every worker stops accepting,
@@ -154,20 +91,6 @@ on_shutdown_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* Close the sockets of addresses a reload dropped, once every worker has
- * taken that generation and so watches them no more. */
-static void
-retire_listeners(struct daemon *d)
-{
-	if (d->retired == NULL)
-		return;
-	for (unsigned i = 0; i < d->nworkers; i++)
-		if (atomic_load(&d->workers[i].gen_number) < d->gen->number)
-			return;
-	listen_socks_close(d->retired, d->nretired, 1);
-	d->retired = NULL;
-}
-
 /* A worker took a generation, let go of the listeners or drained. */
 static void
 on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
@@ -175,7 +98,7 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 	struct daemon *d = async->data;
 
 	(void)revents;
-	retire_listeners(d);
+	daemon_retire_listeners(d);
 	if (!d->draining)
 		return;
 	/* Once no worker watches them, close the listening sockets: from here
@@ -194,90 +117,6 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* Log each "FILE:LINE: ..." line of a failed load at level. */
-static void
-log_lines(enum log_level level, const char *text)
-{
-	while (*text != '\0') {
-		size_t n = strcspn(text, "\n");
-
-		log_msg(level, "%.*s", (int)n, text);
-		text += n;
-		text += *text == '\n';
-	}
-}
-
-/*
- * SIGHUP: build the new generation from the file and check all of it
- * (addresses, certificates and keys) before anything changes; then every
- * worker starts new connections, and the next session of an idle one,
- * under it, while connections under way keep theirs.  A file that does
- * not load leaves the running generation serving.  After a privilege
- * drop the files are read, and new ports bound, as the user (privs.h).
- * Returns 0 once the new generation is published, -1 after logging why
- * not.
- */
-static int
-reload(struct daemon *d)
-{
-	char err[CONFIG_ERR_MAX];
-	struct generation *next;
-	struct listen_sock *socks;
-	const char *key;
-	double started = ev_time();
-
-	next = generation_load(d->path, d->gen->number + 1, err, sizeof(err));
-	if (next == NULL) {
-		stat_add(&d->stats.reloads_failed, 1);
-		log_err("SIGHUP received: reload of %s failed; generation %u goes "
-		    "on serving:", d->path, d->gen->number);
-		log_lines(LOG_LEVEL_ERROR, err);
-		return -1;
-	}
-	log_lines(LOG_LEVEL_WARNING, err);
-	if ((key = generation_needs_restart(d->gen, next)) != NULL) {
-		stat_add(&d->stats.reloads_failed, 1);
-		log_err("SIGHUP received: reload of %s refused: '%s' changed, which "
-		    "takes a restart; generation %u goes on serving", d->path, key,
-		    d->gen->number);
-		generation_unref(next);
-		return -1;
-	}
-	if (d->retired != NULL || d->draining) {
-		stat_add(&d->stats.reloads_failed, 1);
-		log_err("SIGHUP received: reload of %s refused: %s; generation %u "
-		    "goes on serving", d->path, d->draining ? "shutting down" :
-		    "the last reload is still being handed to the workers",
-		    d->gen->number);
-		generation_unref(next);
-		return -1;
-	}
-	/* The new addresses are bound before anything changes. */
-	if ((socks = listen_socks_update(d->socks, d->nsocks, next->cfg)) == NULL) {
-		stat_add(&d->stats.reloads_failed, 1);
-		log_err("SIGHUP received: reload of %s failed; generation %u goes "
-		    "on serving", d->path, d->gen->number);
-		generation_unref(next);
-		return -1;
-	}
-	log_open(next->cfg->log_target, next->cfg->log_level);
-	d->retired = d->socks;
-	d->nretired = d->nsocks;
-	d->socks = socks;
-	d->nsocks = next->cfg->nlistens;
-	generation_unref(d->gen);
-	d->gen = next;
-	bind_route_stats(next);
-	count_generation(d, ev_time() - started);
-	for (unsigned i = 0; i < d->nworkers; i++)
-		worker_publish(&d->workers[i], next, d->socks, d->nsocks);
-	stat_add(&d->stats.reloads_ok, 1);
-	log_notice("SIGHUP received: reloaded %s: generation %u, %zu routes",
-	    d->path, next->number, routes_count(next->cfg->routes));
-	log_tls_path(next->cfg);
-	return 0;
-}
-
 static void
 on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 {
@@ -286,7 +125,7 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 	(void)loop;
 	(void)revents;
 	notify_state("RELOADING=1", "reloading %s", d->path);
-	if (reload(d) == 0)
+	if (daemon_reload(d) == 0)
 		notify_state("READY=1", "serving generation %u, %zu routes",
 		    d->gen->number, routes_count(d->gen->cfg->routes));
 	else
@@ -443,7 +282,7 @@ run(struct daemon *d)
 	if (routes_count(cfg->routes) == 0)
 		log_warn("%s defines no routes: every client will get EndpointNotFound",
 		    cfg->path);
-	log_tls_path(cfg);
+	daemon_log_tls_path(cfg);
 	for (started = 0; started < n; started++)
 		if (worker_start(&workers[started]) < 0)
 			goto out;
@@ -601,8 +440,8 @@ main(int argc, char **argv)
 		return status == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 	}
 
-	bind_route_stats(d.gen);
-	count_generation(&d, ev_time() - d.stats.start_time);
+	stats_bind_routes(d.gen->cfg->routes);
+	daemon_count_generation(&d, ev_time() - d.stats.start_time);
 	log_open(d.gen->cfg->log_target, d.gen->cfg->log_level);
 	if (access_open(d.gen->cfg->access_log ? d.gen->cfg->access_log : "off",
 	    err, sizeof(err)) < 0) {

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "routes.h"
+
 const double stat_hist_bounds[STAT_HIST_BUCKETS] = {
 	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
 	0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 10.0,
@@ -172,6 +174,13 @@ stats_route_slot(const char *name)
 out:
 	pthread_mutex_unlock(&reg.lock);
 	return slot;
+}
+
+void
+stats_bind_routes(struct route_table *t)
+{
+	for (size_t i = 0; i < routes_count(t); i++)
+		routes_set_stats_slot(t, i, stats_route_slot(routes_get(t, i)->name));
 }
 
 unsigned

@@ -124,6 +124,12 @@ void route_stats_free(struct route_stats_table *t);
  * which lists the names under the same lock.
  */
 uint32_t stats_route_slot(const char *name);
+struct route_table;
+
+/* Count each route of t under its name's slot (main thread, before the
+ * table is published). */
+void stats_bind_routes(struct route_table *t);
+
 /* Call fn for each slot in order, under the lock; returns the count. */
 unsigned stats_route_names(void (*fn)(void *arg, unsigned slot, const char *name),
     void *arg);
