@@ -204,6 +204,7 @@ setup(void)
 	g.front = listen_loopback(&g.front_addr);
 	g.limits.max_connections = 64;
 	g.limits.max_pending = 64;
+	FUZZ_CHECK(pending_init(&g.limits.pending) == 0);
 	g.gen[0] = load_generation("splice");
 	g.gen[1] = load_generation("copy");
 	for (i = 0; i < 2; i++) {
@@ -213,6 +214,7 @@ setup(void)
 		w->loop = g.loop;
 		w->gen = g.gen[i];
 		w->limits = &g.limits;
+		w->pending.data = w;
 		pipe_pool_init(&w->pipes, g.gen[i]->cfg->pipe_size);
 		bpool_init(&w->backends, g.loop, g.gen[i]->cfg->backend_pool,
 		    g.gen[i]->cfg->backend_pool_timeout);

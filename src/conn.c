@@ -34,10 +34,11 @@
  * afresh.  No byte of the client's that the follower cannot place reaches
  * a service.
  *
- * A connection is in the worker's preamble list exactly while it is in one
- * of the states before CONNECTING: that is what max_pending counts, and what
- * preamble_timeout limits.  It is in the idle list exactly while IDLE: the
- * oldest gives way at max_connections.
+ * A connection is counted by its source in the process's preamble table
+ * (pending.c) exactly while it is in one of the states before CONNECTING:
+ * that is what max_pending counts, and what preamble_timeout limits.  It is
+ * in the worker's idle list exactly while IDLE: the oldest gives way at
+ * max_connections.
  */
 #include "conn_int.h"
 
@@ -98,9 +99,8 @@ deadline_start(struct conn *c, double seconds)
 	ev_timer_start(c->w->loop, &c->deadline);
 }
 
-/* The worker keeps two lists of its connections, oldest first: those in
- * their preamble (max_pending) and those between sessions (max_connections
- * closes the oldest of these to serve a newcomer). */
+/* The worker keeps its connections between sessions in a list, oldest
+ * first: max_connections closes the oldest of these to serve a newcomer. */
 #define LIST_UNLINK(c, w, prev, next, oldest, newest, n) do {		\
 	if ((c)->prev != NULL)						\
 		(c)->prev->next = (c)->next;				\
@@ -145,29 +145,45 @@ conn_limits_changed(struct worker *w)
 	conn_shed(w);
 }
 
-/* The oldest preamble of this worker's gives way (read once first: a
- * whole preamble may be waiting in its socket); returns once one left. */
+/* A preamble chosen to give way does (read once first: a whole preamble
+ * may be waiting in its socket); returns once it left. */
 static void
-shed_oldest(struct worker *w)
+shed_one(struct worker *w, struct conn *c)
 {
-	struct conn *oldest = w->pending_oldest;
 	unsigned before = w->npending;
 
-	on_client_io(w->loop, &oldest->client_rd, EV_READ);
+	on_client_io(w->loop, &c->client_rd, EV_READ);
 	if (w->npending < before)
 		return; /* routed, faulted or closed: no longer pending */
-	conn_finish(oldest, OUTCOME_EVICTED, CLOSE_RESET, LOG_LEVEL_NOTICE,
-	    "max_pending (%u) reached, oldest preamble reset",
-	    w->limits->max_pending);
+	conn_finish(c, OUTCOME_EVICTED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+	    "max_pending (%u) reached, oldest preamble reset: its source "
+	    "holds the most", w->limits->max_pending);
 }
 
-/* Pay what another worker's newcomers made the process owe max_pending
- * (limits.shed) from this worker's preamble set, oldest first. */
+/* Shed this worker's preambles chosen to give way, whichever worker chose
+ * them; 1 if newcomer (or NULL) was one of them: it may be gone. */
+static int
+shed_chosen(struct worker *w, const struct conn *newcomer)
+{
+	struct pending_entry *e;
+	int took = 0;
+
+	while ((e = pending_next_doomed(&w->limits->pending, &w->pending)) != NULL) {
+		struct conn *c = (struct conn *)((char *)e - offsetof(struct conn, pend));
+
+		if (newcomer != NULL && c == newcomer) {
+			took = 1;
+			newcomer = NULL;
+		}
+		shed_one(w, c);
+	}
+	return took;
+}
+
 void
 conn_shed(struct worker *w)
 {
-	while (w->pending_oldest != NULL && limits_owe(w->limits))
-		shed_oldest(w);
+	(void)shed_chosen(w, NULL);
 }
 
 static int
@@ -185,13 +201,12 @@ conn_set_state(struct conn *c, enum conn_state state)
 	struct worker *w = c->w;
 
 	if (in_preamble(c->state) && !in_preamble(state)) {
-		LIST_UNLINK(c, w, pending_prev, pending_next, pending_oldest,
-		    pending_newest, npending);
-		atomic_fetch_sub(&w->limits->npending, 1);
+		pending_remove(&w->limits->pending, &c->pend);
+		w->npending--;
 	} else if (!in_preamble(c->state) && in_preamble(state)) {
-		LIST_APPEND(c, w, pending_prev, pending_next, pending_oldest,
-		    pending_newest, npending);
-		atomic_fetch_add(&w->limits->npending, 1);
+		pending_add(&w->limits->pending, &c->pend, &w->pending,
+		    &c->client_addr.sa);
+		w->npending++;
 	}
 	if (c->state == CONN_IDLE && state != CONN_IDLE) {
 		LIST_UNLINK(c, w, idle_prev, idle_next, idle_oldest, idle_newest,
@@ -446,7 +461,6 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 {
 	struct limits *l = w->limits;
 	struct conn *c;
-	int over;
 
 	/*
 	 * At the limit, the connection idle longest between sessions makes
@@ -501,19 +515,6 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	c->backend_rd.data = c->backend_wr.data = c;
 	c->deadline.data = c;
 
-	/*
-	 * A full preamble set gives way to the newcomer: the oldest is the
-	 * one most likely to be a slow or silent client.  Read it once first:
-	 * in a burst of accepts the oldest may be a client whose whole
-	 * preamble already waits, unread, in its socket.  The set is the
-	 * process's: holding none of it, this worker has the others shed one
-	 * of theirs (conn_shed), a moment after the newcomer is admitted.
-	 */
-	while (atomic_load(&l->npending) >= l->max_pending &&
-	    w->pending_oldest != NULL)
-		shed_oldest(w);
-	over = atomic_load(&l->npending) >= l->max_pending;
-
 	c->next = w->conns;
 	if (w->conns != NULL)
 		w->conns->prev = c;
@@ -522,12 +523,22 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	c->state = CONN_DRAINING; /* in no list yet */
 	conn_set_state(c, CONN_PREAMBLE);
 	conn_session_begin(c);
-	if (over)
-		limits_shed(l, w);
-
 	deadline_start(c, c->gen->cfg->preamble_timeout);
 	conn_wait(c, EV_READ, 0);
 	accept_limit_update(w);
+
+	/*
+	 * A full preamble set gives way to the newcomer, counted with it:
+	 * the oldest preamble of the source holding the most, so that a
+	 * source opening connections faster than the others cannot make
+	 * theirs the oldest (pending.c).  The set is the process's: the
+	 * worker holding each one chosen sheds it (on its wake, conn_shed).
+	 * Each is read once first: in a burst of accepts it may be a client
+	 * whose whole preamble already waits, unread, in its socket.
+	 */
+	limits_over(l, w);
+	if (shed_chosen(w, c))
+		return; /* the newcomer itself, read once and shed */
 	/* With TCP_DEFER_ACCEPT the preamble is usually here already. */
 	preamble_read(c);
 }

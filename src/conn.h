@@ -14,6 +14,7 @@
 #include "decide.h"
 #include "generation.h"
 #include "nmf.h"
+#include "pending.h"
 #include "pump.h"
 #include "worker.h"
 
@@ -55,7 +56,7 @@ struct conn {
 	enum conn_state state;
 	enum conn_outcome outcome;                /* how it ends, once that is known */
 	struct conn *prev, *next;                 /* worker's list of all connections */
-	struct conn *pending_prev, *pending_next; /* worker's preamble list, oldest first */
+	struct pending_entry pend;                /* in its preamble: counted by source */
 	struct conn *idle_prev, *idle_next;       /* worker's IDLE list, oldest first */
 
 	int client_fd;
@@ -127,7 +128,7 @@ void conn_close_idle(struct worker *w);
  * asked for a preamble to be shed. */
 void conn_limits_changed(struct worker *w);
 
-/* Shed this worker's oldest preambles while the process owes max_pending. */
+/* Shed this worker's preambles chosen to give way at max_pending. */
 void conn_shed(struct worker *w);
 
 #endif

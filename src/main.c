@@ -253,6 +253,10 @@ run(struct daemon *d)
 	d->limits.max_pending = cfg->max_pending;
 	d->limits.workers = workers;
 	d->limits.nworkers = n;
+	if (pending_init(&d->limits.pending) < 0) {
+		log_err("out of memory for the preamble table");
+		goto out;
+	}
 	d->nsocks = cfg->nlistens;
 	if ((d->socks = listen_socks_open(cfg, d->ninherited)) == NULL)
 		goto out;
@@ -322,6 +326,7 @@ out:
 		worker_stop(&workers[i]);
 	for (i = 0; i < ready; i++)
 		worker_finish(&workers[i], i < started);
+	pending_destroy(&d->limits.pending);
 	if (d->socks != NULL)
 		listen_socks_close(d->socks, d->nsocks, 0);
 	if (d->retired != NULL)

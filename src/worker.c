@@ -66,27 +66,16 @@ limits_give(struct limits *l, const struct worker *self)
 }
 
 void
-limits_shed(struct limits *l, const struct worker *self)
+limits_over(struct limits *l, const struct worker *self)
 {
-	atomic_fetch_add(&l->shed, 1);
-	limits_tell_others(l, self);
-}
+	struct pending_owner *o;
 
-int
-limits_owe(struct limits *l)
-{
-	unsigned owed = atomic_load(&l->shed);
+	while ((o = pending_choose(&l->pending, l->max_pending)) != NULL) {
+		struct worker *w = o->data;
 
-	while (owed > 0) {
-		/* Over the limit no more: the debt is void. */
-		if (atomic_load(&l->npending) <= l->max_pending) {
-			atomic_store(&l->shed, 0);
-			return 0;
-		}
-		if (atomic_compare_exchange_weak(&l->shed, &owed, owed - 1))
-			return 1;
+		if (w != self)
+			ev_async_send(w->loop, &w->wake);
 	}
-	return 0;
 }
 
 static void
@@ -206,6 +195,7 @@ worker_init(struct worker *w, struct generation *gen, struct limits *limits,
 	pthread_mutex_init(&w->next_lock, NULL);
 	w->index = index;
 	w->limits = limits;
+	w->pending.data = w;
 	pipe_pool_init(&w->pipes, cfg->pipe_size);
 	w->loop = ev_loop_new(EVFLAG_AUTO);
 	if (w->loop == NULL) {

@@ -16,6 +16,7 @@
 #include "bpool.h"
 #include "config.h"
 #include "generation.h"
+#include "pending.h"
 #include "pump.h"
 #include "stats.h"
 
@@ -30,15 +31,15 @@ enum accept_pause {
 };
 
 /*
- * The process-wide limits, which every worker counts against (atomics, no
- * lock), as SMSvcHost's maxPendingConnections and HAProxy's maxconn count
- * a whole process.
+ * The process-wide limits, which every worker counts against (atomics; the
+ * preamble table has a lock, taken only as a preamble begins or ends), as
+ * SMSvcHost's maxPendingConnections and HAProxy's maxconn count a whole
+ * process.
  */
 struct limits {
 	atomic_uint nconns;             /* client connections open */
-	atomic_uint npending;           /* of them, in their preamble */
-	atomic_uint shed;               /* preambles owed to max_pending: */
-	                                /* the next to give way, any worker's */
+	struct pending_table pending;   /* of them, those in their preamble, */
+	                                /* by source (max_pending) */
 	unsigned max_connections, max_pending;
 	struct worker *workers;         /* to wake the ones paused at the limit */
 	unsigned nworkers;
@@ -52,13 +53,10 @@ int limits_take(struct limits *l, const struct worker *self);
  * a paused one accepts again. */
 void limits_give(struct limits *l, const struct worker *self);
 
-/* A worker with no preamble of its own admitted one over max_pending: one
- * is owed, and every other worker is asked to shed its oldest. */
-void limits_shed(struct limits *l, const struct worker *self);
-
-/* Take one preamble owed, while the process is still over max_pending
- * (one that ended meanwhile paid for it): 1 to shed one now, 0 not. */
-int limits_owe(struct limits *l);
+/* Over max_pending: choose the preambles that give way, the process's
+ * whole set counted; the worker holding each is woken to shed it
+ * (conn_shed), self after this returns. */
+void limits_over(struct limits *l, const struct worker *self);
 
 struct worker {
 	struct ev_loop *loop;
@@ -86,9 +84,8 @@ struct worker {
 
 	struct conn *conns;             /* every open client connection */
 	unsigned nconns;
-	struct conn *pending_oldest;    /* connections in their preamble, */
-	struct conn *pending_newest;    /* oldest first */
-	unsigned npending;
+	unsigned npending;              /* connections in their preamble */
+	struct pending_owner pending;   /* of them, those chosen to give way */
 	struct conn *idle_oldest;       /* connections between sessions, */
 	struct conn *idle_newest;       /* oldest first: the first to give */
 	unsigned nidle;                 /* way at max_connections */
