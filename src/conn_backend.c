@@ -55,7 +55,7 @@ backend_redial(struct conn *c, const char *why)
 	close_backend(c);
 	pump_release(&c->down, &c->w->pipes);
 	pump_init(&c->down);
-	nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
+	nmf_flow_init_mode(&c->down_flow, NMF_FLOW_DOWN, c->pre.parser.mode);
 	c->unanswered = 0;
 	c->replay_off = 0;
 	backend_connect(c);
@@ -256,14 +256,9 @@ backend_start(struct conn *c)
 
 	c->following = c->gen->cfg->follow_sessions &&
 	    c->pre.parser.stage == NMF_STAGE_END;
-	if (c->following && c->pre.parser.mode == NMF_MODE_DUPLEX) {
-		nmf_flow_init(&c->up_flow, NMF_FLOW_UP);
-		nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
-	} else if (c->following) {
-		nmf_flow_init_singleton(&c->up_flow, NMF_FLOW_UP);
-		nmf_flow_init_singleton(&c->down_flow, NMF_FLOW_DOWN);
-	}
 	if (c->following) {
+		nmf_flow_init_mode(&c->up_flow, NMF_FLOW_UP, c->pre.parser.mode);
+		nmf_flow_init_mode(&c->down_flow, NMF_FLOW_DOWN, c->pre.parser.mode);
 		if (follow_early_bytes(c) < 0)
 			return;
 		fd = bpool_take(&c->w->backends, &c->pre.route->backend);

@@ -365,6 +365,15 @@ nmf_flow_init_singleton(struct nmf_flow *f, enum nmf_flow_dir dir)
 	f->singleton = 1;
 }
 
+void
+nmf_flow_init_mode(struct nmf_flow *f, enum nmf_flow_dir dir, uint8_t mode)
+{
+	if (mode == NMF_MODE_SINGLETON_UNSIZED)
+		nmf_flow_init_singleton(f, dir);
+	else
+		nmf_flow_init(f, dir);
+}
+
 /* A singleton session's record at a boundary: its one envelope, then End
  * (the service may also answer with End alone). */
 static void

@@ -165,6 +165,12 @@ void nmf_flow_init(struct nmf_flow *f, enum nmf_flow_dir dir);
  */
 void nmf_flow_init_singleton(struct nmf_flow *f, enum nmf_flow_dir dir);
 
+/* The follower a session of this mode (from its Mode record) needs: the
+ * singleton one for mode 1, the duplex one otherwise.  Whatever (re)starts
+ * a direction of a session starts it here, so the two never disagree. */
+void nmf_flow_init_mode(struct nmf_flow *f, enum nmf_flow_dir dir,
+    uint8_t mode);
+
 /*
  * Follow buf[0..len).  Returns how many of the bytes belong to the session:
  * all of them; or, when an End record is among them, the bytes up to and
