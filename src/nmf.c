@@ -396,6 +396,11 @@ flow_singleton_record(struct nmf_flow *f, uint8_t type)
 static void
 flow_record(struct nmf_flow *f, uint8_t type)
 {
+	if (f->ack_alone && !f->want_ack) {
+		/* Nothing was asked of the service since its Ack. */
+		f->state = NMF_FLOW_OPAQUE;
+		return;
+	}
 	if (f->singleton && !f->want_ack) {
 		flow_singleton_record(f, type);
 		return;

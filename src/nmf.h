@@ -149,6 +149,8 @@ struct nmf_flow {
 	uint8_t chunks;       /* singleton: SIZE and PAYLOAD are its chunks' */
 	uint8_t want_end;     /* singleton: the envelope is over, End is next */
 	uint8_t may_end;      /* singleton, down: End may come without an envelope */
+	uint8_t ack_alone;    /* down: no byte may follow the Ack while set */
+	                      /* (the caller clears it once the client spoke) */
 	uint8_t bad;          /* OPAQUE: the record type that did not fit */
 	                      /* (06 for an invalid size field) */
 };

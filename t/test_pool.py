@@ -1,10 +1,10 @@
 """The backend pool against a misbehaving service: bytes a service sends
 after its End reach no client of another session, a pooled connection that
-fails under the next preamble is redialled in the session's own mode, and
-a route can keep its connections out of the pool.  Real daemon, real
-sockets."""
+fails under the next preamble is redialled in the session's own mode.
+Real daemon, real sockets."""
 
 import os
+import random
 import socket
 import sys
 import threading
@@ -14,6 +14,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (SLOW, Backend, Daemon, mbint, preamble,  # noqa: E402
                           run_tests, sized_envelope)
 from test_sessions import Reader  # noqa: E402
+
+STRAY = b"STRAY:"
+
+
+def settle():
+    """Let a pooled connection's settle period (10 ms by default) pass, so
+    the next session may take it."""
+    time.sleep(0.05)
+
 
 def read_session(r):
     """The client's records of one session on a service, after the
@@ -99,12 +108,11 @@ def service(**kw):
     return b
 
 
-def daemon(backend, extra="", route_extra="", **kw):
+def daemon(backend, extra="", **kw):
     """One worker (the pool is per worker), one route to backend."""
     cfg = ("[global]\nlisten = 127.0.0.1:{port}\nworkers = 1\n"
            "log_level = debug\n" + extra + "\n"
-           "[s]\nvia = net.tcp://+/S\nbackend = " + backend.addr + "\n" +
-           route_extra + "\n")
+           "[s]\nvia = net.tcp://+/S\nbackend = " + backend.addr + "\n")
     d = Daemon(raw_config="")
     d.listen = f"127.0.0.1:{d.port}"
     with open(d.config, "w") as f:
@@ -143,6 +151,80 @@ def client_session(s, r, mode, payload, pause=0.0):
     return "ok"
 
 
+def stray_race(settle_period):
+    """The service sends 0B + an envelope of the session it just ended,
+    0-4 ms after its End.  Two clients take turns over the pool for 1,000
+    sessions: none may receive the other's envelope (or any stray 0B).
+    Returns the counts: ok, reset (the proxy found the connection dirty
+    after the Ack went to the client, and reset it), crossed."""
+    def stray(c, lock, last):
+        def send():
+            try:
+                with lock:
+                    c.sendall(b"\x0b" + sized_envelope(STRAY + last))
+            except OSError:
+                pass
+        threading.Timer(random.uniform(0, 0.004), send).start()
+
+    svc = service(stray_after_end=stray)
+    d = daemon(svc, extra=f"backend_pool_settle = {settle_period}")
+    counts = {"ok": 0, "reset": 0, "crossed": 0}
+    crossings = []
+    with d:
+        clients = [None, None]
+        for i in range(1000):
+            k = i % 2
+            if clients[k] is None:
+                s = d.connect(timeout=10 * SLOW)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                clients[k] = (s, Reader(s))
+            s, r = clients[k]
+            payload = b"c%d.s%d" % (k, i)
+            try:
+                got = client_session(s, r, 2, payload)
+            except (ConnectionResetError, BrokenPipeError):
+                got = "reset"
+            if got == "ok":
+                counts["ok"] += 1
+                continue
+            if got in ("reset", "closed before the ack",
+                       "closed before the reply") and STRAY not in r.buf:
+                counts["reset"] += 1
+            else:
+                counts["crossed"] += 1
+                crossings.append((i, got))
+            s.close()
+            clients[k] = None
+        for c in clients:
+            if c is not None:
+                c[0].close()
+        log = d.log()
+    svc.close()
+    print(f"  backend_pool_settle = {settle_period}: 1000 alternating "
+          f"sessions: {counts['ok']} ok, {counts['reset']} reset, "
+          f"{counts['crossed']} crossed; {svc.accepted} backend connections, "
+          f"{log.count('redialling')} redials, "
+          f"{log.count('another session')} resets by the proxy")
+    assert counts["crossed"] == 0, crossings[:5]
+    # Every reset is the proxy's own, said in its log.
+    assert counts["reset"] <= log.count("another session's bytes, reset"), counts
+    return counts
+
+
+def test_stray_bytes_after_end_reach_no_other_client():
+    """With the default settle period the stray bytes close the connection
+    in the pool: no session is reset."""
+    counts = stray_race("10ms")
+    assert counts["reset"] <= 10, counts
+
+
+def test_stray_bytes_after_end_without_settle_period():
+    """Without it every connection is reused at once and the stray bytes
+    meet the next session: the Ack check redials or resets, nothing
+    crosses."""
+    stray_race("0")
+
+
 def redial_then_fin(mode):
     svc = service(drop_second=True)
     with daemon(svc) as d:
@@ -150,6 +232,7 @@ def redial_then_fin(mode):
         assert client_session(s, Reader(s), mode, b"first") == "ok"
         d.wait_log("backend connection pooled")
         s.close()
+        settle()
         s = d.connect()
         r = Reader(s)
         assert client_session(s, r, mode, b"second") == "ok"
@@ -173,6 +256,81 @@ def test_singleton_session_after_a_pooled_redial():
 
 def test_duplex_session_after_a_pooled_redial():
     redial_then_fin(2)
+
+
+def test_ack_with_bytes_behind_it_on_a_reused_connection_is_redialled():
+    """On a reused connection the service answers the preamble with 0B and
+    an envelope in one write (the envelope is another session's): the 0B
+    has not reached the client, so the proxy redials and the client gets a
+    clean session from a new connection."""
+    def answer(c, n):
+        if n < 2:
+            return False
+        c.sendall(b"\x0b" + sized_envelope(STRAY + b"old"))
+        return True
+    svc = service(answer=answer)
+    with daemon(svc) as d:
+        for i in range(3):
+            s = d.connect()
+            assert client_session(s, Reader(s), 2, b"p%d" % i) == "ok"
+            s.close()
+            settle()
+        d.wait_log("bytes behind its Ack, redialling")
+    svc.close()
+
+
+def test_bytes_after_the_ack_before_the_client_spoke_reset_it():
+    """On a reused connection the service sends an envelope after the Ack,
+    before the client's first envelope went to it: nobody asked for it, it
+    is another session's.  The client, which already has the Ack, is reset
+    and never sees the envelope."""
+    def answer(c, n):
+        if n < 2:
+            return False
+        c.sendall(b"\x0b")
+        time.sleep(0.05)
+        c.sendall(sized_envelope(STRAY + b"old"))
+        return True
+    svc = service(answer=answer)
+    with daemon(svc) as d:
+        s = d.connect()
+        assert client_session(s, Reader(s), 2, b"one") == "ok"
+        s.close()
+        d.wait_log("backend connection pooled")
+        settle()
+        s = d.connect()
+        r = Reader(s)
+        try:
+            got = client_session(s, r, 2, b"two", pause=0.5 * SLOW)
+        except (ConnectionResetError, BrokenPipeError):
+            got = "reset"
+        assert got in ("reset", "closed before the reply"), got
+        assert STRAY not in bytes(r.buf)
+        d.wait_log("before the client's first envelope")
+        s.close()
+    svc.close()
+
+
+def test_second_ack_mid_session_resets_the_client():
+    """A 0B inside a duplex session answers a preamble this session never
+    sent: the client is reset and gets neither it nor what follows it."""
+    def answer(c, n):
+        c.sendall(b"\x0b\x0b" + sized_envelope(STRAY + b"old")
+                  if n == 1 else b"\x0b")
+        return True
+    svc = service(answer=answer)
+    with daemon(svc, extra="backend_pool = 0") as d:
+        s = d.connect()
+        r = Reader(s)
+        try:
+            got = client_session(s, r, 2, b"x", pause=0.2)
+        except (ConnectionResetError, BrokenPipeError):
+            got = "reset"
+        assert got in ("reset", "closed before the reply"), got
+        assert STRAY not in bytes(r.buf)
+        d.wait_log("second Ack")
+        s.close()
+    svc.close()
 
 
 if __name__ == "__main__":

@@ -681,6 +681,25 @@ START_TEST(test_sessions_and_backend_pool)
 }
 END_TEST
 
+START_TEST(test_backend_pool_settle)
+{
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_double_eq(cfg->backend_pool_settle, 0.010);
+	config_free(cfg);
+	cfg = load_ok("[global]\nbackend_pool_settle = 0\n");
+	ck_assert_double_eq(cfg->backend_pool_settle, 0);
+	config_free(cfg);
+	cfg = load_ok("[global]\nbackend_pool_settle = 10s\n");
+	ck_assert_double_eq(cfg->backend_pool_settle, 10);
+	config_free(cfg);
+	load_bad("[global]\nbackend_pool_settle = 10001ms\n");
+	ck_error(2, "bad backend_pool_settle", "'10001ms'");
+	load_bad("[global]\n\nbackend_pool_settle = -1\n");
+	ck_error(3, "bad backend_pool_settle", "'-1'");
+}
+END_TEST
+
 /* -------------------------------------------------------------- integers */
 
 START_TEST(test_counts)
@@ -1342,6 +1361,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_workers);
 	tcase_add_test(tc, test_pipe_size);
 	tcase_add_test(tc, test_sessions_and_backend_pool);
+	tcase_add_test(tc, test_backend_pool_settle);
 	tcase_add_test(tc, test_counts);
 	suite_add_tcase(s, tc);
 
