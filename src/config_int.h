@@ -75,6 +75,8 @@ struct route_sect {
 	struct addr backend;
 	int tls_line;           /* of the tls key, 0 if absent */
 	int tls_terminate;
+	int pool_line;          /* of the pool key, 0 if absent */
+	int pool_off;
 	char *tls_value[TLS_KEY_COUNT];  /* tls_cert ... tls_ciphersuites */
 	int tls_value_line[TLS_KEY_COUNT];
 };

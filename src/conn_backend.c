@@ -295,6 +295,8 @@ backend_start(struct conn *c)
 		nmf_flow_init_mode(&c->down_flow, NMF_FLOW_DOWN, c->pre.parser.mode);
 		if (follow_early_bytes(c) < 0)
 			return;
+	}
+	if (c->following && !c->pre.route->pool_off) {
 		fd = bpool_take(&c->w->backends, &c->pre.route->backend);
 		stat_add(fd >= 0 ? &c->w->stats.pool_hits :
 		    &c->w->stats.pool_misses, 1);

@@ -106,7 +106,7 @@ session_end(struct conn *c, int ended_by_service)
 
 	stop_watchers(c);
 	c->backend_fd = -1;
-	if (c->down.held == 0 && !ended_by_service)
+	if (c->down.held == 0 && !ended_by_service && !c->pre.route->pool_off)
 		kept = bpool_put(&w->backends, &c->pre.route->backend, fd);
 	else
 		close(fd);

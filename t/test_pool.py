@@ -1,10 +1,12 @@
 """The backend pool against a misbehaving service: bytes a service sends
 after its End reach no client of another session, a pooled connection that
-fails under the next preamble is redialled in the session's own mode.
-Real daemon, real sockets."""
+fails under the next preamble is redialled in the session's own mode, and
+a route can keep its connections out of the pool.  Real daemon, real
+sockets."""
 
 import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -108,11 +110,12 @@ def service(**kw):
     return b
 
 
-def daemon(backend, extra="", **kw):
+def daemon(backend, extra="", route_extra="", **kw):
     """One worker (the pool is per worker), one route to backend."""
     cfg = ("[global]\nlisten = 127.0.0.1:{port}\nworkers = 1\n"
            "log_level = debug\n" + extra + "\n"
-           "[s]\nvia = net.tcp://+/S\nbackend = " + backend.addr + "\n")
+           "[s]\nvia = net.tcp://+/S\nbackend = " + backend.addr + "\n" +
+           route_extra + "\n")
     d = Daemon(raw_config="")
     d.listen = f"127.0.0.1:{d.port}"
     with open(d.config, "w") as f:
@@ -330,6 +333,34 @@ def test_second_ack_mid_session_resets_the_client():
         assert STRAY not in bytes(r.buf)
         d.wait_log("second Ack")
         s.close()
+    svc.close()
+
+
+def test_pool_off_per_route_applied_by_reload():
+    """pool = off: each session of the route dials and closes its own
+    backend connection; a reload that turns it on pools the next one."""
+    svc = service()
+    # no settle period: each session takes the connection the last left
+    d = daemon(svc, extra="backend_pool_settle = 0", route_extra="pool = off")
+    with d:
+        for i in range(3):
+            s = d.connect()
+            assert client_session(s, Reader(s), 2, b"p%d" % i) == "ok"
+            s.close()
+        assert svc.accepted == 3, svc.accepted
+        assert "pooled" not in d.log()
+        with open(d.config) as f:
+            text = f.read()
+        with open(d.config, "w") as f:
+            f.write(text.replace("pool = off", "pool = on"))
+        os.kill(d.pid, signal.SIGHUP)
+        d.wait_log("reloaded")
+        before = svc.accepted
+        for i in range(3):
+            s = d.connect()
+            assert client_session(s, Reader(s), 2, b"q%d" % i) == "ok"
+            s.close()
+        assert svc.accepted == before + 1, (before, svc.accepted)
     svc.close()
 
 
