@@ -32,10 +32,14 @@
  *                    says: 0 as WCF, 1 with a Fault instead of the Ack,
  *                    2 with a stray envelope right after its End, 3
  *                    closing after its End, 4 with a stray envelope after
- *                    its End once operation 6 comes, 5 with End at once
+ *                    its End once operation 6 comes, 5 with End at once,
+ *                    6 and 7 as 2 and 4 with a stray Ack (0B) before the
+ *                    stray envelope (a service answering a preamble twice)
  *   6  strays        services send their delayed stray envelopes
  *
- * Routes: /A and /B/A to service A, /B to service B; backend_pool 4.
+ * Routes: /A and /B/A to service A, /B to service B; backend_pool 4,
+ * backend_pool_settle 0: every pooled connection may meet the next session
+ * at once, so the stray bytes meet it too.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +80,8 @@ enum behaviour {
 	BEHAVE_CLOSE,
 	BEHAVE_STRAY_LATER,
 	BEHAVE_END_AT_ONCE,
+	BEHAVE_STRAY_ACK,
+	BEHAVE_STRAY_ACK_LATER,
 	BEHAVE_COUNT
 };
 
@@ -110,6 +116,7 @@ struct svc_conn {
 	struct reader rd;
 	enum behaviour now;     /* for the session under way */
 	int stray_due;          /* BEHAVE_STRAY_LATER: operation 6 sends it */
+	int stray_ack;          /* ... with an Ack before it */
 	int close_after_flush;
 	uint8_t out[1 << 16];
 	size_t out_len;
@@ -174,6 +181,7 @@ load_generation(const char *forward)
 
 	FUZZ_CHECK(fd >= 0 && (f = fdopen(fd, "w")) != NULL);
 	fprintf(f, "[global]\nlisten = 127.0.0.1:1\nforward = %s\nbackend_pool = 4\n"
+	    "backend_pool_settle = 0\n"
 	    "[a]\nvia = net.tcp://+/A\nvia = net.tcp://+/B/A\nbackend = 127.0.0.1:%u\n"
 	    "[b]\nvia = net.tcp://+/B\nbackend = 127.0.0.1:%u\n", forward,
 	    g.svc_port[0], g.svc_port[1]);
@@ -217,7 +225,8 @@ setup(void)
 		w->pending.data = w;
 		pipe_pool_init(&w->pipes, g.gen[i]->cfg->pipe_size);
 		bpool_init(&w->backends, g.loop, g.gen[i]->cfg->backend_pool,
-		    g.gen[i]->cfg->backend_pool_timeout);
+		    g.gen[i]->cfg->backend_pool_timeout,
+		    g.gen[i]->cfg->backend_pool_settle);
 	}
 	/* The secret of the stray envelopes: not in any input. */
 	for (i = 0; i < (int)sizeof(g.marker); i++)
@@ -302,9 +311,13 @@ queue_reply(struct svc_conn *s, uint8_t type)
 	    REPLY_MAX);
 }
 
+/* with_ack: a 0B first, which the next session on this connection could
+ * take for the answer to its preamble. */
 static void
-queue_stray(struct svc_conn *s)
+queue_stray(struct svc_conn *s, int with_ack)
 {
+	if (with_ack)
+		queue(s, "\x0b", 1);
 	queue_envelope(s, 0x06, g.marker, sizeof(g.marker));
 }
 
@@ -360,10 +373,12 @@ svc_record_done(struct svc_conn *s, const struct worker *w)
 		}
 		if (s->now != BEHAVE_END_AT_ONCE)
 			queue(s, &end, 1);
-		if (s->now == BEHAVE_STRAY)
-			queue_stray(s);
-		if (s->now == BEHAVE_STRAY_LATER)
+		if (s->now == BEHAVE_STRAY || s->now == BEHAVE_STRAY_ACK)
+			queue_stray(s, s->now == BEHAVE_STRAY_ACK);
+		if (s->now == BEHAVE_STRAY_LATER || s->now == BEHAVE_STRAY_ACK_LATER) {
 			s->stray_due = 1;
+			s->stray_ack = s->now == BEHAVE_STRAY_ACK_LATER;
+		}
 		if (s->now == BEHAVE_CLOSE)
 			s->close_after_flush = 1;
 		break;
@@ -730,7 +745,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 6:
 			for (size_t k = 0; k < nsvc; k++) {
 				if (svc[k].stray_due) {
-					queue_stray(&svc[k]);
+					queue_stray(&svc[k], svc[k].stray_ack);
 					svc[k].stray_due = 0;
 				}
 			}

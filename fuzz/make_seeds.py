@@ -322,6 +322,11 @@ SESSIONS = {
     send(duplex("net.tcp://h/A"), client=1) + RUN,
     "stray-while-pooled": behave(0, 4) + send(duplex("net.tcp://h/A")) + RUN + b"\x06" +
     send(duplex("net.tcp://h/A"), client=1) + RUN,
+    "stray-ack-after-end": behave(0, 6) + send(duplex("net.tcp://h/A")) + RUN +
+    send(duplex("net.tcp://h/A"), client=1) + RUN,
+    "stray-ack-while-pooled": behave(0, 7) + send(duplex("net.tcp://h/A")) + RUN +
+    send(preamble("net.tcp://h/A"), client=1) + RUN + b"\x06" + RUN +
+    send(sized_envelope(b"hi") + b"\x07", client=1) + RUN,
     "fault-instead-of-ack": behave(1, 1) + send(duplex("net.tcp://h/B") +
                                                  duplex("net.tcp://h/A")) + RUN,
     "service-closes-after-end": behave(0, 3) + send(duplex("net.tcp://h/A") +

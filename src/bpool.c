@@ -15,17 +15,19 @@ struct bpool_entry {
 	int fd;
 	ev_io readable;
 	ev_timer expiry;
+	ev_tstamp settled;  /* when it may be handed out */
 };
 
 void
 bpool_init(struct bpool *pool, struct ev_loop *loop, unsigned max,
-    double timeout)
+    double timeout, double settle)
 {
 	pool->loop = loop;
 	pool->newest = pool->oldest = NULL;
 	pool->count = 0;
 	pool->max = max;
 	pool->timeout = timeout;
+	pool->settle = settle;
 }
 
 /* Unlink e and free it; returns its descriptor, still open. */
@@ -86,10 +88,14 @@ int
 bpool_take(struct bpool *pool, const struct addr *backend)
 {
 	struct bpool_entry *e, *older;
+	/* The clock, not the loop's cached time: that may be a whole
+	 * iteration old, and the settle period is short. */
+	ev_tstamp now = ev_time();
 
 	for (e = pool->newest; e != NULL; e = older) {
 		older = e->older;
-		if (!addr_equal(&e->backend, backend))
+		if (!addr_equal(&e->backend, backend) ||
+		    now < e->settled)
 			continue;
 		if (is_quiet(e->fd))
 			return entry_remove(e);
@@ -117,6 +123,7 @@ bpool_put(struct bpool *pool, const struct addr *backend, int fd)
 	e->pool = pool;
 	e->backend = *backend;
 	e->fd = fd;
+	e->settled = ev_time() + pool->settle;
 	e->newer = NULL;
 	e->older = pool->newest;
 	if (pool->newest != NULL)

@@ -7,7 +7,10 @@
  * handshake and a teardown on both sides.  Each worker keeps its own pool:
  * no locks.  An idle connection that becomes readable was closed by the
  * service (or sent something out of turn) and is dropped at once; one idle
- * for the pool's timeout is closed.
+ * for the pool's timeout is closed.  A connection settles before it is
+ * handed out again: a service that sends bytes shortly after its End (a
+ * stray Ack and envelope, say) has them land while the connection is
+ * still in the pool, which closes it, rather than on the next session.
  */
 #ifndef NETTCPD_BPOOL_H
 #define NETTCPD_BPOOL_H
@@ -24,14 +27,15 @@ struct bpool {
 	unsigned count;
 	unsigned max;      /* idle connections kept; 0: none */
 	double timeout;    /* seconds an idle connection is kept */
+	double settle;     /* seconds one must stay quiet before reuse */
 };
 
 void bpool_init(struct bpool *pool, struct ev_loop *loop, unsigned max,
-    double timeout);
+    double timeout, double settle);
 
-/* An idle connection to backend, most recently used first; -1 if none.
- * One with anything to read (bytes, end of stream) is closed, never
- * handed out. */
+/* An idle connection to backend that has been quiet for the settle period,
+ * most recently used first; -1 if none.  One with anything to read (bytes,
+ * end of stream) is closed, never handed out; one still settling stays. */
 int bpool_take(struct bpool *pool, const struct addr *backend);
 
 /*

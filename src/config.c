@@ -393,6 +393,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->follow_sessions = 1;
 	cfg->backend_pool = CONFIG_DEFAULT_BACKEND_POOL;
 	cfg->backend_pool_timeout = CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT;
+	cfg->backend_pool_settle = CONFIG_DEFAULT_BACKEND_POOL_SETTLE;
 	cfg->keepalive_timeout = CONFIG_DEFAULT_KEEPALIVE_TIMEOUT;
 	cfg->tls_session_timeout = CONFIG_DEFAULT_TLS_SESSION_TIMEOUT;
 	cfg->log_target = LOG_TARGET_STDERR;

@@ -35,6 +35,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_FOLLOW_SESSIONS] = "follow_sessions",
 	[GK_BACKEND_POOL] = "backend_pool",
 	[GK_BACKEND_POOL_TIMEOUT] = "backend_pool_timeout",
+	[GK_BACKEND_POOL_SETTLE] = "backend_pool_settle",
 	[GK_TLS_SESSION_TIMEOUT] = "tls_session_timeout",
 	[GK_SHUTDOWN_TIMEOUT] = "shutdown_timeout",
 	[GK_ACCESS_LOG] = "access_log",
@@ -421,6 +422,14 @@ global_key(struct parser *p, const char *name, const char *value)
 		if (config_parse_duration(value, &cfg->backend_pool_timeout) < 0)
 			add_error(p, p->lineno, "bad backend_pool_timeout '%s' (a "
 			    "duration above 0 and at most 24h)", value);
+		break;
+	case GK_BACKEND_POOL_SETTLE:
+		if (strcmp(value, "0") == 0)
+			cfg->backend_pool_settle = 0.0;
+		else if (config_parse_duration(value, &cfg->backend_pool_settle) < 0 ||
+		    cfg->backend_pool_settle > CONFIG_MAX_BACKEND_POOL_SETTLE)
+			add_error(p, p->lineno, "bad backend_pool_settle '%s' (0, "
+			    "or a duration of at most 10s)", value);
 		break;
 	case GK_LOG_LEVEL:
 		level = log_level_from_name(value);

@@ -35,6 +35,7 @@ enum global_key {
 	GK_FOLLOW_SESSIONS,
 	GK_BACKEND_POOL,
 	GK_BACKEND_POOL_TIMEOUT,
+	GK_BACKEND_POOL_SETTLE,
 	GK_TLS_SESSION_TIMEOUT,
 	GK_SHUTDOWN_TIMEOUT,
 	GK_ACCESS_LOG,
@@ -74,6 +75,8 @@ struct route_sect {
 	struct addr backend;
 	int tls_line;           /* of the tls key, 0 if absent */
 	int tls_terminate;
+	int pool_line;          /* of the pool key, 0 if absent */
+	int pool_off;
 	char *tls_value[TLS_KEY_COUNT];  /* tls_cert ... tls_ciphersuites */
 	int tls_value_line[TLS_KEY_COUNT];
 };

@@ -76,6 +76,17 @@ route_key(struct parser *p, const char *name, const char *value)
 		else if (strcmp(value, "passthrough") != 0)
 			add_error(p, p->lineno, "unknown tls '%s' (passthrough or "
 			    "terminate)", value);
+	} else if (strcmp(name, "pool") == 0) {
+		if (r->pool_line != 0) {
+			add_error(p, p->lineno,
+			    "duplicate key 'pool' (first at line %d)", r->pool_line);
+			return;
+		}
+		r->pool_line = p->lineno;
+		if (strcmp(value, "off") == 0)
+			r->pool_off = 1;
+		else if (strcmp(value, "on") != 0)
+			add_error(p, p->lineno, "bad pool '%s' (on or off)", value);
 	} else {
 		for (int k = 0; k < TLS_KEY_COUNT; k++) {
 			if (strcmp(name, tls_keys[k]) != 0)
@@ -248,6 +259,8 @@ build_routes(struct parser *p)
 			return;
 		}
 		build_route_tls(p, r, ri);
+		if (r->pool_off)
+			routes_set_pool_off(t, ri);
 		for (j = 0; j < r->nvias; j++) {
 			const struct via_line *vl = &r->vias[j];
 			const char *why;

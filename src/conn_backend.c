@@ -55,32 +55,54 @@ backend_redial(struct conn *c, const char *why)
 	close_backend(c);
 	pump_release(&c->down, &c->w->pipes);
 	pump_init(&c->down);
-	nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
+	nmf_flow_init_mode(&c->down_flow, NMF_FLOW_DOWN, c->pre.parser.mode);
 	c->unanswered = 0;
 	c->replay_off = 0;
 	backend_connect(c);
 }
 
+/* The client's bytes after its Preamble End went out with the replay:
+ * the service has been asked something already. */
+static int
+replay_holds_session_bytes(const struct conn *c)
+{
+	return c->preamble_len > c->pre.clear_end + c->pre.parser.pos;
+}
+
 /*
  * Before forwarding the first answer of a pooled connection, look whether
  * it is one: 1 if bytes wait, 0 if nothing yet, -1 if the connection had
- * died and was redialled.
+ * died or was dirty and was redialled.
+ *
+ * A service answers a preamble with its Ack and then waits for the
+ * client's first envelope (WCF creates the service instance on that
+ * message), so on a connection that carried another session the Ack
+ * alone is an answer; with bytes behind it, or bytes after it before the
+ * client spoke (the follower's ack_alone), it may be the stray 0B of the
+ * last session, with that session's envelope.  Here the Ack has not
+ * reached the client, so a new connection serves it cleanly.
  */
 int
 backend_answered(struct conn *c)
 {
-	uint8_t byte;
-	ssize_t n = recv(c->backend_fd, &byte, 1, MSG_PEEK);
+	uint8_t peek[2];
+	ssize_t n = recv(c->backend_fd, peek, sizeof(peek), MSG_PEEK);
+	int asked = replay_holds_session_bytes(c);
 	char why[64];
 
-	if (n > 0 && byte != NMF_REC_PREAMBLE_ACK && byte != NMF_REC_FAULT) {
+	if (n > 0 && peek[0] != NMF_REC_PREAMBLE_ACK && peek[0] != NMF_REC_FAULT) {
 		/* Not an answer to this preamble: bytes the service sent after
 		 * the last session's End.  They are nobody's to read. */
-		snprintf(why, sizeof(why), "sent 0x%02x before answering", byte);
+		snprintf(why, sizeof(why), "sent 0x%02x before answering", peek[0]);
 		backend_redial(c, why);
 		return -1;
 	}
+	if (n > 1 && peek[0] == NMF_REC_PREAMBLE_ACK && !asked) {
+		backend_redial(c, "sent bytes behind its Ack");
+		return -1;
+	}
 	if (n > 0) {
+		c->down_flow.ack_alone = peek[0] == NMF_REC_PREAMBLE_ACK && !asked;
 		c->unanswered = 0;
 		free(c->preamble);
 		c->preamble = NULL;
@@ -91,6 +113,18 @@ backend_answered(struct conn *c)
 		return 0;
 	backend_redial(c, n == 0 ? "was closed" : strerror(errno));
 	return -1;
+}
+
+/*
+ * Before the service's bytes are read: once the client's first bytes after
+ * the preamble have gone to the service (the replay is counted in up.total),
+ * the service may answer them.
+ */
+void
+backend_client_spoke(struct conn *c)
+{
+	if (c->down_flow.ack_alone && c->up.total > c->preamble_len)
+		c->down_flow.ack_alone = 0;
 }
 
 /* Write the client's bytes to the backend, exactly as they were read,
@@ -256,16 +290,13 @@ backend_start(struct conn *c)
 
 	c->following = c->gen->cfg->follow_sessions &&
 	    c->pre.parser.stage == NMF_STAGE_END;
-	if (c->following && c->pre.parser.mode == NMF_MODE_DUPLEX) {
-		nmf_flow_init(&c->up_flow, NMF_FLOW_UP);
-		nmf_flow_init(&c->down_flow, NMF_FLOW_DOWN);
-	} else if (c->following) {
-		nmf_flow_init_singleton(&c->up_flow, NMF_FLOW_UP);
-		nmf_flow_init_singleton(&c->down_flow, NMF_FLOW_DOWN);
-	}
 	if (c->following) {
+		nmf_flow_init_mode(&c->up_flow, NMF_FLOW_UP, c->pre.parser.mode);
+		nmf_flow_init_mode(&c->down_flow, NMF_FLOW_DOWN, c->pre.parser.mode);
 		if (follow_early_bytes(c) < 0)
 			return;
+	}
+	if (c->following && !c->pre.route->pool_off) {
 		fd = bpool_take(&c->w->backends, &c->pre.route->backend);
 		stat_add(fd >= 0 ? &c->w->stats.pool_hits :
 		    &c->w->stats.pool_misses, 1);

@@ -95,6 +95,7 @@ void preamble_parse(struct conn *c);
 void backend_start(struct conn *c);   /* the preamble is complete: dial */
 void backend_redial(struct conn *c, const char *why);
 int backend_answered(struct conn *c); /* 1 bytes wait, 0 not yet, -1 redialled */
+void backend_client_spoke(struct conn *c); /* before reading the service */
 void replay_write(struct conn *c);
 void connect_done(struct conn *c);
 

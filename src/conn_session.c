@@ -69,6 +69,19 @@ side_over(const struct pump *p, const struct nmf_flow *flow)
 void
 unfollow_down(struct conn *c)
 {
+	/* Except an Ack mid-session, which answers a preamble this session
+	 * never sent, and, on a pooled connection, bytes after the Ack before
+	 * the client spoke, which answer nothing it asked: both are what a
+	 * service sent after an earlier session's End.  The client has had its
+	 * Ack and cannot be given a clean connection any more. */
+	if (c->down_flow.bad == NMF_REC_PREAMBLE_ACK || c->down_flow.ack_alone) {
+		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
+		    "service sent %s after %llu bytes down; another session's "
+		    "bytes, reset", c->down_flow.ack_alone ? "bytes after its "
+		    "Ack before the client's first envelope" : "a second Ack",
+		    (unsigned long long)c->down.total);
+		return;
+	}
 	conn_log(c, LOG_LEVEL_DEBUG, "service sent record 0x%02x out of the "
 	    "session; its bytes are passed on unread until the connection closes",
 	    c->down_flow.bad);
@@ -93,7 +106,7 @@ session_end(struct conn *c, int ended_by_service)
 
 	stop_watchers(c);
 	c->backend_fd = -1;
-	if (c->down.held == 0 && !ended_by_service)
+	if (c->down.held == 0 && !ended_by_service && !c->pre.route->pool_off)
 		kept = bpool_put(&w->backends, &c->pre.route->backend, fd);
 	else
 		close(fd);
@@ -270,6 +283,7 @@ forward_down(struct conn *c)
 {
 	if (c->unanswered && backend_answered(c) <= 0)
 		return;
+	backend_client_spoke(c);
 	c->tp->forward_down(c);
 }
 

@@ -213,6 +213,7 @@ forward_tls(struct conn *c)
 	uint64_t before = c->up.total + c->down.total;
 
 	up_status = tls_pump_up(&c->up, c->ssl, c->backend_fd, up_flow, &up);
+	backend_client_spoke(c);
 	down_status = up_status == PUMP_ERROR ? PUMP_ERROR :
 	    tls_pump_down(&c->down, c->ssl, c->client_fd, c->backend_fd, down_flow,
 	    &down);

@@ -73,6 +73,8 @@ generation_needs_restart(const struct generation *cur,
 		return "backend_pool";
 	if (a->backend_pool_timeout != b->backend_pool_timeout)
 		return "backend_pool_timeout";
+	if (a->backend_pool_settle != b->backend_pool_settle)
+		return "backend_pool_settle";
 	if (a->log_target != b->log_target)
 		return "log";
 	if (strcmp(a->access_log ? a->access_log : "off",

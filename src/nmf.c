@@ -365,6 +365,15 @@ nmf_flow_init_singleton(struct nmf_flow *f, enum nmf_flow_dir dir)
 	f->singleton = 1;
 }
 
+void
+nmf_flow_init_mode(struct nmf_flow *f, enum nmf_flow_dir dir, uint8_t mode)
+{
+	if (mode == NMF_MODE_SINGLETON_UNSIZED)
+		nmf_flow_init_singleton(f, dir);
+	else
+		nmf_flow_init(f, dir);
+}
+
 /* A singleton session's record at a boundary: its one envelope, then End
  * (the service may also answer with End alone). */
 static void
@@ -387,6 +396,11 @@ flow_singleton_record(struct nmf_flow *f, uint8_t type)
 static void
 flow_record(struct nmf_flow *f, uint8_t type)
 {
+	if (f->ack_alone && !f->want_ack) {
+		/* Nothing was asked of the service since its Ack. */
+		f->state = NMF_FLOW_OPAQUE;
+		return;
+	}
 	if (f->singleton && !f->want_ack) {
 		flow_singleton_record(f, type);
 		return;

@@ -149,6 +149,8 @@ struct nmf_flow {
 	uint8_t chunks;       /* singleton: SIZE and PAYLOAD are its chunks' */
 	uint8_t want_end;     /* singleton: the envelope is over, End is next */
 	uint8_t may_end;      /* singleton, down: End may come without an envelope */
+	uint8_t ack_alone;    /* down: no byte may follow the Ack while set */
+	                      /* (the caller clears it once the client spoke) */
 	uint8_t bad;          /* OPAQUE: the record type that did not fit */
 	                      /* (06 for an invalid size field) */
 };
@@ -164,6 +166,12 @@ void nmf_flow_init(struct nmf_flow *f, enum nmf_flow_dir dir);
  * bytes are NMF_FLOW_PAYLOAD, its size NMF_FLOW_SIZE.
  */
 void nmf_flow_init_singleton(struct nmf_flow *f, enum nmf_flow_dir dir);
+
+/* The follower a session of this mode (from its Mode record) needs: the
+ * singleton one for mode 1, the duplex one otherwise.  Whatever (re)starts
+ * a direction of a session starts it here, so the two never disagree. */
+void nmf_flow_init_mode(struct nmf_flow *f, enum nmf_flow_dir dir,
+    uint8_t mode);
 
 /*
  * Follow buf[0..len).  Returns how many of the bytes belong to the session:

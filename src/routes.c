@@ -190,6 +190,12 @@ routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx)
 }
 
 void
+routes_set_pool_off(struct route_table *t, int ri)
+{
+	t->routes[ri]->pool_off = 1;
+}
+
+void
 routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot)
 {
 	t->routes[i]->stats_slot = slot;

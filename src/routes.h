@@ -32,6 +32,8 @@ struct route {
 	char *backend_text;        /* as written in the config, for logs */
 	SSL_CTX *tls_ctx;          /* terminate the ssl-tls upgrade; NULL: pass it through */
 	uint32_t stats_slot;       /* its counters (stats.h), by name */
+	uint8_t pool_off;          /* pool = off: a new backend connection */
+	                           /* per session, closed at its end */
 };
 
 struct route_table;
@@ -48,6 +50,10 @@ int routes_add_route(struct route_table *t, const char *name,
 
 /* Make route ri terminate TLS with ctx (the table takes its own reference). */
 void routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx);
+
+/* pool = off for route ri: its sessions neither take nor leave pooled
+ * backend connections. */
+void routes_set_pool_off(struct route_table *t, int ri);
 
 /* Count route i under slot (stats_route_slot of its name). */
 void routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot);

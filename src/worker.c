@@ -204,7 +204,8 @@ worker_init(struct worker *w, struct generation *gen, struct limits *limits,
 		return -1;
 	}
 	bpool_init(&w->backends, w->loop, cfg->follow_sessions ?
-	    share(cfg->backend_pool, n) : 0, cfg->backend_pool_timeout);
+	    share(cfg->backend_pool, n) : 0, cfg->backend_pool_timeout,
+	    cfg->backend_pool_settle);
 	ev_async_init(&w->stop, on_stop);
 	ev_async_start(w->loop, &w->stop);
 	ev_async_init(&w->reload, on_reload);

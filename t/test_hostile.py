@@ -33,9 +33,12 @@ def certificate():
 
 def daemon(forward, routes, extra="", tls_routes=()):
     """One worker, debug log; routes: (name, via, backend); tls_routes are
-    terminating routes (name, via, backend)."""
+    terminating routes (name, via, backend).  No settle period: the next
+    session may take the backend connection at once, and meet what a
+    hostile service sends late (t/test_pool.py tests the settle period)."""
     lines = ["[global]", "listen = 127.0.0.1:{port}", f"forward = {forward}",
-             "log_level = debug", "workers = 1", extra, ""]
+             "log_level = debug", "workers = 1", "backend_pool_settle = 0",
+             extra, ""]
     for name, via, backend in routes:
         lines += [f"[{name}]", f"via = {via}", f"backend = {backend}", ""]
     for name, via, backend in tls_routes:

@@ -66,10 +66,13 @@ def metrics_conns(d):
 
 
 def daemon(routes_text, workers=1):
+    # No pool settle period: the counts below take the pooled connection
+    # for the session right after the one that left it.
     mport = free_port()
     port = free_port()
     d = Daemon(raw_config=f"[global]\nlisten = 127.0.0.1:{port}\nmetrics = 127.0.0.1:{mport}\n"
-                          f"log_level = debug\npreamble_timeout = 1s\nworkers = {workers}\n\n"
+                          f"log_level = debug\npreamble_timeout = 1s\nworkers = {workers}\n"
+                          f"backend_pool_settle = 0\n\n"
                           f"{routes_text}")
     d.port, d.mport = port, mport
     return d

@@ -168,8 +168,11 @@ def session_loop(port, via, answers, stop, counts):
 
 def daemon(routes, extra="", **kw):
     """A daemon with one worker: each worker has its own pool, and the
-    tests count the backend connections the pool saves."""
-    return Daemon(routes, extra_global="workers = 1\n" + extra, **kw)
+    tests count the backend connections the pool saves.  No settle period:
+    a session may take the connection the one just before it left (the
+    settle period is t/test_pool.py's)."""
+    return Daemon(routes, extra_global="workers = 1\nbackend_pool_settle = 0\n" +
+                  extra, **kw)
 
 
 def routes_ab(a, b):

@@ -112,7 +112,7 @@ def two_routes(a, b, extra=""):
     return daemon_with(tls_route("one", "net.tcp://+/One", a.addr) +
                        tls_route("two", "net.tcp://+/Two", b.addr, cert=cert, key=key) +
                        f"[plain]\nvia = net.tcp://+/Plain\nbackend = {a.addr}\n",
-                       "workers = 1\n" + extra)
+                       "workers = 1\nbackend_pool_settle = 0\n" + extra)
 
 
 def test_pooled_connection_carries_tls_sessions_to_two_routes():

@@ -681,6 +681,44 @@ START_TEST(test_sessions_and_backend_pool)
 }
 END_TEST
 
+START_TEST(test_backend_pool_settle)
+{
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_double_eq(cfg->backend_pool_settle, 0.010);
+	config_free(cfg);
+	cfg = load_ok("[global]\nbackend_pool_settle = 0\n");
+	ck_assert_double_eq(cfg->backend_pool_settle, 0);
+	config_free(cfg);
+	cfg = load_ok("[global]\nbackend_pool_settle = 10s\n");
+	ck_assert_double_eq(cfg->backend_pool_settle, 10);
+	config_free(cfg);
+	load_bad("[global]\nbackend_pool_settle = 10001ms\n");
+	ck_error(2, "bad backend_pool_settle", "'10001ms'");
+	load_bad("[global]\n\nbackend_pool_settle = -1\n");
+	ck_error(3, "bad backend_pool_settle", "'-1'");
+}
+END_TEST
+
+START_TEST(test_route_pool)
+{
+	struct config *cfg = load_ok(
+	    "[a]\nvia = net.tcp://+/a\nbackend = 127.0.0.1:9001\n"
+	    "[b]\nvia = net.tcp://+/b\nbackend = 127.0.0.1:9001\npool = off\n"
+	    "[c]\nvia = net.tcp://+/c\nbackend = 127.0.0.1:9001\npool = on\n");
+
+	ck_assert_int_eq(routes_get(cfg->routes, 0)->pool_off, 0);
+	ck_assert_int_eq(routes_get(cfg->routes, 1)->pool_off, 1);
+	ck_assert_int_eq(routes_get(cfg->routes, 2)->pool_off, 0);
+	config_free(cfg);
+	load_bad("[a]\nvia = net.tcp://+/a\nbackend = 127.0.0.1:9001\n"
+	    "pool = no\npool = off\n");
+	ck_error(4, "bad pool", "'no'", "on or off");
+	ck_error(5, "duplicate key", "'pool'", "first at line 4");
+	ck_assert_int_eq(error_count(), 2);
+}
+END_TEST
+
 /* -------------------------------------------------------------- integers */
 
 START_TEST(test_counts)
@@ -1342,6 +1380,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_workers);
 	tcase_add_test(tc, test_pipe_size);
 	tcase_add_test(tc, test_sessions_and_backend_pool);
+	tcase_add_test(tc, test_backend_pool_settle);
+	tcase_add_test(tc, test_route_pool);
 	tcase_add_test(tc, test_counts);
 	suite_add_tcase(s, tc);
 

@@ -332,6 +332,56 @@ START_TEST(test_singleton_sessions)
 }
 END_TEST
 
+/* The follower of a session's mode: a redial must get the same one. */
+START_TEST(test_init_from_mode)
+{
+	struct nmf_flow f, g;
+
+	nmf_flow_init_mode(&f, NMF_FLOW_DOWN, NMF_MODE_SINGLETON_UNSIZED);
+	nmf_flow_init_singleton(&g, NMF_FLOW_DOWN);
+	ck_assert_mem_eq(&f, &g, sizeof(f));
+	nmf_flow_init_mode(&f, NMF_FLOW_UP, NMF_MODE_DUPLEX);
+	nmf_flow_init(&g, NMF_FLOW_UP);
+	ck_assert_mem_eq(&f, &g, sizeof(f));
+	/* the singleton reply a duplex follower would not take */
+	nmf_flow_init_mode(&f, NMF_FLOW_DOWN, NMF_MODE_SINGLETON_UNSIZED);
+	ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x0b\x05\x01z\x00\x07")), 6);
+	ck_assert_int_eq(f.state, NMF_FLOW_ENDED);
+}
+END_TEST
+
+/* ack_alone: after the Ack nothing, until the caller clears it (the
+ * caller sets it only when the first byte is the Ack: a Fault leaves the
+ * protocol as ever). */
+START_TEST(test_ack_alone)
+{
+	struct nmf_flow f;
+
+	for (uint8_t mode = 1; mode <= 2; mode++) {
+		nmf_flow_init_mode(&f, NMF_FLOW_DOWN, mode);
+		f.ack_alone = 1;
+		ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x0b\x06\x01x")), 1);
+		ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
+		ck_assert_uint_eq(f.bad, 0x06);
+		nmf_flow_init_mode(&f, NMF_FLOW_DOWN, mode);
+		f.ack_alone = 1;
+		ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x0b")), 1);
+		f.ack_alone = 0;
+		ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x07")), 1);
+		ck_assert_int_eq(f.state, NMF_FLOW_ENDED);
+		/* a second Ack has no place, set or not */
+		nmf_flow_init_mode(&f, NMF_FLOW_DOWN, mode);
+		ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x0b\x0b")), 1);
+		ck_assert_int_eq(f.state, NMF_FLOW_OPAQUE);
+		ck_assert_uint_eq(f.bad, 0x0b);
+		nmf_flow_init_mode(&f, NMF_FLOW_DOWN, mode);
+		f.ack_alone = 1;
+		ck_assert_uint_eq(nmf_flow_feed(&f, LIT("\x08")), 0);
+		ck_assert_uint_eq(f.bad, 0x08);
+	}
+}
+END_TEST
+
 static Suite *
 flow_suite(void)
 {
@@ -348,6 +398,8 @@ flow_suite(void)
 	tcase_add_test(tc, test_skip_payload_unseen);
 	tcase_add_test(tc, test_end_and_opaque_stay);
 	tcase_add_test(tc, test_singleton_sessions);
+	tcase_add_test(tc, test_init_from_mode);
+	tcase_add_test(tc, test_ack_alone);
 	suite_add_tcase(s, tc);
 	return s;
 }
