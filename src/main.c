@@ -177,6 +177,7 @@ static void
 on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 {
 	struct daemon *d = sig->data;
+	size_t nfds = d->nsocks + (d->metrics_fd >= 0);
 	int *fds;
 	pid_t pid;
 
@@ -195,7 +196,7 @@ on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 	/* The metrics listener too: the new binary finds it by its address. */
 	if (d->metrics_fd >= 0)
 		fds[d->nsocks] = d->metrics_fd;
-	pid = upgrade_start(d->exe, d->argv, fds, d->nsocks + (d->metrics_fd >= 0));
+	pid = upgrade_start(d->exe, d->argv, fds, nfds);
 	free(fds);
 	if (pid < 0) {
 		log_err("SIGUSR2 received: binary upgrade failed: cannot start %s: %s",
@@ -204,9 +205,12 @@ on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 	}
 	ev_child_set(&d->upgrade, pid, 0);
 	ev_child_start(loop, &d->upgrade);
+	/* What the new process gets as LISTEN_FDS, the metrics one included. */
 	log_notice("SIGUSR2 received: binary upgrade: started %s as pid %d on "
-	    "this one's %zu listening sockets; once it serves, send SIGTERM to "
-	    "pid %d to drain this one", d->exe, (int)pid, d->nsocks, (int)getpid());
+	    "this one's %zu listening sockets (%zu listen address%s%s); once it "
+	    "serves, send SIGTERM to pid %d to drain this one", d->exe, (int)pid,
+	    nfds, d->nsocks, d->nsocks == 1 ? "" : "es", d->metrics_fd >= 0 ?
+	    " and the metrics listener" : "", (int)getpid());
 }
 
 /*
