@@ -423,6 +423,17 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 			backend_redial(c, "did not answer the preamble");
 			break;
 		}
+		/* Within a millisecond: idle_touch's floor. */
+		if (!c->following && c->gen->cfg->pinned_timeout > 0 &&
+		    pinned_left(c) < 2e-3) {
+			conn_finish(c, OUTCOME_TIMEOUT, CLOSE_RESET, LOG_LEVEL_INFO,
+			    "pinned_timeout (%.0f s) expired for a stream nettcpd "
+			    "does not follow, after %llu bytes up, %llu down; reset",
+			    c->gen->cfg->pinned_timeout,
+			    (unsigned long long)c->up.total,
+			    (unsigned long long)c->down.total);
+			break;
+		}
 		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_INFO,
 		    "idle_timeout expired after %llu bytes up, "
 		    "%llu down, closed", (unsigned long long)c->up.total,
