@@ -91,7 +91,32 @@ on_shutdown_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* A worker took a generation, let go of the listeners or drained. */
+/* A SIGHUP, or one deferred while the last reload was handed over: stay
+ * RELOADING for systemd until the newest file is read. */
+static void
+hup_reload(struct daemon *d)
+{
+	int status;
+
+	notify_state("RELOADING=1", "reloading %s", d->path);
+	if ((status = daemon_reload(d)) == 0)
+		notify_state("READY=1", "serving generation %u, %zu routes",
+		    d->gen->number, routes_count(d->gen->cfg->routes));
+	else if (status < 0)
+		notify_state("READY=1", "reload failed (see the log); serving "
+		    "generation %u", d->gen->number);
+}
+
+static void
+on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+	(void)loop;
+	(void)revents;
+	hup_reload(sig->data);
+}
+
+/* A worker took a generation (a SIGHUP deferred meanwhile reloads now),
+ * let go of the listeners or drained. */
 static void
 on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 {
@@ -99,6 +124,10 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 
 	(void)revents;
 	daemon_retire_listeners(d);
+	if (d->reload_pending && d->retired == NULL) {
+		d->reload_pending = 0;
+		hup_reload(d);
+	}
 	if (!d->draining)
 		return;
 	/* Once no worker watches them, close the listening sockets: from here
@@ -115,22 +144,6 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 			return;
 	log_info("every session has ended");
 	ev_break(loop, EVBREAK_ALL);
-}
-
-static void
-on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
-{
-	struct daemon *d = sig->data;
-
-	(void)loop;
-	(void)revents;
-	notify_state("RELOADING=1", "reloading %s", d->path);
-	if (daemon_reload(d) == 0)
-		notify_state("READY=1", "serving generation %u, %zu routes",
-		    d->gen->number, routes_count(d->gen->cfg->routes));
-	else
-		notify_state("READY=1", "reload failed (see the log); serving "
-		    "generation %u", d->gen->number);
 }
 
 /* SIGUSR1: logrotate moved the access log; write a new one by its name. */

@@ -3,7 +3,8 @@ its backend (a passed-through upgrade such as application/negotiate, which
 nettcpd cannot follow) is closed when the reload changes its route's policy
 (backend, TLS mode or certificate, or removes the route), and only then; a
 preamble still being read is decided under the new generation; an unfollowed
-stream lives at most pinned_timeout."""
+stream lives at most pinned_timeout; and SIGHUPs close together are
+coalesced so that the newest file always serves."""
 
 import os
 import re
@@ -251,6 +252,67 @@ def test_pinned_timeout_checked_by_t():
     write(d, [], extra="pinned_timeout = off")
     r = subprocess.run([NETTCPD, "-t", "-c", d.config], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def serves(d, via, name):
+    s = d.connect()
+    try:
+        s.sendall(preamble(via))
+        return recv_exact(s, 1 + len(name)) == b"\x0b" + name.encode()
+    finally:
+        s.close()
+
+
+def test_two_sighups_1ms_apart_apply_the_second_file():
+    """File 1, SIGHUP, 1 ms, file 2, SIGHUP: with no third SIGHUP, file 2
+    serves, each of 20 times.  File 1 has 5,000 routes, so that the second
+    SIGHUP comes while the first is still being loaded and handed over."""
+    a, b = Backend(name="A"), Backend(name="B")
+    d = started([("x", "net.tcp://+/X", a.addr, [])])
+    try:
+        for i in range(20):
+            first, second = (b, a) if i % 2 == 0 else (a, b)
+            write(d, [("x", "net.tcp://+/X", first.addr, [])] +
+                  [(f"f{i}_{k}", f"net.tcp://+/F{i}/{k}", first.addr, [])
+                   for k in range(5000)])
+            d.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.001)
+            write(d, [("x", "net.tcp://+/X", second.addr, []),
+                      (f"s{i}", f"net.tcp://+/S{i}", second.addr, [])])
+            d.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: f"reloaded {d.config}" in d.log().rsplit("SIGHUP received", 1)[-1]
+                     and serves(d, f"net.tcp://h/S{i}", second.name),
+                     what=f"round {i}: the second file served")
+            assert serves(d, "net.tcp://h/X", second.name), i
+    finally:
+        d.stop()
+    a.close()
+    b.close()
+
+
+def test_a_storm_of_reloads_leaks_nothing_and_the_last_file_wins():
+    """200 SIGHUPs as fast as they can be sent, each after a new file: the
+    descriptors come back to where they were, and the last file serves
+    (no backend pool: its idle connections would count)."""
+    a, b = Backend(name="A"), Backend(name="B")
+    nopool = "backend_pool = 0"
+    d = started([("x", "net.tcp://+/X", a.addr, [])], extra=nopool)
+    try:
+        base = d.sockets()
+        assert serves(d, "net.tcp://h/X", "A")
+        for i in range(200):
+            write(d, [("x", "net.tcp://+/X", (a if i % 2 else b).addr, []),
+                      (f"r{i}", f"net.tcp://+/R{i}", a.addr, [])], extra=nopool)
+            d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: serves(d, "net.tcp://h/R199", "A"), timeout=10,
+                 what="the last file served")
+        assert serves(d, "net.tcp://h/X", "A")
+        d.assert_no_leak(base)
+        assert d.proc.poll() is None
+    finally:
+        d.stop()
+    a.close()
+    b.close()
 
 
 if __name__ == "__main__":
