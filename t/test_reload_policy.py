@@ -108,7 +108,8 @@ def test_tightened_route_closes_its_pinned_streams_only():
         for x in (s, u, c):
             x.close()
     finally:
-        d.stop()
+        status = d.stop()
+    assert status == 0, f"nettcpd exited {status}:\n{d.log()}"
     a.close()
     b.close()
 
@@ -135,7 +136,8 @@ def test_backend_change_closes_pinned_stream_and_unrelated_reload_does_not():
         s = pinned(d, "net.tcp://h/S", "B")
         s.close()
     finally:
-        d.stop()
+        status = d.stop()
+    assert status == 0, f"nettcpd exited {status}:\n{d.log()}"
     a.close()
     b.close()
 
@@ -170,7 +172,8 @@ def test_half_read_preamble_is_decided_under_the_new_generation():
         h.close()
         t.close()
     finally:
-        d.stop()
+        status = d.stop()
+    assert status == 0, f"nettcpd exited {status}:\n{d.log()}"
     a.close()
     b.close()
 
@@ -202,7 +205,8 @@ def test_preamble_inside_tls_on_a_changed_route_is_reset():
         assert closed_counts(d) == 1
         t.close()
     finally:
-        d.stop()
+        status = d.stop()
+    assert status == 0, f"nettcpd exited {status}:\n{d.log()}"
     a.close()
     b.close()
 
@@ -239,7 +243,8 @@ def test_pinned_stream_lives_pinned_timeout():
         s.close()
         f.close()
     finally:
-        d.stop()
+        status = d.stop()
+    assert status == 0, f"nettcpd exited {status}:\n{d.log()}"
     a.close()
 
 
@@ -294,7 +299,8 @@ def test_two_sighups_1ms_apart_apply_the_second_file():
                      and serves(d, "net.tcp://h/X", second.name),
                      what=f"round {i}: the second file served")
     finally:
-        d.stop()
+        status = d.stop()
+    assert status == 0, f"nettcpd exited {status}:\n{d.log()}"
     a.close()
     b.close()
 
@@ -320,7 +326,8 @@ def test_a_storm_of_reloads_leaks_nothing_and_the_last_file_wins():
         d.assert_no_leak(base)
         assert d.proc.poll() is None
     finally:
-        d.stop()
+        status = d.stop()
+    assert status == 0, f"nettcpd exited {status}:\n{d.log()}"
     a.close()
     b.close()
 
