@@ -23,6 +23,8 @@
  *                    End, the session's end and the wait for the next one,
  *                    its access-log record
  *   conn_fault.c     Fault records, and the half-close and drain after one
+ *   conn_reload.c    what a generation a reload publishes does to the
+ *                    connections already open
  *
  * The Via picks the route (or the EndpointNotFound fault) as soon as it
  * arrives; the backend is dialled once the preamble is complete, so the
