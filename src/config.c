@@ -395,6 +395,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->backend_pool_timeout = CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT;
 	cfg->backend_pool_settle = CONFIG_DEFAULT_BACKEND_POOL_SETTLE;
 	cfg->keepalive_timeout = CONFIG_DEFAULT_KEEPALIVE_TIMEOUT;
+	cfg->pinned_timeout = CONFIG_DEFAULT_PINNED_TIMEOUT;
 	cfg->tls_session_timeout = CONFIG_DEFAULT_TLS_SESSION_TIMEOUT;
 	cfg->log_target = LOG_TARGET_STDERR;
 	cfg->log_level = LOG_LEVEL_INFO;

@@ -39,6 +39,11 @@
  * the binding's 2-minute IdleTimeout), which is also how long the WCF
  * client keeps a pooled connection, so nettcpd rarely closes one first. */
 #define CONFIG_DEFAULT_KEEPALIVE_TIMEOUT 120.0
+/* A stream nettcpd cannot follow (an upgrade it passes through) stays
+ * pinned to the backend and the policy it was opened under; an hour bounds
+ * how long a policy a reload tightened can outlive it there, and outlasts
+ * a WCF channel's default 10-minute receive and send timeouts. */
+#define CONFIG_DEFAULT_PINNED_TIMEOUT 3600.0
 /* A session ticket resumes for an hour, and its key is replaced hourly:
  * a WCF client that redials (its pool idles connections out after 2
  * minutes) resumes, and no ticket key is older than two hours. */
@@ -64,6 +69,9 @@ struct config {
 	double idle_timeout;       /* seconds without progress when forwarding; 0: off */
 	double keepalive_timeout;  /* seconds a client connection may wait */
 	                           /* between sessions; 0: off */
+	double pinned_timeout;     /* seconds an unfollowed stream (an upgrade */
+	                           /* passed through, follow_sessions off) */
+	                           /* lives; 0: off */
 	double tls_session_timeout; /* seconds a TLS session resumes; 0: off */
 	unsigned max_connections;  /* client connections open at once */
 	unsigned max_pending;      /* client connections still in their preamble */

@@ -25,6 +25,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_CONNECT_TIMEOUT] = "connect_timeout",
 	[GK_IDLE_TIMEOUT] = "idle_timeout",
 	[GK_KEEPALIVE_TIMEOUT] = "keepalive_timeout",
+	[GK_PINNED_TIMEOUT] = "pinned_timeout",
 	[GK_MAX_CONNECTIONS] = "max_connections",
 	[GK_MAX_PENDING] = "max_pending",
 	[GK_FORWARD] = "forward",
@@ -326,9 +327,11 @@ global_key(struct parser *p, const char *name, const char *value)
 		break;
 	case GK_IDLE_TIMEOUT:
 	case GK_KEEPALIVE_TIMEOUT:
+	case GK_PINNED_TIMEOUT:
 	case GK_TLS_SESSION_TIMEOUT: {
 		double *to = k == GK_IDLE_TIMEOUT ? &cfg->idle_timeout :
 		    k == GK_KEEPALIVE_TIMEOUT ? &cfg->keepalive_timeout :
+		    k == GK_PINNED_TIMEOUT ? &cfg->pinned_timeout :
 		    &cfg->tls_session_timeout;
 
 		if (strcmp(value, "off") == 0)

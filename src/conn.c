@@ -23,6 +23,8 @@
  *                    End, the session's end and the wait for the next one,
  *                    its access-log record
  *   conn_fault.c     Fault records, and the half-close and drain after one
+ *   conn_reload.c    what a generation a reload publishes does to the
+ *                    connections already open
  *
  * The Via picks the route (or the EndpointNotFound fault) as soon as it
  * arrives; the backend is dialled once the preamble is complete, so the
@@ -436,6 +438,17 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 	case CONN_FORWARDING:
 		if (c->unanswered) {
 			backend_redial(c, "did not answer the preamble");
+			break;
+		}
+		/* Within a millisecond: idle_touch's floor. */
+		if (!c->following && c->gen->cfg->pinned_timeout > 0 &&
+		    pinned_left(c) < 2e-3) {
+			conn_finish(c, OUTCOME_TIMEOUT, CLOSE_RESET, LOG_LEVEL_INFO,
+			    "pinned_timeout (%.0f s) expired for a stream nettcpd "
+			    "does not follow, after %llu bytes up, %llu down; reset",
+			    c->gen->cfg->pinned_timeout,
+			    (unsigned long long)c->up.total,
+			    (unsigned long long)c->down.total);
 			break;
 		}
 		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_FIN, LOG_LEVEL_INFO,

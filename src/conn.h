@@ -41,6 +41,7 @@ enum conn_outcome {
 	OUTCOME_ABORTED,    /* a socket or TLS error, or a peer's reset */
 	OUTCOME_EVICTED,    /* made room at max_pending or max_connections */
 	OUTCOME_DRAINED,    /* closed by nettcpd's shutdown */
+	OUTCOME_RELOADED,   /* pinned to a route a reload changed (conn_reload) */
 };
 
 union conn_sockaddr {
@@ -123,6 +124,17 @@ void conn_close_all(struct worker *w);
 
 /* Close the worker's connections idle between sessions (the drain). */
 void conn_close_idle(struct worker *w);
+
+/*
+ * The worker took a new generation (w->gen): a preamble still being read is
+ * decided under it from its first byte; a connection pinned to its backend
+ * outside a followed session (a TLS handshake or preamble, or a stream
+ * nettcpd does not follow) on a route whose policy it changed
+ * (generation_policy_changed) is reset, and the count logged.  Followed
+ * sessions keep their generation to their End; the next one is routed
+ * under the new generation.
+ */
+void conn_reload(struct worker *w);
 
 /* Another worker closed a connection (this one may accept again) or
  * asked for a preamble to be shed. */

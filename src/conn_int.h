@@ -107,6 +107,7 @@ int tls_after_end(struct conn *c);    /* 1 read a clear preamble, 0 wait, -1 clo
 
 /* ---- conn_session.c */
 void idle_touch(struct conn *c);      /* forwarding moved: push idle_timeout back */
+double pinned_left(const struct conn *c); /* seconds of pinned_timeout left */
 void idle_start(struct conn *c);
 void forward_up(struct conn *c);      /* the transport's, once answered */
 void forward_down(struct conn *c);

@@ -33,14 +33,32 @@ route_bytes_sync(struct conn *c)
 	c->down_counted = down;
 }
 
+double
+pinned_left(const struct conn *c)
+{
+	return c->session_start + c->gen->cfg->pinned_timeout - ev_now(c->w->loop);
+}
+
 /* Forwarding made progress: push the idle deadline back, if there is one;
- * and count it. */
+ * and count it.  A stream nettcpd does not follow has pinned_timeout from
+ * its session's start too, which progress does not push back. */
 void
 idle_touch(struct conn *c)
 {
+	const struct config *cfg = c->gen->cfg;
+	double left;
+
 	route_bytes_sync(c);
-	if (c->gen->cfg->idle_timeout > 0)
+	if (!c->following && cfg->pinned_timeout > 0) {
+		left = pinned_left(c);
+		if (cfg->idle_timeout > 0 && cfg->idle_timeout < left)
+			left = cfg->idle_timeout;
+		/* 0 would stop the timer: past the limit, expire at once. */
+		c->deadline.repeat = left > 1e-3 ? left : 1e-3;
 		ev_timer_again(c->w->loop, &c->deadline);
+	} else if (cfg->idle_timeout > 0) {
+		ev_timer_again(c->w->loop, &c->deadline);
+	}
 }
 
 /* From here on the deadline is the idle timer (ev_timer_again). */
@@ -367,6 +385,8 @@ outcome_name(const struct conn *c, enum conn_outcome outcome)
 		return "evicted";
 	case OUTCOME_DRAINED:
 		return "drained";
+	case OUTCOME_RELOADED:
+		return "reloaded";
 	}
 	return "closed";
 }

@@ -31,6 +31,8 @@ struct daemon {
 	size_t nsocks;
 	struct listen_sock *retired; /* a reload dropped their addresses: closed */
 	size_t nretired;           /* once every worker took that generation */
+	int reload_pending;        /* a SIGHUP came while the last reload was */
+	                           /* being handed over: reload once it is */
 	char exe[PATH_MAX];        /* this binary's path, read at start */
 	char **argv;               /* as started: a binary upgrade runs it again */
 	size_t ninherited;         /* listening sockets handed to this process */
@@ -60,7 +62,10 @@ void daemon_retire_listeners(struct daemon *d);
 /*
  * SIGHUP: load the file as the next generation, check all of it, and hand
  * it to every worker.  Returns 0 once it is published, -1 after logging
- * why not (the running generation goes on serving).
+ * why not (the running generation goes on serving), 1 when the last
+ * reload is still being handed to the workers: then d->reload_pending is
+ * set, and the caller reloads again once daemon_retire_listeners() has
+ * cleared d->retired, so the file read is the newest.
  */
 int daemon_reload(struct daemon *d);
 

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 struct generation *
 generation_load(const char *path, unsigned number, char *err, size_t errlen)
 {
@@ -92,4 +95,34 @@ generation_needs_restart(const struct generation *cur,
 	if (differs(a->pidfile, b->pidfile))
 		return "pidfile";
 	return NULL;
+}
+
+/* The same certificate, or both without TLS. */
+static int
+same_tls(SSL_CTX *a, SSL_CTX *b)
+{
+	X509 *ca, *cb;
+
+	if (a == NULL || b == NULL)
+		return a == b;
+	ca = SSL_CTX_get0_certificate(a);
+	cb = SSL_CTX_get0_certificate(b);
+	return ca != NULL && cb != NULL && X509_cmp(ca, cb) == 0;
+}
+
+int
+generation_policy_changed(const struct route *r, const struct generation *next)
+{
+	const struct route_table *t = next->cfg->routes;
+
+	/* By name, one pass per connection pinned at a reload (routes_lookup
+	 * finds Vias, not names): once per reload, not per byte. */
+	for (size_t i = 0; i < routes_count(t); i++) {
+		const struct route *n = routes_get(t, i);
+
+		if (strcmp(n->name, r->name) == 0)
+			return !addr_equal(&n->backend, &r->backend) ||
+			    !same_tls(n->tls_ctx, r->tls_ctx);
+	}
+	return 1;
 }

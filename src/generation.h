@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "routes.h"
 
 struct generation {
 	atomic_uint refs;
@@ -37,6 +38,17 @@ void generation_unref(struct generation *g);
  * its key name; NULL when next can replace cur.
  */
 const char *generation_needs_restart(const struct generation *cur,
+    const struct generation *next);
+
+/*
+ * Whether next changes the policy of route r (of an older generation) for
+ * the connections already on it: 1 when next has no route of r's name (the
+ * config section), or forwards it to another backend address, or changes
+ * whether it terminates TLS or the certificate it presents; else 0.  Which
+ * Via prefixes lead to a route is not part of it: that decides new
+ * sessions, which are routed under the newest generation anyway.
+ */
+int generation_policy_changed(const struct route *r,
     const struct generation *next);
 
 #endif

@@ -91,7 +91,32 @@ on_shutdown_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* A worker took a generation, let go of the listeners or drained. */
+/* A SIGHUP, or one deferred while the last reload was handed over: stay
+ * RELOADING for systemd until the newest file is read. */
+static void
+hup_reload(struct daemon *d)
+{
+	int status;
+
+	notify_state("RELOADING=1", "reloading %s", d->path);
+	if ((status = daemon_reload(d)) == 0)
+		notify_state("READY=1", "serving generation %u, %zu routes",
+		    d->gen->number, routes_count(d->gen->cfg->routes));
+	else if (status < 0)
+		notify_state("READY=1", "reload failed (see the log); serving "
+		    "generation %u", d->gen->number);
+}
+
+static void
+on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
+{
+	(void)loop;
+	(void)revents;
+	hup_reload(sig->data);
+}
+
+/* A worker took a generation (a SIGHUP deferred meanwhile reloads now),
+ * let go of the listeners or drained. */
 static void
 on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 {
@@ -99,6 +124,10 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 
 	(void)revents;
 	daemon_retire_listeners(d);
+	if (d->reload_pending && d->retired == NULL) {
+		d->reload_pending = 0;
+		hup_reload(d);
+	}
 	if (!d->draining)
 		return;
 	/* Once no worker watches them, close the listening sockets: from here
@@ -115,22 +144,6 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 			return;
 	log_info("every session has ended");
 	ev_break(loop, EVBREAK_ALL);
-}
-
-static void
-on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
-{
-	struct daemon *d = sig->data;
-
-	(void)loop;
-	(void)revents;
-	notify_state("RELOADING=1", "reloading %s", d->path);
-	if (daemon_reload(d) == 0)
-		notify_state("READY=1", "serving generation %u, %zu routes",
-		    d->gen->number, routes_count(d->gen->cfg->routes));
-	else
-		notify_state("READY=1", "reload failed (see the log); serving "
-		    "generation %u", d->gen->number);
 }
 
 /* SIGUSR1: logrotate moved the access log; write a new one by its name. */
@@ -177,6 +190,7 @@ static void
 on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 {
 	struct daemon *d = sig->data;
+	size_t nfds = d->nsocks + (d->metrics_fd >= 0);
 	int *fds;
 	pid_t pid;
 
@@ -195,7 +209,7 @@ on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 	/* The metrics listener too: the new binary finds it by its address. */
 	if (d->metrics_fd >= 0)
 		fds[d->nsocks] = d->metrics_fd;
-	pid = upgrade_start(d->exe, d->argv, fds, d->nsocks + (d->metrics_fd >= 0));
+	pid = upgrade_start(d->exe, d->argv, fds, nfds);
 	free(fds);
 	if (pid < 0) {
 		log_err("SIGUSR2 received: binary upgrade failed: cannot start %s: %s",
@@ -204,9 +218,12 @@ on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 	}
 	ev_child_set(&d->upgrade, pid, 0);
 	ev_child_start(loop, &d->upgrade);
+	/* What the new process gets as LISTEN_FDS, the metrics one included. */
 	log_notice("SIGUSR2 received: binary upgrade: started %s as pid %d on "
-	    "this one's %zu listening sockets; once it serves, send SIGTERM to "
-	    "pid %d to drain this one", d->exe, (int)pid, d->nsocks, (int)getpid());
+	    "this one's %zu listening sockets (%zu listen address%s%s); once it "
+	    "serves, send SIGTERM to pid %d to drain this one", d->exe, (int)pid,
+	    nfds, d->nsocks, d->nsocks == 1 ? "" : "es", d->metrics_fd >= 0 ?
+	    " and the metrics listener" : "", (int)getpid());
 }
 
 /*

@@ -216,7 +216,7 @@ metrics_format(const struct metrics_view *v, size_t *len)
 		[OUTCOME_CLOSED] = "closed", [OUTCOME_FAULTED] = "faulted",
 		[OUTCOME_TIMEOUT] = "timeout", [OUTCOME_MALFORMED] = "malformed",
 		[OUTCOME_ABORTED] = "reset", [OUTCOME_EVICTED] = "evicted",
-		[OUTCOME_DRAINED] = "drained",
+		[OUTCOME_DRAINED] = "drained", [OUTCOME_RELOADED] = "reloaded",
 	};
 	const struct process_stats *p = v->process;
 	struct out o = { 0 };

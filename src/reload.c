@@ -68,11 +68,13 @@ log_lines(enum log_level level, const char *text)
  * SIGHUP: build the new generation from the file and check all of it
  * (addresses, certificates and keys) before anything changes; then every
  * worker starts new connections, and the next session of an idle one,
- * under it, while connections under way keep theirs.  A file that does
- * not load leaves the running generation serving.  After a privilege
- * drop the files are read, and new ports bound, as the user (privs.h).
- * Returns 0 once the new generation is published, -1 after logging why
- * not.
+ * under it; sessions under way keep theirs, but a preamble in progress is
+ * decided under it and a stream pinned to a route it changed is closed
+ * (conn_reload).  A file that does not load leaves the running generation
+ * serving.  After a privilege drop the files are read, and new ports
+ * bound, as the user (privs.h).  Returns 0 once the new generation is
+ * published, -1 after logging why not, 1 when deferred until the workers
+ * have the last one (d->reload_pending).
  */
 int
 daemon_reload(struct daemon *d)
@@ -83,6 +85,22 @@ daemon_reload(struct daemon *d)
 	const char *key;
 	double started = ev_time();
 
+	if (d->draining) {
+		stat_add(&d->stats.reloads_failed, 1);
+		log_err("SIGHUP received: reload of %s refused: shutting down; "
+		    "generation %u goes on serving", d->path, d->gen->number);
+		return -1;
+	}
+	/* A file changed between two SIGHUPs close together must not wait
+	 * for a third: read it again once the workers have the last one. */
+	if (d->retired != NULL) {
+		if (!d->reload_pending)
+			log_info("SIGHUP received: generation %u is still being "
+			    "handed to the workers; %s is read again once they "
+			    "have it", d->gen->number, d->path);
+		d->reload_pending = 1;
+		return 1;
+	}
 	next = generation_load(d->path, d->gen->number + 1, err, sizeof(err));
 	if (next == NULL) {
 		stat_add(&d->stats.reloads_failed, 1);
@@ -96,15 +114,6 @@ daemon_reload(struct daemon *d)
 		stat_add(&d->stats.reloads_failed, 1);
 		log_err("SIGHUP received: reload of %s refused: '%s' changed, which "
 		    "takes a restart; generation %u goes on serving", d->path, key,
-		    d->gen->number);
-		generation_unref(next);
-		return -1;
-	}
-	if (d->retired != NULL || d->draining) {
-		stat_add(&d->stats.reloads_failed, 1);
-		log_err("SIGHUP received: reload of %s refused: %s; generation %u "
-		    "goes on serving", d->path, d->draining ? "shutting down" :
-		    "the last reload is still being handed to the workers",
 		    d->gen->number);
 		generation_unref(next);
 		return -1;

@@ -51,7 +51,7 @@ struct stat_hist {
 void stat_observe(struct stat_hist *h, double seconds);
 
 /* How a connection ended, as conn.h's enum conn_outcome counts them. */
-#define STAT_OUTCOMES 7
+#define STAT_OUTCOMES 8
 
 /* What the parser or the routing decision refused in a preamble. */
 enum preamble_error {

@@ -86,7 +86,8 @@ on_wake(struct ev_loop *loop, ev_async *async, int revents)
 	conn_limits_changed(async->data);
 }
 
-/* A reload published a generation: new connections start under it. */
+/* A reload published a generation: new connections start under it, and
+ * what it changes reaches the connections already here (conn_reload). */
 static void
 on_reload(struct ev_loop *loop, ev_async *async, int revents)
 {
@@ -114,6 +115,7 @@ on_reload(struct ev_loop *loop, ev_async *async, int revents)
 		if (listeners_open(w, socks, nsocks) < 0)
 			log_err("worker %u: cannot watch the listening sockets", w->index);
 	}
+	conn_reload(w);
 	atomic_store(&w->gen_number, next->number);
 	ev_async_send(w->main_loop, w->main_notify);
 }

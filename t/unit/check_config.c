@@ -545,6 +545,23 @@ START_TEST(test_idle_timeout)
 }
 END_TEST
 
+START_TEST(test_pinned_timeout)
+{
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_double_eq(cfg->pinned_timeout, 3600);
+	config_free(cfg);
+	cfg = load_ok("[global]\npinned_timeout = 90s\n");
+	ck_assert_double_eq(cfg->pinned_timeout, 90);
+	config_free(cfg);
+	cfg = load_ok("[global]\npinned_timeout = off\n");
+	ck_assert_double_eq(cfg->pinned_timeout, 0);
+	config_free(cfg);
+	load_bad("[global]\n\npinned_timeout = 25h\n");
+	ck_error(3, "bad pinned_timeout", "'25h'");
+}
+END_TEST
+
 START_TEST(test_keepalive_timeout)
 {
 	/* 2 minutes by default, as a WCF service waits on a kept connection */
@@ -1373,6 +1390,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_duration_keys);
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_keepalive_timeout);
+	tcase_add_test(tc, test_pinned_timeout);
 	tcase_add_test(tc, test_tls_session_timeout);
 	tcase_add_test(tc, test_user_group_pidfile);
 	tcase_add_test(tc, test_relative_file_names);

@@ -120,6 +120,33 @@ START_TEST(test_what_a_reload_may_change)
 }
 END_TEST
 
+/* What closes the connections pinned to a route at a reload: its backend
+ * or its TLS, or its removal; not its prefixes, nor other routes. */
+START_TEST(test_policy_change_by_route)
+{
+	struct generation *cur = load(BASE
+	    "[a]\nvia = net.tcp://+/A\nbackend = 127.0.0.1:2\n"
+	    "[b]\nvia = net.tcp://+/B\nbackend = 127.0.0.1:3\n", 1);
+	const struct route *a = routes_get(cur->cfg->routes, 0);
+	const struct route *b = routes_get(cur->cfg->routes, 1);
+	struct generation *next;
+
+	next = load(BASE "[b]\nvia = net.tcp://+/B\nvia = net.tcp://+/C\n"
+	    "backend = 127.0.0.1:3\n[n]\nvia = net.tcp://+/N\nbackend = "
+	    "127.0.0.1:2\n[a]\nvia = net.tcp://+/A2\nbackend = 127.0.0.1:2\n", 2);
+	ck_assert_int_eq(generation_policy_changed(a, next), 0);
+	ck_assert_int_eq(generation_policy_changed(b, next), 0);
+	generation_unref(next);
+
+	next = load(BASE "[a]\nvia = net.tcp://+/A\nbackend = 127.0.0.1:4\n"
+	    "[renamed]\nvia = net.tcp://+/B\nbackend = 127.0.0.1:3\n", 2);
+	ck_assert_int_eq(generation_policy_changed(a, next), 1);
+	ck_assert_int_eq(generation_policy_changed(b, next), 1);
+	generation_unref(next);
+	generation_unref(cur);
+}
+END_TEST
+
 static Suite *generation_suite(void)
 {
 	Suite *s = suite_create("generation");
@@ -129,6 +156,7 @@ static Suite *generation_suite(void)
 	tcase_add_test(tc, test_load_number_and_refs);
 	tcase_add_test(tc, test_broken_file_gives_no_generation);
 	tcase_add_test(tc, test_what_a_reload_may_change);
+	tcase_add_test(tc, test_policy_change_by_route);
 	suite_add_tcase(s, tc);
 	return s;
 }
