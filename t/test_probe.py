@@ -1,7 +1,9 @@
 """nettcp-probe against the real daemon and against servers that misbehave:
 each outcome is printed and has its own exit status (nettcp-probe(1)):
 0 routed and acknowledged, 1 usage, 2 a fault (by name), 3 no connection,
-4 timeout, 5 protocol error."""
+4 timeout, 5 protocol error.  And the README's quick start: the shipped
+configuration, the demo service behind its [calculator] route, the probe
+with a routed and with an unknown Via."""
 
 import os
 import re
@@ -11,13 +13,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (NETTCPD, SLOW, Backend, Daemon, fault_record,  # noqa: E402
+from nettcpd_test import (NETTCPD, SLOW, SRCDIR, Backend, Daemon, fault_record,  # noqa: E402
                           free_port, mbint, preamble, read_preamble, run_tests,
                           wait_for)
 from test_sessions import service  # noqa: E402
 
 BUILDDIR = os.path.join(os.path.dirname(NETTCPD), "..")
 PROBE = os.path.join(BUILDDIR, "src", "nettcp-probe")
+DEMO_SERVICE = os.path.join(BUILDDIR, "bench", "nmf-service")
 
 ACKED, USAGE, FAULT, CONNECT, TIMEOUT, PROTOCOL = range(6)
 
@@ -191,6 +194,35 @@ def test_usage_errors():
         rc, out, _ = probe(*args)
         assert rc == USAGE, (args, rc, out)
         assert "nettcp-probe" in out, (args, out)
+
+
+def test_readme_quick_start():
+    """The README's quick start, on free ports instead of 8808 and 9001:
+    nettcpd on the shipped etc/nettcpd.ini, the demo service on the port
+    its [calculator] route names, the probe with a routed Via and with an
+    unknown one."""
+    with open(os.path.join(SRCDIR, "etc", "nettcpd.ini")) as f:
+        shipped = f.read()
+    assert "listen = 127.0.0.1:8808" in shipped
+    assert "via = net.tcp://+/Calculator\nvia = net.tcp://+/Calc2\nbackend = 127.0.0.1:9001" in shipped
+    public, private = free_port(), free_port()
+    config = shipped.replace("127.0.0.1:8808", f"127.0.0.1:{public}").replace(
+        "127.0.0.1:9001", f"127.0.0.1:{private}")
+    demo = subprocess.Popen([DEMO_SERVICE, "-l", f"127.0.0.1:{private}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert demo.stdout.readline() == "ready\n"
+        with Daemon(raw_config=config, listen=f"127.0.0.1:{public}") as d:
+            d.port = public
+            rc, out, _ = probe(f"net.tcp://localhost:{public}/Calculator")
+            assert rc == ACKED, out
+            assert "routed and acknowledged" in out and "session ended" in out, out
+            rc, out, _ = probe(f"net.tcp://localhost:{public}/Nowhere")
+            assert rc == FAULT, out
+            assert "fault: EndpointNotFound" in out, out
+    finally:
+        demo.terminate()
+        demo.wait(10)
 
 
 if __name__ == "__main__":
