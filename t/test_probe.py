@@ -3,7 +3,7 @@ each outcome is printed and has its own exit status (nettcp-probe(1)):
 0 routed and acknowledged, 1 usage, 2 a fault (by name), 3 no connection,
 4 timeout, 5 protocol error.  And the README's quick start: the shipped
 configuration, the demo service behind its [calculator] route, the probe
-with a routed and with an unknown Via."""
+with a routed and with an unknown Via, by hand and by make demo."""
 
 import os
 import re
@@ -223,6 +223,24 @@ def test_readme_quick_start():
     finally:
         demo.terminate()
         demo.wait(10)
+
+
+def test_make_demo():
+    """scripts/demo (make demo), the quick start in one command, on free
+    ports: both probes as expected, exit 0, and nothing left running."""
+    public, private = free_port(), free_port()
+    env = dict(os.environ, DEMO_LISTEN=f"127.0.0.1:{public}",
+               DEMO_BACKEND=f"127.0.0.1:{private}")
+    r = subprocess.run(["bash", os.path.join(SRCDIR, "scripts", "demo"), BUILDDIR, SRCDIR],
+                       env=env, capture_output=True, text=True, timeout=60 * SLOW)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert re.search(r"routed and acknowledged in .*\n.*\n\(exit 0\)", out), out
+    assert "fault: EndpointNotFound in " in out and "(exit 2)" in out, out
+    assert "no route, sent EndpointNotFound" in out, out
+    for port in (public, private):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
 
 
 if __name__ == "__main__":
