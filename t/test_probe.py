@@ -99,7 +99,7 @@ def test_silent_server_times_out_within_the_bound():
     rc, out, took = probe("-t", "1", f"127.0.0.1:{s.port}")
     assert rc == TIMEOUT, out
     assert "timeout: no answer to the preamble within 1 s" in out, out
-    assert 1.0 <= took < 1.0 + 3.0 * SLOW, took
+    assert 1.0 <= took < 1.0 + 5.0 * SLOW, took
     s.close()
 
 
@@ -112,7 +112,7 @@ def test_silent_service_after_the_ack_times_out():
     assert rc == TIMEOUT, out
     assert "routed and acknowledged" in out, out
     assert "timeout: no End from the service within 1 s" in out, out
-    assert took < 1.0 + 3.0 * SLOW, took
+    assert took < 1.0 + 5.0 * SLOW, took
     s.close()
 
 
