@@ -40,7 +40,6 @@ enum mbint_progress {
 	MBINT_COMPLETE = 1,
 };
 
-#define FAULT_URI_PREFIX "http://schemas.microsoft.com/ws/2006/05/framing/faults/"
 /* Every fault URI is shorter than 128 bytes, so its size is a 1-byte mbint. */
 #define FAULT_URI_MAX 127u
 
@@ -66,8 +65,8 @@ struct fault {
 	.name = fault_name, \
 	.record = { \
 		.type = NMF_REC_FAULT, \
-		.uri_len = sizeof(FAULT_URI_PREFIX fault_name) - 1, \
-		.uri = FAULT_URI_PREFIX fault_name, \
+		.uri_len = sizeof(NMF_FAULT_URI_PREFIX fault_name) - 1, \
+		.uri = NMF_FAULT_URI_PREFIX fault_name, \
 	}, \
 }
 

@@ -200,6 +200,9 @@ int nmf_mbint_decode(const uint8_t *buf, size_t len, uint32_t *value);
 /* Encode value (<= 2^31-1) into out (>= 5 bytes); returns the bytes written. */
 size_t nmf_mbint_encode(uint32_t value, uint8_t *out);
 
+/* Every framing fault's URI is this prefix and the fault's name. */
+#define NMF_FAULT_URI_PREFIX "http://schemas.microsoft.com/ws/2006/05/framing/faults/"
+
 /* Framing faults the proxy sends (nmf-protocol.md 5). */
 enum nmf_fault {
 	NMF_FAULT_ENDPOINT_NOT_FOUND,
