@@ -37,6 +37,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 int log_enabled(enum log_level level);
 
+/* The word for n things: "%zu %s", n, log_plural(n, "route", "routes"). */
+static inline const char *
+log_plural(size_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
 /*
  * A printable copy of client bytes (a Via, an upgrade name) for a log
  * line: control and non-ASCII bytes, quote and backslash are escaped (\xHH),

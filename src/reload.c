@@ -129,8 +129,9 @@ daemon_reload(struct daemon *d)
 	for (unsigned i = 0; i < d->nworkers; i++)
 		worker_publish(&d->workers[i], next, d->socks, d->nsocks);
 	stat_add(&d->stats.reloads_ok, 1);
-	log_notice("SIGHUP received: reloaded %s: generation %u, %zu routes",
-	    d->path, next->number, routes_count(next->cfg->routes));
+	log_notice("SIGHUP received: reloaded %s: generation %u, %zu %s",
+	    d->path, next->number, routes_count(next->cfg->routes),
+	    log_plural(routes_count(next->cfg->routes), "route", "routes"));
 	daemon_log_tls_path(next->cfg);
 	return 0;
 }
