@@ -385,9 +385,11 @@ global_key(struct parser *p, const char *name, const char *value)
 			cfg->log_target = LOG_TARGET_STDERR;
 		else if (strcmp(value, "syslog") == 0)
 			cfg->log_target = LOG_TARGET_SYSLOG;
+		else if (strcmp(value, "journal") == 0)
+			cfg->log_target = LOG_TARGET_JOURNAL;
 		else
 			add_error(p, p->lineno,
-			    "unknown log '%s' (stderr or syslog)", value);
+			    "unknown log '%s' (stderr, syslog or journal)", value);
 		break;
 	case GK_PIPE_SIZE:
 		if (parse_size(value, &cfg->pipe_size) < 0)

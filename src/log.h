@@ -1,5 +1,7 @@
 /*
- * log.h - one line per event, to stderr (with a timestamp) or syslog.
+ * log.h - one line per event, to stderr (with a timestamp, or with the
+ * journal's "<N>" priority prefix when stderr is the journal), syslog, or
+ * the journal.
  */
 #ifndef NETTCPD_LOG_H
 #define NETTCPD_LOG_H
@@ -18,6 +20,8 @@ enum log_level {
 enum log_target {
 	LOG_TARGET_STDERR = 0,
 	LOG_TARGET_SYSLOG,
+	LOG_TARGET_JOURNAL,     /* sd_journal_send with fields; "<N>" on */
+	                        /* stderr without libsystemd or journald */
 };
 
 void log_open(enum log_target target, enum log_level level);
@@ -28,6 +32,11 @@ int log_level_from_name(const char *name);
 
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* A line about one client: the journal also gets its address and route
+ * (NULL: none yet) as the fields NETTCPD_CLIENT and NETTCPD_ROUTE. */
+void log_client(enum log_level level, const char *client, const char *route,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #define log_err(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)
