@@ -55,6 +55,19 @@
 
 static void on_client_io(struct ev_loop *loop, ev_io *io, int revents);
 
+const char *
+conn_outcome_name(enum conn_outcome outcome)
+{
+	static const char *const names[] = {
+		[OUTCOME_CLOSED] = "closed", [OUTCOME_FAULTED] = "faulted",
+		[OUTCOME_TIMEOUT] = "timeout", [OUTCOME_MALFORMED] = "malformed",
+		[OUTCOME_ABORTED] = "reset", [OUTCOME_EVICTED] = "evicted",
+		[OUTCOME_DRAINED] = "drained",
+	};
+
+	return names[outcome];
+}
+
 /* One log line about this connection: who, which Via or route, then what. */
 static void
 conn_vlog(struct conn *c, enum log_level level, const char *fmt, va_list ap)
