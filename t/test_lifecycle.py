@@ -68,6 +68,12 @@ def test_long_options_and_build_features():
         assert any(want in line.split() for line in lines), (want, lines)
     assert "forward: splice copy" in lines, lines
     assert any(line.startswith("OpenSSL 3.") for line in lines), lines
+    # nettcpd(8) documents every option the usage lists
+    with open(os.path.join(SRCDIR, "man", "nettcpd.8")) as f:
+        man = f.read()
+    options = man[man.index(".SH OPTIONS"):man.index(".SH PROTOCOL BEHAVIOUR")]
+    for opt in ("-c", "-d", "-t", "-v", "--route", "-V", "--version", "-h", "--help"):
+        assert opt.replace("-", "\\-") in options, opt
     r = nettcpd("--bogus")
     assert r.returncode == 2 and "usage:" in r.stderr
 
