@@ -765,6 +765,7 @@ START_TEST(test_unknown_values)
 	    "log_level = verbose\n");
 	ck_error(2, "unknown forward", "'zero-copy'");
 	ck_error(3, "unknown log", "'file'");
+	ck_error(3, "(stderr, syslog or journal)");
 	ck_error(4, "unknown log_level", "'verbose'");
 
 	/* values are as case-sensitive as keys */
@@ -772,6 +773,15 @@ START_TEST(test_unknown_values)
 	ck_error(2, "'Splice'");
 	ck_error(3, "'SYSLOG'");
 	ck_error(4, "'Info'");
+}
+END_TEST
+
+START_TEST(test_log_journal)
+{
+	struct config *cfg = load_ok("[global]\nlog = journal\n");
+
+	ck_assert_int_eq(cfg->log_target, LOG_TARGET_JOURNAL);
+	config_free(cfg);
 }
 END_TEST
 
@@ -1352,6 +1362,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_upper_case_key);
 	tcase_add_test(tc, test_key_before_section);
 	tcase_add_test(tc, test_unknown_values);
+	tcase_add_test(tc, test_log_journal);
 	tcase_add_test(tc, test_duplicate_key);
 	tcase_add_test(tc, test_second_global);
 	tcase_add_test(tc, test_syntax_errors);
