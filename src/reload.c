@@ -24,8 +24,9 @@ daemon_log_tls_path(const struct config *cfg)
 			terminating++;
 	if (terminating == 0)
 		return;
-	log_info("TLS: %zu terminating routes; records are handled by OpenSSL "
-	    "(SSL_read/SSL_write; kernel TLS offload is not used)", terminating);
+	log_info("TLS: %zu terminating %s; records are handled by OpenSSL "
+	    "(SSL_read/SSL_write; kernel TLS offload is not used)", terminating,
+	    log_plural(terminating, "route", "routes"));
 }
 
 /* gen is the newest generation, loaded in load_seconds. */
