@@ -110,6 +110,16 @@ log_open(enum log_target target, enum log_level level)
 		    "its priority", JOURNAL_ABSENT);
 }
 
+const char *
+log_on_stderr(void)
+{
+	if (log_target == LOG_TARGET_STDERR)
+		return "log = stderr";
+	if (log_target == LOG_TARGET_JOURNAL && !log_journal_send)
+		return "log = journal, " JOURNAL_ABSENT;
+	return NULL;
+}
+
 void
 log_close(void)
 {

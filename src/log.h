@@ -25,6 +25,11 @@ enum log_target {
 };
 
 void log_open(enum log_target target, enum log_level level);
+
+/* Why lines go to stderr ("log = stderr", or log = journal's fallback and
+ * its reason), or NULL when they go elsewhere: -d, which puts stderr on
+ * /dev/null, warns with it. */
+const char *log_on_stderr(void);
 void log_close(void);
 
 /* Level name ("error" ... "debug") to level; -1 if unknown. */

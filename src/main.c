@@ -342,7 +342,7 @@ run(struct daemon *d)
 	notify_state("READY=1", "serving generation %u, %zu %s",
 	    d->gen->number, routes_count(cfg->routes),
 	    log_plural(routes_count(cfg->routes), "route", "routes"));
-	daemonize_ready(cfg->log_target == LOG_TARGET_STDERR);
+	daemonize_ready(log_on_stderr());
 
 	ev_run(loop, 0);
 	status = EXIT_SUCCESS;
