@@ -12,12 +12,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_reload import reload  # noqa: E402
 from test_systemd import alive  # noqa: E402
 from nettcpd_test import (NETTCPD, Daemon, free_port, preamble, recv_until_close,  # noqa: E402
                           run_tests, wait_for)
 
-# At most this many per-client notice and info lines a second per worker
-# (LOG_CLIENT_BURST in src/worker.c, nettcpd(8) LOGS).
+# At most this many per-client notice and info lines a second per worker:
+# log_client_lines' default (nettcpd.ini(5), nettcpd(8) LOGGING).
 BURST = 20
 PRIORITY = {"error": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z nettcpd\[\d+\]: "
@@ -177,6 +178,54 @@ def test_a_flood_of_bad_preambles_is_rate_limited_and_counted():
     for line in text.splitlines():
         if SUPPRESSED.search(line):
             assert ": notice: " in line, line
+
+
+def flood_bad(d, n):
+    """n malformed preambles, one after the other; seconds it took."""
+    started = time.time()
+    for _ in range(n):
+        s = d.connect()
+        s.sendall(b"\x42junk")
+        recv_until_close(s)
+        s.close()
+    return time.time() - started
+
+
+def shown_and_held(text):
+    shown = sum(1 for line in text.splitlines() if "client " in line and ", reset" in line)
+    return shown, sum(int(m.group(1)) for m in SUPPRESSED.finditer(text))
+
+
+def test_log_client_lines_sets_the_limit_and_a_reload_changes_it():
+    """log_client_lines = 5: at most 5 a second, the rest counted; reloaded
+    to 0, every line is written and none counted; a bad value is refused
+    with FILE:LINE by -t and by the reload."""
+    backend = free_port()
+    d = Daemon([("a", "net.tcp://+/A", f"127.0.0.1:{backend}")],
+               extra_global="workers = 1\nlog_client_lines = 5", log_level="info")
+    with d:
+        elapsed = flood_bad(d, 200)
+        wait_for(lambda: sum(shown_and_held(d.log())) == 200, 5.0,
+                 what="200 notices shown or counted")
+        shown, held = shown_and_held(d.log())
+        assert shown <= 5 * (int(elapsed) + 2) and held >= 200 - shown, (shown, held)
+        with open(d.config) as f:
+            text = f.read()
+        with open(d.config, "w") as f:
+            f.write(text.replace("log_client_lines = 5", "log_client_lines = x5"))
+        reload(d, want=f"{d.config}:")
+        r = subprocess.run([NETTCPD, "-t", "-c", d.config], capture_output=True, text=True)
+        assert r.returncode == 1 and f"{d.config}:6: bad log_client_lines 'x5'" in r.stderr, r
+        with open(d.config, "w") as f:
+            f.write(text.replace("log_client_lines = 5", "log_client_lines = 0"))
+        reload(d)
+        time.sleep(1.1)     # the 5's last window is over, and said
+        before = shown_and_held(d.log())
+        flood_bad(d, 100)
+        wait_for(lambda: shown_and_held(d.log())[0] == before[0] + 100, 5.0,
+                 what="all 100 notices")
+        time.sleep(1.1)
+        assert shown_and_held(d.log())[1] == before[1], d.log()[-2000:]
 
 
 def test_a_new_window_shows_notices_again():

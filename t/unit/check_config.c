@@ -781,7 +781,15 @@ START_TEST(test_log_journal)
 	struct config *cfg = load_ok("[global]\nlog = journal\n");
 
 	ck_assert_int_eq(cfg->log_target, LOG_TARGET_JOURNAL);
+	ck_assert_uint_eq(cfg->log_client_lines, 20);
 	config_free(cfg);
+	cfg = load_ok("[global]\nlog_client_lines = 0\n");
+	ck_assert_uint_eq(cfg->log_client_lines, 0);
+	config_free(cfg);
+	load_bad("[global]\nlog_client_lines = 1000001\n");
+	ck_error(2, "bad log_client_lines", "'1000001'");
+	load_bad("[global]\n\nlog_client_lines = -1\n");
+	ck_error(3, "bad log_client_lines", "'-1'");
 }
 END_TEST
 
