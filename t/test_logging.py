@@ -175,6 +175,8 @@ def test_a_flood_of_bad_preambles_is_rate_limited_and_counted():
     # every window of a second shows at most BURST; the flood took elapsed s
     assert len(shown) <= BURST * (int(elapsed) + 2), (len(shown), elapsed)
     assert len(shown) + sum(held) == n, (len(shown), held)
+    print(f"  {n} bad preambles in {elapsed:.2f} s: {len(shown)} lines written, "
+          f"{sum(held)} held back, said by {len(held)} count line(s)")
     for line in text.splitlines():
         if SUPPRESSED.search(line):
             assert ": notice: " in line, line
