@@ -224,7 +224,7 @@ access_record(const struct access_rec *r)
 	static __thread size_t stamp_len;
 	static __thread time_t stamp_sec = -1;
 	struct line *l = &pending;
-	char peer[ADDR_TEXT_MAX];
+	char ip[ADDR_TEXT_MAX];
 	struct timeval now;
 	struct tm tm;
 	size_t start;
@@ -237,7 +237,7 @@ access_record(const struct access_rec *r)
 		stamp_len = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 		stamp_sec = now.tv_sec;
 	}
-	addr_format(r->client, peer, sizeof(peer));
+	addr_format_ip(r->client, ip, sizeof(ip));
 	if (sizeof(l->buf) - l->len < RECORD_MAX)
 		access_flush();
 	start = l->len;
@@ -245,10 +245,12 @@ access_record(const struct access_rec *r)
 	put_raw(l, stamp, stamp_len);
 	PUT(l, ".");
 	put_3(l, (unsigned)(now.tv_usec / 1000));
-	PUT(l, "Z\",\"client\":\"");
-	put_raw(l, peer, strlen(peer));
-	PUT(l, "\",\"port\":");
-	put_u64(l, r->port);
+	PUT(l, "Z\",\"client_ip\":\"");
+	put_raw(l, ip, strlen(ip));
+	PUT(l, "\",\"client_port\":");
+	put_u64(l, addr_port(r->client));
+	PUT(l, ",\"listen_port\":");
+	put_u64(l, r->listen_port);
 	PUT(l, ",\"session\":");
 	put_u64(l, r->session);
 	PUT(l, ",\"via\":");
@@ -262,7 +264,9 @@ access_record(const struct access_rec *r)
 	put_text(l, r->backend);
 	PUT(l, ",\"outcome\":\"");
 	put_raw(l, r->outcome, strlen(r->outcome));
-	PUT(l, "\",\"bytes_up\":");
+	PUT(l, "\",\"fault\":");
+	put_text(l, r->fault);
+	PUT(l, ",\"bytes_up\":");
 	put_u64(l, r->bytes_up);
 	PUT(l, ",\"bytes_down\":");
 	put_u64(l, r->bytes_down);

@@ -13,12 +13,13 @@
 /* One record. */
 struct access_rec {
 	const struct sockaddr *client;
-	uint16_t port;              /* the listening port it came in on */
+	uint16_t listen_port;       /* the listening port it came in on */
 	const uint8_t *via;         /* as the client sent it; NULL: none yet */
 	size_t via_len;
 	const char *route;          /* NULL: not routed */
 	const char *backend;
-	const char *outcome;        /* "ended", a fault's name, "timeout", ... */
+	const char *outcome;        /* conn_outcome_name(): as the metrics say */
+	const char *fault;          /* the Fault's name when "faulted", or NULL */
 	unsigned session;           /* 1 for a connection's first */
 	uint64_t bytes_up, bytes_down;
 	double duration;            /* seconds, from the preamble's first byte */

@@ -197,24 +197,31 @@ addr_parse(const char *text, int resolve, struct addr *out, char *err,
 }
 
 const char *
+addr_format_ip(const struct sockaddr *sa, char *buf, size_t buflen)
+{
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    buf, (socklen_t)buflen);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
+		    buf, (socklen_t)buflen);
+	else
+		snprintf(buf, buflen, "(address family %d)", (int)sa->sa_family);
+	return buf;
+}
+
+const char *
 addr_format(const struct sockaddr *sa, char *buf, size_t buflen)
 {
-	char ip[INET6_ADDRSTRLEN];
+	char ip[ADDR_TEXT_MAX];
 
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-
-		inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
-		snprintf(buf, buflen, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
-		snprintf(buf, buflen, "[%s]:%u", ip,
-		    (unsigned)ntohs(sin6->sin6_port));
-	} else {
-		snprintf(buf, buflen, "(address family %d)", (int)sa->sa_family);
-	}
+	addr_format_ip(sa, ip, sizeof(ip));
+	if (sa->sa_family == AF_INET)
+		snprintf(buf, buflen, "%s:%u", ip, (unsigned)addr_port(sa));
+	else if (sa->sa_family == AF_INET6)
+		snprintf(buf, buflen, "[%s]:%u", ip, (unsigned)addr_port(sa));
+	else
+		snprintf(buf, buflen, "%s", ip);
 	return buf;
 }
 

@@ -27,6 +27,10 @@ int addr_parse(const char *text, int resolve, struct addr *out, char *err,
 /* Write "1.2.3.4:80" or "[::1]:80" into buf (ADDR_TEXT_MAX bytes). */
 const char *addr_format(const struct sockaddr *sa, char *buf, size_t buflen);
 
+/* Write the address alone, "1.2.3.4" or "::1" (no brackets, no port), into
+ * buf (ADDR_TEXT_MAX bytes): what a log shipper parses as an IP. */
+const char *addr_format_ip(const struct sockaddr *sa, char *buf, size_t buflen);
+
 /* Whether a and b are the same AF_INET or AF_INET6 address and port. */
 int addr_equal(const struct addr *a, const struct addr *b);
 

@@ -399,6 +399,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->tls_session_timeout = CONFIG_DEFAULT_TLS_SESSION_TIMEOUT;
 	cfg->log_target = LOG_TARGET_STDERR;
 	cfg->log_level = LOG_LEVEL_INFO;
+	cfg->log_client_lines = CONFIG_DEFAULT_LOG_CLIENT_LINES;
 	cfg->path = strdup(path);
 	cfg->routes = routes_new();
 	if (cfg->path == NULL || cfg->routes == NULL) {

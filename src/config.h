@@ -22,6 +22,7 @@
 #define CONFIG_DEFAULT_SHUTDOWN_TIMEOUT 30.0
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 10000u
 #define CONFIG_DEFAULT_MAX_PENDING 100u
+#define CONFIG_DEFAULT_LOG_CLIENT_LINES 20u
 #define CONFIG_MAX_WORKERS 256u
 #define CONFIG_DEFAULT_PIPE_SIZE (1024u * 1024u)
 #define CONFIG_MAX_PIPE_SIZE (64u * 1024u * 1024u)
@@ -92,6 +93,7 @@ struct config {
 	char *pidfile;             /* NULL: none */
 	enum log_target log_target;
 	enum log_level log_level;
+	unsigned log_client_lines; /* a second per worker about clients; 0: all */
 	struct route_table *routes;
 };
 

@@ -31,6 +31,7 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_FORWARD] = "forward",
 	[GK_LOG] = "log",
 	[GK_LOG_LEVEL] = "log_level",
+	[GK_LOG_CLIENT_LINES] = "log_client_lines",
 	[GK_WORKERS] = "workers",
 	[GK_PIPE_SIZE] = "pipe_size",
 	[GK_FOLLOW_SESSIONS] = "follow_sessions",
@@ -349,6 +350,12 @@ global_key(struct parser *p, const char *name, const char *value)
 			    "bad %s '%s' (an integer from 1 to %u)", name, value,
 			    COUNT_MAX);
 		break;
+	case GK_LOG_CLIENT_LINES:
+		if (parse_count_from(value, 0, &cfg->log_client_lines) < 0)
+			add_error(p, p->lineno, "bad log_client_lines '%s' (lines "
+			    "a second per worker, 0 to %u; 0: no limit)", value,
+			    COUNT_MAX);
+		break;
 	case GK_FORWARD:
 		if (strcmp(value, "splice") == 0)
 			cfg->forward = FORWARD_SPLICE;
@@ -389,9 +396,11 @@ global_key(struct parser *p, const char *name, const char *value)
 			cfg->log_target = LOG_TARGET_STDERR;
 		else if (strcmp(value, "syslog") == 0)
 			cfg->log_target = LOG_TARGET_SYSLOG;
+		else if (strcmp(value, "journal") == 0)
+			cfg->log_target = LOG_TARGET_JOURNAL;
 		else
 			add_error(p, p->lineno,
-			    "unknown log '%s' (stderr or syslog)", value);
+			    "unknown log '%s' (stderr, syslog or journal)", value);
 		break;
 	case GK_PIPE_SIZE:
 		if (parse_size(value, &cfg->pipe_size) < 0)

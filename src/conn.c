@@ -58,29 +58,45 @@
 
 static void on_client_io(struct ev_loop *loop, ev_io *io, int revents);
 
+const char *
+conn_outcome_name(enum conn_outcome outcome)
+{
+	static const char *const names[] = {
+		[OUTCOME_CLOSED] = "closed", [OUTCOME_FAULTED] = "faulted",
+		[OUTCOME_TIMEOUT] = "timeout", [OUTCOME_MALFORMED] = "malformed",
+		[OUTCOME_ABORTED] = "reset", [OUTCOME_EVICTED] = "evicted",
+		[OUTCOME_DRAINED] = "drained", [OUTCOME_RELOADED] = "reloaded",
+	};
+
+	return names[outcome];
+}
+
 /* One log line about this connection: who, which Via or route, then what. */
 static void
 conn_vlog(struct conn *c, enum log_level level, const char *fmt, va_list ap)
 {
 	char peer[ADDR_TEXT_MAX], via[LOG_TEXT_MAX * 4 + 8], what[512];
+	const char *route;
 
-	if (!log_enabled(level))
+	if (!worker_log_client(c->w, level))
 		return;
 	vsnprintf(what, sizeof(what), fmt, ap);
 	addr_format(&c->client_addr.sa, peer, sizeof(peer));
-	if (c->pre.route != NULL && c->preamble != NULL && c->pre.via_len > 0)
-		log_msg(level, "client %s via '%s' route [%s]: %s", peer,
-		    log_printable(c->preamble + c->pre.via_off, c->pre.via_len,
-		    LOG_TEXT_MAX, via, sizeof(via)), c->pre.route->name, what);
-	else if (c->pre.route != NULL)
-		log_msg(level, "client %s route [%s]: %s", peer, c->pre.route->name, what);
+	route = c->pre.route != NULL ? c->pre.route->name : NULL;
+	if (route != NULL && c->preamble != NULL && c->pre.via_len > 0)
+		log_client(level, peer, route, "client %s via '%s' route [%s]: %s",
+		    peer, log_printable(c->preamble + c->pre.via_off,
+		    c->pre.via_len, LOG_TEXT_MAX, via, sizeof(via)), route, what);
+	else if (route != NULL)
+		log_client(level, peer, route, "client %s route [%s]: %s", peer,
+		    route, what);
 	else if (c->preamble != NULL && c->pre.via_len > 0)
-		log_msg(level, "client %s via '%s': %s", peer,
+		log_client(level, peer, NULL, "client %s via '%s': %s", peer,
 		    log_printable(c->preamble + c->pre.via_off, c->pre.via_len,
 		    LOG_TEXT_MAX, via, sizeof(via)),
 		    what);
 	else
-		log_msg(level, "client %s: %s", peer, what);
+		log_client(level, peer, NULL, "client %s: %s", peer, what);
 }
 
 void __attribute__((format(printf, 3, 4)))
@@ -484,8 +500,9 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	 */
 	if (!limits_take(l, w)) {
 		if (w->idle_oldest == NULL) {
-			log_info("max_connections (%u) reached, new connection reset",
-			    l->max_connections);
+			if (worker_log_client(w, LOG_LEVEL_INFO))
+				log_info("max_connections (%u) reached, new "
+				    "connection reset", l->max_connections);
 			stat_add(&w->stats.refused, 1);
 			set_linger_reset(fd);
 			close(fd);

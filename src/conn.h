@@ -44,6 +44,11 @@ enum conn_outcome {
 	OUTCOME_RELOADED,   /* pinned to a route a reload changed (conn_reload) */
 };
 
+/* The outcome's one name, the same in the access log's "outcome" and in
+ * the metrics' outcome label: "closed", "faulted", "timeout", "malformed",
+ * "reset", "evicted", "drained". */
+const char *conn_outcome_name(enum conn_outcome outcome);
+
 union conn_sockaddr {
 	struct sockaddr sa;
 	struct sockaddr_in sin;

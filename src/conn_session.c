@@ -366,31 +366,6 @@ const struct transport transport_clear = {
 
 /* ------------------------------------------------ the access log */
 
-/* The access log's word for how a connection ended mid-session. */
-static const char *
-outcome_name(const struct conn *c, enum conn_outcome outcome)
-{
-	switch (outcome) {
-	case OUTCOME_FAULTED:
-		return nmf_fault_name(c->fault_sent);
-	case OUTCOME_CLOSED:
-		return c->route_time >= 0 ? "routed" : "closed";
-	case OUTCOME_TIMEOUT:
-		return "timeout";
-	case OUTCOME_MALFORMED:
-		return "malformed";
-	case OUTCOME_ABORTED:
-		return "reset";
-	case OUTCOME_EVICTED:
-		return "evicted";
-	case OUTCOME_DRAINED:
-		return "drained";
-	case OUTCOME_RELOADED:
-		return "reloaded";
-	}
-	return "closed";
-}
-
 void
 conn_session_begin(struct conn *c)
 {
@@ -440,7 +415,7 @@ conn_session_record(struct conn *c, enum conn_outcome outcome)
 	    c->route_time < 0))
 		return;
 	r.client = &c->client_addr.sa;
-	r.port = c->local_port;
+	r.listen_port = c->local_port;
 	if (c->via_copy != NULL) {
 		r.via = c->via_copy;
 		r.via_len = c->via_copy_len;
@@ -454,7 +429,8 @@ conn_session_record(struct conn *c, enum conn_outcome outcome)
 	r.route = c->pre.route != NULL ? c->pre.route->name : NULL;
 	r.backend = c->pre.route != NULL && c->route_time >= 0 ?
 	    c->pre.route->backend_text : NULL;
-	r.outcome = outcome_name(c, outcome);
+	r.outcome = conn_outcome_name(outcome);
+	r.fault = outcome == OUTCOME_FAULTED ? nmf_fault_name(c->fault_sent) : NULL;
 	r.session = c->sessions + 1;
 	r.bytes_up = c->up.total;
 	r.bytes_down = c->down.total;

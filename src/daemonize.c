@@ -71,13 +71,13 @@ daemonize(void)
 }
 
 void
-daemonize_ready(int log_to_stderr)
+daemonize_ready(const char *log_to_stderr)
 {
 	if (ready_fd < 0)
 		return;
-	if (log_to_stderr)
-		log_warn("-d: log = stderr: from here on the log goes to "
-		    "/dev/null; set log = syslog to keep it");
+	if (log_to_stderr != NULL)
+		log_warn("-d: %s: from here on the log goes to /dev/null; set "
+		    "log = syslog to keep it", log_to_stderr);
 	if (write(ready_fd, "", 1) < 0)
 		log_warn("-d: cannot tell the parent: %s", strerror(errno));
 	close(ready_fd);

@@ -17,10 +17,11 @@ int daemonize(void);
 
 /*
  * The child serves: let the parent exit 0, and put stderr on /dev/null
- * (saying so first when log_to_stderr: the log would then go nowhere).
+ * (saying so first when log_to_stderr, log_on_stderr()'s reason, is not
+ * NULL: the log would then go nowhere).
  * Nothing when this process was not started by daemonize().
  */
-void daemonize_ready(int log_to_stderr);
+void daemonize_ready(const char *log_to_stderr);
 
 /* Write this process's pid to path.  0, or -1 after logging. */
 int pidfile_write(const char *path);

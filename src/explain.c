@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "log.h"
 #include "routes.h"
 #include "via.h"
 
@@ -60,9 +61,10 @@ explain_table(FILE *out, const struct config *cfg)
 	for (i = 0; i < n; i++)
 		routes_prefix(t, i, &all[i]);
 	qsort(all, n, sizeof(*all), by_route);
-	fprintf(out, "%zu routes, %zu prefixes (class: strong + first, then exact "
+	fprintf(out, "%zu %s, %zu %s (class: strong + first, then exact "
 	    "hosts, then weak *; the longest prefix wins inside a class):\n",
-	    routes_count(t), n);
+	    routes_count(t), log_plural(routes_count(t), "route", "routes"), n,
+	    log_plural(n, "prefix", "prefixes"));
 	for (i = 0; i < n; i++) {
 		prefix_text(&all[i], text, sizeof(text));
 		fprintf(out, "  %-6s  %-40s -> [%s] %s%s\n",

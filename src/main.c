@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
 
 #include "access.h"
 #include "conn.h"
@@ -31,6 +33,9 @@
 #include "upgrade.h"
 #include "worker.h"
 
+/* Long options without a short one: past every char. */
+enum { OPT_VERSION = 0x100 };
+
 #ifndef NETTCPD_DEFAULT_CONFIG
 #define NETTCPD_DEFAULT_CONFIG "/etc/nettcpd/nettcpd.ini"
 #endif
@@ -40,15 +45,40 @@ usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: nettcpd [-d | -t [-v] [--route VIA]] [-c FILE]\n"
-	    "       nettcpd -V | -h\n"
+	    "       nettcpd -V | --version | -h | --help\n"
 	    "  -c FILE  configuration (default %s)\n"
 	    "  -d       run in the background once serving (hosts without systemd)\n"
 	    "  -t       check the configuration and exit\n"
 	    "  -v       with -t: print the route table\n"
 	    "  --route VIA  with -t: which route VIA takes on each port, and why\n"
-	    "  -V       print the version and exit\n"
-	    "  -h       print this help and exit\n",
+	    "  -V       print the version and the build's features, and exit\n"
+	    "  --version  print the version and exit\n"
+	    "  -h, --help  print this help and exit\n",
 	    NETTCPD_DEFAULT_CONFIG);
+}
+
+/* -V: what this binary was built with, for a bug report or a check that
+ * the package has what the configuration asks for. */
+static void
+print_features(void)
+{
+	printf("nettcpd %s\n", PACKAGE_VERSION);
+	printf("features: %clibsystemd (sd_notify, socket activation, log = "
+	    "journal) %clibmicrohttpd (metrics)\n",
+#ifdef HAVE_LIBSYSTEMD
+	    '+',
+#else
+	    '-',
+#endif
+#ifdef HAVE_LIBMICROHTTPD
+	    '+'
+#else
+	    '-'
+#endif
+	    );
+	printf("forward: splice copy\n");
+	printf("%s (built with %s), libev %d.%d\n", OpenSSL_version(OPENSSL_VERSION),
+	    OPENSSL_VERSION_TEXT, ev_version_major(), ev_version_minor());
 }
 
 
@@ -100,8 +130,9 @@ hup_reload(struct daemon *d)
 
 	notify_state("RELOADING=1", "reloading %s", d->path);
 	if ((status = daemon_reload(d)) == 0)
-		notify_state("READY=1", "serving generation %u, %zu routes",
-		    d->gen->number, routes_count(d->gen->cfg->routes));
+		notify_state("READY=1", "serving generation %u, %zu %s",
+		    d->gen->number, routes_count(d->gen->cfg->routes),
+		    log_plural(routes_count(d->gen->cfg->routes), "route", "routes"));
 	else if (status < 0)
 		notify_state("READY=1", "reload failed (see the log); serving "
 		    "generation %u", d->gen->number);
@@ -220,9 +251,10 @@ on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 	ev_child_start(loop, &d->upgrade);
 	/* What the new process gets as LISTEN_FDS, the metrics one included. */
 	log_notice("SIGUSR2 received: binary upgrade: started %s as pid %d on "
-	    "this one's %zu listening sockets (%zu listen address%s%s); once it "
-	    "serves, send SIGTERM to pid %d to drain this one", d->exe, (int)pid,
-	    nfds, d->nsocks, d->nsocks == 1 ? "" : "es", d->metrics_fd >= 0 ?
+	    "this one's %zu listening %s (%zu listen %s%s); once it serves, "
+	    "send SIGTERM to pid %d to drain this one", d->exe, (int)pid,
+	    nfds, log_plural(nfds, "socket", "sockets"), d->nsocks,
+	    log_plural(d->nsocks, "address", "addresses"), d->metrics_fd >= 0 ?
 	    " and the metrics listener" : "", (int)getpid());
 }
 
@@ -322,13 +354,16 @@ run(struct daemon *d)
 	ev_signal_start(loop, &sighup);
 	ev_signal_start(loop, &sigusr2);
 	ev_signal_start(loop, &sigusr1);
-	log_info("nettcpd %s started: %zu routes, %u workers, forward = %s%s",
-	    PACKAGE_VERSION, routes_count(cfg->routes), n,
+	log_info("nettcpd %s started: %zu %s, %u %s, forward = %s%s",
+	    PACKAGE_VERSION, routes_count(cfg->routes),
+	    log_plural(routes_count(cfg->routes), "route", "routes"), n,
+	    log_plural(n, "worker", "workers"),
 	    cfg->forward == FORWARD_SPLICE ? "splice" : "copy",
 	    d->ninherited > 0 ? ", on listening sockets handed over" : "");
-	notify_state("READY=1", "serving generation %u, %zu routes",
-	    d->gen->number, routes_count(cfg->routes));
-	daemonize_ready(cfg->log_target == LOG_TARGET_STDERR);
+	notify_state("READY=1", "serving generation %u, %zu %s",
+	    d->gen->number, routes_count(cfg->routes),
+	    log_plural(routes_count(cfg->routes), "route", "routes"));
+	daemonize_ready(log_on_stderr());
 
 	ev_run(loop, 0);
 	status = EXIT_SUCCESS;
@@ -371,6 +406,8 @@ main(int argc, char **argv)
 	struct daemon d = { 0 };
 	static const struct option longopts[] = {
 		{ "route", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *route_via = NULL;
@@ -409,8 +446,11 @@ main(int argc, char **argv)
 		case 'r':
 			route_via = optarg;
 			break;
-		case 'V':
+		case OPT_VERSION:
 			printf("nettcpd %s\n", PACKAGE_VERSION);
+			return EXIT_SUCCESS;
+		case 'V':
+			print_features();
 			return EXIT_SUCCESS;
 		case 'h':
 			usage(stdout);

@@ -212,12 +212,6 @@ out_routes(struct out *o, const struct metrics_view *v)
 char *
 metrics_format(const struct metrics_view *v, size_t *len)
 {
-	static const char *const outcomes[STAT_OUTCOMES] = {
-		[OUTCOME_CLOSED] = "closed", [OUTCOME_FAULTED] = "faulted",
-		[OUTCOME_TIMEOUT] = "timeout", [OUTCOME_MALFORMED] = "malformed",
-		[OUTCOME_ABORTED] = "reset", [OUTCOME_EVICTED] = "evicted",
-		[OUTCOME_DRAINED] = "drained", [OUTCOME_RELOADED] = "reloaded",
-	};
 	const struct process_stats *p = v->process;
 	struct out o = { 0 };
 	uint64_t accepted = SUM(v, accepted), finished = 0, pipes = 0;
@@ -242,7 +236,7 @@ metrics_format(const struct metrics_view *v, size_t *len)
 
 		finished += n;
 		out_printf(&o, "nettcpd_connections_finished_total{outcome=\"%s\"} "
-		    "%llu\n", outcomes[i], (unsigned long long)n);
+		    "%llu\n", conn_outcome_name(i), (unsigned long long)n);
 	}
 	out_gauge(&o, "nettcpd_connections_active", "Client connections open.",
 	    (double)(accepted >= finished ? accepted - finished : 0));

@@ -24,8 +24,9 @@ daemon_log_tls_path(const struct config *cfg)
 			terminating++;
 	if (terminating == 0)
 		return;
-	log_info("TLS: %zu terminating routes; records are handled by OpenSSL "
-	    "(SSL_read/SSL_write; kernel TLS offload is not used)", terminating);
+	log_info("TLS: %zu terminating %s; records are handled by OpenSSL "
+	    "(SSL_read/SSL_write; kernel TLS offload is not used)", terminating,
+	    log_plural(terminating, "route", "routes"));
 }
 
 /* gen is the newest generation, loaded in load_seconds. */
@@ -138,8 +139,9 @@ daemon_reload(struct daemon *d)
 	for (unsigned i = 0; i < d->nworkers; i++)
 		worker_publish(&d->workers[i], next, d->socks, d->nsocks);
 	stat_add(&d->stats.reloads_ok, 1);
-	log_notice("SIGHUP received: reloaded %s: generation %u, %zu routes",
-	    d->path, next->number, routes_count(next->cfg->routes));
+	log_notice("SIGHUP received: reloaded %s: generation %u, %zu %s",
+	    d->path, next->number, routes_count(next->cfg->routes),
+	    log_plural(routes_count(next->cfg->routes), "route", "routes"));
 	daemon_log_tls_path(next->cfg);
 	return 0;
 }

@@ -176,6 +176,64 @@ on_stop(struct ev_loop *loop, ev_async *async, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* log_client_lines is per second: by default enough to see what a
+ * misbehaving client does, too few for a flood of them to fill a disk or
+ * drown the lines about the daemon. */
+#define LOG_CLIENT_WINDOW 1.0
+
+static void
+log_held(const struct worker *w, unsigned held)
+{
+	log_notice("%u similar lines about clients suppressed in the last "
+	    "%.0f s (log_client_lines = %u a second per worker)", held,
+	    LOG_CLIENT_WINDOW, w->client_lines.burst);
+}
+
+/* A window that held lines back ended (or a later event already said so
+ * and opened another one that holds some back too). */
+static void
+on_client_lines_end(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+	unsigned held;
+
+	(void)revents;
+	if ((held = ratelimit_end(&w->client_lines, ev_now(loop))) > 0)
+		log_held(w, held);
+	else if (w->client_lines.held > 0) {
+		/* 1 ms more: the end may round to a hair after now. */
+		ev_timer_set(t, ratelimit_window_end(&w->client_lines) -
+		    ev_now(loop) + 0.001, 0.);
+		ev_timer_start(loop, t);
+	}
+}
+
+int
+worker_log_client(struct worker *w, enum log_level level)
+{
+	unsigned ended;
+	int pass;
+
+	if (!log_enabled(level))
+		return 0;
+	if (level != LOG_LEVEL_NOTICE && level != LOG_LEVEL_INFO)
+		return 1;
+	/* A reload may change the limit: the window under way keeps its
+	 * count, and the new limit applies from the next line. */
+	w->client_lines.burst = w->gen->cfg->log_client_lines;
+	if (w->client_lines.burst == 0)
+		return 1;   /* no limit; a count held before says so at its end */
+	pass = ratelimit_pass(&w->client_lines, ev_now(w->loop), &ended);
+	if (ended > 0)
+		log_held(w, ended);
+	if (!pass && !ev_is_active(&w->client_lines_end)) {
+		ev_timer_set(&w->client_lines_end, ratelimit_window_end(
+		    &w->client_lines) - ev_now(w->loop), 0.);
+		ev_timer_start(w->loop, &w->client_lines_end);
+	}
+	return pass;
+}
+
 /* A record reaches the file at most a second after its connection ended. */
 static void
 on_access_flush(struct ev_loop *loop, ev_timer *t, int revents)
@@ -220,6 +278,9 @@ worker_init(struct worker *w, struct generation *gen, struct limits *limits,
 	w->drain.data = w;
 	ev_async_start(w->loop, &w->drain);
 	ev_timer_init(&w->access_flush, on_access_flush, 1., 1.);
+	ratelimit_init(&w->client_lines, cfg->log_client_lines, LOG_CLIENT_WINDOW);
+	ev_init(&w->client_lines_end, on_client_lines_end);
+	w->client_lines_end.data = w;
 	if (access_enabled()) {
 		ev_timer_start(w->loop, &w->access_flush);
 		ev_unref(w->loop);   /* it keeps no loop alive */
@@ -278,6 +339,7 @@ worker_finish(struct worker *w, int started)
 	ev_async_stop(w->loop, &w->reload);
 	ev_async_stop(w->loop, &w->drain);
 	ev_async_stop(w->loop, &w->wake);
+	ev_timer_stop(w->loop, &w->client_lines_end);
 	if (ev_is_active(&w->access_flush)) {
 		ev_ref(w->loop);
 		ev_timer_stop(w->loop, &w->access_flush);

@@ -17,7 +17,9 @@
 #include "config.h"
 #include "generation.h"
 #include "pending.h"
+#include "log.h"
 #include "pump.h"
+#include "ratelimit.h"
 #include "stats.h"
 
 struct conn;
@@ -81,6 +83,8 @@ struct worker {
 	ev_timer accept_backoff;
 	ev_tstamp backoff_logged_at;    /* last "out of descriptors" line, 0: never */
 	unsigned backoffs_unlogged;     /* backoffs since that line */
+	struct ratelimit client_lines;  /* notice and info lines about clients */
+	ev_timer client_lines_end;      /* says how many a window held back */
 
 	struct conn *conns;             /* every open client connection */
 	unsigned nconns;
@@ -142,6 +146,15 @@ void worker_stop(struct worker *w);
  * w->main_loop.
  */
 void worker_drain(struct worker *w);
+
+/*
+ * In the worker's thread: whether a line about one client (not about the
+ * daemon) at level is to be written now.  A client can provoke notice and
+ * info lines at will, so at most LOG_CLIENT_BURST of them a second pass;
+ * the window's end says how many were held back.  Warnings, errors and
+ * debug lines always pass; a level log_level hides is never counted.
+ */
+int worker_log_client(struct worker *w, enum log_level level);
 
 /* In the worker's thread: tell the main thread if the drain is over. */
 void worker_check_drained(struct worker *w);

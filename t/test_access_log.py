@@ -10,12 +10,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (Daemon, fault_record, free_port, preamble,  # noqa: E402
+from nettcpd_test import (Daemon, connect, fault_record, free_port, preamble,  # noqa: E402
                           recv_until_close, run_tests, sized_envelope, wait_for)
 from test_sessions import Reader, service, session  # noqa: E402
 
-FIELDS = {"time", "client", "port", "session", "via", "route", "backend", "outcome",
-          "bytes_up", "bytes_down", "duration_ms", "route_ms"}
+FIELDS = ["time", "client_ip", "client_port", "listen_port", "session", "via", "route",
+          "backend", "outcome", "fault", "bytes_up", "bytes_down", "duration_ms",
+          "route_ms"]
+# The outcome names, the same as nettcpd_connections_finished_total's labels.
+OUTCOMES = {"closed", "faulted", "timeout", "malformed", "reset", "evicted", "drained"}
 
 
 def records(path, n, timeout=5.0):
@@ -26,7 +29,9 @@ def records(path, n, timeout=5.0):
     lines = open(path).read().splitlines()
     out = [json.loads(line) for line in lines]
     for r in out:
-        assert set(r) == FIELDS, r
+        assert list(r) == FIELDS, r     # every field, in the documented order
+        assert r["outcome"] in OUTCOMES, r
+        assert (r["fault"] is not None) == (r["outcome"] == "faulted"), r
     return out
 
 
@@ -52,6 +57,7 @@ def test_one_record_per_session_and_outcome():
         s = d.connect()
         assert session(s, "net.tcp://h/A/x", [b"12345"]) == [b"A:12345"]
         assert session(s, "net.tcp://h/A/y") == [b"A:hello"]
+        first_port = s.getsockname()[1]
         s.close()
         # a Via no route takes, a dead backend, a malformed preamble, a
         # silent client, a reset in the middle of a session
@@ -81,15 +87,18 @@ def test_one_record_per_session_and_outcome():
         got = records(log, 7)
     by = {}
     for rec in got:
-        by.setdefault(rec["outcome"], []).append(rec)
-    first, second = by["routed"]
+        by.setdefault(rec["fault"] or rec["outcome"], []).append(rec)
+    first, second = by["closed"]
     assert first["session"] == 1 and second["session"] == 2
     assert first["via"] == "net.tcp://h/A/x" and second["via"] == "net.tcp://h/A/y"
     assert first["route"] == "a" and first["backend"] == a.addr
     assert first["bytes_up"] > len(preamble("net.tcp://h/A/x")) and first["bytes_down"] > 0
     assert first["route_ms"] is not None and first["route_ms"] <= first["duration_ms"]
-    assert first["client"] == second["client"] and first["port"] == d.port
+    assert first["client_ip"] == "127.0.0.1" and first["listen_port"] == d.port
+    assert first["client_port"] == second["client_port"] == first_port
     nf = by["EndpointNotFound"][0]
+    assert nf["outcome"] == "faulted" and nf["fault"] == "EndpointNotFound"
+    assert nf["client_port"] != first["client_port"]
     assert nf["via"] == "net.tcp://h/Nowhere" and nf["route"] is None and nf["route_ms"] is None
     ua = by["EndpointUnavailable"][0]
     assert ua["route"] == "dead" and ua["via"] == "net.tcp://h/Dead"
@@ -98,6 +107,26 @@ def test_one_record_per_session_and_outcome():
     oop = by["malformed"][1]
     assert oop["route"] == "a" and oop["via"] == "net.tcp://h/A"
     assert len(got) == 7, got
+    a.close()
+
+
+def test_ipv6_client_ip_apart_from_its_port():
+    """An IPv6 client: client_ip is the bare address (no brackets, no
+    port), as Loki and Elastic parse an IP; client_port a number."""
+    a = service("A")
+    d, log = daemon(a)
+    with open(d.config) as f:
+        text = f.read()
+    with open(d.config, "w") as f:
+        f.write(text.replace(f"listen = 127.0.0.1:{d.port}", f"listen = [::1]:{d.port}"))
+    with d:
+        s = connect(d.port, host="::1")
+        assert session(s, "net.tcp://h/A/six") == [b"A:hello"]
+        port = s.getsockname()[1]
+        s.close()
+        rec = records(log, 1)[0]
+    assert rec["client_ip"] == "::1" and rec["client_port"] == port, rec
+    assert rec["listen_port"] == d.port and rec["outcome"] == "closed", rec
     a.close()
 
 
@@ -114,7 +143,7 @@ def test_client_text_is_escaped():
         s.close()
         rec = records(log, 1)[0]
     assert open(log).read().count("\n") == 1
-    assert rec["outcome"] in ("malformed", "routed", "EndpointNotFound"), rec
+    assert rec["outcome"] in ("malformed", "closed", "faulted"), rec
     assert rec["via"] == evil, rec
     a.close()
 

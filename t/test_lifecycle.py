@@ -1,6 +1,7 @@
 """The command line, configuration errors, and signals."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +35,60 @@ def test_version_and_usage():
     assert r.returncode == 2 and "usage:" in r.stderr
     r = nettcpd("stray-argument")
     assert r.returncode == 2
+
+
+def version():
+    """The version configure.ac gives the build."""
+    with open(os.path.join(SRCDIR, "configure.ac")) as f:
+        return re.search(r"AC_INIT\(\[nettcpd\], \[([^]]+)\]", f.read()).group(1)
+
+
+def linked(lib):
+    """Whether the binary links lib (ldd's view, not nettcpd's own word)."""
+    r = subprocess.run(["ldd", NETTCPD], capture_output=True, text=True)
+    return lib in r.stdout
+
+
+def test_long_options_and_build_features():
+    """--help lists every option and exits 0; --version prints the version;
+    -V also names the build's optional features as the binary links them."""
+    r = nettcpd("--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: nettcpd"), r
+    for opt in ("-c FILE", "-d", "-t", "-v", "--route VIA", "-V", "--version",
+                "-h", "--help"):
+        assert opt in r.stdout, (opt, r.stdout)
+    r = nettcpd("--version")
+    assert r.returncode == 0 and r.stdout.splitlines() == [f"nettcpd {version()}"], r
+    r = nettcpd("-V")
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"nettcpd {version()}", lines
+    for lib, what in (("libsystemd", "libsystemd"), ("libmicrohttpd", "libmicrohttpd")):
+        want = ("+" if linked(lib + ".so") else "-") + what
+        assert any(want in line.split() for line in lines), (want, lines)
+    assert "forward: splice copy" in lines, lines
+    assert any(line.startswith("OpenSSL 3.") for line in lines), lines
+    # nettcpd(8) documents every option the usage lists
+    with open(os.path.join(SRCDIR, "man", "nettcpd.8")) as f:
+        man = f.read()
+    options = man[man.index(".SH OPTIONS"):man.index(".SH PROTOCOL BEHAVIOUR")]
+    for opt in ("-c", "-d", "-t", "-v", "--route", "-V", "--version", "-h", "--help"):
+        assert opt.replace("-", "\\-") in options, opt
+    r = nettcpd("--bogus")
+    assert r.returncode == 2 and "usage:" in r.stderr
+
+
+def test_one_route_is_singular():
+    """'1 route' in the start line, a reload's line and -t -v, not '1 routes'."""
+    backend = free_port()
+    d = Daemon([("a", "net.tcp://+/A", f"127.0.0.1:{backend}")])
+    with d:
+        assert ": 1 route, " in d.log(), d.log()
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("generation 2, 1 route")
+    assert "1 routes" not in d.log(), d.log()
+    r = nettcpd("-t", "-v", "-c", d.config)
+    assert r.returncode == 0 and "1 route, 1 prefix " in r.stdout, r.stdout
 
 
 def test_shipped_config_checks_ok():

@@ -164,6 +164,13 @@ def test_known_load_moves_each_metric_by_what_it_did():
     # failed handshake
     assert finished == {"closed": 3, "faulted": 4, "timeout": 1, "malformed": 1,
                         "reset": 2, "evicted": 0, "drained": 0}, finished
+    # the access log names outcomes as the metric does: every record's
+    # outcome is a label, and each connection that ended otherwise than
+    # closed wrote its last record with that outcome
+    assert {r["outcome"] for r in recs} <= set(finished), recs
+    for o in finished:
+        if o != "closed":
+            assert sum(r["outcome"] == o for r in recs) == finished[o], (o, recs)
     assert v(after, "nettcpd_connections_active") == 0
     # routed: 5 to a, 1 to dead, 2 to secure (each upgrade routes first)
     assert dl("nettcpd_sessions_total") == 8

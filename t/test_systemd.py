@@ -151,7 +151,7 @@ def test_sd_notify_ready_reloading_stopping():
     try:
         m = n.next()
         assert m.get("READY") == "1", m
-        assert m.get("STATUS") == "serving generation 1, 1 routes", m
+        assert m.get("STATUS") == "serving generation 1, 1 route", m
         # READY came once it serves
         s = d.connect()
         assert session(s, "net.tcp://localhost/A") == [b"A:hello"]
@@ -161,7 +161,7 @@ def test_sd_notify_ready_reloading_stopping():
         assert m.get("RELOADING") == "1", m
         m = n.next()
         assert m.get("READY") == "1" and m.get("STATUS") == \
-            "serving generation 2, 1 routes", m
+            "serving generation 2, 1 route", m
         # a failed reload is reported, and the old generation serves on
         with open(d.config, "a") as f:
             f.write("no_such_key = 1\n")

@@ -197,7 +197,7 @@ def test_terminated_preamble_and_bulk_both_ways():
         s.close()
         d.assert_no_leak(base)
         d.wait_log("TLS handshake done (TLSv1.3")
-        assert "TLS: 1 terminating routes" in d.log()
+        assert "TLS: 1 terminating route; " in d.log()
     b.close()
 
 

@@ -820,6 +820,7 @@ START_TEST(test_unknown_values)
 	    "log_level = verbose\n");
 	ck_error(2, "unknown forward", "'zero-copy'");
 	ck_error(3, "unknown log", "'file'");
+	ck_error(3, "(stderr, syslog or journal)");
 	ck_error(4, "unknown log_level", "'verbose'");
 
 	/* values are as case-sensitive as keys */
@@ -827,6 +828,23 @@ START_TEST(test_unknown_values)
 	ck_error(2, "'Splice'");
 	ck_error(3, "'SYSLOG'");
 	ck_error(4, "'Info'");
+}
+END_TEST
+
+START_TEST(test_log_journal)
+{
+	struct config *cfg = load_ok("[global]\nlog = journal\n");
+
+	ck_assert_int_eq(cfg->log_target, LOG_TARGET_JOURNAL);
+	ck_assert_uint_eq(cfg->log_client_lines, 20);
+	config_free(cfg);
+	cfg = load_ok("[global]\nlog_client_lines = 0\n");
+	ck_assert_uint_eq(cfg->log_client_lines, 0);
+	config_free(cfg);
+	load_bad("[global]\nlog_client_lines = 1000001\n");
+	ck_error(2, "bad log_client_lines", "'1000001'");
+	load_bad("[global]\n\nlog_client_lines = -1\n");
+	ck_error(3, "bad log_client_lines", "'-1'");
 }
 END_TEST
 
@@ -1410,6 +1428,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_upper_case_key);
 	tcase_add_test(tc, test_key_before_section);
 	tcase_add_test(tc, test_unknown_values);
+	tcase_add_test(tc, test_log_journal);
 	tcase_add_test(tc, test_duplicate_key);
 	tcase_add_test(tc, test_second_global);
 	tcase_add_test(tc, test_syntax_errors);
