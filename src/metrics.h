@@ -1,6 +1,6 @@
 /*
  * metrics.h - /metrics in the Prometheus text format, on a listener of its
- * own (metrics = ADDR:PORT), served by libmicrohttpd on its own thread.
+ * own (metrics = ADDR:PORT), served on its own thread (metrics_http.c).
  */
 #ifndef NETTCPD_METRICS_H
 #define NETTCPD_METRICS_H
