@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "conn.h"
-#include "log.h"
+#include "procstat.h"
 
 /* A growing text buffer; after a failed append it stays failed. */
 struct out {
@@ -104,6 +104,32 @@ out_gauge(struct out *o, const char *name, const char *help, double value)
 	out_printf(o, "%s %.17g\n", name, value);
 }
 
+/* The process_* family, as the client libraries write it; what /proc does
+ * not say is left out, not written as 0. */
+static void
+out_process(struct out *o)
+{
+	struct procstat ps;
+
+	if (procstat_read(&ps) < 0)
+		return;
+	out_head(o, "process_cpu_seconds_total", "counter",
+	    "Total user and system CPU time spent in seconds.");
+	out_printf(o, "process_cpu_seconds_total %.17g\n", ps.cpu_seconds);
+	if (ps.open_fds >= 0)
+		out_gauge(o, "process_open_fds", "Number of open file descriptors.",
+		    ps.open_fds);
+	if (ps.max_fds >= 0)
+		out_gauge(o, "process_max_fds", "Maximum number of open file "
+		    "descriptors.", ps.max_fds);
+	out_gauge(o, "process_virtual_memory_bytes", "Virtual memory size in "
+	    "bytes.", ps.virtual_bytes);
+	out_gauge(o, "process_resident_memory_bytes", "Resident memory size in "
+	    "bytes.", ps.resident_bytes);
+	out_gauge(o, "process_start_time_seconds", "Start time of the process "
+	    "since unix epoch in seconds.", ps.start_time);
+}
+
 static void
 out_hist(struct out *o, const struct metrics_view *v, size_t off,
     const char *name, const char *help)
@@ -187,6 +213,16 @@ route_line(void *arg, unsigned slot, const char *name)
 }
 
 static void
+cert_line(void *arg, const char *name, double not_after)
+{
+	struct out *o = arg;
+
+	out_printf(o, "nettcpd_tls_certificate_expiry_timestamp_seconds{route=\"");
+	out_label(o, name);
+	out_printf(o, "\"} %.17g\n", not_after);
+}
+
+static void
 out_routes(struct out *o, const struct metrics_view *v)
 {
 	struct route_pass rp = { .o = o, .v = v };
@@ -202,6 +238,10 @@ out_routes(struct out *o, const struct metrics_view *v)
 	out_head(o, "nettcpd_route_bytes_total", "counter",
 	    "Bytes forwarded, by route; up: client to service.");
 	stats_route_names(route_line, &rp);
+	out_head(o, "nettcpd_tls_certificate_expiry_timestamp_seconds", "gauge",
+	    "When the certificate of each terminating route expires (its "
+	    "notAfter), Unix time.");
+	stats_route_certs(cert_line, o);
 }
 
 char *
@@ -292,6 +332,9 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	    "nettcpd_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)stat_read(&p->reloads_ok),
 	    (unsigned long long)stat_read(&p->reloads_failed));
+	out_gauge(&o, "nettcpd_config_last_reload_successful", "Whether the "
+	    "last reload took (1 at start; 0 from a failed one to the next good "
+	    "one).", (double)stat_read(&p->last_reload_ok));
 	out_gauge(&o, "nettcpd_generation", "The configuration generation new "
 	    "connections start under (1 at start, one more per reload).",
 	    (double)stat_read(&p->generation));
@@ -302,6 +345,7 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	    "loading it took (file, routes, certificates).",
 	    (double)stat_read(&p->generation_load_us) / 1e6);
 	out_routes(&o, v);
+	out_process(&o);
 
 	if (o.failed) {
 		free(o.buf);

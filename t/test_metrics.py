@@ -6,6 +6,7 @@ count), faults by name, preamble errors by kind, backend connect failures
 and latency, the backend pool, TLS handshakes, reloads and the generation.
 Also: the listener serves /metrics only, never on the shared port."""
 
+import calendar
 import json
 import os
 import signal
@@ -443,6 +444,125 @@ def test_a_request_has_5_seconds_however_it_trickles():
                 break
         s.close()
         assert closed is not None and 4.5 < closed < 8, closed
+
+
+def test_last_reload_successful_gauge():
+    """1 at start, 0 after a reload that failed, 1 after the next good one
+    (increase(reloads failed) stays above 0 for its whole range)."""
+    a = service("A")
+    d = daemon(route("a", "net.tcp://+/A", a.addr))
+    with d:
+        gauge = "nettcpd_config_last_reload_successful"
+        first, types = scrape(d.mport)
+        assert types[gauge] == "gauge"
+        assert (gauge, ()) in first and v(first, gauge) == 1
+        good = open(d.config).read()
+        with open(d.config, "a") as f:
+            f.write("[broken\n")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("failed; generation 1 goes on serving")
+        assert v(scrape(d.mport)[0], gauge) == 0
+        with open(d.config, "w") as f:
+            f.write(good + route("b", "net.tcp://+/B", a.addr))
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("reloaded")
+        after, _ = scrape(d.mport)
+        assert v(after, gauge) == 1 and v(after, "nettcpd_generation") == 2
+    a.close()
+
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def test_process_family_matches_proc():
+    """process_* as Prometheus' client libraries name them, against what
+    /proc says of the daemon."""
+    d = daemon("")
+    with d:
+        samples, types = scrape(d.mport)
+        fields = proc_stat(d.pid)
+        ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGESIZE")
+        fds = len(os.listdir(f"/proc/{d.pid}/fd"))
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        with open(f"/proc/{d.pid}/limits") as f:
+            max_fds = next(int(line.split()[3]) for line in f
+                           if line.startswith("Max open files"))
+        for name, kind in (("process_cpu_seconds", "counter"), ("process_open_fds", "gauge"),
+                           ("process_max_fds", "gauge"),
+                           ("process_virtual_memory_bytes", "gauge"),
+                           ("process_resident_memory_bytes", "gauge"),
+                           ("process_start_time_seconds", "gauge")):
+            assert types.get(name) == kind, (name, types.get(name))
+        # the scrape's own connection is open while it is counted
+        assert abs(v(samples, "process_open_fds") - fds) <= 2, (samples, fds)
+        assert v(samples, "process_max_fds") == max_fds
+        rss = int(fields[21]) * page
+        assert 0.8 * rss < v(samples, "process_resident_memory_bytes") < 1.25 * rss
+        vsz = int(fields[20])
+        assert 0.8 * vsz < v(samples, "process_virtual_memory_bytes") < 1.25 * vsz
+        start = btime + int(fields[19]) / ticks
+        assert abs(v(samples, "process_start_time_seconds") - start) < 0.02
+        assert abs(v(samples, "process_start_time_seconds") - time.time()) < 60
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        assert 0 <= v(samples, "process_cpu_seconds_total") <= cpu + 0.05, (samples, cpu)
+
+
+def not_after(cert):
+    """The leaf's notAfter, Unix time, as openssl x509 -enddate says it."""
+    r = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", cert],
+                       capture_output=True, text=True, check=True)
+    when = r.stdout.strip().split("=", 1)[1]
+    return calendar.timegm(time.strptime(when, "%b %d %H:%M:%S %Y GMT"))
+
+
+def test_certificate_expiry_per_terminating_route():
+    """Per terminating route of the running generation: a reload that gives
+    the route another certificate changes it, one that drops the route
+    drops its series."""
+    test_tls.make_pki()
+    a = service("A")
+    d = daemon(route("plain", "net.tcp://+/A", a.addr)
+               + test_tls.tls_route("secure", "net.tcp://+/Secure", a.addr)
+               + test_tls.tls_route("old", "net.tcp://+/Old", a.addr,
+                                    cert="expired.pem", key="expired.key"))
+    name = "nettcpd_tls_certificate_expiry_timestamp_seconds"
+    with d:
+        samples, types = scrape(d.mport)
+        assert types[name] == "gauge"
+        got = {dict(k[1])["route"]: val for k, val in samples.items() if k[0] == name}
+        assert got == {"secure": not_after(test_tls.pki("server.crt")),
+                       "old": not_after(test_tls.pki("expired.crt"))}, got
+        assert got["secure"] != got["old"]
+        text = open(d.config).read()
+        with open(d.config, "w") as f:
+            f.write(text.replace("server.pem", "expired.pem").replace("server.key", "expired.key")
+                    .split("[old]")[0])
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("reloaded")
+        samples, _ = scrape(d.mport)
+        got = {dict(k[1])["route"]: val for k, val in samples.items() if k[0] == name}
+        assert got == {"secure": not_after(test_tls.pki("expired.crt"))}, got
+    a.close()
+
+
+def test_absolute_form_request_target():
+    """GET http://HOST:PORT/metrics (a proxy's form) is /metrics; its query
+    is ignored; another absolute path is 404."""
+    d = daemon("")
+    with d:
+        for target, status in ((f"http://127.0.0.1:{d.mport}/metrics", b"200"),
+                               (f"HTTP://localhost/metrics?x=1", b"200"),
+                               (f"http://127.0.0.1:{d.mport}/other", b"404"),
+                               ("/metrics?debug=1", b"200")):
+            s = socket.create_connection(("127.0.0.1", d.mport), timeout=5)
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            got, _ = recv_until_close(s)
+            s.close()
+            assert got.startswith(b"HTTP/1.1 " + status), (target, got[:100])
+            assert (b"nettcpd_generation " in got) == (status == b"200"), target
 
 
 def test_metrics_address_errors():
