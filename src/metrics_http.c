@@ -35,6 +35,10 @@
 #define LINGER_SECONDS 2.0
 #define LINGER_MAX 65536
 
+/* Out of descriptors, accepting waits this long: the connection stays in
+ * the backlog, and polling again at once would spin. */
+#define ACCEPT_BACKOFF_SECONDS 0.1
+
 enum metrics_http_req
 metrics_http_parse(const char *buf, size_t len)
 {
@@ -118,6 +122,8 @@ struct metrics_server {
 	const struct metrics_view *view;
 	struct ev_loop *loop;
 	ev_io accept_io;
+	ev_timer accept_backoff;
+	int backing_off;          /* said so once; cleared by the next accept */
 	ev_async stop;
 	pthread_t thread;
 	struct mh_conn conns[METRICS_HTTP_SLOTS];
@@ -388,10 +394,32 @@ mh_on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	fd = accept4(m->fd, (struct sockaddr *)&ss, &sslen,
 	    SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		switch (errno) {
+		case EAGAIN:
+		case EINTR:
+		case ECONNABORTED:
+			return;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			if (!m->backing_off)
+				log_warn("metrics: accept: %s; pausing accepts for "
+				    "%g s at a time", strerror(errno),
+				    ACCEPT_BACKOFF_SECONDS);
+			m->backing_off = 1;
+			ev_io_stop(loop, &m->accept_io);
+			/* set again: a one-shot timer that fired keeps what was
+			 * left of its time, 0 or less */
+			ev_timer_set(&m->accept_backoff, ACCEPT_BACKOFF_SECONDS, 0.);
+			ev_timer_start(loop, &m->accept_backoff);
+			return;
+		default:
 			log_warn("metrics: accept: %s", strerror(errno));
-		return;
+			return;
+		}
 	}
+	m->backing_off = 0;
 	mh_addr_of(&ss, &from);
 	if ((c = mh_slot(m, &from)) == NULL) {
 		log_debug("metrics: every slot is answering: a connection refused");
@@ -410,6 +438,15 @@ mh_on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	c->deadline.data = c;
 	ev_timer_start(loop, &c->deadline);
 	mh_read(c);
+}
+
+static void
+mh_on_backoff_over(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct metrics_server *m = t->data;
+
+	(void)revents;
+	ev_io_start(loop, &m->accept_io);
 }
 
 static void
@@ -446,6 +483,8 @@ metrics_start(int fd, const char *text, const struct metrics_view *v)
 	ev_io_init(&m->accept_io, mh_on_accept, fd, EV_READ);
 	m->accept_io.data = m;
 	ev_io_start(m->loop, &m->accept_io);
+	ev_timer_init(&m->accept_backoff, mh_on_backoff_over, 0., 0.);
+	m->accept_backoff.data = m;
 	ev_async_init(&m->stop, mh_on_stop);
 	ev_async_start(m->loop, &m->stop);
 	if ((err = pthread_create(&m->thread, NULL, mh_main, m)) != 0) {
@@ -473,6 +512,7 @@ metrics_stop(struct metrics_server *m)
 		if (m->conns[i].state != MH_FREE)
 			mh_close(&m->conns[i]);
 	ev_io_stop(m->loop, &m->accept_io);
+	ev_timer_stop(m->loop, &m->accept_backoff);
 	ev_async_stop(m->loop, &m->stop);
 	ev_loop_destroy(m->loop);
 	/* Closed, not shut down: after a binary upgrade the new process

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (NETTCPD, Daemon, fault_record, free_port,  # noqa: E402
+from nettcpd_test import (NETTCPD, SLOW, WRAPPER, Daemon, fault_record, free_port,  # noqa: E402
                           preamble, recv_exact, recv_until_close, run_tests,
                           wait_for)
 from test_sessions import service, session  # noqa: E402
@@ -563,6 +563,39 @@ def test_absolute_form_request_target():
             s.close()
             assert got.startswith(b"HTTP/1.1 " + status), (target, got[:100])
             assert (b"nettcpd_generation " in got) == (status == b"200"), target
+
+
+def test_out_of_descriptors_the_metrics_thread_waits_instead_of_spinning():
+    """Silent clients on the shared port take every descriptor under a
+    limit of 32: a scraper waits in the backlog while the metrics thread
+    backs off (no busy loop on accept), and is answered once they go."""
+    if WRAPPER:
+        print("SKIP: a wrapper such as valgrind needs descriptors of its own")
+        return
+    port, mport = free_port(), free_port()
+    d = Daemon(raw_config=f"[global]\nlisten = 127.0.0.1:{port}\n"
+                          f"metrics = 127.0.0.1:{mport}\npreamble_timeout = 60s\n"
+                          "workers = 1\nlog_level = info\n", rlimit_nofile=32)
+    d.port = port
+    with d:
+        held = []
+        for _ in range(40):
+            held.append(d.connect())
+        d.wait_log("Too many open files")
+        late = socket.create_connection(("127.0.0.1", mport))
+        late.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        time.sleep(0.3)
+        cpu_before = d.cpu_seconds()
+        time.sleep(1.0)
+        cpu_used = d.cpu_seconds() - cpu_before
+        assert cpu_used < 0.3, f"daemon used {cpu_used:.2f}s CPU while out of fds"
+        assert d.log().count("metrics: accept") <= 1, d.log()
+        for s in held:
+            s.close()
+        late.settimeout(5 * SLOW)
+        got, _ = recv_until_close(late)
+        late.close()
+        assert got.startswith(b"HTTP/1.1 200 ") and b"nettcpd_generation " in got, got[:200]
 
 
 def test_metrics_address_errors():
