@@ -66,6 +66,18 @@ def metrics_conns(d):
     return sum(1 for line in out.splitlines() if f"pid={d.pid}," in line)
 
 
+def metrics_conns_by_source(d):
+    """The daemon's connections on its metrics port, by client address."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"sport = :{d.mport}"],
+                         capture_output=True, text=True).stdout
+    by = {}
+    for line in out.splitlines():
+        if f"pid={d.pid}," in line:
+            peer = line.split()[3].rsplit(":", 1)[0]
+            by[peer] = by.get(peer, 0) + 1
+    return by
+
+
 def daemon(routes_text, workers=1):
     mport = free_port()
     port = free_port()
@@ -596,6 +608,42 @@ def test_out_of_descriptors_the_metrics_thread_waits_instead_of_spinning():
         got, _ = recv_until_close(late)
         late.close()
         assert got.startswith(b"HTTP/1.1 200 ") and b"nettcpd_generation " in got, got[:200]
+
+
+def test_a_flood_from_many_addresses_evicts_from_the_heaviest():
+    """A client from one address sends half a request; 9 addresses then
+    open 8 connections each, more than the 64 slots: the server holds 64 at
+    most and 8 at most per address, takes the slots it needs from the
+    flooding addresses, not the lone client's older one, whose request, once
+    whole, is answered; and a scrape from yet another address is too."""
+    d = daemon("")
+    with d:
+        lone = socket.socket()
+        lone.bind(("127.0.0.50", 0))
+        lone.connect(("127.0.0.1", d.mport))
+        lone.sendall(b"GET /metrics HTTP/1.1\r\n")
+        wait_for(lambda: metrics_conns(d) == 1, what="the lone client taken")
+        flood = []
+        for a in range(2, 11):
+            for _ in range(8):
+                s = socket.socket()
+                s.bind((f"127.0.0.{a}", 0))
+                s.connect(("127.0.0.1", d.mport))
+                s.sendall(b"G")
+                flood.append(s)
+        wait_for(lambda: sum(metrics_conns_by_source(d).values()) == 64,
+                 what="every slot taken")
+        by = metrics_conns_by_source(d)
+        assert max(by.values()) <= 8 and by.get("127.0.0.50") == 1, by
+        lone.sendall(b"Host: x\r\n\r\n")
+        lone.settimeout(5 * SLOW)
+        got, _ = recv_until_close(lone)
+        lone.close()
+        assert got.startswith(b"HTTP/1.1 200 ") and b"nettcpd_generation " in got, got[:200]
+        scrape(d.mport)
+        for s in flood:
+            s.close()
+        wait_for(lambda: metrics_conns(d) == 0, what="the metrics connections closed")
 
 
 def test_metrics_address_errors():
