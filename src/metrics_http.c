@@ -8,8 +8,8 @@
  * one source address holds at most METRICS_HTTP_PER_ADDR of the
  * METRICS_HTTP_SLOTS connections, and a newcomer takes the slot of the
  * oldest unfinished request (of its own address when that is full, else of
- * the address holding the most), so a scraper always gets in and is read
- * before any later connection can take its slot.  Every answer is
+ * the address holding the most; answered ones after), so a scraper always
+ * gets in and is read before any later connection can take its slot.  Every answer is
  * "Connection: close": nothing idles in a slot between scrapes.
  */
 #include "metrics_http.h"
@@ -171,11 +171,21 @@ mh_count(const struct metrics_server *m, const struct mh_addr *addr)
 	return n;
 }
 
+/* Which connection goes first when a slot is needed: an unfinished
+ * request, then one lingering after its answer, then one being answered
+ * (a scraper's is, briefly, and it is the newest). */
+static unsigned
+mh_rank(enum mh_state state)
+{
+	return state == MH_READING ? 0 : state == MH_LINGERING ? 1 : 2;
+}
+
 /*
- * The slot for a newcomer from addr: a free one, or the one of the oldest
- * unfinished request from addr when addr holds its limit, or else, when
- * every slot is taken, from the address that holds the most.  NULL when
- * there is none to take (every candidate is being answered).
+ * The slot for a newcomer from addr: a free one; or, when addr holds its
+ * limit, that of addr's connection that goes first, oldest first; or,
+ * when every slot is taken, that of the connection that goes first of the
+ * address that holds the most.  Never NULL: a newcomer always gets in, so
+ * nothing a client holds, finished or not, can shut a scraper out.
  */
 static struct mh_conn *
 mh_slot(struct metrics_server *m, const struct mh_addr *addr)
@@ -191,25 +201,20 @@ mh_slot(struct metrics_server *m, const struct mh_addr *addr)
 			free_slot = c;
 			continue;
 		}
-		if (c->state != MH_READING)
+		if (mine >= METRICS_HTTP_PER_ADDR && !mh_addr_equal(&c->from, addr))
 			continue;
-		if (mine >= METRICS_HTTP_PER_ADDR) {
-			if (mh_addr_equal(&c->from, addr) &&
-			    (victim == NULL || c->accepted < victim->accepted))
-				victim = c;
-			continue;
-		}
 		count = mh_count(m, &c->from);
 		if (victim == NULL || count > victim_count ||
-		    (count == victim_count && c->accepted < victim->accepted)) {
+		    (count == victim_count && (mh_rank(c->state) <
+		    mh_rank(victim->state) || (mh_rank(c->state) ==
+		    mh_rank(victim->state) && c->accepted < victim->accepted)))) {
 			victim = c;
 			victim_count = count;
 		}
 	}
 	if (mine < METRICS_HTTP_PER_ADDR && free_slot != NULL)
 		return free_slot;
-	if (victim != NULL)
-		mh_close(victim);
+	mh_close(victim);
 	return victim;
 }
 
@@ -421,11 +426,7 @@ mh_on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	}
 	m->backing_off = 0;
 	mh_addr_of(&ss, &from);
-	if ((c = mh_slot(m, &from)) == NULL) {
-		log_debug("metrics: every slot is answering: a connection refused");
-		close(fd);
-		return;
-	}
+	c = mh_slot(m, &from);
 	c->state = MH_READING;
 	c->from = from;
 	c->accepted = ev_now(loop);

@@ -60,8 +60,8 @@ def delta(before, after, name, **labels):
 
 def metrics_conns(d):
     """The daemon's connections on its metrics port (ss), its listener not
-    counted."""
-    out = subprocess.run(["ss", "-Htnp", "state", "established", f"sport = :{d.mport}"],
+    counted, those it has shut down for writing counted."""
+    out = subprocess.run(["ss", "-Htnp", "state", "connected", f"sport = :{d.mport}"],
                          capture_output=True, text=True).stdout
     return sum(1 for line in out.splitlines() if f"pid={d.pid}," in line)
 
@@ -608,6 +608,27 @@ def test_out_of_descriptors_the_metrics_thread_waits_instead_of_spinning():
         got, _ = recv_until_close(late)
         late.close()
         assert got.startswith(b"HTTP/1.1 200 ") and b"nettcpd_generation " in got, got[:200]
+
+
+def test_answers_nobody_reads_do_not_shut_out_a_scraper():
+    """8 connections from the scraper's address ask for /metrics and never
+    read the answer nor close: while they hold every slot of the address
+    (being answered, or lingering after the answer), a scrape still gets
+    through."""
+    d = daemon("")
+    with d:
+        hogs = []
+        for _ in range(8):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            s.connect(("127.0.0.1", d.mport))
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            hogs.append(s)
+        wait_for(lambda: metrics_conns(d) == 8, what="8 answers under way")
+        for _ in range(3):
+            scrape(d.mport)
+        for s in hogs:
+            s.close()
 
 
 def test_a_flood_from_many_addresses_evicts_from_the_heaviest():
