@@ -82,7 +82,7 @@ metrics_http_parse(const char *buf, size_t len)
 	for (plen = 0; path + plen < tend && path[plen] != '?'; plen++)
 		;
 	if (plen == 8 && memcmp(path, "/metrics", 8) == 0)
-		return mlen == 3 ? METRICS_HTTP_METRICS : METRICS_HTTP_METRICS_HEAD;
+		return METRICS_HTTP_METRICS;
 	return METRICS_HTTP_NOT_FOUND;
 }
 
@@ -103,7 +103,7 @@ struct mh_addr {
 
 struct mh_conn {
 	enum mh_state state;
-	int head_only;            /* HEAD: the headers of the answer */
+	int head_only;            /* HEAD: the headers of the answer only */
 	struct mh_addr from;
 	ev_tstamp accepted;
 	ev_io io;
@@ -218,8 +218,6 @@ mh_slot(struct metrics_server *m, const struct mh_addr *addr)
 	return victim;
 }
 
-static void mh_on_io(struct ev_loop *loop, ev_io *io, int revents);
-
 /* Give c the deadline of its state, seconds from now. */
 static void
 mh_deadline(struct mh_conn *c, ev_tstamp seconds)
@@ -295,8 +293,9 @@ mh_answer(struct mh_conn *c, enum metrics_http_req req)
 	const char *status;
 	int n;
 
-	c->head_only = req == METRICS_HTTP_METRICS_HEAD;
-	if (req == METRICS_HTTP_METRICS || req == METRICS_HTTP_METRICS_HEAD) {
+	/* A HEAD gets the headers of whatever a GET would get. */
+	c->head_only = c->got >= 5 && memcmp(c->req, "HEAD ", 5) == 0;
+	if (req == METRICS_HTTP_METRICS) {
 		status = "200 OK\r\nContent-Type: text/plain; version=0.0.4; "
 		    "charset=utf-8";
 		c->body = metrics_format(c->m->view, &c->body_len);

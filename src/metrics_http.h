@@ -19,8 +19,7 @@
 /* What a request asks for, once its headers are whole. */
 enum metrics_http_req {
 	METRICS_HTTP_NEED_MORE = 0,    /* no blank line yet */
-	METRICS_HTTP_METRICS,          /* GET /metrics */
-	METRICS_HTTP_METRICS_HEAD,     /* HEAD /metrics */
+	METRICS_HTTP_METRICS,          /* GET or HEAD /metrics */
 	METRICS_HTTP_NOT_FOUND,        /* GET or HEAD of another path */
 	METRICS_HTTP_NOT_ALLOWED,      /* another method */
 	METRICS_HTTP_BAD,              /* not an HTTP/1.x request line */

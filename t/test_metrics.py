@@ -575,6 +575,15 @@ def test_absolute_form_request_target():
             s.close()
             assert got.startswith(b"HTTP/1.1 " + status), (target, got[:100])
             assert (b"nettcpd_generation " in got) == (status == b"200"), target
+        # HEAD: the headers a GET gets, with its length, and no body
+        for target, status in (("/metrics", b"200"), ("/other", b"404")):
+            s = socket.create_connection(("127.0.0.1", d.mport), timeout=5)
+            s.sendall(f"HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            got, _ = recv_until_close(s)
+            s.close()
+            head, _, body = got.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 " + status) and body == b"", got[:300]
+            assert int(head.lower().split(b"content-length: ")[1].split(b"\r")[0]) > 0, head
 
 
 def test_out_of_descriptors_the_metrics_thread_waits_instead_of_spinning():

@@ -38,7 +38,9 @@ END_TEST
 START_TEST(test_targets)
 {
 	ck_assert_int_eq(parse("HEAD /metrics HTTP/1.1\r\n\r\n"),
-	    METRICS_HTTP_METRICS_HEAD);
+	    METRICS_HTTP_METRICS);
+	ck_assert_int_eq(parse("HEAD /x HTTP/1.1\r\n\r\n"),
+	    METRICS_HTTP_NOT_FOUND);
 	ck_assert_int_eq(parse("GET /metrics?x=1 HTTP/1.1\r\n\r\n"),
 	    METRICS_HTTP_METRICS);
 	ck_assert_int_eq(parse("GET http://127.0.0.1:9808/metrics HTTP/1.1\r\n\r\n"),
