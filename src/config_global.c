@@ -210,15 +210,11 @@ static void
 metrics_key(struct parser *p, const char *value)
 {
 	struct config *cfg = p->cfg;
+	char why[128];
 
 	cfg->metrics = 0;
 	if (strcmp(value, "off") == 0)
 		return;
-#ifndef HAVE_LIBMICROHTTPD
-	add_error(p, p->lineno, "metrics '%s': this nettcpd was built without "
-	    "libmicrohttpd (configure --with-microhttpd)", value);
-#else
-	char why[128];
 
 	if (addr_parse(value, 0, &cfg->metrics_addr, why, sizeof(why)) < 0) {
 		add_error(p, p->lineno, "bad metrics '%s' (off, or IPv4:port or "
@@ -226,7 +222,6 @@ metrics_key(struct parser *p, const char *value)
 		return;
 	}
 	cfg->metrics = 1;
-#endif
 }
 
 /* The metrics listener may share no address with the NMF listeners. */

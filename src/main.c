@@ -64,13 +64,8 @@ print_features(void)
 {
 	printf("nettcpd %s\n", PACKAGE_VERSION);
 	printf("features: %clibsystemd (sd_notify, socket activation, log = "
-	    "journal) %clibmicrohttpd (metrics)\n",
+	    "journal)\n",
 #ifdef HAVE_LIBSYSTEMD
-	    '+',
-#else
-	    '-',
-#endif
-#ifdef HAVE_LIBMICROHTTPD
 	    '+'
 #else
 	    '-'

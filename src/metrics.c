@@ -13,14 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#ifdef HAVE_LIBMICROHTTPD
-#include <microhttpd.h>
-#endif
 
 #include "conn.h"
-#include "log.h"
+#include "procstat.h"
 
 /* A growing text buffer; after a failed append it stays failed. */
 struct out {
@@ -109,6 +104,32 @@ out_gauge(struct out *o, const char *name, const char *help, double value)
 	out_printf(o, "%s %.17g\n", name, value);
 }
 
+/* The process_* family, as the client libraries write it; what /proc does
+ * not say is left out, not written as 0. */
+static void
+out_process(struct out *o)
+{
+	struct procstat ps;
+
+	if (procstat_read(&ps) < 0)
+		return;
+	out_head(o, "process_cpu_seconds_total", "counter",
+	    "Total user and system CPU time spent in seconds.");
+	out_printf(o, "process_cpu_seconds_total %.17g\n", ps.cpu_seconds);
+	if (ps.open_fds >= 0)
+		out_gauge(o, "process_open_fds", "Number of open file descriptors.",
+		    ps.open_fds);
+	if (ps.max_fds >= 0)
+		out_gauge(o, "process_max_fds", "Maximum number of open file "
+		    "descriptors.", ps.max_fds);
+	out_gauge(o, "process_virtual_memory_bytes", "Virtual memory size in "
+	    "bytes.", ps.virtual_bytes);
+	out_gauge(o, "process_resident_memory_bytes", "Resident memory size in "
+	    "bytes.", ps.resident_bytes);
+	out_gauge(o, "process_start_time_seconds", "Start time of the process "
+	    "since unix epoch in seconds.", ps.start_time);
+}
+
 static void
 out_hist(struct out *o, const struct metrics_view *v, size_t off,
     const char *name, const char *help)
@@ -192,6 +213,16 @@ route_line(void *arg, unsigned slot, const char *name)
 }
 
 static void
+cert_line(void *arg, const char *name, double not_after)
+{
+	struct out *o = arg;
+
+	out_printf(o, "nettcpd_tls_certificate_expiry_timestamp_seconds{route=\"");
+	out_label(o, name);
+	out_printf(o, "\"} %.17g\n", not_after);
+}
+
+static void
 out_routes(struct out *o, const struct metrics_view *v)
 {
 	struct route_pass rp = { .o = o, .v = v };
@@ -207,6 +238,10 @@ out_routes(struct out *o, const struct metrics_view *v)
 	out_head(o, "nettcpd_route_bytes_total", "counter",
 	    "Bytes forwarded, by route; up: client to service.");
 	stats_route_names(route_line, &rp);
+	out_head(o, "nettcpd_tls_certificate_expiry_timestamp_seconds", "gauge",
+	    "When the certificate of each terminating route expires (its "
+	    "notAfter), Unix time.");
+	stats_route_certs(cert_line, o);
 }
 
 char *
@@ -291,6 +326,9 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	    "nettcpd_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)stat_read(&p->reloads_ok),
 	    (unsigned long long)stat_read(&p->reloads_failed));
+	out_gauge(&o, "nettcpd_config_last_reload_successful", "Whether the "
+	    "last reload took (1 at start; 0 from a failed one to the next good "
+	    "one).", (double)stat_read(&p->last_reload_ok));
 	out_gauge(&o, "nettcpd_generation", "The configuration generation new "
 	    "connections start under (1 at start, one more per reload).",
 	    (double)stat_read(&p->generation));
@@ -301,6 +339,7 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	    "loading it took (file, routes, certificates).",
 	    (double)stat_read(&p->generation_load_us) / 1e6);
 	out_routes(&o, v);
+	out_process(&o);
 
 	if (o.failed) {
 		free(o.buf);
@@ -309,137 +348,3 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	*len = o.len;
 	return o.buf;
 }
-
-/* ------------------------------------------------ the HTTP side */
-
-#ifdef HAVE_LIBMICROHTTPD
-
-struct metrics_server {
-	struct MHD_Daemon *mhd;
-	int fd;
-	const struct metrics_view *view;
-};
-
-static enum MHD_Result
-reply(struct MHD_Connection *conn, unsigned status, const char *type,
-    char *body, size_t len, enum MHD_ResponseMemoryMode mode)
-{
-	struct MHD_Response *r;
-	enum MHD_Result ret;
-
-	r = MHD_create_response_from_buffer(len, body, mode);
-	if (r == NULL) {
-		if (mode == MHD_RESPMEM_MUST_FREE)
-			free(body);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-	ret = MHD_queue_response(conn, status, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-static enum MHD_Result
-on_request(void *cls, struct MHD_Connection *conn, const char *url,
-    const char *method, const char *version, const char *upload_data,
-    size_t *upload_size, void **req)
-{
-	static char not_found[] = "nettcpd serves /metrics only\n";
-	static char not_allowed[] = "GET or HEAD\n";
-	struct metrics_server *m = cls;
-	char *body;
-	size_t len;
-
-	(void)version;
-	(void)upload_data;
-	(void)upload_size;
-	(void)req;
-	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
-		    not_allowed, sizeof(not_allowed) - 1, MHD_RESPMEM_PERSISTENT);
-	if (strcmp(url, "/metrics") != 0)
-		return reply(conn, MHD_HTTP_NOT_FOUND, "text/plain", not_found,
-		    sizeof(not_found) - 1, MHD_RESPMEM_PERSISTENT);
-	if ((body = metrics_format(m->view, &len)) == NULL)
-		return MHD_NO;
-	return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-	    body, len, MHD_RESPMEM_MUST_FREE);
-}
-
-static void
-on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[512];
-
-	(void)cls;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = '\0';
-	log_warn("metrics: %s", line);
-}
-
-struct metrics_server *
-metrics_start(int fd, const char *text, const struct metrics_view *v)
-{
-	struct metrics_server *m = calloc(1, sizeof(*m));
-
-	if (m == NULL) {
-		log_err("metrics: out of memory");
-		close(fd);
-		return NULL;
-	}
-	m->fd = fd;
-	m->view = v;
-	/* epoll: accepted descriptors may be above FD_SETSIZE when the
-	 * daemon holds thousands of connections. */
-	m->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
-	    MHD_USE_ERROR_LOG,
-	    0, NULL, NULL, on_request, m,
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-	    MHD_OPTION_LISTEN_SOCKET, fd,
-	    MHD_OPTION_CONNECTION_LIMIT, 16u,
-	    MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-	    MHD_OPTION_END);
-	if (m->mhd == NULL) {
-		log_err("metrics: cannot serve on %s", text);
-		close(fd);
-		free(m);
-		return NULL;
-	}
-	log_info("metrics: serving /metrics on %s", text);
-	return m;
-}
-
-void
-metrics_stop(struct metrics_server *m)
-{
-	if (m == NULL)
-		return;
-	/* Taken back first: stopping would shut the socket down, and after a
-	 * binary upgrade the new process listens on it too. */
-	MHD_quiesce_daemon(m->mhd);
-	MHD_stop_daemon(m->mhd);
-	close(m->fd);
-	free(m);
-}
-
-#else /* no libmicrohttpd: config_global.c refuses the metrics key */
-
-struct metrics_server *
-metrics_start(int fd, const char *text, const struct metrics_view *v)
-{
-	(void)v;
-	log_err("metrics: cannot serve on %s: built without libmicrohttpd", text);
-	close(fd);
-	return NULL;
-}
-
-void
-metrics_stop(struct metrics_server *m)
-{
-	(void)m;
-}
-
-#endif

@@ -1,6 +1,6 @@
 /*
  * metrics.h - /metrics in the Prometheus text format, on a listener of its
- * own (metrics = ADDR:PORT), served by libmicrohttpd on its own thread.
+ * own (metrics = ADDR:PORT), served on its own thread (metrics_http.c).
  */
 #ifndef NETTCPD_METRICS_H
 #define NETTCPD_METRICS_H
@@ -13,6 +13,7 @@
 /* What the main thread counts (it alone writes them). */
 struct process_stats {
 	stat_t reloads_ok, reloads_failed;
+	stat_t last_reload_ok;         /* 1: the last load (or the start) took */
 	stat_t generation;             /* the number of the newest */
 	stat_t generation_loaded_ms;   /* when it was loaded: Unix time, ms */
 	stat_t generation_load_us;     /* how long building it took */

@@ -33,9 +33,18 @@ daemon_log_tls_path(const struct config *cfg)
 void
 daemon_count_generation(struct daemon *d, double load_seconds)
 {
+	atomic_store(&d->stats.last_reload_ok, 1);
 	atomic_store(&d->stats.generation, d->gen->number);
 	atomic_store(&d->stats.generation_loaded_ms, (uint64_t)(ev_time() * 1e3));
 	atomic_store(&d->stats.generation_load_us, (uint64_t)(load_seconds * 1e6));
+}
+
+/* A reload that left the running generation serving. */
+static void
+count_failure(struct daemon *d)
+{
+	stat_add(&d->stats.reloads_failed, 1);
+	atomic_store(&d->stats.last_reload_ok, 0);
 }
 
 /* Close the sockets of addresses a reload dropped, once every worker has
@@ -87,7 +96,7 @@ daemon_reload(struct daemon *d)
 	double started = ev_time();
 
 	if (d->draining) {
-		stat_add(&d->stats.reloads_failed, 1);
+		count_failure(d);
 		log_err("SIGHUP received: reload of %s refused: shutting down; "
 		    "generation %u goes on serving", d->path, d->gen->number);
 		return -1;
@@ -104,7 +113,7 @@ daemon_reload(struct daemon *d)
 	}
 	next = generation_load(d->path, d->gen->number + 1, err, sizeof(err));
 	if (next == NULL) {
-		stat_add(&d->stats.reloads_failed, 1);
+		count_failure(d);
 		log_err("SIGHUP received: reload of %s failed; generation %u goes "
 		    "on serving:", d->path, d->gen->number);
 		log_lines(LOG_LEVEL_ERROR, err);
@@ -112,7 +121,7 @@ daemon_reload(struct daemon *d)
 	}
 	log_lines(LOG_LEVEL_WARNING, err);
 	if ((key = generation_needs_restart(d->gen, next)) != NULL) {
-		stat_add(&d->stats.reloads_failed, 1);
+		count_failure(d);
 		log_err("SIGHUP received: reload of %s refused: '%s' changed, which "
 		    "takes a restart; generation %u goes on serving", d->path, key,
 		    d->gen->number);
@@ -121,7 +130,7 @@ daemon_reload(struct daemon *d)
 	}
 	/* The new addresses are bound before anything changes. */
 	if ((socks = listen_socks_update(d->socks, d->nsocks, next->cfg)) == NULL) {
-		stat_add(&d->stats.reloads_failed, 1);
+		count_failure(d);
 		log_err("SIGHUP received: reload of %s failed; generation %u goes "
 		    "on serving", d->path, d->gen->number);
 		generation_unref(next);

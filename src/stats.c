@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "routes.h"
+#include "tls.h"
 
 const double stat_hist_bounds[STAT_HIST_BUCKETS] = {
 	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -99,6 +100,8 @@ route_stats_free(struct route_stats_table *t)
 static struct {
 	pthread_mutex_t lock;
 	char **names;                 /* by slot */
+	double *not_after;            /* by slot: its certificate's expiry in
+	                               * the newest generation; 0: no TLS */
 	uint32_t count, cap;
 	uint32_t *hash;               /* slot + 1; 0: empty */
 	uint32_t hash_size;           /* a power of two, > 2 * count */
@@ -132,11 +135,17 @@ reg_grow(void)
 	uint32_t size = reg.hash_size > 0 ? reg.hash_size * 2 : 64, *hash;
 	char **names;
 
+	double *not_after;
+
 	if (reg.count == reg.cap) {
 		if ((names = realloc(reg.names, (reg.cap + 64) * 2 *
 		    sizeof(*names))) == NULL)
 			return -1;
 		reg.names = names;
+		if ((not_after = realloc(reg.not_after, (reg.cap + 64) * 2 *
+		    sizeof(*not_after))) == NULL)
+			return -1;
+		reg.not_after = not_after;
 		reg.cap = (reg.cap + 64) * 2;
 	}
 	if (2 * (reg.count + 1) < reg.hash_size)
@@ -170,6 +179,7 @@ stats_route_slot(const char *name)
 		goto out;
 	slot = reg.count++;
 	reg.names[slot] = copy;
+	reg.not_after[slot] = 0;
 	hash_insert(slot);
 out:
 	pthread_mutex_unlock(&reg.lock);
@@ -179,8 +189,25 @@ out:
 void
 stats_bind_routes(struct route_table *t)
 {
-	for (size_t i = 0; i < routes_count(t); i++)
-		routes_set_stats_slot(t, i, stats_route_slot(routes_get(t, i)->name));
+	double *not_after = calloc(routes_count(t) + 1, sizeof(*not_after));
+
+	for (size_t i = 0; i < routes_count(t); i++) {
+		const struct route *r = routes_get(t, i);
+
+		routes_set_stats_slot(t, i, stats_route_slot(r->name));
+		if (not_after != NULL && r->tls_ctx != NULL)
+			not_after[i] = tls_ctx_not_after(r->tls_ctx);
+	}
+	/* The expiries of t's routes replace all others at once, so a scrape
+	 * sees one generation's, and a dropped route's series goes. */
+	pthread_mutex_lock(&reg.lock);
+	for (uint32_t s = 0; s < reg.count; s++)
+		reg.not_after[s] = 0;
+	for (size_t i = 0; not_after != NULL && i < routes_count(t); i++)
+		if (routes_get(t, i)->stats_slot < reg.count)
+			reg.not_after[routes_get(t, i)->stats_slot] = not_after[i];
+	pthread_mutex_unlock(&reg.lock);
+	free(not_after);
 }
 
 unsigned
@@ -196,6 +223,22 @@ stats_route_names(void (*fn)(void *arg, unsigned slot, const char *name),
 	return n;
 }
 
+unsigned
+stats_route_certs(void (*fn)(void *arg, const char *name, double not_after),
+    void *arg)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&reg.lock);
+	for (uint32_t s = 0; s < reg.count; s++)
+		if (reg.not_after[s] > 0) {
+			fn(arg, reg.names[s], reg.not_after[s]);
+			n++;
+		}
+	pthread_mutex_unlock(&reg.lock);
+	return n;
+}
+
 void
 stats_route_names_free(void)
 {
@@ -203,8 +246,10 @@ stats_route_names_free(void)
 	for (uint32_t s = 0; s < reg.count; s++)
 		free(reg.names[s]);
 	free(reg.names);
+	free(reg.not_after);
 	free(reg.hash);
 	reg.names = NULL;
+	reg.not_after = NULL;
 	reg.hash = NULL;
 	reg.count = reg.cap = reg.hash_size = 0;
 	pthread_mutex_unlock(&reg.lock);

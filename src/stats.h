@@ -126,9 +126,16 @@ void route_stats_free(struct route_stats_table *t);
 uint32_t stats_route_slot(const char *name);
 struct route_table;
 
-/* Count each route of t under its name's slot (main thread, before the
- * table is published). */
+/* Count each route of t under its name's slot, and make the certificate
+ * expiries of its terminating routes the ones stats_route_certs() lists
+ * (main thread, before the table is published). */
 void stats_bind_routes(struct route_table *t);
+
+/* Call fn for each terminating route of the newest generation bound, with
+ * its certificate's notAfter (Unix time), under the lock; returns the
+ * count. */
+unsigned stats_route_certs(void (*fn)(void *arg, const char *name,
+    double not_after), void *arg);
 
 /* Call fn for each slot in order, under the lock; returns the count. */
 unsigned stats_route_names(void (*fn)(void *arg, unsigned slot, const char *name),

@@ -205,6 +205,17 @@ check_validity(SSL_CTX *ctx, char *warn, size_t warnlen)
 		snprintf(warn, warnlen, "certificate is not valid yet; clients will refuse it");
 }
 
+double
+tls_ctx_not_after(SSL_CTX *ctx)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	struct tm tm;
+
+	if (cert == NULL || !ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
+		return 0;
+	return (double)timegm(&tm);
+}
+
 SSL_CTX *
 tls_ctx_new(const struct tls_settings *s, enum tls_setting *bad, char *err,
     size_t errlen, char *warn, size_t warnlen)

@@ -51,6 +51,10 @@ enum tls_setting {
 SSL_CTX *tls_ctx_new(const struct tls_settings *s, enum tls_setting *bad,
     char *err, size_t errlen, char *warn, size_t warnlen);
 
+/* When the certificate of ctx expires (its notAfter), Unix time; 0 when
+ * it has none. */
+double tls_ctx_not_after(SSL_CTX *ctx);
+
 /* What a TLS step needs before it can go on. */
 enum tls_step {
 	TLS_STEP_DONE,       /* finished */

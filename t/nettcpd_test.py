@@ -14,7 +14,6 @@ import atexit
 import os
 import resource
 import shlex
-import shutil
 import signal
 import socket
 import struct
@@ -397,18 +396,6 @@ class Daemon:
         status = self.stop()
         if exc[0] is None:
             assert status == 0, f"nettcpd exited {status}:\n{self.log()}"
-
-
-def built_with_metrics():
-    """Whether this nettcpd serves metrics (it was built with libmicrohttpd):
-    its -t says so of a file that asks for them."""
-    d = tempfile.mkdtemp(prefix="nettcpd-probe-")
-    path = os.path.join(d, "probe.ini")
-    with open(path, "w") as f:
-        f.write("[global]\nlisten = 127.0.0.1:1\nmetrics = 127.0.0.1:2\n")
-    r = subprocess.run([NETTCPD, "-t", "-c", path], capture_output=True, text=True)
-    shutil.rmtree(d, ignore_errors=True)
-    return "without libmicrohttpd" not in r.stderr
 
 
 def wait_for(predicate, timeout=5.0, what="condition"):

@@ -16,8 +16,7 @@ import sys
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (NETTCPD, Daemon, built_with_metrics, free_port,  # noqa: E402
-                          run_tests)
+from nettcpd_test import NETTCPD, Daemon, free_port, run_tests  # noqa: E402
 from test_reload import reload  # noqa: E402
 from test_sessions import service, session  # noqa: E402
 
@@ -62,23 +61,21 @@ def readable_by_all(d):
 
 
 def test_drops_to_nobody_in_every_thread_and_still_routes():
-    """The workers and the metrics thread (libmicrohttpd's) alike."""
+    """The workers and the metrics thread alike."""
     a = service("A")
-    mport = free_port() if built_with_metrics() else None
+    mport = free_port()
     d = Daemon(routes=[("a", "net.tcp://+/A", a.addr)],
-               extra_global="user = nobody\nworkers = 2" +
-               (f"\nmetrics = 127.0.0.1:{mport}" if mport else ""))
+               extra_global=f"user = nobody\nworkers = 2\nmetrics = 127.0.0.1:{mport}")
     with d:
         assert "running as user nobody" in d.log(), d.log()
-        assert len(os.listdir(f"/proc/{d.pid}/task")) >= (4 if mport else 3)
+        assert len(os.listdir(f"/proc/{d.pid}/task")) >= 4
         assert_dropped(d.pid)
         s = d.connect()
         assert session(s, "net.tcp://localhost/A") == [b"A:hello"]
         s.close()
-        if mport:
-            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics",
-                                        timeout=5) as r:
-                assert b"nettcpd_connections_accepted_total 1" in r.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics",
+                                    timeout=5) as r:
+            assert b"nettcpd_connections_accepted_total 1" in r.read()
     a.close()
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (SLOW, Daemon, built_with_metrics, free_port, preamble,  # noqa: E402
+from nettcpd_test import (SLOW, Daemon, free_port, preamble,  # noqa: E402
                           recv_until_close, run_tests, sized_envelope, wait_for)
 from test_sessions import Reader, service, session, session_loop  # noqa: E402
 
@@ -102,14 +102,13 @@ def test_a_failing_new_binary_leaves_the_old_one_serving():
 
 
 def test_the_notice_counts_the_sockets_handed_over():
-    """Two listen addresses and (built with libmicrohttpd) the metrics
-    listener: the SIGUSR2 notice counts what the new process is given, as
-    its LISTEN_FDS and its "socket handed over" lines do."""
+    """Two listen addresses and the metrics listener: the SIGUSR2 notice
+    counts what the new process is given, as its LISTEN_FDS and its "socket
+    handed over" lines do."""
     a = service("A")
     port2 = free_port()
-    metrics = built_with_metrics()
     d = Daemon(raw_config="")
-    extra = f"metrics = 127.0.0.1:{free_port()}\n" if metrics else ""
+    extra = f"metrics = 127.0.0.1:{free_port()}\n"
     with open(d.config, "w") as f:
         f.write(f"[global]\nlisten = 127.0.0.1:{d.port}\nlisten = 127.0.0.1:{port2}\n"
                 f"log_level = debug\n{extra}\n[a]\nvia = net.tcp://+/A\nbackend = {a.addr}\n")
@@ -119,7 +118,7 @@ def test_the_notice_counts_the_sockets_handed_over():
         d.proc.send_signal(signal.SIGUSR2)
         pid = new_pid(d)
         d.wait_log(f"nettcpd[{pid}]: info: nettcpd")   # its "started" line
-        want = 2 + metrics
+        want = 3
         with open(f"/proc/{pid}/environ", "rb") as f:
             env = f.read().split(b"\0")
         assert f"LISTEN_FDS={want}".encode() in env, env

@@ -104,11 +104,9 @@ START_TEST(test_what_a_reload_may_change)
 	next = load(BASE "workers = 2\nlog = syslog\n", 2);
 	ck_assert_pstr_eq(generation_needs_restart(cur, next), "log");
 	generation_unref(next);
-#ifdef HAVE_LIBMICROHTTPD
 	next = load(BASE "workers = 2\nmetrics = 127.0.0.1:9808\n", 2);
 	ck_assert_pstr_eq(generation_needs_restart(cur, next), "metrics");
 	generation_unref(next);
-#endif
 	/* who the process runs as, and the pid file it wrote at its start */
 	next = load(BASE "workers = 2\nuser = root\n", 2);
 	ck_assert_pstr_eq(generation_needs_restart(cur, next), "user");
