@@ -211,7 +211,9 @@ def flood_and_serve(d, b, clients, flood_host="127.0.0.1", flood_source="127.0.0
 
 def config(port, b, listen=None, workers=2, tls=True):
     text = (f"[global]\nlisten = {listen or f'127.0.0.1:{port}'}\nlog_level = info\n"
-            f"max_pending = {MAX_PENDING}\npreamble_timeout = 30s\nworkers = {workers}\n\n"
+            f"max_pending = {MAX_PENDING}\npreamble_timeout = 30s\nworkers = {workers}\n"
+            # every eviction's line, which the tests read
+            "log_client_lines = 0\n\n"
             f"[split]\nvia = net.tcp://+/Split\nbackend = {b.addr}\n\n")
     if tls:
         text += tls_route("secure", "net.tcp://+/Secure", b.addr)

@@ -111,9 +111,10 @@ def service(**kw):
 
 
 def daemon(backend, extra="", route_extra="", **kw):
-    """One worker (the pool is per worker), one route to backend."""
+    """One worker (the pool is per worker), one route to backend; every
+    line about a client logged (the tests count them)."""
     cfg = ("[global]\nlisten = 127.0.0.1:{port}\nworkers = 1\n"
-           "log_level = debug\n" + extra + "\n"
+           "log_level = debug\nlog_client_lines = 0\n" + extra + "\n"
            "[s]\nvia = net.tcp://+/S\nbackend = " + backend.addr + "\n" +
            route_extra + "\n")
     d = Daemon(raw_config="")
