@@ -9,12 +9,14 @@ nogroup."""
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nettcpd_test  # noqa: E402
 from nettcpd_test import (Daemon, preamble, recv_until_close,  # noqa: E402
                           run_tests, wait_for)
 
@@ -195,6 +197,56 @@ def test_a_replaced_pidfile_is_not_removed_at_exit():
         with open(pidfile, "w") as f:
             f.write(f"{d.pid}\n")
     assert os.path.exists(pidfile), "nettcpd removed a file it did not write"
+    r.close()
+
+
+def running(pid):
+    """Not gone, and not a zombie left to an init that does not reap."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_binary_upgrade_rewrites_the_pidfile_and_the_last_process_removes_it():
+    """SIGUSR2 as nobody: the new process writes its pid into the same file
+    (it is the user's), the old one leaves it at exit, the new one removes
+    it.  The new binary is a copy nobody may run (the build tree may sit
+    under a 0700 directory)."""
+    r = Rooms()
+    pidfile = r.user_path("nettcpd.pid")
+    d = Daemon(extra_global=f"user = nobody\npidfile = {pidfile}")
+    os.chmod(d.dir, 0o755)
+    os.chmod(d.config, 0o644)
+    binary = os.path.join(r.base, "nettcpd")
+    shutil.copy(nettcpd_test.NETTCPD, binary)
+    os.chmod(binary, 0o755)
+    saved, nettcpd_test.NETTCPD = nettcpd_test.NETTCPD, binary
+    new = None
+    try:
+        d.start()
+        inode = os.stat(pidfile).st_ino
+        d.proc.send_signal(signal.SIGUSR2)
+        d.wait_log("binary upgrade: started")
+        new = int(re.search(r"binary upgrade: started \S+ as pid (\d+)",
+                            d.log()).group(1))
+        d.wait_log(f"nettcpd[{new}]: info: nettcpd")   # its "started" line
+        with open(pidfile) as f:
+            assert int(f.read()) == new
+        assert os.stat(pidfile).st_ino == inode
+        assert d.stop() == 0
+        with open(pidfile) as f:
+            assert int(f.read()) == new, "the old process touched the new one's pid file"
+        os.kill(new, signal.SIGTERM)
+        wait_for(lambda: not running(new), 10, what="the new process to exit")
+        new = None
+        assert not os.path.exists(pidfile), "the new process left its pid file"
+    finally:
+        nettcpd_test.NETTCPD = saved
+        if new is not None and running(new):
+            os.kill(new, signal.SIGKILL)
+        d.stop()
     r.close()
 
 
