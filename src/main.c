@@ -137,10 +137,10 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 static void
 on_usr1(struct ev_loop *loop, ev_signal *sig, int revents)
 {
-	(void)loop;
-	(void)sig;
 	char err[ACCESS_ERR_MAX];
 
+	(void)loop;
+	(void)sig;
 	(void)revents;
 	if (access_reopen(err, sizeof(err)) < 0)
 		log_err("SIGUSR1 received: %s; records go on to the file open "
