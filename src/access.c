@@ -23,12 +23,26 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "safefile.h"
 
 enum target { TARGET_OFF, TARGET_FD, TARGET_SYSLOG };
 
 static enum target target = TARGET_OFF;
 static atomic_int fd = -1;
 static char path[4096];
+
+/* The file, by safefile's rules: a log the user's directory holds must
+ * not lead a writer elsewhere. */
+static int
+open_file(const char *name, char *err, size_t errlen)
+{
+	char why[SAFEFILE_ERR_MAX];
+	int f = safefile_open(name, O_WRONLY | O_APPEND, 0640, why, sizeof(why));
+
+	if (f < 0)
+		snprintf(err, errlen, "access_log %s", why);
+	return f;
+}
 
 int
 access_open(const char *name, char *err, size_t errlen)
@@ -47,11 +61,8 @@ access_open(const char *name, char *err, size_t errlen)
 		target = TARGET_FD;
 		return 0;
 	}
-	f = open(name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (f < 0) {
-		snprintf(err, errlen, "access_log '%s': %s", name, strerror(errno));
+	if ((f = open_file(name, err, errlen)) < 0)
 		return -1;
-	}
 	snprintf(path, sizeof(path), "%s", name);
 	atomic_store(&fd, f);
 	target = TARGET_FD;
@@ -64,22 +75,22 @@ access_enabled(void)
 	return target != TARGET_OFF;
 }
 
-void
-access_reopen(void)
+int
+access_reopen(char *err, size_t errlen)
 {
-	int f, cur = atomic_load(&fd);
+	int f, rc = 0, cur = atomic_load(&fd);
 
 	if (target != TARGET_FD || path[0] == '\0')
-		return;
-	f = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (f < 0)
-		return;
+		return 0;
+	if ((f = open_file(path, err, errlen)) < 0)
+		return -1;
 	/* The number stays: a record being written lands in one file. */
 	if (dup3(f, cur, O_CLOEXEC) < 0) {
-		close(f);
-		return;
+		snprintf(err, errlen, "access_log '%s': %s", path, strerror(errno));
+		rc = -1;
 	}
 	close(f);
+	return rc;
 }
 
 void

@@ -26,7 +26,11 @@ struct access_rec {
 	double route_time;          /* seconds to the routing decision; < 0: none */
 };
 
-/* Open the target named in the configuration; -1 with the reason in err. */
+/* Room for the reason access_open or access_reopen gives. */
+#define ACCESS_ERR_MAX 4400
+
+/* Open the target named in the configuration; -1 with the reason in err.
+ * A file is opened by safefile_open's rules. */
 int access_open(const char *target, char *err, size_t errlen);
 
 /* Whether records are written (callers skip building them otherwise). */
@@ -41,8 +45,9 @@ void access_record(const struct access_rec *r);
  * second and when it stops. */
 void access_flush(void);
 
-/* SIGUSR1: open the file again by its name (after logrotate moved it). */
-void access_reopen(void);
+/* SIGUSR1: open the file again by its name (after logrotate moved it).
+ * -1 with the reason in err, and records go on to the file open before. */
+int access_reopen(char *err, size_t errlen);
 
 /* Write this thread's records, then close. */
 void access_close(void);

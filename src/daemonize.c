@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "safefile.h"
 
 /* The child's end of the pipe its parent waits on; -1 once told. */
 static int ready_fd = -1;
@@ -88,44 +90,56 @@ daemonize_ready(const char *log_to_stderr)
 		log_warn("-d: cannot put stderr on /dev/null: %s", strerror(errno));
 }
 
+/* The file pidfile_write wrote, held open until pidfile_remove: while it
+ * is, no other file can take its inode number, so a file put in its place
+ * is told apart by it. */
+static int pid_fd = -1;
+
 int
 pidfile_write(const char *path)
 {
-	char text[32];
+	char text[32], err[SAFEFILE_ERR_MAX];
 	int fd, len;
 
-	/* O_NOFOLLOW: written as root, it must not follow a planted link. */
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-	    0644);
-	len = snprintf(text, sizeof(text), "%d\n", (int)getpid());
-	if (fd < 0 || write(fd, text, (size_t)len) != len) {
-		log_err("pidfile '%s': %s", path, strerror(errno));
-		if (fd >= 0) {
-			close(fd);
-			unlink(path);
-		}
+	/* Not O_TRUNC, which would truncate a planted hard link before
+	 * safefile's checks: ftruncate once the file has passed them. */
+	if ((fd = safefile_open(path, O_RDWR, 0644, err, sizeof(err))) < 0) {
+		log_err("pidfile %s", err);
 		return -1;
 	}
-	close(fd);
+	len = snprintf(text, sizeof(text), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || write(fd, text, (size_t)len) != len) {
+		log_err("pidfile '%s': %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	pid_fd = fd;
 	return 0;
 }
 
 void
 pidfile_remove(const char *path)
 {
+	struct stat held, named;
 	char text[32];
 	ssize_t n;
-	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+	if (pid_fd < 0)
 		return;
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
+	/* lstat: a link in its place is not followed, and is not ours. */
+	if (fstat(pid_fd, &held) < 0 || lstat(path, &named) < 0 ||
+	    held.st_dev != named.st_dev || held.st_ino != named.st_ino)
+		goto out;
+	if ((n = pread(pid_fd, text, sizeof(text) - 1, 0)) <= 0)
+		goto out;
 	text[n] = '\0';
+	/* A binary upgrade's new process rewrote it: the new one's to remove. */
 	if (strtol(text, NULL, 10) != (long)getpid())
-		return;
+		goto out;
 	if (unlink(path) < 0)
 		log_warn("pidfile '%s' not removed: %s", path, strerror(errno));
+out:
+	close(pid_fd);
+	pid_fd = -1;
 }

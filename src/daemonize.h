@@ -23,11 +23,14 @@ int daemonize(void);
  */
 void daemonize_ready(const char *log_to_stderr);
 
-/* Write this process's pid to path.  0, or -1 after logging. */
+/* Write this process's pid to path, opened by safefile_open's rules and
+ * held open.  0, or -1 after logging. */
 int pidfile_write(const char *path);
 
-/* Remove path if it still holds this process's pid (a binary upgrade's
- * new process rewrites it, and then it is the new one's to remove). */
+/* Remove path if it is still the file pidfile_write wrote (not a link or
+ * another file put in its place) and holds this process's pid (a binary
+ * upgrade's new process rewrites it, and then it is the new one's to
+ * remove); close it. */
 void pidfile_remove(const char *path);
 
 #endif

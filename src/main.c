@@ -176,11 +176,16 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 static void
 on_usr1(struct ev_loop *loop, ev_signal *sig, int revents)
 {
+	char err[ACCESS_ERR_MAX];
+
 	(void)loop;
 	(void)sig;
 	(void)revents;
-	access_reopen();
-	log_info("SIGUSR1 received: access log reopened");
+	if (access_reopen(err, sizeof(err)) < 0)
+		log_err("SIGUSR1 received: %s; records go on to the file open "
+		    "before", err);
+	else
+		log_info("SIGUSR1 received: access log reopened");
 }
 
 /* The new binary ended: while it runs on, it shares the sockets. */
@@ -267,6 +272,7 @@ run(struct daemon *d)
 	ev_signal sigterm, sigint, sighup, sigusr1, sigusr2;
 	unsigned n = worker_count(cfg), ready = 0, started = 0, i;
 	int status = EXIT_FAILURE;
+	char err[ACCESS_ERR_MAX];
 
 	/* splice() into a socket the peer has closed raises SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
@@ -311,15 +317,22 @@ run(struct daemon *d)
 		    d->metrics_text, d->ninherited)) < 0)
 			goto out;
 	}
-	/* Written as root, so that /run will do; then root is dropped before
-	 * any thread starts, so that every thread runs as the user. */
+	/* Root is dropped before any thread starts, so that every thread runs
+	 * as the user, and before the pid file and the access log are opened:
+	 * the user may own their directories (SIGUSR1 reopens the log there),
+	 * and root must not write where the user can plant a link. */
+	if (privs_drop(cfg) < 0)
+		goto out;
 	if (cfg->pidfile != NULL) {
 		if (pidfile_write(cfg->pidfile) < 0)
 			goto out;
 		d->pidfile_written = 1;
 	}
-	if (privs_drop(cfg) < 0)
+	if (access_open(cfg->access_log ? cfg->access_log : "off", err,
+	    sizeof(err)) < 0) {
+		log_err("%s", err);
 		goto out;
+	}
 	for (ready = 0; ready < n; ready++) {
 		if (worker_init(&workers[ready], d->gen, &d->limits, d->socks,
 		    d->nsocks, ready, n) < 0)
@@ -500,12 +513,6 @@ main(int argc, char **argv)
 	stats_bind_routes(d.gen->cfg->routes);
 	daemon_count_generation(&d, ev_time() - d.stats.start_time);
 	log_open(d.gen->cfg->log_target, d.gen->cfg->log_level);
-	if (access_open(d.gen->cfg->access_log ? d.gen->cfg->access_log : "off",
-	    err, sizeof(err)) < 0) {
-		log_err("%s", err);
-		generation_unref(d.gen);
-		return EXIT_FAILURE;
-	}
 	/* Before run() starts any thread; from here on only the child. */
 	if (d.detach && daemonize() < 0)
 		status = EXIT_FAILURE;
