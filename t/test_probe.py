@@ -46,7 +46,7 @@ def read_until_eof(c):
 def test_routed_session_acked_and_ended():
     a = service("A")
     with Daemon([("a", "net.tcp://+/Calculator", a.addr)]) as d:
-        via = f"net.tcp://localhost:{d.port}/Calculator"
+        via = f"net.tcp://127.0.0.1:{d.port}/Calculator"
         rc, out, _ = probe(via)
         assert rc == ACKED, out
         assert f"connected to 127.0.0.1:{d.port} in " in out, out
@@ -66,7 +66,7 @@ def test_routed_session_acked_and_ended():
 def test_unknown_via_prints_endpoint_not_found():
     a = service("A")
     with Daemon([("a", "net.tcp://+/Calculator", a.addr)]) as d:
-        rc, out, _ = probe(f"net.tcp://localhost:{d.port}/Nowhere")
+        rc, out, _ = probe(f"net.tcp://127.0.0.1:{d.port}/Nowhere")
         assert rc == FAULT, out
         assert re.search(r"^fault: EndpointNotFound in \d+\.\d\d ms$", out, re.M), out
         assert a.accepted == 0
@@ -75,14 +75,14 @@ def test_unknown_via_prints_endpoint_not_found():
 
 def test_dead_backend_prints_endpoint_unavailable():
     with Daemon([("a", "net.tcp://+/Calculator", f"127.0.0.1:{free_port()}")]) as d:
-        rc, out, _ = probe(f"net.tcp://localhost:{d.port}/Calculator")
+        rc, out, _ = probe(f"net.tcp://127.0.0.1:{d.port}/Calculator")
         assert rc == FAULT, out
         assert "fault: EndpointUnavailable in " in out, out
 
 
 def test_unsupported_mode_is_a_fault():
     with Daemon([]) as d:
-        rc, out, _ = probe("--mode", "simplex", f"net.tcp://localhost:{d.port}/x")
+        rc, out, _ = probe("--mode", "simplex", f"net.tcp://127.0.0.1:{d.port}/x")
         assert rc == FAULT, out
         assert "fault: UnsupportedMode in " in out, out
 
@@ -214,10 +214,10 @@ def test_readme_quick_start():
         assert demo.stdout.readline() == "ready\n"
         with Daemon(raw_config=config, listen=f"127.0.0.1:{public}") as d:
             d.port = public
-            rc, out, _ = probe(f"net.tcp://localhost:{public}/Calculator")
+            rc, out, _ = probe(f"net.tcp://127.0.0.1:{public}/Calculator")
             assert rc == ACKED, out
             assert "routed and acknowledged" in out and "session ended" in out, out
-            rc, out, _ = probe(f"net.tcp://localhost:{public}/Nowhere")
+            rc, out, _ = probe(f"net.tcp://127.0.0.1:{public}/Nowhere")
             assert rc == FAULT, out
             assert "fault: EndpointNotFound" in out, out
     finally:
