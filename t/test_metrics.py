@@ -520,7 +520,9 @@ def test_process_family_matches_proc():
             assert types.get(name) == kind, (name, types.get(name))
         # the scrape's own connection is open while it is counted
         assert abs(v(samples, "process_open_fds") - fds) <= 2, (samples, fds)
-        assert v(samples, "process_max_fds") == max_fds
+        # valgrind keeps descriptors of its own below the limit /proc shows
+        if not WRAPPER:
+            assert v(samples, "process_max_fds") == max_fds
         rss = int(fields[21]) * page
         assert 0.8 * rss < v(samples, "process_resident_memory_bytes") < 1.25 * rss
         vsz = int(fields[20])
