@@ -283,6 +283,29 @@ def test_tls_route_refuses_before_the_upgrade():
     b.close()
 
 
+def test_later_tls_session_refused_on_its_own_route():
+    """127.0.0.2 runs a TLS session on /One, then, on the same connection,
+    asks for /Two, whose rules refuse it: the fault comes in clear, before
+    any Upgrade Response, and /Two's service receives nothing."""
+    import test_tls_sessions
+    a, b = service("A"), service("B")
+    test_tls.make_pki()
+    d = test_tls.daemon_with(
+        test_tls.tls_route("one", "net.tcp://+/One", a.addr) +
+        test_tls.tls_route("two", "net.tcp://+/Two", b.addr, extra=("deny = 127.0.0.2",)),
+        "workers = 1\nbackend_pool_settle = 0\n")
+    with d:
+        s = client(d, "127.0.0.2", host="127.0.0.1")
+        test_tls_sessions.tls_session(s, "net.tcp://localhost/One", [b"1"], b"A")
+        s.sendall(preamble("net.tcp://localhost/Two", upgrade="application/ssl-tls"))
+        assert recv_until_close(s) == (NOT_FOUND, "eof")
+        s.close()
+        d.wait_log("route [two]: refused by the route's deny, sent EndpointNotFound")
+    assert len(a.sessions) == 1 and b.accepted == 0, (a.sessions, b.accepted)
+    a.close()
+    b.close()
+
+
 def test_reload_applies_new_rules():
     a, s = service("A"), Backend(name="S")
     plain = [("a", "net.tcp://+/A", a.addr, []), ("s", "net.tcp://+/S", s.addr, [])]
@@ -297,10 +320,15 @@ def test_reload_applies_new_rules():
             p.sendall(preamble("net.tcp://h/S", upgrade="application/negotiate"))
             assert recv_exact(p, 2) == b"\x0bS"
             pins[src] = p
+        # a preamble read up to its Via, routed and admitted, not yet ended
+        half = client(d, "127.0.0.1")
+        half.sendall(preamble("net.tcp://h/A", end=False))
         d.write((), [("a", "net.tcp://+/A", a.addr, ["deny = 127.0.0.1"]),
                      ("s", "net.tcp://+/S", s.addr, ["deny = 127.0.0.1"])])
         d.proc.send_signal(signal.SIGHUP)
         d.wait_log("worker 0 took generation 2")
+        # the half-read preamble is decided again, under the new rules
+        assert recv_until_close(half) == (NOT_FOUND, "eof")
         # the idle connection's next session is routed under the new rules
         idle.sendall(preamble("net.tcp://h/A"))
         assert recv_until_close(idle) == (NOT_FOUND, "eof")
@@ -322,7 +350,7 @@ def test_reload_applies_new_rules():
         d.proc.send_signal(signal.SIGHUP)
         d.wait_log("worker 0 took generation 3")
         assert served(d, "127.0.0.1", "net.tcp://h/A", "A")
-        for x in (idle, *pins.values()):
+        for x in (idle, half, *pins.values()):
             x.close()
     a.close()
     s.close()
