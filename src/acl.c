@@ -4,6 +4,7 @@
 #include "acl.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,7 @@ acl_match(const struct acl *a, const struct sockaddr *sa)
 	struct acl_u128 v;
 	size_t lo = 0, hi = a->n;
 
+	assert(a->compiled);
 	if (u128_from_sockaddr(sa, &v) < 0)
 		return 0;
 	/* The last range that starts at or before v is the only candidate. */
