@@ -301,6 +301,24 @@ config_file_name(struct parser *p, const char *value)
 	return name;
 }
 
+void
+config_acl_key(struct parser *p, struct acl **list, const char *name,
+    const char *value)
+{
+	char why[256];
+	int rc;
+
+	if (*list == NULL && (*list = acl_new()) == NULL) {
+		p->oom = 1;
+		return;
+	}
+	rc = acl_add(*list, value, why, sizeof(why));
+	if (rc == -2)
+		p->oom = 1;
+	else if (rc < 0)
+		add_error(p, p->lineno, "bad %s: %s", name, why);
+}
+
 /* The ini_handler: always "success", so a non-zero inih result is syntax. */
 static int
 handle_key(void *user, const char *section, const char *name,
@@ -343,6 +361,8 @@ parser_free(struct parser *p)
 		free(p->routes[i].backend_text);
 		for (j = 0; j < TLS_KEY_COUNT; j++)
 			free(p->routes[i].tls_value[j]);
+		acl_free(p->routes[i].deny);
+		acl_free(p->routes[i].allow);
 	}
 	for (i = 0; i < p->ntls_cache; i++)
 		SSL_CTX_free(p->tls_cache[i].ctx);
@@ -419,6 +439,10 @@ config_load(const char *path, char *err, size_t errlen)
 		add_listens(&p, CONFIG_DEFAULT_LISTEN, 0);
 	check_metrics(&p);
 	resolve_accounts(&p);
+	if (cfg->acl.deny != NULL)
+		acl_compile(cfg->acl.deny);
+	if (cfg->acl.allow != NULL)
+		acl_compile(cfg->acl.allow);
 	check_route_names(&p);
 	build_routes(&p);
 	if (p.nerrs == p.nwarnings && !p.oom) {
@@ -449,6 +473,8 @@ config_free(struct config *cfg)
 	free(cfg->user);
 	free(cfg->group);
 	free(cfg->pidfile);
+	acl_free(cfg->acl.deny);
+	acl_free(cfg->acl.allow);
 	free(cfg->path);
 	free(cfg);
 }

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "acl.h"
 #include "addr.h"
 #include "log.h"
 #include "routes.h"
@@ -94,6 +95,7 @@ struct config {
 	enum log_target log_target;
 	enum log_level log_level;
 	unsigned log_client_lines; /* a second per worker about clients; 0: all */
+	struct acl_rules acl;      /* [global] allow and deny, before a route's */
 	struct route_table *routes;
 };
 

@@ -45,6 +45,8 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_USER] = "user",
 	[GK_GROUP] = "group",
 	[GK_PIDFILE] = "pidfile",
+	[GK_ALLOW] = "allow",
+	[GK_DENY] = "deny",
 };
 
 /* Strict decimal min..COUNT_MAX: no sign, no spaces, no suffix. */
@@ -299,7 +301,9 @@ global_key(struct parser *p, const char *name, const char *value)
 		add_error(p, p->lineno, "unknown key '%s' in [global]", name);
 		return;
 	}
-	if (k != GK_LISTEN && p->key_line[k] != 0) {
+	/* Lists may take several lines, each adding to the one list. */
+	if (k != GK_LISTEN && k != GK_ALLOW && k != GK_DENY &&
+	    p->key_line[k] != 0) {
 		add_error(p, p->lineno, "duplicate key '%s' (first at line %d)",
 		    name, p->key_line[k]);
 		return;
@@ -437,6 +441,12 @@ global_key(struct parser *p, const char *name, const char *value)
 		    cfg->backend_pool_settle > CONFIG_MAX_BACKEND_POOL_SETTLE)
 			add_error(p, p->lineno, "bad backend_pool_settle '%s' (0, "
 			    "or a duration of at most 10s)", value);
+		break;
+	case GK_ALLOW:
+		config_acl_key(p, &cfg->acl.allow, name, value);
+		break;
+	case GK_DENY:
+		config_acl_key(p, &cfg->acl.deny, name, value);
 		break;
 	case GK_LOG_LEVEL:
 		level = log_level_from_name(value);

@@ -45,6 +45,8 @@ enum global_key {
 	GK_USER,
 	GK_GROUP,
 	GK_PIDFILE,
+	GK_ALLOW,
+	GK_DENY,
 	GK_COUNT
 };
 
@@ -81,6 +83,7 @@ struct route_sect {
 	int pool_off;
 	char *tls_value[TLS_KEY_COUNT];  /* tls_cert ... tls_ciphersuites */
 	int tls_value_line[TLS_KEY_COUNT];
+	struct acl *deny, *allow;        /* NULL: no such key; moved to the table */
 };
 
 /* A TLS context already built, shared by routes with the same settings. */
@@ -130,6 +133,9 @@ void add_error(struct parser *p, int line, const char *fmt, ...)
 void add_warning(struct parser *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 char *config_file_name(struct parser *p, const char *value);
+/* An allow or deny line: its entries added to *list (made on the first). */
+void config_acl_key(struct parser *p, struct acl **list, const char *name,
+    const char *value);
 
 /* config_global.c: [global], and its checks once the file is read */
 void global_key(struct parser *p, const char *name, const char *value);

@@ -76,6 +76,10 @@ route_key(struct parser *p, const char *name, const char *value)
 		else if (strcmp(value, "passthrough") != 0)
 			add_error(p, p->lineno, "unknown tls '%s' (passthrough or "
 			    "terminate)", value);
+	} else if (strcmp(name, "allow") == 0) {
+		config_acl_key(p, &r->allow, name, value);
+	} else if (strcmp(name, "deny") == 0) {
+		config_acl_key(p, &r->deny, name, value);
 	} else if (strcmp(name, "pool") == 0) {
 		if (r->pool_line != 0) {
 			add_error(p, p->lineno,
@@ -261,6 +265,12 @@ build_routes(struct parser *p)
 		build_route_tls(p, r, ri);
 		if (r->pool_off)
 			routes_set_pool_off(t, ri);
+		if (r->deny != NULL)
+			acl_compile(r->deny);
+		if (r->allow != NULL)
+			acl_compile(r->allow);
+		routes_set_acl(t, ri, r->deny, r->allow);
+		r->deny = r->allow = NULL;
 		for (j = 0; j < r->nvias; j++) {
 			const struct via_line *vl = &r->vias[j];
 			const char *why;

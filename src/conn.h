@@ -42,11 +42,12 @@ enum conn_outcome {
 	OUTCOME_EVICTED,    /* made room at max_pending or max_connections */
 	OUTCOME_DRAINED,    /* closed by nettcpd's shutdown */
 	OUTCOME_RELOADED,   /* pinned to a route a reload changed (conn_reload) */
+	OUTCOME_DENIED,     /* the client's address is refused (allow, deny) */
 };
 
 /* The outcome's one name, the same in the access log's "outcome" and in
  * the metrics' outcome label: "closed", "faulted", "timeout", "malformed",
- * "reset", "evicted", "drained". */
+ * "reset", "evicted", "drained", "reloaded", "denied". */
 const char *conn_outcome_name(enum conn_outcome outcome);
 
 union conn_sockaddr {
@@ -135,7 +136,8 @@ void conn_close_idle(struct worker *w);
  * decided under it from its first byte; a connection pinned to its backend
  * outside a followed session (a TLS handshake or preamble, or a stream
  * nettcpd does not follow) on a route whose policy it changed
- * (generation_policy_changed) is reset, and the count logged.  Followed
+ * (generation_policy_changed), or whose new rules refuse its client
+ * (generation_refuses), is reset, and the count logged.  Followed
  * sessions keep their generation to their End; the next one is routed
  * under the new generation.
  */

@@ -49,7 +49,7 @@ fault_write(struct conn *c)
 	int events;
 
 	if (fault_send(c, &events) < 0) {
-		conn_finish(c, OUTCOME_FAULTED, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
+		conn_finish(c, c->outcome, CLOSE_RESET, LOG_LEVEL_DEBUG, NULL);
 		return;
 	}
 	if (events != 0) {
@@ -84,19 +84,14 @@ drain_read(struct conn *c)
 	}
 }
 
-/* Say why, send a Fault record, then FIN, drain, close. */
-void
-conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
-    const char *fmt, ...)
+/* Say why, send a Fault record, then FIN, drain, close; the connection
+ * ends with outcome. */
+static void
+fault_start(struct conn *c, enum conn_outcome outcome, enum nmf_fault fault,
+    enum log_level level, const char *why)
 {
-	char why[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
 	conn_log(c, level, "%s, sent %s", why, nmf_fault_name(fault));
-	c->outcome = OUTCOME_FAULTED;
+	c->outcome = outcome;
 	c->fault_sent = fault;
 	stat_add(&c->w->stats.faults[fault], 1);
 	/* Every EndpointUnavailable is a backend that could not be reached:
@@ -112,3 +107,24 @@ conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
 	fault_write(c);
 }
 
+void
+conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
+    const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	fault_start(c, OUTCOME_FAULTED, fault, level, why);
+}
+
+void
+conn_deny(struct conn *c, enum nmf_fault fault, const char *why)
+{
+	if (c->pre.route != NULL)
+		stat_add(&route_stats_get(&c->w->route_stats,
+		    c->pre.route->stats_slot)->denied, 1);
+	fault_start(c, OUTCOME_DENIED, fault, LOG_LEVEL_NOTICE, why);
+}

@@ -120,6 +120,9 @@ void client_out_of_place(struct conn *c);
  * close. */
 void conn_fault(struct conn *c, enum nmf_fault fault, enum log_level level,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The client's address is refused (why says by which rule): the fault,
+ * outcome denied, counted for the route if the Via found one. */
+void conn_deny(struct conn *c, enum nmf_fault fault, const char *why);
 void fault_write(struct conn *c);
 void drain_read(struct conn *c);
 void conn_shutdown(struct conn *c);   /* half-close, then drain */

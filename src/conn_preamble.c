@@ -15,8 +15,10 @@ preamble_parse(struct conn *c)
 {
 	struct verdict v;
 
-	switch (preamble_decide(&c->pre, c->gen->cfg->routes, c->local_port,
-	    c->preamble, c->preamble_len, &v)) {
+	/* client_addr: the address the rules judge, whoever set it */
+	switch (preamble_decide(&c->pre, c->gen->cfg->routes, &c->gen->cfg->acl,
+	    &c->client_addr.sa, c->local_port, c->preamble, c->preamble_len,
+	    &v)) {
 	case DECIDE_MORE:
 		break;
 	case DECIDE_FORWARD:
@@ -30,6 +32,9 @@ preamble_parse(struct conn *c)
 	case DECIDE_FAULT:
 		stat_add(&c->w->stats.preamble_errors[v.error], 1);
 		conn_fault(c, v.fault, LOG_LEVEL_NOTICE, "%s", v.why);
+		break;
+	case DECIDE_DENY:
+		conn_deny(c, v.fault, v.why);
 		break;
 	case DECIDE_RESET:
 		stat_add(&c->w->stats.preamble_errors[v.error], 1);

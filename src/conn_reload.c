@@ -53,7 +53,9 @@ conn_reload(struct worker *w)
 		if (c->state == CONN_PREAMBLE) {
 			redecide(c);
 		} else if ((what = pinned(c)) != NULL &&
-		    generation_policy_changed(c->pre.route, w->gen)) {
+		    (generation_policy_changed(c->pre.route, w->gen) ||
+		    generation_refuses(c->pre.route, w->gen,
+		    &c->client_addr.sa))) {
 			/* A reset, not a FIN: in the middle of a stream an
 			 * end of stream could pass for its orderly end. */
 			closed++;

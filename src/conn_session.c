@@ -430,7 +430,8 @@ conn_session_record(struct conn *c, enum conn_outcome outcome)
 	r.backend = c->pre.route != NULL && c->route_time >= 0 ?
 	    c->pre.route->backend_text : NULL;
 	r.outcome = conn_outcome_name(outcome);
-	r.fault = outcome == OUTCOME_FAULTED ? nmf_fault_name(c->fault_sent) : NULL;
+	r.fault = outcome == OUTCOME_FAULTED || outcome == OUTCOME_DENIED ?
+	    nmf_fault_name(c->fault_sent) : NULL;
 	r.session = c->sessions + 1;
 	r.bytes_up = c->up.total;
 	r.bytes_down = c->down.total;

@@ -30,13 +30,41 @@ fault(struct verdict *v, enum nmf_fault f, const char *why)
 	return DECIDE_FAULT;
 }
 
+/*
+ * The client against [global]'s rules, then its route's, if it has one: a
+ * refused client gets what a Via without a route gets, so that a refusal
+ * tells nothing of which routes exist.
+ */
+static enum decision
+admit(const struct preamble *p, const struct acl_rules *global,
+    const struct sockaddr *client, struct verdict *v)
+{
+	const char *where = "[global]";
+	enum acl_verdict a = acl_check(global, client);
+
+	if (a == ACL_PASS && p->route != NULL) {
+		where = "the route's";
+		a = acl_check(&p->route->acl, client);
+	}
+	if (a == ACL_PASS)
+		return DECIDE_MORE;
+	v->fault = NMF_FAULT_ENDPOINT_NOT_FOUND;
+	if (a == ACL_DENIED)
+		snprintf(v->why, sizeof(v->why), "refused by %s deny", where);
+	else
+		snprintf(v->why, sizeof(v->why), "not in %s allow", where);
+	return DECIDE_DENY;
+}
+
 /* Route the Via just read; DECIDE_MORE to read on. */
 static enum decision
-route_via(struct preamble *p, const struct route_table *t, uint16_t local_port,
-    const uint8_t *buf, struct verdict *v)
+route_via(struct preamble *p, const struct route_table *t,
+    const struct acl_rules *global, const struct sockaddr *client,
+    uint16_t local_port, const uint8_t *buf, struct verdict *v)
 {
 	struct via via;
 	const char *why;
+	enum decision d;
 
 	if (via_parse((const char *)buf + p->via_off, p->via_len, 0, &via, &why) < 0) {
 		v->error = PREAMBLE_ERR_VIA;
@@ -44,6 +72,8 @@ route_via(struct preamble *p, const struct route_table *t, uint16_t local_port,
 		return DECIDE_RESET;
 	}
 	p->route = routes_lookup(t, &via, local_port);
+	if ((d = admit(p, global, client, v)) != DECIDE_MORE)
+		return d;
 	if (p->route == NULL)
 		return fault(v, NMF_FAULT_ENDPOINT_NOT_FOUND, "no route");
 	return DECIDE_MORE;
@@ -85,6 +115,7 @@ upgrade_record(struct preamble *p, const struct nmf_record *rec,
 
 enum decision
 preamble_decide(struct preamble *p, const struct route_table *t,
+    const struct acl_rules *global, const struct sockaddr *client,
     uint16_t local_port, const uint8_t *buf, size_t len, struct verdict *v)
 {
 	struct nmf_record rec;
@@ -102,7 +133,8 @@ preamble_decide(struct preamble *p, const struct route_table *t,
 		case NMF_REC_VIA:
 			p->via_off = rec.str_off;
 			p->via_len = rec.str_len;
-			if ((d = route_via(p, t, local_port, buf, v)) != DECIDE_MORE)
+			if ((d = route_via(p, t, global, client, local_port, buf,
+			    v)) != DECIDE_MORE)
 				return d;
 			break;
 		case NMF_REC_PREAMBLE_END:

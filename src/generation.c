@@ -110,19 +110,40 @@ same_tls(SSL_CTX *a, SSL_CTX *b)
 	return ca != NULL && cb != NULL && X509_cmp(ca, cb) == 0;
 }
 
-int
-generation_policy_changed(const struct route *r, const struct generation *next)
+/* next's route named as r is, or NULL.  By name, one pass per connection
+ * pinned at a reload (routes_lookup finds Vias, not names): once per
+ * reload, not per byte. */
+static const struct route *
+same_route(const struct route *r, const struct generation *next)
 {
 	const struct route_table *t = next->cfg->routes;
 
-	/* By name, one pass per connection pinned at a reload (routes_lookup
-	 * finds Vias, not names): once per reload, not per byte. */
 	for (size_t i = 0; i < routes_count(t); i++) {
 		const struct route *n = routes_get(t, i);
 
 		if (strcmp(n->name, r->name) == 0)
-			return !addr_equal(&n->backend, &r->backend) ||
-			    !same_tls(n->tls_ctx, r->tls_ctx);
+			return n;
 	}
+	return NULL;
+}
+
+int
+generation_policy_changed(const struct route *r, const struct generation *next)
+{
+	const struct route *n = same_route(r, next);
+
+	if (n != NULL)
+		return !addr_equal(&n->backend, &r->backend) ||
+		    !same_tls(n->tls_ctx, r->tls_ctx);
 	return 1;
+}
+
+int
+generation_refuses(const struct route *r, const struct generation *next,
+    const struct sockaddr *client)
+{
+	const struct route *n = same_route(r, next);
+
+	return acl_check(&next->cfg->acl, client) != ACL_PASS ||
+	    (n != NULL && acl_check(&n->acl, client) != ACL_PASS);
 }

@@ -51,4 +51,12 @@ const char *generation_needs_restart(const struct generation *cur,
 int generation_policy_changed(const struct route *r,
     const struct generation *next);
 
+/*
+ * Whether next's rules refuse client on route r (of an older generation):
+ * [global]'s allow and deny, then those of next's route of r's name (none
+ * when next has no such route: generation_policy_changed says that).
+ */
+int generation_refuses(const struct route *r, const struct generation *next,
+    const struct sockaddr *client);
+
 #endif

@@ -169,14 +169,14 @@ out_hist(struct out *o, const struct metrics_view *v, size_t off,
 struct route_pass {
 	struct out *o;
 	const struct metrics_view *v;
-	int which;            /* 0 sessions, 1 active, 2 bytes */
+	int which;            /* 0 sessions, 1 active, 2 bytes, 3 denied */
 };
 
 static void
 route_line(void *arg, unsigned slot, const char *name)
 {
 	struct route_pass *rp = arg;
-	uint64_t sessions = 0, active = 0, up = 0, down = 0;
+	uint64_t sessions = 0, active = 0, up = 0, down = 0, denied = 0;
 
 	for (unsigned i = 0; i < rp->v->nworkers; i++) {
 		const struct route_stats *rs =
@@ -188,6 +188,7 @@ route_line(void *arg, unsigned slot, const char *name)
 		active += stat_read(&rs->active);
 		up += stat_read(&rs->bytes_up);
 		down += stat_read(&rs->bytes_down);
+		denied += stat_read(&rs->denied);
 	}
 	switch (rp->which) {
 	case 0:
@@ -199,6 +200,11 @@ route_line(void *arg, unsigned slot, const char *name)
 		out_printf(rp->o, "nettcpd_route_sessions_active{route=\"");
 		out_label(rp->o, name);
 		out_printf(rp->o, "\"} %llu\n", (unsigned long long)active);
+		break;
+	case 3:
+		out_printf(rp->o, "nettcpd_route_denied_total{route=\"");
+		out_label(rp->o, name);
+		out_printf(rp->o, "\"} %llu\n", (unsigned long long)denied);
 		break;
 	default:
 		out_printf(rp->o, "nettcpd_route_bytes_total{route=\"");
@@ -237,6 +243,11 @@ out_routes(struct out *o, const struct metrics_view *v)
 	rp.which = 2;
 	out_head(o, "nettcpd_route_bytes_total", "counter",
 	    "Bytes forwarded, by route; up: client to service.");
+	stats_route_names(route_line, &rp);
+	rp.which = 3;
+	out_head(o, "nettcpd_route_denied_total", "counter",
+	    "Clients refused at a Via of the route by its allow and deny, or "
+	    "by [global]'s.");
 	stats_route_names(route_line, &rp);
 	out_head(o, "nettcpd_tls_certificate_expiry_timestamp_seconds", "gauge",
 	    "When the certificate of each terminating route expires (its "

@@ -126,6 +126,8 @@ route_free(struct route *r)
 	free(r->name);
 	free(r->backend_text);
 	SSL_CTX_free(r->tls_ctx);
+	acl_free(r->acl.deny);
+	acl_free(r->acl.allow);
 	free(r);
 }
 
@@ -193,6 +195,14 @@ void
 routes_set_pool_off(struct route_table *t, int ri)
 {
 	t->routes[ri]->pool_off = 1;
+}
+
+void
+routes_set_acl(struct route_table *t, int ri, struct acl *deny,
+    struct acl *allow)
+{
+	t->routes[ri]->acl.deny = deny;
+	t->routes[ri]->acl.allow = allow;
 }
 
 void

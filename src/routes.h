@@ -22,6 +22,7 @@
 
 #include <openssl/ssl.h>
 
+#include "acl.h"
 #include "addr.h"
 #include "via.h"
 
@@ -34,6 +35,7 @@ struct route {
 	uint32_t stats_slot;       /* its counters (stats.h), by name */
 	uint8_t pool_off;          /* pool = off: a new backend connection */
 	                           /* per session, closed at its end */
+	struct acl_rules acl;      /* allow and deny; a NULL list: none */
 };
 
 struct route_table;
@@ -54,6 +56,11 @@ void routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx);
 /* pool = off for route ri: its sessions neither take nor leave pooled
  * backend connections. */
 void routes_set_pool_off(struct route_table *t, int ri);
+
+/* Route ri's allow and deny lists, compiled (the table takes them; NULL:
+ * none). */
+void routes_set_acl(struct route_table *t, int ri, struct acl *deny,
+    struct acl *allow);
 
 /* Count route i under slot (stats_route_slot of its name). */
 void routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot);

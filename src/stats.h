@@ -51,7 +51,7 @@ struct stat_hist {
 void stat_observe(struct stat_hist *h, double seconds);
 
 /* How a connection ended, as conn.h's enum conn_outcome counts them. */
-#define STAT_OUTCOMES 8
+#define STAT_OUTCOMES 9
 
 /* What the parser or the routing decision refused in a preamble. */
 enum preamble_error {
@@ -90,6 +90,8 @@ struct worker_stats {
 /* One route's counts in one worker. */
 struct route_stats {
 	stat_t sessions;
+	stat_t denied;                      /* clients its rules or [global]'s */
+	                                    /* refused at its Via */
 	stat_t active;                      /* sessions under way (gauge) */
 	stat_t bytes_up, bytes_down;
 };

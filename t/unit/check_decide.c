@@ -3,7 +3,9 @@
  * and out comes read more, forward to a route, answer the TLS upgrade, a
  * fault, or a reset; no socket anywhere.
  */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,34 @@
 static struct route_table *table;
 static struct via parsed;     /* several KiB: off check's stack */
 static SSL_CTX *tls_ctx;
+static const struct acl_rules open_rules;   /* no allow, no deny */
+
+/* The client every test but the access ones is: 127.0.0.1. */
+static const struct sockaddr *client_at(const char *ip)
+{
+	static struct sockaddr_in sin;
+
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	ck_assert_int_eq(inet_pton(AF_INET, ip, &sin.sin_addr), 1);
+	return (const struct sockaddr *)&sin;
+}
+
+static const struct sockaddr *client(void)
+{
+	return client_at("127.0.0.1");
+}
+
+static struct acl *list(const char *text)
+{
+	struct acl *a = acl_new();
+	char err[128];
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_msg(acl_add(a, text, err, sizeof err) == 0, "%s", err);
+	acl_compile(a);
+	return a;
+}
 
 /* Route name, backend port, prefix; terminate: the route runs TLS. */
 static void add(const char *name, const char *prefix, int terminate)
@@ -85,7 +115,7 @@ static enum decision whole(const uint8_t *buf, size_t len, uint16_t port,
     struct preamble *p, struct verdict *v)
 {
 	preamble_start(p);
-	return preamble_decide(p, table, port, buf, len, v);
+	return preamble_decide(p, table, &open_rules, client(), port, buf, len, v);
 }
 
 START_TEST(test_forward_at_preamble_end)
@@ -119,9 +149,9 @@ START_TEST(test_every_split_waits_then_decides_the_same)
 
 		preamble_start(&p);
 		for (at = cut; at < len; at += cut)
-			ck_assert_int_eq(preamble_decide(&p, table, 808, buf, at, &v),
+			ck_assert_int_eq(preamble_decide(&p, table, &open_rules, client(), 808, buf, at, &v),
 			    DECIDE_MORE);
-		ck_assert_int_eq(preamble_decide(&p, table, 808, buf, len, &v),
+		ck_assert_int_eq(preamble_decide(&p, table, &open_rules, client(), 808, buf, len, &v),
 		    DECIDE_FORWARD);
 		ck_assert_pstr_eq(p.route->name, "a");
 	}
@@ -229,6 +259,98 @@ START_TEST(test_passthrough_upgrade_is_the_services)
 }
 END_TEST
 
+/* Route "a" denies 10.0.0.2; "secure" admits 10.0.0.0/8 only. */
+static void deny_some(void)
+{
+	routes_set_acl(table, 0, list("10.0.0.2"), NULL);
+	routes_set_acl(table, 2, NULL, list("10.0.0.0/8"));
+}
+
+START_TEST(test_refused_client_at_the_via)
+{
+	uint8_t buf[256];
+	size_t len = build(buf, 1, 2, "net.tcp://host/A/x", NULL), via_end;
+	struct preamble p;
+	struct verdict v;
+
+	deny_some();
+	via_end = len - 3;   /* the Via is in; the Encoding and End are not */
+	preamble_start(&p);
+	ck_assert_int_eq(preamble_decide(&p, table, &open_rules,
+	    client_at("10.0.0.2"), 808, buf, via_end, &v), DECIDE_DENY);
+	ck_assert_int_eq(v.fault, NMF_FAULT_ENDPOINT_NOT_FOUND);
+	ck_assert_str_eq(v.why, "refused by the route's deny");
+	ck_assert_pstr_eq(p.route->name, "a");
+	/* anyone else, and an IPv4-mapped address is the IPv4 one */
+	ck_assert_int_eq(whole(buf, len, 808, &p, &v), DECIDE_FORWARD);
+	{
+		struct sockaddr_in6 six;
+
+		memset(&six, 0, sizeof six);
+		six.sin6_family = AF_INET6;
+		ck_assert_int_eq(inet_pton(AF_INET6, "::ffff:10.0.0.2",
+		    &six.sin6_addr), 1);
+		preamble_start(&p);
+		ck_assert_int_eq(preamble_decide(&p, table, &open_rules,
+		    (const struct sockaddr *)&six, 808, buf, len, &v), DECIDE_DENY);
+	}
+}
+END_TEST
+
+START_TEST(test_refused_before_the_tls_upgrade)
+{
+	uint8_t buf[256];
+	size_t len = build(buf, 1, 2, "net.tcp://host/Secure", "application/ssl-tls");
+	struct preamble p;
+	struct verdict v;
+
+	deny_some();
+	preamble_start(&p);
+	ck_assert_int_eq(preamble_decide(&p, table, &open_rules, client(), 808,
+	    buf, len, &v), DECIDE_DENY);
+	ck_assert_str_eq(v.why, "not in the route's allow");
+	preamble_start(&p);
+	ck_assert_int_eq(preamble_decide(&p, table, &open_rules,
+	    client_at("10.9.9.9"), 808, buf, len, &v), DECIDE_UPGRADE);
+}
+END_TEST
+
+START_TEST(test_global_rules_come_first_and_cover_unrouted_vias)
+{
+	uint8_t buf[256], none[256];
+	size_t len = build(buf, 1, 2, "net.tcp://host/A", NULL);
+	size_t nlen = build(none, 1, 2, "net.tcp://host/Nowhere", NULL);
+	struct acl_rules global = { list("192.0.2.0/24"), list("192.0.2.0/23") };
+	struct preamble p;
+	struct verdict v;
+
+	deny_some();
+	preamble_start(&p);
+	ck_assert_int_eq(preamble_decide(&p, table, &global,
+	    client_at("192.0.2.1"), 808, buf, len, &v), DECIDE_DENY);
+	ck_assert_str_eq(v.why, "refused by [global] deny");
+	preamble_start(&p);
+	ck_assert_int_eq(preamble_decide(&p, table, &global,
+	    client_at("10.0.0.1"), 808, buf, len, &v), DECIDE_DENY);
+	ck_assert_str_eq(v.why, "not in [global] allow");
+	preamble_start(&p);
+	ck_assert_int_eq(preamble_decide(&p, table, &global,
+	    client_at("192.0.3.1"), 808, buf, len, &v), DECIDE_FORWARD);
+	/* a Via without a route: refused by [global], or not found, the
+	 * same fault either way */
+	preamble_start(&p);
+	ck_assert_int_eq(preamble_decide(&p, table, &global,
+	    client_at("192.0.2.1"), 808, none, nlen, &v), DECIDE_DENY);
+	ck_assert_int_eq(v.fault, NMF_FAULT_ENDPOINT_NOT_FOUND);
+	preamble_start(&p);
+	ck_assert_int_eq(preamble_decide(&p, table, &global,
+	    client_at("192.0.3.1"), 808, none, nlen, &v), DECIDE_FAULT);
+	ck_assert_int_eq(v.fault, NMF_FAULT_ENDPOINT_NOT_FOUND);
+	acl_free(global.deny);
+	acl_free(global.allow);
+}
+END_TEST
+
 static Suite *decide_suite(void)
 {
 	Suite *s = suite_create("decide");
@@ -242,6 +364,9 @@ static Suite *decide_suite(void)
 	tcase_add_test(tc, test_malformed_resets);
 	tcase_add_test(tc, test_terminating_route);
 	tcase_add_test(tc, test_passthrough_upgrade_is_the_services);
+	tcase_add_test(tc, test_refused_client_at_the_via);
+	tcase_add_test(tc, test_refused_before_the_tls_upgrade);
+	tcase_add_test(tc, test_global_rules_come_first_and_cover_unrouted_vias);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -3,7 +3,9 @@
  * from a file (the one path -t and a reload share), shared by reference,
  * freed by its last owner, and what a reload may and may not change.
  */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +147,44 @@ START_TEST(test_policy_change_by_route)
 }
 END_TEST
 
+static const struct sockaddr *ipv4(const char *text)
+{
+	static struct sockaddr_in sin;
+
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	ck_assert_int_eq(inet_pton(AF_INET, text, &sin.sin_addr), 1);
+	return (const struct sockaddr *)&sin;
+}
+
+/* Whom the next generation's rules refuse on a route already in use:
+ * [global]'s rules, then those of the route of the same name. */
+START_TEST(test_refused_by_the_next_rules)
+{
+	struct generation *cur = load(BASE
+	    "[a]\nvia = net.tcp://+/A\nbackend = 127.0.0.1:2\n"
+	    "[b]\nvia = net.tcp://+/B\nbackend = 127.0.0.1:3\n", 1);
+	const struct route *a = routes_get(cur->cfg->routes, 0);
+	const struct route *b = routes_get(cur->cfg->routes, 1);
+	struct generation *next;
+
+	ck_assert_int_eq(generation_refuses(a, cur, ipv4("10.0.0.1")), 0);
+	next = load(BASE "deny = 10.0.0.9\n"
+	    "[a]\nvia = net.tcp://+/A\nbackend = 127.0.0.1:2\nallow = 10.0.0.0/8\n"
+	    "[b]\nvia = net.tcp://+/B\nbackend = 127.0.0.1:3\ndeny = 10.0.0.1\n", 2);
+	/* the rules are not a backend or TLS change */
+	ck_assert_int_eq(generation_policy_changed(a, next), 0);
+	ck_assert_int_eq(generation_refuses(a, next, ipv4("10.0.0.1")), 0);
+	ck_assert_int_eq(generation_refuses(a, next, ipv4("11.0.0.1")), 1);
+	ck_assert_int_eq(generation_refuses(a, next, ipv4("10.0.0.9")), 1);
+	ck_assert_int_eq(generation_refuses(b, next, ipv4("10.0.0.1")), 1);
+	ck_assert_int_eq(generation_refuses(b, next, ipv4("11.0.0.1")), 0);
+	ck_assert_int_eq(generation_refuses(b, next, ipv4("10.0.0.9")), 1);
+	generation_unref(next);
+	generation_unref(cur);
+}
+END_TEST
+
 static Suite *generation_suite(void)
 {
 	Suite *s = suite_create("generation");
@@ -155,6 +195,7 @@ static Suite *generation_suite(void)
 	tcase_add_test(tc, test_broken_file_gives_no_generation);
 	tcase_add_test(tc, test_what_a_reload_may_change);
 	tcase_add_test(tc, test_policy_change_by_route);
+	tcase_add_test(tc, test_refused_by_the_next_rules);
 	suite_add_tcase(s, tc);
 	return s;
 }
