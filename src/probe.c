@@ -86,7 +86,7 @@ probe_target(struct probe *p, const char *text, char *err, size_t errlen)
 	int has_port;
 
 	if (strncasecmp(text, scheme, sizeof(scheme) - 1) != 0) {
-		if (addr_parse(text, 1, &p->addr, err, errlen) < 0)
+		if (addr_parse(text, ADDR_RESOLVE, &p->addr, err, errlen) < 0)
 			return -1;
 		if (p->via == NULL) {
 			snprintf(p->via_buf, sizeof(p->via_buf), "net.tcp://%s/", text);
@@ -106,7 +106,7 @@ probe_target(struct probe *p, const char *text, char *err, size_t errlen)
 	}
 	snprintf(hostport, sizeof(hostport), "%.*s%s", (int)len, authority,
 	    has_port ? "" : ":" PROBE_DEFAULT_PORT);
-	if (addr_parse(hostport, 1, &p->addr, err, errlen) < 0)
+	if (addr_parse(hostport, ADDR_RESOLVE, &p->addr, err, errlen) < 0)
 		return -1;
 	if (p->via == NULL)
 		p->via = text;
