@@ -17,8 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (NETTCPD, SLOW, Backend, Daemon, FORWARD_METHODS,  # noqa: E402
-                          fault_record, free_port, preamble, recv_exact,
-                          recv_until_close, run_tests, sized_envelope, wait_for)
+                          fault_record, free_port, preamble, read_preamble,
+                          recv_exact, recv_until_close, reset, run_tests,
+                          sized_envelope, wait_for)
 from test_forwarding import BULK, PIPE, bulk_backend, pattern  # noqa: E402
 from test_sessions import Reader, session, wcf_service  # noqa: E402
 import test_tls  # noqa: E402
@@ -153,6 +154,50 @@ def test_sessions_followed_and_the_pool_reused():
             assert b.accepted == 1 and len(b.sessions) == 1, (b.accepted, b.sessions)
             assert a.accepted == 1 and len(a.sessions) == 4, (a.accepted, a.sessions)
         a.close()
+        b.close()
+
+
+def test_client_reset_mid_stream_ends_the_service_connection():
+    """A unix socket has no reset: a client's reset reaches the service as
+    the end of its stream (nettcpd closes its side at once), and the
+    service's next write fails; nothing is left open."""
+    events = {}
+
+    def backend(c, be):
+        read_preamble(c)
+        c.sendall(b"\x0b")
+        while True:
+            try:
+                chunk = c.recv(65536)
+            except ConnectionResetError:
+                events["read"] = "reset"
+                break
+            if not chunk:
+                events["read"] = "eof"
+                break
+        try:
+            for _ in range(100):
+                c.sendall(b"x" * 65536)
+            events["write"] = "ok"
+        except (BrokenPipeError, ConnectionResetError) as e:
+            events["write"] = type(e).__name__
+
+    for forward in FORWARD_METHODS:
+        events.clear()
+        b = Backend(backend, path=sock_path("reset.sock"))
+        with Daemon(extra_global=PIPE, routes=[("r", "net.tcp://+/", b.addr)],
+                    forward=forward) as d:
+            base = d.sockets()
+            s = d.connect()
+            s.sendall(preamble("net.tcp://h/x"))
+            assert recv_exact(s, 1) == b"\x0b"
+            s.sendall(os.urandom(100000))
+            reset(s)
+            wait_for(lambda: "write" in events, what="the service noticed")
+            assert events["read"] in ("eof", "reset"), events
+            assert events["write"] in ("BrokenPipeError", "ConnectionResetError"), events
+            d.wait_log("aborted (Connection reset by peer)")
+            d.assert_no_leak(base)
         b.close()
 
 
