@@ -309,6 +309,22 @@ def test_full_backlog_gets_a_fault_not_a_hang():
     os.unlink(path)
 
 
+def test_probe_a_unix_service():
+    """nettcp-probe reaches a unix service as nettcpd does: the Via is
+    acknowledged; without -v it refuses; a missing file is a connect
+    failure (exit 3)."""
+    from test_probe import ACKED, CONNECT, USAGE, probe
+    a = unix_service("A")
+    rc, out, _ = probe("-v", "net.tcp://h/A", a.addr)
+    assert rc == ACKED and "routed and acknowledged" in out, (rc, out)
+    assert a.sessions[0][1] == preamble("net.tcp://h/A")
+    rc, out, _ = probe(a.addr)
+    assert rc == USAGE and "a unix: target needs -v VIA" in out, (rc, out)
+    a.close()
+    rc, out, _ = probe("-v", "net.tcp://h/A", a.addr)
+    assert rc == CONNECT and "No such file or directory" in out, (rc, out)
+
+
 def test_config_errors_name_file_and_line():
     """-t refuses what cannot be a unix backend, by FILE:LINE: a relative
     path, no path, an abstract name, a path longer than sun_path; and a
