@@ -45,9 +45,9 @@ static void backend_connect(struct conn *c);
  * the system's words: its errors name a file, not a host.  Empty for TCP.
  */
 static const char *
-connect_hint(const struct conn *c, int err)
+connect_hint(const struct addr *backend, int err)
 {
-	if (c->pre.route->backend.ss.ss_family != AF_UNIX)
+	if (backend->ss.ss_family != AF_UNIX)
 		return "";
 	switch (err) {
 	case ENOENT:
@@ -73,7 +73,7 @@ connect_failed(struct conn *c, const char *what, int err)
 {
 	conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
 	    "backend %s: %s: %s%s", c->pre.route->backend_text, what,
-	    strerror(err), connect_hint(c, err));
+	    strerror(err), connect_hint(&c->pre.route->backend, err));
 }
 
 /*
