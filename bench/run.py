@@ -1107,7 +1107,7 @@ def print_unix_table(st, results):
     R = [(f"req/resp, {st.conns} clients", "req/s", "rr", "rate", 1),
          ("", "p50 us", "rr", "p50_us", 1),
          ("", "p99 us", "rr", "p99_us", 1),
-         ("", "CPU s/1k req", "rr", "cpu_per_kreq", 1)]
+         ("", "CPU ms/1k req", "rr", "cpu_per_kreq", 1e3)]
     for d in ("up", "down"):
         R += [(f"bulk {d}, 1 conn", "MB/s", f"{d}1", "mbps", 1),
               ("", "CPU s/GB", f"{d}1", "cpu_per_gb", 1)]
