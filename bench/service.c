@@ -25,6 +25,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "wire.h"
@@ -43,6 +44,7 @@ enum kind { KIND_LISTENER, KIND_CONN };
 struct listener {
 	enum kind kind;
 	int fd;
+	int is_unix;          /* a unix stream socket: no TCP options */
 };
 
 /* A prebuilt envelope (06 + mbint + payload) of one size. */
@@ -421,7 +423,8 @@ on_acceptable(struct listener *l)
 			close(fd);
 			continue;
 		}
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (!l->is_unix)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->kind = KIND_CONN;
 		c->fd = fd;
 		c->events = EPOLLIN;
@@ -437,6 +440,27 @@ on_acceptable(struct listener *l)
 	}
 }
 
+/* "unix:/path": a unix stream socket, for nettcpd's unix backends.  The
+ * file must not exist yet (the runner gives a fresh directory). */
+static int
+listen_unix(const char *path, struct listener *l)
+{
+	struct sockaddr_un un;
+
+	memset(&un, 0, sizeof(un));
+	un.sun_family = AF_UNIX;
+	if (path[0] != '/' || strlen(path) >= sizeof(un.sun_path)) {
+		fprintf(stderr, "nmf-service: bad unix socket path %s\n", path);
+		return -1;
+	}
+	strcpy(un.sun_path, path);
+	l->is_unix = 1;
+	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd < 0)
+		return -1;
+	return bind(l->fd, (struct sockaddr *)&un, sizeof(un));
+}
+
 static int
 listen_on(const char *text, struct listener *l)
 {
@@ -444,13 +468,19 @@ listen_on(const char *text, struct listener *l)
 	struct epoll_event ev;
 	int one = 1;
 
-	if (wire_parse_loopback(text, &sin) < 0) {
-		fprintf(stderr, "nmf-service: bad address %s (want 127.x.y.z:PORT)\n", text);
-		return -1;
-	}
 	l->kind = KIND_LISTENER;
-	l->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (l->fd < 0 ||
+	if (strncmp(text, "unix:", 5) == 0) {
+		if (listen_unix(text + 5, l) < 0 || listen(l->fd, 4096) < 0) {
+			fprintf(stderr, "nmf-service: listen on %s: %s\n", text,
+			    strerror(errno));
+			return -1;
+		}
+	} else if (wire_parse_loopback(text, &sin) < 0) {
+		fprintf(stderr, "nmf-service: bad address %s (want 127.x.y.z:PORT "
+		    "or unix:/path)\n", text);
+		return -1;
+	} else if ((l->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) < 0 ||
 	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(l->fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
 	    listen(l->fd, 4096) < 0) {
@@ -469,6 +499,7 @@ usage(FILE *out)
 {
 	fputs("usage: nmf-service -l 127.0.0.1:PORT [-l ADDR:PORT ...] [-t SECONDS]\n"
 	    "  -l ADDR:PORT  listen here (loopback only; up to 8)\n"
+	    "  -l unix:/PATH listen on a new unix socket file (removed at exit)\n"
 	    "  -t SECONDS    exit after this long at most (default 3600)\n"
 	    "Exits on SIGTERM or SIGINT.\n", out);
 }
@@ -549,6 +580,9 @@ main(int argc, char **argv)
 				conn_close(c);
 		}
 	}
+	for (size_t i = 0; i < naddrs; i++)
+		if (listeners[i].is_unix)
+			(void)unlink(addrs[i] + 5);
 	fprintf(stderr, "nmf-service: %lu connections served, %lu open, %lu sessions "
 	    "(%lu on a kept connection), %lu bad, %.2f CPU-seconds\n", accepted,
 	    nconns, sessions, reuses, bad_records, wire_cpu_seconds());

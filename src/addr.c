@@ -8,8 +8,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "decimal.h"
 
@@ -91,8 +93,49 @@ resolve_host(const char *host, uint16_t port, struct addr *out,
 	return 0;
 }
 
+static const char unix_prefix[] = "unix:";
+
+/*
+ * "unix:/absolute/path".  Absolute only: nettcpd's working directory is not
+ * the file's, and a relative path would name another file after a chdir.
+ * No abstract names ("unix:@name"): they have no file permissions, so any
+ * local user could bind the name before the service and be its backend.
+ */
+static int
+parse_unix(const char *path, struct addr *out, char *err, size_t errlen)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)&out->ss;
+	size_t len = strlen(path);
+
+	if (len == 0) {
+		set_err(err, errlen, "no path after 'unix:'");
+		return -1;
+	}
+	if (path[0] == '@') {
+		set_err(err, errlen, "abstract unix socket names are not "
+		    "supported: they have no file permissions to say who may "
+		    "be the backend");
+		return -1;
+	}
+	if (path[0] != '/') {
+		set_err(err, errlen, "unix socket path must be absolute "
+		    "(start with '/')");
+		return -1;
+	}
+	if (len >= sizeof(un->sun_path)) {
+		set_err(err, errlen, "unix socket path is %zu bytes long, "
+		    "longer than the system's %zu", len, sizeof(un->sun_path) - 1);
+		return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	un->sun_family = AF_UNIX;
+	memcpy(un->sun_path, path, len + 1);
+	out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+	return 0;
+}
+
 int
-addr_parse(const char *text, int resolve, struct addr *out, char *err,
+addr_parse(const char *text, int flags, struct addr *out, char *err,
     size_t errlen)
 {
 	char host[ADDR_HOST_MAX];
@@ -103,6 +146,14 @@ addr_parse(const char *text, int resolve, struct addr *out, char *err,
 	struct in_addr a4;
 	struct in6_addr a6;
 
+	if (strncmp(text, unix_prefix, sizeof(unix_prefix) - 1) == 0) {
+		if (!(flags & ADDR_UNIX)) {
+			set_err(err, errlen, "a unix socket is not accepted here, "
+			    "only as a backend");
+			return -1;
+		}
+		return parse_unix(text + sizeof(unix_prefix) - 1, out, err, errlen);
+	}
 	if (text[0] == '[') {
 		const char *close = strchr(text, ']');
 
@@ -185,7 +236,7 @@ addr_parse(const char *text, int resolve, struct addr *out, char *err,
 		out->len = sizeof(*sin);
 		return 0;
 	}
-	if (!resolve) {
+	if (!(flags & ADDR_RESOLVE)) {
 		set_err(err, errlen, "'%s' is not an IP address", host);
 		return -1;
 	}
@@ -215,6 +266,11 @@ addr_format(const struct sockaddr *sa, char *buf, size_t buflen)
 {
 	char ip[ADDR_TEXT_MAX];
 
+	if (sa->sa_family == AF_UNIX) {
+		snprintf(buf, buflen, "%s%s", unix_prefix,
+		    ((const struct sockaddr_un *)sa)->sun_path);
+		return buf;
+	}
 	addr_format_ip(sa, ip, sizeof(ip));
 	if (sa->sa_family == AF_INET)
 		snprintf(buf, buflen, "%s:%u", ip, (unsigned)addr_port(sa));
@@ -258,5 +314,8 @@ addr_equal(const struct addr *a, const struct addr *b)
 		    ia->sin6_scope_id == ib->sin6_scope_id &&
 		    memcmp(&ia->sin6_addr, &ib->sin6_addr, sizeof(ia->sin6_addr)) == 0;
 	}
+	if (sa->sa_family == AF_UNIX)
+		return strcmp(((const struct sockaddr_un *)sa)->sun_path,
+		    ((const struct sockaddr_un *)sb)->sun_path) == 0;
 	return 0;
 }

@@ -62,7 +62,8 @@ route_key(struct parser *p, const char *name, const char *value)
 		r->backend_text = strdup(value);
 		if (r->backend_text == NULL)
 			p->oom = 1;
-		else if (addr_parse(value, 1, &r->backend, why, sizeof(why)) < 0)
+		else if (addr_parse(value, ADDR_RESOLVE | ADDR_UNIX, &r->backend,
+		    why, sizeof(why)) < 0)
 			add_error(p, p->lineno, "bad backend '%s': %s", value, why);
 	} else if (strcmp(name, "tls") == 0) {
 		if (r->tls_line != 0) {

@@ -41,6 +41,42 @@ forward_start(struct conn *c)
 static void backend_connect(struct conn *c);
 
 /*
+ * What the operator can do about a failed connect to a unix socket, after
+ * the system's words: its errors name a file, not a host.  Empty for TCP.
+ */
+static const char *
+connect_hint(const struct addr *backend, int err)
+{
+	if (backend->ss.ss_family != AF_UNIX)
+		return "";
+	switch (err) {
+	case ENOENT:
+		return " (no socket file: is the service running?)";
+	case ECONNREFUSED:
+		return " (no service listens on the socket file)";
+	case EACCES:
+	case EPERM:
+		return " (the user nettcpd runs as must have write permission "
+		    "on the socket file and search permission on each directory "
+		    "above it)";
+	case EAGAIN:
+		return " (the service's listen backlog is full: it is not "
+		    "accepting connections)";
+	default:
+		return "";
+	}
+}
+
+/* The client gets EndpointUnavailable: the connect to the backend failed. */
+static void
+connect_failed(struct conn *c, const char *what, int err)
+{
+	conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+	    "backend %s: %s: %s%s", c->pre.route->backend_text, what,
+	    strerror(err), connect_hint(&c->pre.route->backend, err));
+}
+
+/*
  * A pooled connection failed before the service said a word: the service
  * closed it while it was idle, and the close crossed our preamble.  Only
  * the preamble went out on it, and the client waits for the answer, so a
@@ -150,10 +186,8 @@ replay_write(struct conn *c)
 			}
 			/* Before the first byte went out, a send error is
 			 * the connect's own (ECONNREFUSED, ...). */
-			conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
-			    "backend %s: %s: %s", c->pre.route->backend_text,
-			    c->state == CONN_CONNECTING ? "connect" : "replay",
-			    strerror(errno));
+			connect_failed(c, c->state == CONN_CONNECTING ?
+			    "connect" : "replay", errno);
 			return;
 		}
 		c->replay_off += (size_t)n;
@@ -175,9 +209,7 @@ connect_done(struct conn *c)
 	if (getsockopt(c->backend_fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err != 0) {
-		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
-		    "backend %s: connect: %s",
-		    c->pre.route->backend_text, strerror(err));
+		connect_failed(c, "connect", err);
 		return;
 	}
 	replay_write(c);
@@ -210,24 +242,24 @@ backend_connect(struct conn *c)
 		return;
 	}
 	/* WCF sets NoDelay on its own sockets; Nagle here would hold back the
-	 * small framing records it writes. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	 * small framing records it writes.  A unix socket has no Nagle. */
+	if (backend->ss.ss_family != AF_UNIX)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	backend_attach(c, fd, CONN_CONNECTING);
 	c->connect_began = (float)(ev_time() - c->session_start);
 	/*
 	 * On loopback the handshake is usually over before connect() returns
 	 * EINPROGRESS, so the replay is tried at once; while the connect is
 	 * still under way send() says EAGAIN and the writable socket resumes
-	 * it (connect_done).
+	 * it (connect_done).  A unix socket connects at once or fails: its
+	 * EAGAIN is a full listen backlog, not a connect under way, and
+	 * waiting for it would only hold the client until connect_timeout.
 	 */
 	if (connect(fd, (const struct sockaddr *)&backend->ss, backend->len) == 0 ||
-	    errno == EINPROGRESS) {
+	    errno == EINPROGRESS)
 		replay_write(c);
-	} else {
-		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
-		    "backend %s: connect: %s",
-		    c->pre.route->backend_text, strerror(errno));
-	}
+	else
+		connect_failed(c, "connect", errno);
 }
 
 /*

@@ -73,8 +73,8 @@ ms_since(double start)
 
 /*
  * Split a target into the address to connect to and, for a URI, the Via:
- * "HOST:PORT", "[V6]:PORT", or "net.tcp://HOST[:PORT]/PATH" (port 808 if
- * none).  Returns 0, or -1 with a reason in err.
+ * "HOST:PORT", "[V6]:PORT", "unix:/PATH" (with -v), or
+ * "net.tcp://HOST[:PORT]/PATH" (port 808 if none).  Returns 0, or -1 with a reason in err.
  */
 static int
 probe_target(struct probe *p, const char *text, char *err, size_t errlen)
@@ -86,8 +86,14 @@ probe_target(struct probe *p, const char *text, char *err, size_t errlen)
 	int has_port;
 
 	if (strncasecmp(text, scheme, sizeof(scheme) - 1) != 0) {
-		if (addr_parse(text, 1, &p->addr, err, errlen) < 0)
+		if (addr_parse(text, ADDR_RESOLVE | ADDR_UNIX, &p->addr, err,
+		    errlen) < 0)
 			return -1;
+		/* A socket file implies no host a Via could name. */
+		if (p->via == NULL && p->addr.ss.ss_family == AF_UNIX) {
+			snprintf(err, errlen, "a unix: target needs -v VIA");
+			return -1;
+		}
 		if (p->via == NULL) {
 			snprintf(p->via_buf, sizeof(p->via_buf), "net.tcp://%s/", text);
 			p->via = p->via_buf;
@@ -106,7 +112,7 @@ probe_target(struct probe *p, const char *text, char *err, size_t errlen)
 	}
 	snprintf(hostport, sizeof(hostport), "%.*s%s", (int)len, authority,
 	    has_port ? "" : ":" PROBE_DEFAULT_PORT);
-	if (addr_parse(hostport, 1, &p->addr, err, errlen) < 0)
+	if (addr_parse(hostport, ADDR_RESOLVE, &p->addr, err, errlen) < 0)
 		return -1;
 	if (p->via == NULL)
 		p->via = text;

@@ -137,19 +137,27 @@ def reset(s):
 # ------------------------------------------------------------ backends
 
 class Backend:
-    """A TCP server on loopback.  Each accepted connection is handed to
-    handler(conn_socket, backend) on its own thread.  Received preambles and
-    connection counts are recorded for assertions."""
+    """A TCP server on loopback, or with path= a unix stream socket there.
+    Each accepted connection is handed to handler(conn_socket, backend) on
+    its own thread.  Received preambles and connection counts are recorded
+    for assertions."""
 
-    def __init__(self, handler=None, host="127.0.0.1", name="backend"):
+    def __init__(self, handler=None, host="127.0.0.1", name="backend", path=None,
+                 backlog=4096):
         self.name = name
         self.handler = handler or echo_handler
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(4096)
-        self.port = self.sock.getsockname()[1]
+        self.path = path
+        if path is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(path)
+            self.port = None
+        else:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host, 0))
+            self.port = self.sock.getsockname()[1]
+        self.sock.listen(backlog)
         self.host = host
         self.accepted = 0
         self.received = []      # first bytes of each connection, see record_first
@@ -161,6 +169,8 @@ class Backend:
 
     @property
     def addr(self):
+        if self.path is not None:
+            return f"unix:{self.path}"
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def _loop(self):
@@ -193,6 +203,11 @@ class Backend:
         except OSError:
             pass
         self.sock.close()
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
 
 def echo_handler(c, backend):

@@ -12,9 +12,11 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -1361,7 +1363,7 @@ START_TEST(test_addr_format_other_family)
 	char buf[ADDR_TEXT_MAX];
 
 	memset(&ss, 0, sizeof(ss));
-	ss.ss_family = AF_UNIX;
+	ss.ss_family = AF_NETLINK;
 	ck_assert_uint_eq(addr_port((const struct sockaddr *)&ss), 0);
 	addr_format((const struct sockaddr *)&ss, buf, sizeof(buf));
 	ck_assert_uint_gt(strlen(buf), 0);
@@ -1379,6 +1381,51 @@ START_TEST(test_addr_format_longest)
 	addr_format((const struct sockaddr *)&a.ss, buf, sizeof(buf));
 	ck_assert_str_eq(buf,
 	    "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+}
+END_TEST
+
+/* unix:/path, only where ADDR_UNIX allows it; the longest path sun_path
+ * holds, formatted whole; equal by path alone. */
+START_TEST(test_addr_unix)
+{
+	struct addr a, b;
+	char err[160], text[8 + sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const struct sockaddr_un *un = (const struct sockaddr_un *)&a.ss;
+
+	ck_assert_int_eq(addr_parse("unix:/run/calc.sock", ADDR_UNIX, &a, err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(un->sun_family, AF_UNIX);
+	ck_assert_str_eq(un->sun_path, "/run/calc.sock");
+	ck_assert_uint_eq(a.len, offsetof(struct sockaddr_un, sun_path) + 15);
+	ck_assert_uint_eq(addr_port((const struct sockaddr *)&a.ss), 0);
+	ck_assert_str_eq(fmt(&a), "unix:/run/calc.sock");
+	ck_assert_int_eq(addr_parse("unix:/run/calc.sock", ADDR_UNIX, &b, err,
+	    sizeof(err)), 0);
+	ck_assert(addr_equal(&a, &b));
+	ck_assert_int_eq(addr_parse("unix:/run/calc.sock2", ADDR_UNIX, &b, err,
+	    sizeof(err)), 0);
+	ck_assert(!addr_equal(&a, &b));
+	ck_assert(!addr_equal(&b, &a));
+
+	memset(path, 'p', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	snprintf(text, sizeof(text), "unix:%s", path);
+	ck_assert_int_eq(addr_parse(text, ADDR_UNIX, &a, err, sizeof(err)), 0);
+	ck_assert_str_eq(fmt(&a), text);
+	snprintf(text, sizeof(text), "unix:%sp", path);
+	ck_assert_int_eq(addr_parse(text, ADDR_UNIX, &a, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "longer than the system's") != NULL, "%s", err);
+
+	ck_assert_int_eq(addr_parse("unix:/run/calc.sock", ADDR_RESOLVE, &a, err,
+	    sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "only as a backend") != NULL, "%s", err);
+	ck_assert_int_eq(addr_parse("unix:", ADDR_UNIX, &a, err, sizeof(err)), -1);
+	ck_assert_int_eq(addr_parse("unix:calc.sock", ADDR_UNIX, &a, err,
+	    sizeof(err)), -1);
+	ck_assert_int_eq(addr_parse("unix:@calc", ADDR_UNIX, &a, err,
+	    sizeof(err)), -1);
 }
 END_TEST
 
@@ -1463,6 +1510,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_addr_resolve_localhost);
 	tcase_add_test(tc, test_addr_format_other_family);
 	tcase_add_test(tc, test_addr_format_longest);
+	tcase_add_test(tc, test_addr_unix);
 	suite_add_tcase(s, tc);
 	return s;
 }
