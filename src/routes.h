@@ -34,6 +34,9 @@ struct route {
 	uint32_t stats_slot;       /* its counters (stats.h), by name */
 	uint8_t pool_off;          /* pool = off: a new backend connection */
 	                           /* per session, closed at its end */
+	uint8_t send_proxy;        /* enum proxy_send_version: a PROXY header */
+	                           /* on each new backend connection */
+	uint8_t rewrite_via;       /* the replayed Via names the backend */
 };
 
 struct route_table;
@@ -54,6 +57,12 @@ void routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx);
 /* pool = off for route ri: its sessions neither take nor leave pooled
  * backend connections. */
 void routes_set_pool_off(struct route_table *t, int ri);
+
+/* send_proxy = v1 | v2 (enum proxy_send_version) for route ri. */
+void routes_set_send_proxy(struct route_table *t, int ri, int version);
+
+/* rewrite_via = on for route ri. */
+void routes_set_rewrite_via(struct route_table *t, int ri);
 
 /* Count route i under slot (stats_route_slot of its name). */
 void routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot);
