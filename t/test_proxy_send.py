@@ -8,10 +8,14 @@ rewritten Via over the protocol's maximum is a fault; -t checks the keys
 with FILE:LINE.  Real daemon, real sockets."""
 
 import os
+import shutil
+import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -126,7 +130,9 @@ def envelope_bytes(via, payload=b"hello"):
 
 
 def config(listen, backend, route_keys, extra_routes=""):
-    return (f"[global]\nlisten = {listen}\nlog_level = debug\n\n"
+    # One worker: each keeps its own pool, and these tests ask which
+    # connection a later client connection is given.
+    return (f"[global]\nlisten = {listen}\nlog_level = debug\nworkers = 1\n\n"
             f"[calc]\nvia = net.tcp://+/calc\nbackend = {backend}\n"
             f"{route_keys}\n{extra_routes}")
 
@@ -263,6 +269,44 @@ def test_redial_sends_the_header_again():
     b.close()
 
 
+def test_reload_turns_send_proxy_on_and_off():
+    """A reload applies send_proxy from the next session: a connection
+    pooled without a header is not given to a session that must send one,
+    and the other way round."""
+    b = service()
+    d = Daemon(raw_config="")
+
+    def write(keys):
+        with open(d.config, "w") as f:
+            f.write(config(f"127.0.0.1:{d.port}", b.addr, keys))
+
+    def served(n, generation=None):
+        if generation is not None:
+            d.proc.send_signal(signal.SIGHUP)
+            d.wait_log(f"took generation {generation}")
+        s = connect(d.port)
+        src = s.getsockname()
+        session(s, "net.tcp://front/calc", n)
+        s.close()
+        pooled(d, generation or 1)
+        return src
+
+    write("send_proxy = off")
+    with d:
+        served(b"off")
+        write("send_proxy = v1")
+        src = served(b"v1", 2)
+        write("send_proxy = off")
+        served(b"off again", 3)
+        dst = ("127.0.0.1", d.port)
+        want = [envelope_bytes("net.tcp://front/calc", b"off") +
+                envelope_bytes("net.tcp://front/calc", b"off again"),
+                header_v1(src, dst) + envelope_bytes("net.tcp://front/calc", b"v1")]
+        wait_for(lambda: [bytes(x) for x in b.conns] == want,
+                 what="a header only on the connection opened under send_proxy")
+    b.close()
+
+
 def test_rewrite_via_first_and_later_session():
     """The backend reads a Via naming itself, its size field recomputed,
     for the first session and the next on the same (pooled) connection;
@@ -304,6 +348,44 @@ def test_rewrite_via_and_send_proxy_together():
         wait_for(lambda: len(b.conns) == 1 and bytes(b.conns[0]) == want,
                  what="the header, then the rewritten preamble")
     b.close()
+
+
+def test_tls_terminating_route_sends_the_clear_preamble_rewritten():
+    """On a route that terminates TLS the backend gets the header, then the
+    clear preamble (the Upgrade Request dropped, Preamble End from inside
+    TLS) with its Via naming the backend."""
+    pki = tempfile.mkdtemp(prefix="nettcpd-pki-")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-days", "2", "-subj", "/CN=localhost", "-keyout", "k.pem",
+                    "-out", "c.pem"], cwd=pki, check=True, capture_output=True)
+    b = service()
+    d = Daemon(raw_config="")
+    with open(d.config, "w") as f:
+        f.write(config(f"127.0.0.1:{d.port}", b.addr,
+                       f"tls = terminate\ntls_cert = {pki}/c.pem\n"
+                       f"tls_key = {pki}/k.pem\nsend_proxy = v2\nrewrite_via = on"))
+    with d:
+        s = connect(d.port)
+        src, dst = s.getsockname(), s.getpeername()
+        via = "net.tcp://front.example.com/calc/Svc"
+        s.sendall(preamble(via, upgrade="application/ssl-tls"))
+        assert recv_exact(s, 1) == b"\x0a"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        t = ctx.wrap_socket(s)
+        t.sendall(b"\x0c")
+        assert recv_exact(t, 1) == b"\x0b"
+        t.sendall(sized_envelope(b"secret") + b"\x07")
+        assert recv_exact(t, 8) == sized_envelope(b"secret")
+        assert recv_exact(t, 1) == b"\x07"
+        t.close()
+        want = header_v2(src, dst) + envelope_bytes(
+            f"net.tcp://{b.addr}/calc/Svc", b"secret")
+        wait_for(lambda: len(b.conns) == 1 and bytes(b.conns[0]) == want,
+                 what="the header and the clear preamble, rewritten")
+    b.close()
+    shutil.rmtree(pki, ignore_errors=True)
 
 
 def test_rewritten_via_over_the_maximum_is_a_fault():
