@@ -6,32 +6,13 @@
 
 #include <string.h>
 
+#include "via.h"
+
 /*
  * Version (3 bytes) and Mode (2) come first: the parser admits no other
  * order, so the Via record always starts here.
  */
 #define VIA_RECORD_OFF 5u
-
-/* Where the authority of via[0..len) begins (after "://") and ends (at
- * the path, query or fragment, or the end); -1 without "://". */
-static int
-authority_span(const uint8_t *via, size_t len, size_t *begin, size_t *end)
-{
-	size_t i;
-
-	for (i = 0; i + 3 <= len; i++)
-		if (memcmp(via + i, "://", 3) == 0)
-			break;
-	if (i + 3 > len)
-		return -1;
-	*begin = i + 3;
-	/* '\' is a path separator to System.Uri, as '/' is. */
-	for (i = *begin; i < len; i++)
-		if (memchr("/\\?#", via[i], 4) != NULL)
-			break;
-	*end = i;
-	return 0;
-}
 
 ssize_t
 rewrite_via_preamble(const uint8_t *buf, size_t len, size_t via_off,
@@ -42,7 +23,7 @@ rewrite_via_preamble(const uint8_t *buf, size_t len, size_t via_off,
 
 	if (via_off <= VIA_RECORD_OFF || via_off + via_len > len ||
 	    buf[VIA_RECORD_OFF] != NMF_REC_VIA ||
-	    authority_span(via, via_len, &begin, &end) < 0)
+	    via_authority((const char *)via, via_len, &begin, &end) < 0)
 		return REWRITE_NO_AUTHORITY;
 	new_len = begin + alen + (via_len - end);
 	if (new_len > NMF_MAX_VIA)

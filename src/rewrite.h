@@ -13,7 +13,7 @@
 #include "nmf.h"
 
 /* What rewrite_via_preamble() refuses, beside a too small out. */
-#define REWRITE_NO_AUTHORITY (-1) /* the Via has no "scheme://" to rewrite */
+#define REWRITE_NO_AUTHORITY (-1) /* not a net.tcp URI (via_authority) */
 #define REWRITE_TOO_LONG (-2)     /* the new Via is over NMF_MAX_VIA */
 #define REWRITE_NO_ROOM (-3)      /* outcap is below len + REWRITE_GROWTH */
 
@@ -27,7 +27,8 @@
 /*
  * Write into out (outcap bytes, at least len + REWRITE_GROWTH) the preamble
  * buf[0..len) whose Via string is buf[via_off .. via_off + via_len), with
- * the Via's authority (between "://" and the path) replaced by authority.
+ * the Via's authority (via_authority: between "net.tcp://" and the path)
+ * replaced by authority.
  * The Via record's size field is written anew (the shortest encoding);
  * every other byte is copied as it is, the scheme and the path and what
  * follows the Via record included.  Returns the new length, or

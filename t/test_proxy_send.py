@@ -333,6 +333,23 @@ def test_rewrite_via_first_and_later_session():
     b.close()
 
 
+def test_rewrite_via_where_the_router_reads_the_authority():
+    """A Via whose slashes are backslashes, as System.Uri reads it, with a
+    "://" in its path: the authority replaced is the one routed."""
+    b = service()
+    d = Daemon(raw_config="")
+    with open(d.config, "w") as f:
+        f.write(config(f"127.0.0.1:{d.port}", b.addr, "rewrite_via = on"))
+    with d:
+        s = connect(d.port)
+        session(s, "net.tcp:\\\\front\\calc/x://y", b"one")
+        s.close()
+        want = envelope_bytes(f"net.tcp:\\\\{b.addr}\\calc/x://y", b"one")
+        wait_for(lambda: len(b.conns) == 1 and bytes(b.conns[0]) == want,
+                 what="the routed authority rewritten")
+    b.close()
+
+
 def test_rewrite_via_and_send_proxy_together():
     b = service()
     d = Daemon(raw_config="")

@@ -85,6 +85,22 @@ START_TEST(test_other_bytes_exact)
 }
 END_TEST
 
+/* The authority is where the router (via_parse) reads it: after white
+ * space it trims and a scheme whose slashes are backslashes, so a "://"
+ * later in the path is path. */
+START_TEST(test_authority_as_routed)
+{
+	check("net.tcp:\\\\front\\calc", "b:1", "net.tcp:\\\\b:1\\calc",
+	    plain_tail, sizeof(plain_tail));
+	check("net.tcp:\\\\front/x://y", "b:1", "net.tcp:\\\\b:1/x://y",
+	    plain_tail, sizeof(plain_tail));
+	check("net.tcp:/\\front/x", "b:1", "net.tcp:/\\b:1/x", plain_tail,
+	    sizeof(plain_tail));
+	check(" \tnet.tcp://front/calc ", "b:1", " \tnet.tcp://b:1/calc ",
+	    plain_tail, sizeof(plain_tail));
+}
+END_TEST
+
 /* What follows the Via record: an Extensible Encoding, a TLS route's
  * records from inside TLS, the session's first bytes. */
 START_TEST(test_tail_kept)
@@ -172,6 +188,10 @@ START_TEST(test_refusals)
 	    sizeof(plain_tail), &via_off);
 	ck_assert_int_eq(rewrite_via_preamble(in, len, via_off, 19, "b:1", out,
 	    sizeof(out)), REWRITE_NO_AUTHORITY);
+	len = preamble(in, "http://front/x://calc", NULL, 0, plain_tail,
+	    sizeof(plain_tail), &via_off);
+	ck_assert_int_eq(rewrite_via_preamble(in, len, via_off, 21, "b:1", out,
+	    sizeof(out)), REWRITE_NO_AUTHORITY);
 	len = preamble(in, "net.tcp://front/calc", NULL, 0, plain_tail,
 	    sizeof(plain_tail), &via_off);
 	ck_assert_int_eq(rewrite_via_preamble(in, len, via_off, 20, "b:1", out,
@@ -193,6 +213,7 @@ static Suite *rewrite_suite(void)
 
 	tcase_add_test(tc, test_authority_replaced);
 	tcase_add_test(tc, test_other_bytes_exact);
+	tcase_add_test(tc, test_authority_as_routed);
 	tcase_add_test(tc, test_tail_kept);
 	tcase_add_test(tc, test_size_field_recomputed);
 	tcase_add_test(tc, test_non_minimal_size);
