@@ -11,12 +11,16 @@
  *  - routes_lookup() in a fixed table of several classes and ports gives
  *    what a plain linear reading of WCF's rules gives, for several local
  *    ports;
- *  - a prefix, put in a table of its own, routes itself.
+ *  - a prefix, put in a table of its own, routes itself;
+ *  - a client's Via rewritten (rewrite_via) is a well-formed preamble
+ *    whose Via parses to the backend's host and port and the same path,
+ *    with the bytes after it kept.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "fuzz.h"
+#include "rewrite.h"
 #include "routes.h"
 #include "via.h"
 
@@ -210,6 +214,55 @@ check_routes_itself(const struct via *prefix)
 	routes_unref(t);
 }
 
+/* The client's Via in a preamble, rewritten to name 10.0.0.5:9001. */
+static void
+check_rewrite(const char *uri, size_t size, const struct via *client)
+{
+	static const uint8_t head[] = { 0x00, 0x01, 0x00, 0x01, 0x02, NMF_REC_VIA };
+	static const uint8_t tail[] = { NMF_REC_KNOWN_ENCODING, 0x08,
+	    NMF_REC_PREAMBLE_END };
+	static const char backend[] = "10.0.0.5:9001";
+	static uint8_t in[NMF_PREAMBLE_MAX], out[NMF_PREAMBLE_MAX + REWRITE_GROWTH];
+	static struct via again;
+	struct nmf_parser p;
+	struct nmf_record rec;
+	size_t len = sizeof(head), via_off, via_len = 0, new_off = 0;
+	const char *why;
+	ssize_t n;
+	int st;
+
+	memcpy(in, head, sizeof(head));
+	len += nmf_mbint_encode((uint32_t)size, in + len);
+	via_off = len;
+	memcpy(in + len, uri, size);
+	len += size;
+	memcpy(in + len, tail, sizeof(tail));
+	len += sizeof(tail);
+	n = rewrite_via_preamble(in, len, via_off, size, backend, out, sizeof(out));
+	if (n == REWRITE_TOO_LONG) {
+		FUZZ_CHECK(size + strlen(backend) > NMF_MAX_VIA);
+		return;
+	}
+	FUZZ_CHECK(n > 0 && (size_t)n <= sizeof(out));
+	nmf_parser_init(&p);
+	while ((st = nmf_parse(&p, out, (size_t)n, &rec)) == NMF_RECORD &&
+	    rec.type != NMF_REC_PREAMBLE_END) {
+		if (rec.type == NMF_REC_VIA) {
+			new_off = rec.str_off;
+			via_len = rec.str_len;
+		}
+	}
+	FUZZ_CHECK(st == NMF_RECORD && p.pos == (size_t)n && via_len > 0);
+	FUZZ_CHECK(memcmp(out, in, 5) == 0);
+	FUZZ_CHECK(memcmp(out + n - sizeof(tail), tail, sizeof(tail)) == 0);
+	FUZZ_CHECK(via_parse((const char *)out + new_off, via_len, 0, &again,
+	    &why) == 0);
+	FUZZ_CHECK(strcmp(again.host, "10.0.0.5") == 0 && again.port == 9001);
+	FUZZ_CHECK(again.path_len == client->path_len &&
+	    memcmp(again.path, client->path, client->path_len) == 0 &&
+	    again.nsegments == client->nsegments);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -235,6 +288,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_normal_form(&client);
 		FUZZ_CHECK(rc_prefix == 0 && same_via(&client, &prefix));
 		check_idempotent(&client);
+		check_rewrite(uri, size, &client);
 		for (size_t i = 0; i < sizeof(local_ports) / sizeof(local_ports[0]); i++) {
 			const struct route *got = routes_lookup(table, &client,
 			    local_ports[i]);

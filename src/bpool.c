@@ -12,6 +12,8 @@ struct bpool_entry {
 	struct bpool *pool;
 	struct bpool_entry *newer, *older;
 	struct addr backend;
+	struct addr client;     /* whose header it carried, if proxied */
+	int proxied;
 	int fd;
 	ev_io readable;
 	ev_timer expiry;
@@ -84,8 +86,18 @@ is_quiet(int fd)
 	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+/* e may serve a session of client (NULL: one that sends no header). */
+static int
+same_client(const struct bpool_entry *e, const struct addr *client)
+{
+	if (client == NULL)
+		return !e->proxied;
+	return e->proxied && addr_equal(&e->client, client);
+}
+
 int
-bpool_take(struct bpool *pool, const struct addr *backend)
+bpool_take(struct bpool *pool, const struct addr *backend,
+    const struct addr *client)
 {
 	struct bpool_entry *e, *older;
 	/* The clock, not the loop's cached time: that may be a whole
@@ -95,7 +107,7 @@ bpool_take(struct bpool *pool, const struct addr *backend)
 	for (e = pool->newest; e != NULL; e = older) {
 		older = e->older;
 		if (!addr_equal(&e->backend, backend) ||
-		    now < e->settled)
+		    !same_client(e, client) || now < e->settled)
 			continue;
 		if (is_quiet(e->fd))
 			return entry_remove(e);
@@ -105,7 +117,8 @@ bpool_take(struct bpool *pool, const struct addr *backend)
 }
 
 int
-bpool_put(struct bpool *pool, const struct addr *backend, int fd)
+bpool_put(struct bpool *pool, const struct addr *backend,
+    const struct addr *client, int fd)
 {
 	struct bpool_entry *e = NULL;
 
@@ -122,6 +135,9 @@ bpool_put(struct bpool *pool, const struct addr *backend, int fd)
 		close(entry_remove(pool->oldest));
 	e->pool = pool;
 	e->backend = *backend;
+	e->proxied = client != NULL;
+	if (client != NULL)
+		e->client = *client;
 	e->fd = fd;
 	e->settled = ev_time() + pool->settle;
 	e->newer = NULL;

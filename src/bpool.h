@@ -11,6 +11,12 @@
  * handed out again: a service that sends bytes shortly after its End (a
  * stray Ack and envelope, say) has them land while the connection is
  * still in the pool, which closes it, rather than on the next session.
+ *
+ * A connection that began with a PROXY header (send_proxy) told the
+ * service who its client is, for every session it will carry: it is kept
+ * for that client's address (proxy_send_client_key) and handed out only
+ * to a session from the same address, never to a session that sends no
+ * header.
  */
 #ifndef NETTCPD_BPOOL_H
 #define NETTCPD_BPOOL_H
@@ -34,18 +40,23 @@ void bpool_init(struct bpool *pool, struct ev_loop *loop, unsigned max,
     double timeout, double settle);
 
 /* An idle connection to backend that has been quiet for the settle period,
- * most recently used first; -1 if none.  One with anything to read (bytes,
- * end of stream) is closed, never handed out; one still settling stays. */
-int bpool_take(struct bpool *pool, const struct addr *backend);
+ * most recently used first; -1 if none.  client: the key of the client
+ * whose PROXY header it must have carried, or NULL for one opened without
+ * a header.  One with anything to read (bytes, end of stream) is closed,
+ * never handed out; one still settling stays. */
+int bpool_take(struct bpool *pool, const struct addr *backend,
+    const struct addr *client);
 
 /*
- * Keep fd, a connection to backend between sessions.  The pool owns fd
+ * Keep fd, a connection to backend between sessions, opened with the
+ * PROXY header of client (a key), or without a header (NULL).  The pool owns fd
  * from here on: it closes it at once if the pool keeps nothing or fd has
  * anything to read (and returns 0), and closes the oldest idle connection
  * to make room.  Returns
  * 1 when fd is kept.
  */
-int bpool_put(struct bpool *pool, const struct addr *backend, int fd);
+int bpool_put(struct bpool *pool, const struct addr *backend,
+    const struct addr *client, int fd);
 
 /* Close every idle connection. */
 void bpool_drain(struct bpool *pool);

@@ -81,6 +81,10 @@ struct route_sect {
 	int tls_terminate;
 	int pool_line;          /* of the pool key, 0 if absent */
 	int pool_off;
+	int send_proxy_line;    /* of the send_proxy key, 0 if absent */
+	int send_proxy;         /* enum proxy_send_version */
+	int rewrite_via_line;   /* of the rewrite_via key, 0 if absent */
+	int rewrite_via;
 	char *tls_value[TLS_KEY_COUNT];  /* tls_cert ... tls_ciphersuites */
 	int tls_value_line[TLS_KEY_COUNT];
 	struct acl *deny, *allow;        /* NULL: no such key; moved to the table */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy_send.h"
+
 static const char *const tls_keys[TLS_KEY_COUNT] = {
 	[TK_CERT] = "tls_cert",
 	[TK_KEY] = "tls_key",
@@ -92,6 +94,32 @@ route_key(struct parser *p, const char *name, const char *value)
 			r->pool_off = 1;
 		else if (strcmp(value, "on") != 0)
 			add_error(p, p->lineno, "bad pool '%s' (on or off)", value);
+	} else if (strcmp(name, "send_proxy") == 0) {
+		if (r->send_proxy_line != 0) {
+			add_error(p, p->lineno, "duplicate key 'send_proxy' "
+			    "(first at line %d)", r->send_proxy_line);
+			return;
+		}
+		r->send_proxy_line = p->lineno;
+		if (strcmp(value, "v1") == 0)
+			r->send_proxy = PROXY_SEND_V1;
+		else if (strcmp(value, "v2") == 0)
+			r->send_proxy = PROXY_SEND_V2;
+		else if (strcmp(value, "off") != 0)
+			add_error(p, p->lineno, "bad send_proxy '%s' (off, v1 or "
+			    "v2)", value);
+	} else if (strcmp(name, "rewrite_via") == 0) {
+		if (r->rewrite_via_line != 0) {
+			add_error(p, p->lineno, "duplicate key 'rewrite_via' "
+			    "(first at line %d)", r->rewrite_via_line);
+			return;
+		}
+		r->rewrite_via_line = p->lineno;
+		if (strcmp(value, "on") == 0)
+			r->rewrite_via = 1;
+		else if (strcmp(value, "off") != 0)
+			add_error(p, p->lineno, "bad rewrite_via '%s' (on or off)",
+			    value);
 	} else {
 		for (int k = 0; k < TLS_KEY_COUNT; k++) {
 			if (strcmp(name, tls_keys[k]) != 0)
@@ -272,6 +300,16 @@ build_routes(struct parser *p)
 			acl_compile(r->allow);
 		routes_set_acl(t, ri, r->deny, r->allow);
 		r->deny = r->allow = NULL;
+		routes_set_send_proxy(t, ri, r->send_proxy);
+		/* The Via names a host and a port: a backend without them (a
+		 * unix socket) has nothing to put there. */
+		if (r->rewrite_via && r->backend.ss.ss_family != AF_UNSPEC &&
+		    r->backend.ss.ss_family != AF_INET &&
+		    r->backend.ss.ss_family != AF_INET6)
+			add_error(p, r->rewrite_via_line, "rewrite_via needs a "
+			    "host:port backend, not '%s'", r->backend_text);
+		else if (r->rewrite_via)
+			routes_set_rewrite_via(t, ri);
 		for (j = 0; j < r->nvias; j++) {
 			const struct via_line *vl = &r->vias[j];
 			const char *why;

@@ -335,6 +335,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	pump_release(&c->down, &w->pipes);
 	SSL_free(c->ssl);
 	free(c->preamble);
+	free(c->replay);
 	free(c->via_copy);
 	generation_unref(c->gen);
 	free(c);

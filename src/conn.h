@@ -76,7 +76,10 @@ struct conn {
 
 	uint8_t *preamble;                        /* the preamble as read, replayed */
 	size_t preamble_len;
-	size_t replay_off;                        /* next preamble byte to send the backend */
+	uint8_t *replay;                          /* what the backend is sent instead of */
+	size_t replay_len;                        /* the preamble (send_proxy, rewrite_via); */
+	                                          /* NULL: the preamble as read */
+	size_t replay_off;                        /* next replay byte to send the backend */
 	struct preamble pre;                      /* what the preamble decided so far; */
 	                                          /* its route, the Via inside preamble */
 	SSL *ssl;                                 /* TLS: the client side, once upgraded */

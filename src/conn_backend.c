@@ -15,7 +15,20 @@
 #include <unistd.h>
 
 #include "bpool.h"
+#include "proxy_send.h"
+#include "rewrite.h"
 #include "routes.h"
+
+/* The preamble has gone and been answered: neither it nor the replay
+ * made of it will be sent again. */
+static void
+replay_done(struct conn *c)
+{
+	free(c->preamble);
+	c->preamble = NULL;
+	free(c->replay);
+	c->replay = NULL;
+}
 
 static void
 forward_start(struct conn *c)
@@ -32,8 +45,7 @@ forward_start(struct conn *c)
 		conn_wait(c, 0, EV_READ);
 		return;
 	}
-	free(c->preamble);
-	c->preamble = NULL;
+	replay_done(c);
 	idle_start(c);
 	c->tp->forward_start(c);
 }
@@ -140,8 +152,7 @@ backend_answered(struct conn *c)
 	if (n > 0) {
 		c->down_flow.ack_alone = peek[0] == NMF_REC_PREAMBLE_ACK && !asked;
 		c->unanswered = 0;
-		free(c->preamble);
-		c->preamble = NULL;
+		replay_done(c);
 		idle_start(c);
 		return 1;
 	}
@@ -163,16 +174,88 @@ backend_client_spoke(struct conn *c)
 		c->down_flow.ack_alone = 0;
 }
 
-/* Write the client's bytes to the backend, exactly as they were read,
- * before any other byte: splice() must not overtake them. */
+const struct addr *
+backend_pool_client(const struct conn *c, struct addr *key)
+{
+	if (c->pre.route->send_proxy == PROXY_SEND_OFF)
+		return NULL;
+	proxy_send_client_key(&c->client_addr.sa, key);
+	return key;
+}
+
+/* The PROXY header for this client into out (PROXY_SEND_MAX bytes): from
+ * the client's address to the one it connected to (UNKNOWN, or LOCAL, if
+ * the socket cannot say which). */
+static size_t
+replay_header(struct conn *c, uint8_t *out)
+{
+	union conn_sockaddr local;
+	socklen_t len = sizeof(local);
+	int known = getsockname(c->client_fd, &local.sa, &len) == 0;
+
+	return proxy_send_header((enum proxy_send_version)c->pre.route->send_proxy,
+	    &c->client_addr.sa, known ? &local.sa : NULL, out);
+}
+
+/*
+ * What the backend is sent before the client's further bytes: the PROXY
+ * header, on a new connection of a send_proxy route (a pooled one had it
+ * when it was opened), then the preamble, with its Via naming the backend
+ * on a rewrite_via route.  Without either, the preamble as read is sent
+ * and c->replay stays NULL.  Returns 0, or -1 when the connection was
+ * closed.
+ */
+static int
+replay_build(struct conn *c, int new_connection)
+{
+	const struct route *r = c->pre.route;
+	int header = new_connection && r->send_proxy != PROXY_SEND_OFF;
+	size_t cap = PROXY_SEND_MAX + c->preamble_len + REWRITE_GROWTH, off = 0;
+	ssize_t n;
+
+	free(c->replay);
+	c->replay = NULL;
+	if (!header && !r->rewrite_via)
+		return 0;
+	if ((c->replay = malloc(cap)) == NULL) {
+		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING,
+		    "out of memory, reset");
+		return -1;
+	}
+	if (header)
+		off = replay_header(c, c->replay);
+	if (!r->rewrite_via) {
+		memcpy(c->replay + off, c->preamble, c->preamble_len);
+		c->replay_len = off + c->preamble_len;
+		return 0;
+	}
+	n = rewrite_via_preamble(c->preamble, c->preamble_len, c->pre.via_off,
+	    c->pre.via_len, r->backend_text, c->replay + off, cap - off);
+	if (n < 0) {
+		/* Routed, so the Via has its "net.tcp://": only a backend
+		 * address longer than the client's can make it too long. */
+		conn_fault(c, NMF_FAULT_ENDPOINT_NOT_FOUND, LOG_LEVEL_NOTICE,
+		    "rewrite_via: the Via naming %s would be over %u bytes",
+		    r->backend_text, NMF_MAX_VIA);
+		return -1;
+	}
+	c->replay_len = off + (size_t)n;
+	return 0;
+}
+
+/* Write the client's bytes to the backend, exactly as they were read (or
+ * as replay_build made them), before any other byte: splice() must not
+ * overtake them. */
 void
 replay_write(struct conn *c)
 {
+	const uint8_t *replay = c->replay != NULL ? c->replay : c->preamble;
+	size_t len = c->replay != NULL ? c->replay_len : c->preamble_len;
 	ssize_t n;
 
-	while (c->replay_off < c->preamble_len) {
-		n = send(c->backend_fd, c->preamble + c->replay_off,
-		    c->preamble_len - c->replay_off, MSG_NOSIGNAL);
+	while (c->replay_off < len) {
+		n = send(c->backend_fd, replay + c->replay_off,
+		    len - c->replay_off, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -235,6 +318,8 @@ backend_connect(struct conn *c)
 	int one = 1;
 	int fd;
 
+	if (replay_build(c, 1) < 0)
+		return;
 	fd = socket(backend->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_WARNING,
@@ -318,6 +403,7 @@ follow_early_bytes(struct conn *c)
 void
 backend_start(struct conn *c)
 {
+	struct addr client;
 	int fd = -1;
 
 	c->following = c->gen->cfg->follow_sessions &&
@@ -329,12 +415,17 @@ backend_start(struct conn *c)
 			return;
 	}
 	if (c->following && !c->pre.route->pool_off) {
-		fd = bpool_take(&c->w->backends, &c->pre.route->backend);
+		fd = bpool_take(&c->w->backends, &c->pre.route->backend,
+		    backend_pool_client(c, &client));
 		stat_add(fd >= 0 ? &c->w->stats.pool_hits :
 		    &c->w->stats.pool_misses, 1);
 	}
 	if (fd < 0) {
 		backend_connect(c);
+		return;
+	}
+	if (replay_build(c, 0) < 0) {
+		close(fd);
 		return;
 	}
 	c->unanswered = 1;

@@ -98,6 +98,10 @@ int backend_answered(struct conn *c); /* 1 bytes wait, 0 not yet, -1 redialled *
 void backend_client_spoke(struct conn *c); /* before reading the service */
 void replay_write(struct conn *c);
 void connect_done(struct conn *c);
+/* The client a backend connection of this session is pooled for: the key
+ * in *key on a send_proxy route, whose connections carry its header; NULL
+ * on others. */
+const struct addr *backend_pool_client(const struct conn *c, struct addr *key);
 
 /* ---- conn_tls.c */
 void tls_start(struct conn *c);

@@ -121,11 +121,13 @@ session_end(struct conn *c, int ended_by_service)
 	struct worker *w = c->w;
 	int fd = c->backend_fd, kept = 0;
 	size_t next = c->up.held;
+	struct addr client;
 
 	stop_watchers(c);
 	c->backend_fd = -1;
 	if (c->down.held == 0 && !ended_by_service && !c->pre.route->pool_off)
-		kept = bpool_put(&w->backends, &c->pre.route->backend, fd);
+		kept = bpool_put(&w->backends, &c->pre.route->backend,
+		    backend_pool_client(c, &client), fd);
 	else
 		close(fd);
 	conn_session_record(c, OUTCOME_CLOSED);   /* "routed" */

@@ -206,6 +206,18 @@ routes_set_acl(struct route_table *t, int ri, struct acl *deny,
 }
 
 void
+routes_set_send_proxy(struct route_table *t, int ri, int version)
+{
+	t->routes[ri]->send_proxy = (uint8_t)version;
+}
+
+void
+routes_set_rewrite_via(struct route_table *t, int ri)
+{
+	t->routes[ri]->rewrite_via = 1;
+}
+
+void
 routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot)
 {
 	t->routes[i]->stats_slot = slot;

@@ -36,6 +36,9 @@ struct route {
 	uint8_t pool_off;          /* pool = off: a new backend connection */
 	                           /* per session, closed at its end */
 	struct acl_rules acl;      /* allow and deny; a NULL list: none */
+	uint8_t send_proxy;        /* enum proxy_send_version: a PROXY header */
+	                           /* on each new backend connection */
+	uint8_t rewrite_via;       /* the replayed Via names the backend */
 };
 
 struct route_table;
@@ -61,6 +64,12 @@ void routes_set_pool_off(struct route_table *t, int ri);
  * none). */
 void routes_set_acl(struct route_table *t, int ri, struct acl *deny,
     struct acl *allow);
+
+/* send_proxy = v1 | v2 (enum proxy_send_version) for route ri. */
+void routes_set_send_proxy(struct route_table *t, int ri, int version);
+
+/* rewrite_via = on for route ri. */
+void routes_set_rewrite_via(struct route_table *t, int ri);
 
 /* Count route i under slot (stats_route_slot of its name). */
 void routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot);

@@ -257,15 +257,21 @@ parse_port(const unsigned char *p, const unsigned char *end,
 	return 0;
 }
 
+/* The end of the authority that begins at p: the path, query or fragment. */
+static const unsigned char *
+authority_end(const unsigned char *p, const unsigned char *end)
+{
+	while (p < end && !is_slash(*p) && *p != '?' && *p != '#')
+		p++;
+	return p;
+}
+
 static int
 parse_authority(const unsigned char **pp, const unsigned char *end,
     int flags, struct via *out, const char **why)
 {
-	const unsigned char *p = *pp, *auth_end = p, *host_end;
+	const unsigned char *p = *pp, *auth_end = authority_end(p, end), *host_end;
 
-	while (auth_end < end && !is_slash(*auth_end) && *auth_end != '?' &&
-	    *auth_end != '#')
-		auth_end++;
 	if (memchr(p, '@', (size_t)(auth_end - p))) {
 		*why = "userinfo not allowed";
 		return -1;
@@ -377,4 +383,19 @@ via_parse(const char *uri, size_t len, int flags, struct via *out,
 	if (parse_authority(&p, end, flags, out, why) < 0)
 		return -1;
 	return parse_path(p, end, out, why);
+}
+
+int
+via_authority(const char *uri, size_t len, size_t *begin, size_t *end)
+{
+	const unsigned char *start = (const unsigned char *)uri, *p = start;
+	const unsigned char *e = start + len;
+
+	while (p < e && is_lws(*p))
+		p++;
+	if (parse_scheme(&p, e) < 0)
+		return -1;
+	*begin = (size_t)(p - start);
+	*end = (size_t)(authority_end(p, e) - start);
+	return 0;
 }

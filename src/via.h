@@ -56,4 +56,12 @@ enum via_flags {
 int via_parse(const char *uri, size_t len, int flags, struct via *out,
     const char **why);
 
+/*
+ * Where the authority (host and port) of uri[0..len) is, as via_parse()
+ * reads it: from just after "net.tcp:" and its two slashes ('/' or '\\',
+ * after any leading white space) to the path, query or fragment.  Returns
+ * 0 with the span in *begin and *end, or -1 without such a scheme.
+ */
+int via_authority(const char *uri, size_t len, size_t *begin, size_t *end);
+
 #endif

@@ -6,6 +6,7 @@
  * because config_load() takes a path and the errors must name it.
  */
 #include "config.h"
+#include "proxy_send.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -738,6 +739,36 @@ START_TEST(test_route_pool)
 }
 END_TEST
 
+START_TEST(test_route_send_proxy_rewrite_via)
+{
+	struct config *cfg = load_ok(
+	    "[a]\nvia = net.tcp://+/a\nbackend = 127.0.0.1:9001\n"
+	    "[b]\nvia = net.tcp://+/b\nbackend = 127.0.0.1:9001\n"
+	    "send_proxy = v1\nrewrite_via = on\n"
+	    "[c]\nvia = net.tcp://+/c\nbackend = [::1]:9001\n"
+	    "send_proxy = v2\nrewrite_via = off\n"
+	    "[d]\nvia = net.tcp://+/d\nbackend = 127.0.0.1:9001\n"
+	    "send_proxy = off\n");
+
+	ck_assert_int_eq(routes_get(cfg->routes, 0)->send_proxy, PROXY_SEND_OFF);
+	ck_assert_int_eq(routes_get(cfg->routes, 0)->rewrite_via, 0);
+	ck_assert_int_eq(routes_get(cfg->routes, 1)->send_proxy, PROXY_SEND_V1);
+	ck_assert_int_eq(routes_get(cfg->routes, 1)->rewrite_via, 1);
+	ck_assert_int_eq(routes_get(cfg->routes, 2)->send_proxy, PROXY_SEND_V2);
+	ck_assert_int_eq(routes_get(cfg->routes, 2)->rewrite_via, 0);
+	ck_assert_int_eq(routes_get(cfg->routes, 3)->send_proxy, PROXY_SEND_OFF);
+	config_free(cfg);
+	load_bad("[a]\nvia = net.tcp://+/a\nbackend = 127.0.0.1:9001\n"
+	    "send_proxy = V1\nsend_proxy = v2\nrewrite_via = 1\n"
+	    "rewrite_via = on\n");
+	ck_error(4, "bad send_proxy", "'V1'", "off, v1 or v2");
+	ck_error(5, "duplicate key", "'send_proxy'", "first at line 4");
+	ck_error(6, "bad rewrite_via", "'1'", "on or off");
+	ck_error(7, "duplicate key", "'rewrite_via'", "first at line 6");
+	ck_assert_int_eq(error_count(), 4);
+}
+END_TEST
+
 /* -------------------------------------------------------------- integers */
 
 START_TEST(test_counts)
@@ -1465,6 +1496,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_sessions_and_backend_pool);
 	tcase_add_test(tc, test_backend_pool_settle);
 	tcase_add_test(tc, test_route_pool);
+	tcase_add_test(tc, test_route_send_proxy_rewrite_via);
 	tcase_add_test(tc, test_counts);
 	suite_add_tcase(s, tc);
 
