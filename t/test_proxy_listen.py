@@ -22,6 +22,8 @@ from nettcpd_test import (NETTCPD, SLOW, Daemon, free_port, preamble,  # noqa: E
                           recv_until_close, run_tests, sized_envelope, wait_for)
 from test_reload_policy import every_worker_took_the_last  # noqa: E402
 from test_sessions import Reader, service, session  # noqa: E402
+from test_systemd import ACTIVATE, Activated, config_file  # noqa: E402
+from test_upgrade import alive, new_pid  # noqa: E402
 
 V2_SIG = b"\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A"
 VIA = "net.tcp://h/A/x"
@@ -301,6 +303,59 @@ def test_header_on_a_plain_listener_is_a_malformed_preamble():
         assert session(s, VIA) == [b"A:hello"]
         s.close()
     assert a.accepted == 1
+
+
+def test_binary_upgrade_keeps_the_listener_a_proxy_one():
+    """The socket a new binary is handed carries no flag: the address it
+    matches in the file says it is a listen_proxy one."""
+    a = service("A")
+    d = ProxyDaemon(a).start()
+    pid = None
+    try:
+        d.proc.send_signal(signal.SIGUSR2)
+        pid = new_pid(d)
+        d.wait_log(f"nettcpd[{pid}]: info: listening on 127.0.0.1:{d.proxy_port} "
+                   "(PROXY protocol) (socket handed over)")
+        d.wait_log(f"nettcpd[{pid}]: info: nettcpd")   # its "started" line
+        assert d.stop() == 0
+        # Only the new process is left to serve.
+        s = d.proxied()
+        s.sendall(v2("203.0.113.20", "198.51.100.1", 20, 808))
+        assert session(s, VIA) == [b"A:hello"]
+        s.close()
+        s = d.proxied()
+        s.sendall(preamble(VIA))
+        assert recv_until_close(s) == (b"", "reset")
+        s.close()
+        wait_for(lambda: any(r["client_ip"] == "203.0.113.20" for r in d.records(2)),
+                 what="the new process's record")
+    finally:
+        if pid is not None and alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not alive(pid), what="the new process to exit")
+        d.stop()
+
+
+def test_socket_activation_keeps_the_listener_a_proxy_one():
+    if ACTIVATE is None:
+        print("SKIP: socket activation: no systemd-socket-activate")
+        return
+    a = service("A")
+    port = free_port()
+    _, path = config_file(f"[global]\nlisten_proxy = 127.0.0.1:{port}\nlog_level = debug\n"
+                          f"[a]\nvia = net.tcp://+/A\nbackend = {a.addr}\n")
+    act = Activated([f"127.0.0.1:{port}"], path)
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
+        s.sendall(v1("203.0.113.21", "198.51.100.1", 21, 808))
+        assert session(s, VIA) == [b"A:hello"]
+        s.close()
+        assert f"listening on 127.0.0.1:{port} (PROXY protocol) (socket handed over)" \
+            in act.text(), act.text()
+        assert "client 203.0.113.21:21 (proxy 127.0.0.1:" in act.text(), act.text()
+    finally:
+        status = act.stop()
+    assert status == 0, (status, act.text())
 
 
 def check_config(text):
