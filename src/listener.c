@@ -248,8 +248,9 @@ log_unmatched(const struct config *cfg, const unsigned char *taken,
 		else
 			addr_format((struct sockaddr *)&bound.ss, text, sizeof(text));
 		log_err("the socket handed to nettcpd as descriptor %d (%s) "
-		    "matches no listen address of %s: add it to 'listen', or "
-		    "remove it from the socket unit", fd, text, cfg->path);
+		    "matches no listen address of %s: add it to 'listen' (or "
+		    "'listen_proxy'), or remove it from the socket unit", fd,
+		    text, cfg->path);
 	}
 }
 
