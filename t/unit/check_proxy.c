@@ -6,7 +6,8 @@
  * more and the whole must give the same header.  Every bad one must fail
  * with its error no later than the byte that makes it bad, and the error
  * must stick.  The v2 headers are HAProxy's layout (proxy-protocol.txt
- * section 2.2), written out here byte by byte.
+ * section 2.2), written out here byte by byte.  Last, proxy_trusted's
+ * prefixes (cidr.c): who may send a header at all.
  */
 #include <check.h>
 #include <arpa/inet.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cidr.h"
 #include "proxy.h"
 
 #define SIG "\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A"
@@ -354,12 +356,99 @@ START_TEST(test_empty_asks_for_more)
 }
 END_TEST
 
+/* proxy_trusted: who may send a header. */
+static struct sockaddr_storage
+sockaddr_of(const char *ip)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(ip, ':') != NULL) {
+		ss.ss_family = AF_INET6;
+		ck_assert_int_eq(inet_pton(AF_INET6, ip,
+		    &((struct sockaddr_in6 *)&ss)->sin6_addr), 1);
+	} else {
+		ss.ss_family = AF_INET;
+		ck_assert_int_eq(inet_pton(AF_INET, ip,
+		    &((struct sockaddr_in *)&ss)->sin_addr), 1);
+	}
+	return ss;
+}
+
+START_TEST(test_trusted_prefixes)
+{
+	static const char *const list[] = { "10.0.0.0/8", "192.0.2.7",
+	    "2001:db8::/32", "::1", "198.51.100.128/25" };
+	static const struct {
+		const char *ip;
+		int in;
+	} cases[] = {
+		{ "10.0.0.1", 1 }, { "10.255.255.255", 1 }, { "11.0.0.0", 0 },
+		{ "9.255.255.255", 0 }, { "192.0.2.7", 1 }, { "192.0.2.8", 0 },
+		{ "198.51.100.128", 1 }, { "198.51.100.127", 0 },
+		{ "198.51.100.255", 1 }, { "2001:db8::1", 1 },
+		{ "2001:db8:ffff::", 1 }, { "2001:db9::", 0 }, { "::1", 1 },
+		{ "::2", 0 },
+		/* An IPv4-mapped IPv6 peer is its IPv4 address. */
+		{ "::ffff:10.1.2.3", 1 }, { "::ffff:192.0.2.8", 0 },
+		/* IPv4 rules do not match IPv6 that merely ends alike. */
+		{ "::10.1.2.3", 0 },
+	};
+	struct cidr c[5];
+	char why[128];
+
+	for (size_t i = 0; i < 5; i++)
+		ck_assert_msg(cidr_parse(list[i], &c[i], why, sizeof(why)) == 0,
+		    "%s: %s", list[i], why);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_storage ss = sockaddr_of(cases[i].ip);
+
+		ck_assert_msg(cidr_match(c, 5, (struct sockaddr *)&ss) ==
+		    cases[i].in, "%s", cases[i].ip);
+	}
+}
+END_TEST
+
+START_TEST(test_trusted_everything_and_nothing)
+{
+	struct sockaddr_storage v4 = sockaddr_of("203.0.113.1");
+	struct sockaddr_storage v6 = sockaddr_of("2001:db8::1");
+	struct cidr all4;
+	char why[128];
+
+	ck_assert_int_eq(cidr_parse("0.0.0.0/0", &all4, why, sizeof(why)), 0);
+	ck_assert_int_eq(cidr_match(&all4, 1, (struct sockaddr *)&v4), 1);
+	ck_assert_int_eq(cidr_match(&all4, 1, (struct sockaddr *)&v6), 0);
+	ck_assert_int_eq(cidr_match(NULL, 0, (struct sockaddr *)&v4), 0);
+}
+END_TEST
+
+START_TEST(test_trusted_bad)
+{
+	static const char *const bad[] = { "", "/8", "10.0.0.0/", "10.0.0.0/33",
+	    "10.0.0.1/8", "10.0.0.0/8x", "10.0.0.0/+8", "10.0.0.0/-1",
+	    "::1/129", "2001:db8::1/32", "[::1]", "[::1]/128", "localhost",
+	    "10.0.0", "010.0.0.1", "10.0.0.0/99999999999999999999",
+	    "1.2.3.4 ", "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255x" };
+	struct cidr c;
+	char why[128];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = '\0';
+		ck_assert_msg(cidr_parse(bad[i], &c, why, sizeof(why)) < 0, "%s",
+		    bad[i]);
+		ck_assert_msg(why[0] != '\0', "%s: no reason", bad[i]);
+	}
+}
+END_TEST
+
 static Suite *
 proxy_suite(void)
 {
 	Suite *suite = suite_create("proxy");
 	TCase *good = tcase_create("good");
 	TCase *bad = tcase_create("bad");
+	TCase *trusted = tcase_create("trusted");
 
 	tcase_add_loop_test(good, test_good_whole, 0, NGOODS);
 	tcase_add_loop_test(good, test_good_every_split, 0, NGOODS);
@@ -370,6 +459,11 @@ proxy_suite(void)
 	tcase_add_loop_test(bad, test_bad, 0, NBADS);
 	tcase_add_test(bad, test_v2_lengths);
 	suite_add_tcase(suite, bad);
+
+	tcase_add_test(trusted, test_trusted_prefixes);
+	tcase_add_test(trusted, test_trusted_everything_and_nothing);
+	tcase_add_test(trusted, test_trusted_bad);
+	suite_add_tcase(suite, trusted);
 	return suite;
 }
 
