@@ -421,6 +421,7 @@ config_load(const char *path, char *err, size_t errlen)
 		add_listens(&p, CONFIG_DEFAULT_LISTEN, 0);
 	if (p.key_line[GK_PROXY_TRUSTED] == 0)
 		add_proxy_trusted(&p, CONFIG_DEFAULT_PROXY_TRUSTED, 0);
+	check_proxy_trusted(&p);
 	check_metrics(&p);
 	resolve_accounts(&p);
 	check_route_names(&p);

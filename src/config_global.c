@@ -258,6 +258,29 @@ add_proxy_trusted(struct parser *p, const char *value, int line)
 	add_items(p, "proxy_trusted", value, line, add_trusted);
 }
 
+/*
+ * A listen_proxy address a balancer on another host would dial, with
+ * proxy_trusted left at its default (this host only): every connection
+ * from that balancer would be reset.  Said by -t, not refused: the
+ * balancer may run on this host and dial a public address.
+ */
+void
+check_proxy_trusted(struct parser *p)
+{
+	const struct config *cfg = p->cfg;
+
+	if (p->key_line[GK_PROXY_TRUSTED] != 0)
+		return;
+	for (size_t i = 0; i < cfg->nlistens; i++)
+		if (cfg->listens[i].proxy && !cidr_match(cfg->proxy_trusted,
+		    cfg->nproxy_trusted, (const struct sockaddr *)&cfg->listens[i].addr.ss))
+			add_warning(p, p->listen_lines[i], "listen_proxy %s is not a "
+			    "loopback address, but proxy_trusted is left at its "
+			    "default (%s): a balancer on another host is reset; "
+			    "list its addresses in proxy_trusted",
+			    cfg->listens[i].text, CONFIG_DEFAULT_PROXY_TRUSTED);
+}
+
 /* metrics = off | ADDR:PORT: its own listener, never a shared port. */
 static void
 metrics_key(struct parser *p, const char *value)

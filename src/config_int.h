@@ -138,6 +138,7 @@ char *config_file_name(struct parser *p, const char *value);
 void global_key(struct parser *p, const char *name, const char *value);
 void add_listens(struct parser *p, const char *value, int line);
 void add_proxy_trusted(struct parser *p, const char *value, int line);
+void check_proxy_trusted(struct parser *p);
 void check_metrics(struct parser *p);
 void resolve_accounts(struct parser *p);
 

@@ -387,6 +387,15 @@ def test_config_errors_name_file_and_line():
         "proxy_trusted = 10.0.0.0/8, 192.0.2.7, 2001:db8::/32, ::1\n"
         "proxy_timeout = 500ms\n[a]\nvia = net.tcp://+/A\nbackend = 127.0.0.1:1\n")
     assert rc == 0, err
+    assert "warning" not in err, err
+    # A balancer elsewhere would dial 0.0.0.0:p, and the default trusts
+    # only this host: said, with the line, not refused.
+    rc, err, path = check_config(
+        f"[global]\nlisten = 127.0.0.1:{free_port()}\nlisten_proxy = 0.0.0.0:{p}, 127.0.0.1:{p}\n"
+        "[a]\nvia = net.tcp://+/A\nbackend = 127.0.0.1:1\n")
+    assert rc == 0, err
+    assert f"{path}:3: warning: listen_proxy 0.0.0.0:{p} is not a loopback address" in err, err
+    assert err.count("warning") == 1, err
 
 
 def test_reload_applies_listen_proxy_and_proxy_trusted():
