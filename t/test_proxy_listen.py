@@ -18,8 +18,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (NETTCPD, SLOW, Daemon, free_port, preamble,  # noqa: E402
-                          recv_until_close, run_tests, sized_envelope, wait_for)
+from nettcpd_test import (NETTCPD, SLOW, Daemon, built_with_metrics, free_port,  # noqa: E402
+                          preamble, recv_until_close, run_tests, sized_envelope, wait_for)
+from test_metrics import scrape, text_string_to_metric_families, v as sample  # noqa: E402
 from test_reload_policy import every_worker_took_the_last  # noqa: E402
 from test_sessions import Reader, service, session  # noqa: E402
 from test_systemd import ACTIVATE, Activated, config_file  # noqa: E402
@@ -284,6 +285,36 @@ def test_max_pending_counts_the_client_the_header_names():
         assert Counter((r["client_ip"], r["outcome"], r["route"]) for r in recs) == {
             ("203.0.113.66", "evicted", None): 1, ("203.0.113.66", "closed", None): 3,
             ("198.51.100.9", "closed", "a"): 1}, recs
+
+
+def test_metrics_count_bad_headers_and_untrusted_peers():
+    if text_string_to_metric_families is None or not built_with_metrics():
+        print("SKIP: metrics: no Prometheus text parser, or built without libmicrohttpd")
+        return
+    a = service("A")
+    mport = free_port()
+    with ProxyDaemon(a, extra=f"metrics = 127.0.0.1:{mport}\nproxy_trusted = 127.0.0.2\n"
+                     "proxy_timeout = 500ms") as d:
+        for data in (b"PROXY TCP4 1.2.3.4\r\n", preamble(VIA), b"PROXY UNK"):
+            s = d.proxied(source="127.0.0.2")
+            s.sendall(data)
+            recv_until_close(s)     # the last one: proxy_timeout
+            s.close()
+        for _ in range(2):
+            s = d.proxied()
+            recv_until_close(s)
+            s.close()
+        s = d.proxied(source="127.0.0.2")
+        s.sendall(v1("203.0.113.30", "198.51.100.1", 30, 808))
+        assert session(s, VIA) == [b"A:hello"]
+        s.close()
+        d.records(6)
+        samples, _ = scrape(mport)
+        kind = "nettcpd_preamble_errors_total"
+        assert sample(samples, kind, kind="proxy_header") == 3, samples
+        assert sample(samples, kind, kind="proxy_untrusted") == 2, samples
+        assert sample(samples, kind, kind="timeout") == 0, samples
+        assert sample(samples, "nettcpd_route_sessions_total", route="a") == 1, samples
 
 
 def test_header_on_a_plain_listener_is_a_malformed_preamble():
