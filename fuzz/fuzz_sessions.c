@@ -644,7 +644,7 @@ client_connect(struct worker *w, struct client *c)
 			break;
 		FUZZ_CHECK(errno == EAGAIN || errno == EINTR);
 	}
-	conn_accept(w, fd, (struct sockaddr *)&peer, len, 808);
+	conn_accept(w, fd, (struct sockaddr *)&peer, len, 808, 0);
 }
 
 static void

@@ -346,3 +346,33 @@ SESSIONS = {
 for name, ops in SESSIONS.items():
     data = ops if name == "copy-mode" else b"\x00" + ops
     write("sessions", name, data)
+
+# ------------------------------------------------ proxy (fuzz_proxy.c)
+# Control byte as for nmf (low nibble: split bytes that follow), then a
+# header and the first bytes of a preamble after it.
+V2 = b"\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A"
+AFTER = preamble(VIA)[:8]
+
+
+def proxy(name, stream, splits=b""):
+    write("proxy", name, bytes([len(splits)]) + splits + stream + AFTER)
+
+
+proxy("v1-tcp4", b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 808\r\n")
+proxy("v1-tcp6", b"PROXY TCP6 2001:db8::1 ::1 65535 0\r\n", splits=b"\x07\x00\x01")
+proxy("v1-unknown", b"PROXY UNKNOWN\r\n")
+proxy("v1-longest", b"PROXY UNKNOWN " + b":".join([b"ffff"] * 8) + b" " +
+      b":".join([b"ffff"] * 8) + b" 65535 65535\r\n")
+proxy("v1-too-long", b"PROXY UNKNOWN " + b"x" * 100 + b"\r\n")
+proxy("v1-bad-port", b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n")
+proxy("v2-tcp4", V2 + b"\x21\x11\x00\x0C\xC0\x00\x02\x01\xC6\x33\x64\x02\xDC\x04\x03\x28",
+      splits=b"\x0c\x01\x03")
+proxy("v2-tcp6", V2 + b"\x21\x21\x00\x24" + bytes(15) + b"\x01" + bytes(15) + b"\x01" +
+      b"\x00\x01\xff\xff")
+proxy("v2-tlvs", V2 + b"\x21\x11\x00\x1B\x0A\x00\x00\x05\x0A\x00\x00\x06\x00\x50\x01\xBB" +
+      b"\x04\x00\x00\xEA\x00\x09vpce-0123")
+proxy("v2-local", V2 + b"\x20\x00\x00\x00")
+proxy("v2-unix", V2 + b"\x21\x31\x00\xD8" + bytes(216))
+proxy("v2-length-max", V2 + b"\x20\x00\x04\x00" + bytes(1024))
+proxy("v2-length-over", V2 + b"\x20\x00\x04\x01" + bytes(1025))
+proxy("no-header", b"")

@@ -26,6 +26,7 @@ for name in "$@"; do
 	via)    max_len=2100 ;;   # a Via is 2,048 bytes at most
 	flow)   max_len=4096 ;;   # longer only means longer payloads, unread
 	acl)    max_len=4096 ;;   # fuzz_acl reads no further
+	proxy)  max_len=1100 ;;   # a header is 1,040 bytes at most
 	*)      max_len=16384 ;;
 	esac
 	dirs="$work/corpus"

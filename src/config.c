@@ -404,6 +404,7 @@ config_load(const char *path, char *err, size_t errlen)
 	}
 	p.cfg = cfg;
 	cfg->preamble_timeout = CONFIG_DEFAULT_PREAMBLE_TIMEOUT;
+	cfg->proxy_timeout = CONFIG_DEFAULT_PROXY_TIMEOUT;
 	cfg->connect_timeout = CONFIG_DEFAULT_CONNECT_TIMEOUT;
 	cfg->shutdown_timeout = CONFIG_DEFAULT_SHUTDOWN_TIMEOUT;
 	cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
@@ -435,8 +436,12 @@ config_load(const char *path, char *err, size_t errlen)
 		add_error(&p, rc, "syntax error");
 	if (p.read_errno != 0)
 		add_error(&p, 0, "cannot read: %s", strerror(p.read_errno));
-	if (p.key_line[GK_LISTEN] == 0)
+	/* A file with only listen_proxy opens no plain listener. */
+	if (p.key_line[GK_LISTEN] == 0 && p.key_line[GK_LISTEN_PROXY] == 0)
 		add_listens(&p, CONFIG_DEFAULT_LISTEN, 0);
+	if (p.key_line[GK_PROXY_TRUSTED] == 0)
+		add_proxy_trusted(&p, CONFIG_DEFAULT_PROXY_TRUSTED, 0);
+	check_proxy_trusted(&p);
 	check_metrics(&p);
 	resolve_accounts(&p);
 	if (cfg->acl.deny != NULL)
@@ -467,6 +472,7 @@ config_free(struct config *cfg)
 	for (i = 0; i < cfg->nlistens; i++)
 		free(cfg->listens[i].text);
 	free(cfg->listens);
+	free(cfg->proxy_trusted);
 	if (cfg->routes != NULL)
 		routes_unref(cfg->routes);
 	free(cfg->access_log);

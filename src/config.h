@@ -12,11 +12,17 @@
 
 #include "acl.h"
 #include "addr.h"
+#include "cidr.h"
 #include "log.h"
 #include "routes.h"
 
 /* Defaults, documented in nettcpd.ini(5). */
 #define CONFIG_DEFAULT_LISTEN "0.0.0.0:808, [::]:808"
+/* Who may send a PROXY header on a listen_proxy listener: this host. */
+#define CONFIG_DEFAULT_PROXY_TRUSTED "127.0.0.0/8, ::1"
+/* A balancer writes its header as soon as it is connected; 5 s is room
+ * for a loaded one, and short for a slow client holding a slot. */
+#define CONFIG_DEFAULT_PROXY_TIMEOUT 5.0
 #define CONFIG_DEFAULT_PREAMBLE_TIMEOUT 30.0
 #define CONFIG_DEFAULT_CONNECT_TIMEOUT 5.0
 /* How long SIGTERM lets sessions in progress run to their End. */
@@ -59,13 +65,18 @@ enum forward_method {
 struct listen_cfg {
 	struct addr addr;
 	char *text;
+	int proxy;                 /* listen_proxy: a PROXY header comes first */
 };
 
 struct config {
 	char *path;
 	struct listen_cfg *listens;
 	size_t nlistens;
-	double preamble_timeout;   /* seconds, from accept to the routing decision */
+	double preamble_timeout;   /* seconds, from accept (or the PROXY */
+	                           /* header) to the routing decision */
+	double proxy_timeout;      /* seconds, from accept to a whole PROXY header */
+	struct cidr *proxy_trusted; /* peers that may send one */
+	size_t nproxy_trusted;
 	double connect_timeout;    /* seconds, for the backend connect */
 	double shutdown_timeout;   /* seconds SIGTERM waits for sessions to end */
 	double idle_timeout;       /* seconds without progress when forwarding; 0: off */

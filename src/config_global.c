@@ -21,6 +21,9 @@
 
 static const char *const global_keys[GK_COUNT] = {
 	[GK_LISTEN] = "listen",
+	[GK_LISTEN_PROXY] = "listen_proxy",
+	[GK_PROXY_TRUSTED] = "proxy_trusted",
+	[GK_PROXY_TIMEOUT] = "proxy_timeout",
 	[GK_PREAMBLE_TIMEOUT] = "preamble_timeout",
 	[GK_CONNECT_TIMEOUT] = "connect_timeout",
 	[GK_IDLE_TIMEOUT] = "idle_timeout",
@@ -138,7 +141,7 @@ same_addr(const struct addr *a, const struct addr *b)
 }
 
 static void
-add_listen(struct parser *p, char *text, int line)
+add_listen(struct parser *p, char *text, int line, int proxy)
 {
 	struct config *cfg = p->cfg;
 	struct listen_cfg *l;
@@ -148,7 +151,8 @@ add_listen(struct parser *p, char *text, int line)
 	size_t i;
 
 	if (addr_parse(text, 0, &a, why, sizeof(why)) < 0) {
-		add_error(p, line, "bad listen address '%s': %s", text, why);
+		add_error(p, line, "bad %s address '%s': %s",
+		    proxy ? "listen_proxy" : "listen", text, why);
 		goto fail;
 	}
 	for (i = 0; i < cfg->nlistens; i++)
@@ -168,6 +172,7 @@ add_listen(struct parser *p, char *text, int line)
 	p->listen_lines = lines;
 	l[cfg->nlistens].addr = a;
 	l[cfg->nlistens].text = text;
+	l[cfg->nlistens].proxy = proxy;
 	lines[cfg->nlistens] = line;
 	cfg->nlistens++;
 	return;
@@ -177,9 +182,45 @@ fail:
 	free(text);
 }
 
-/* A listen value is a comma-separated list; whitespace around items is not part of them. */
-void
-add_listens(struct parser *p, const char *value, int line)
+static void
+add_plain_listen(struct parser *p, char *text, int line)
+{
+	add_listen(p, text, line, 0);
+}
+
+static void
+add_proxy_listen(struct parser *p, char *text, int line)
+{
+	add_listen(p, text, line, 1);
+}
+
+/* One prefix of proxy_trusted. */
+static void
+add_trusted(struct parser *p, char *text, int line)
+{
+	struct config *cfg = p->cfg;
+	struct cidr c, *list;
+	char why[128];
+
+	if (cidr_parse(text, &c, why, sizeof(why)) < 0)
+		add_error(p, line, "bad proxy_trusted '%s' (ADDR or ADDR/BITS, "
+		    "IPv4 or IPv6): %s", text, why);
+	else if ((list = realloc(cfg->proxy_trusted,
+	    (cfg->nproxy_trusted + 1) * sizeof(*list))) == NULL)
+		p->oom = 1;
+	else {
+		cfg->proxy_trusted = list;
+		list[cfg->nproxy_trusted++] = c;
+	}
+	free(text);
+}
+
+/* A list value (listen, listen_proxy, proxy_trusted) is comma-separated;
+ * whitespace around items is not part of them.  Each item, a copy, goes
+ * to add, which owns it. */
+static void
+add_items(struct parser *p, const char *key, const char *value, int line,
+    void (*add)(struct parser *, char *, int))
 {
 	const char *s = value;
 
@@ -192,19 +233,54 @@ add_listens(struct parser *p, const char *value, int line)
 		while (end > s && isspace((unsigned char)end[-1]))
 			end--;
 		if (s == end) {
-			add_error(p, line, "empty address in listen '%s'", value);
+			add_error(p, line, "empty address in %s '%s'", key, value);
 		} else {
 			char *item = strndup(s, (size_t)(end - s));
 
 			if (item == NULL)
 				p->oom = 1;
 			else
-				add_listen(p, item, line);
+				add(p, item, line);
 		}
 		if (comma == NULL)
 			break;
 		s = comma + 1;
 	}
+}
+
+void
+add_listens(struct parser *p, const char *value, int line)
+{
+	add_items(p, "listen", value, line, add_plain_listen);
+}
+
+void
+add_proxy_trusted(struct parser *p, const char *value, int line)
+{
+	add_items(p, "proxy_trusted", value, line, add_trusted);
+}
+
+/*
+ * A listen_proxy address a balancer on another host would dial, with
+ * proxy_trusted left at its default (this host only): every connection
+ * from that balancer would be reset.  Said by -t, not refused: the
+ * balancer may run on this host and dial a public address.
+ */
+void
+check_proxy_trusted(struct parser *p)
+{
+	const struct config *cfg = p->cfg;
+
+	if (p->key_line[GK_PROXY_TRUSTED] != 0)
+		return;
+	for (size_t i = 0; i < cfg->nlistens; i++)
+		if (cfg->listens[i].proxy && !cidr_match(cfg->proxy_trusted,
+		    cfg->nproxy_trusted, (const struct sockaddr *)&cfg->listens[i].addr.ss))
+			add_warning(p, p->listen_lines[i], "listen_proxy %s is not a "
+			    "loopback address, but proxy_trusted is left at its "
+			    "default (%s): a balancer on another host is reset; "
+			    "list its addresses in proxy_trusted",
+			    cfg->listens[i].text, CONFIG_DEFAULT_PROXY_TRUSTED);
 }
 
 /* metrics = off | ADDR:PORT: its own listener, never a shared port. */
@@ -302,8 +378,8 @@ global_key(struct parser *p, const char *name, const char *value)
 		return;
 	}
 	/* Lists may take several lines, each adding to the one list. */
-	if (k != GK_LISTEN && k != GK_ALLOW && k != GK_DENY &&
-	    p->key_line[k] != 0) {
+	if (k != GK_LISTEN && k != GK_LISTEN_PROXY && k != GK_ALLOW &&
+	    k != GK_DENY && p->key_line[k] != 0) {
 		add_error(p, p->lineno, "duplicate key '%s' (first at line %d)",
 		    name, p->key_line[k]);
 		return;
@@ -314,6 +390,17 @@ global_key(struct parser *p, const char *name, const char *value)
 	switch (k) {
 	case GK_LISTEN:
 		add_listens(p, value, p->lineno);
+		break;
+	case GK_LISTEN_PROXY:
+		add_items(p, name, value, p->lineno, add_proxy_listen);
+		break;
+	case GK_PROXY_TRUSTED:
+		add_proxy_trusted(p, value, p->lineno);
+		break;
+	case GK_PROXY_TIMEOUT:
+		if (config_parse_duration(value, &cfg->proxy_timeout) < 0)
+			add_error(p, p->lineno, "bad proxy_timeout '%s' (a "
+			    "duration above 0 and at most 24h)", value);
 		break;
 	case GK_PREAMBLE_TIMEOUT:
 	case GK_CONNECT_TIMEOUT:

@@ -21,6 +21,9 @@ enum section_kind {
 
 enum global_key {
 	GK_LISTEN = 0,
+	GK_LISTEN_PROXY,
+	GK_PROXY_TRUSTED,
+	GK_PROXY_TIMEOUT,
 	GK_PREAMBLE_TIMEOUT,
 	GK_CONNECT_TIMEOUT,
 	GK_IDLE_TIMEOUT,
@@ -144,6 +147,8 @@ void config_acl_key(struct parser *p, struct acl **list, const char *name,
 /* config_global.c: [global], and its checks once the file is read */
 void global_key(struct parser *p, const char *name, const char *value);
 void add_listens(struct parser *p, const char *value, int line);
+void add_proxy_trusted(struct parser *p, const char *value, int line);
+void check_proxy_trusted(struct parser *p);
 void check_metrics(struct parser *p);
 void resolve_accounts(struct parser *p);
 

@@ -13,6 +13,8 @@
  *              FAULTING --> DRAINING --> closed
  *
  * Where each behaviour lives:
+ *   conn_proxy.c     listen_proxy: the trusted balancer's PROXY header,
+ *                    before the preamble (state PROXY_HEADER)
  *   conn_preamble.c  reading the preamble and acting on the routing
  *                    decision (decide.c)
  *   conn_backend.c   dialling the backend, or taking a pooled connection;
@@ -77,27 +79,29 @@ static void
 conn_vlog(struct conn *c, enum log_level level, const char *fmt, va_list ap)
 {
 	char peer[ADDR_TEXT_MAX], via[LOG_TEXT_MAX * 4 + 8], what[512];
-	const char *route;
+	char whobuf[2 * ADDR_TEXT_MAX + 16];
+	const char *route, *who;
 
 	if (!worker_log_client(c->w, level))
 		return;
 	vsnprintf(what, sizeof(what), fmt, ap);
 	addr_format(&c->client_addr.sa, peer, sizeof(peer));
+	who = proxy_who(c, peer, whobuf, sizeof(whobuf));
 	route = c->pre.route != NULL ? c->pre.route->name : NULL;
 	if (route != NULL && c->preamble != NULL && c->pre.via_len > 0)
 		log_client(level, peer, route, "client %s via '%s' route [%s]: %s",
-		    peer, log_printable(c->preamble + c->pre.via_off,
+		    who, log_printable(c->preamble + c->pre.via_off,
 		    c->pre.via_len, LOG_TEXT_MAX, via, sizeof(via)), route, what);
 	else if (route != NULL)
-		log_client(level, peer, route, "client %s route [%s]: %s", peer,
+		log_client(level, peer, route, "client %s route [%s]: %s", who,
 		    route, what);
 	else if (c->preamble != NULL && c->pre.via_len > 0)
-		log_client(level, peer, NULL, "client %s via '%s': %s", peer,
+		log_client(level, peer, NULL, "client %s via '%s': %s", who,
 		    log_printable(c->preamble + c->pre.via_off, c->pre.via_len,
 		    LOG_TEXT_MAX, via, sizeof(via)),
 		    what);
 	else
-		log_client(level, peer, NULL, "client %s: %s", peer, what);
+		log_client(level, peer, NULL, "client %s: %s", who, what);
 }
 
 void __attribute__((format(printf, 3, 4)))
@@ -208,8 +212,8 @@ conn_shed(struct worker *w)
 static int
 in_preamble(enum conn_state state)
 {
-	return state == CONN_PREAMBLE || state == CONN_TLS_HANDSHAKE ||
-	    state == CONN_TLS_PREAMBLE;
+	return state == CONN_PROXY_HEADER || state == CONN_PREAMBLE ||
+	    state == CONN_TLS_HANDSHAKE || state == CONN_TLS_PREAMBLE;
 }
 
 /* Every state change goes through here, so the preamble list always holds
@@ -366,6 +370,9 @@ on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 
 	(void)loop;
 	switch (c->state) {
+	case CONN_PROXY_HEADER:
+		proxy_read(c);
+		break;
 	case CONN_IDLE:
 		conn_next_session(c);
 		preamble_read(c);
@@ -429,6 +436,9 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	switch (c->state) {
+	case CONN_PROXY_HEADER:
+		proxy_expired(c);
+		break;
 	case CONN_PREAMBLE:
 		stat_add(&c->w->stats.preamble_errors[PREAMBLE_ERR_TIMEOUT], 1);
 		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_RESET, LOG_LEVEL_NOTICE,
@@ -488,7 +498,7 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 
 void
 conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
-    socklen_t peerlen, uint16_t local_port)
+    socklen_t peerlen, uint16_t local_port, int proxy)
 {
 	struct limits *l = w->limits;
 	struct conn *c;
@@ -553,11 +563,14 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	w->conns = c;
 	w->nconns++;
 	c->state = CONN_DRAINING; /* in no list yet */
-	conn_set_state(c, CONN_PREAMBLE);
+	conn_set_state(c, proxy ? CONN_PROXY_HEADER : CONN_PREAMBLE);
 	conn_session_begin(c);
-	deadline_start(c, c->gen->cfg->preamble_timeout);
+	deadline_start(c, proxy ? c->gen->cfg->proxy_timeout :
+	    c->gen->cfg->preamble_timeout);
 	conn_wait(c, EV_READ, 0);
 	accept_limit_update(w);
+	if (proxy && !proxy_admit(c))
+		return; /* not a trusted balancer: reset before any read */
 
 	/*
 	 * A full preamble set gives way to the newcomer, counted with it:
@@ -572,7 +585,10 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	if (shed_chosen(w, c))
 		return; /* the newcomer itself, read once and shed */
 	/* With TCP_DEFER_ACCEPT the preamble is usually here already. */
-	preamble_read(c);
+	if (proxy)
+		proxy_read(c);
+	else
+		preamble_read(c);
 }
 
 void

@@ -15,10 +15,13 @@
 #include "generation.h"
 #include "nmf.h"
 #include "pending.h"
+#include "proxy.h"
 #include "pump.h"
 #include "worker.h"
 
 enum conn_state {
+	CONN_PROXY_HEADER, /* listen_proxy: reading the balancer's PROXY */
+	                 /* header, which names the client (conn_proxy.c) */
 	CONN_PREAMBLE,   /* reading the preamble: routed at the Via, on to its */
 	                 /* end (or, terminating TLS, to the Upgrade Request) */
 	CONN_TLS_HANDSHAKE, /* Upgrade Response sent; TLS server handshake */
@@ -71,7 +74,11 @@ struct conn {
 	ev_io client_rd, client_wr, backend_rd, backend_wr;
 	ev_timer deadline;                        /* preamble, connect or drain deadline */
 
-	union conn_sockaddr client_addr;
+	union conn_sockaddr client_addr;          /* the client: a PROXY header's */
+	                                          /* source, or the socket's peer */
+	union conn_sockaddr proxy_addr;           /* the balancer that sent that */
+	                                          /* header; AF_UNSPEC: none */
+	struct proxy_parser proxy;                /* CONN_PROXY_HEADER: so far */
 	uint16_t local_port;
 
 	uint8_t *preamble;                        /* the preamble as read, replayed */
@@ -124,9 +131,10 @@ struct conn {
 	                                          /* after session_start */
 };
 
-/* Take ownership of an accepted, non-blocking client socket. */
+/* Take ownership of an accepted, non-blocking client socket (proxy: from
+ * a listen_proxy listener, a PROXY header comes first). */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
-    socklen_t peerlen, uint16_t local_port);
+    socklen_t peerlen, uint16_t local_port, int proxy);
 
 /* Close every connection of the worker at once (shutdown). */
 void conn_close_all(struct worker *w);

@@ -87,6 +87,17 @@ int events_of(enum tls_step step);              /* what a TLS step waits for */
 void stop_watchers(struct conn *c);
 void close_backend(struct conn *c);
 
+/* ---- conn_proxy.c */
+/* Accepted on a listen_proxy listener: 1 if its peer is in proxy_trusted,
+ * else 0 once c is reset (and freed). */
+int proxy_admit(struct conn *c);
+void proxy_read(struct conn *c);      /* CONN_PROXY_HEADER: read the header */
+void proxy_expired(struct conn *c);   /* proxy_timeout */
+/* How a log line names the client: peer (its text), and the balancer a
+ * PROXY header came through, " (proxy ADDR)", written into buf. */
+const char *proxy_who(const struct conn *c, const char *peer, char *buf,
+    size_t buflen);
+
 /* ---- conn_preamble.c */
 void preamble_read(struct conn *c);
 void preamble_parse(struct conn *c);

@@ -84,7 +84,8 @@ on_acceptable(struct ev_loop *loop, ev_io *io, int revents)
 				return;
 			}
 		}
-		conn_accept(w, fd, &peer.sa, peerlen, l->sock->port);
+		conn_accept(w, fd, &peer.sa, peerlen, l->sock->port,
+		    l->sock->proxy);
 		if (w->accept_paused)
 			return;
 	}
@@ -150,6 +151,7 @@ listen_sock_open(struct listen_sock *sock, const struct listen_cfg *lc)
 	sock->text = strdup(lc->text);
 	sock->port = addr_port((const struct sockaddr *)&lc->addr.ss);
 	sock->addr = lc->addr;
+	sock->proxy = lc->proxy;
 	if (sock->fd < 0 || sock->text == NULL) {
 		if (sock->fd >= 0)
 			close(sock->fd);
@@ -158,7 +160,8 @@ listen_sock_open(struct listen_sock *sock, const struct listen_cfg *lc)
 		sock->text = NULL;
 		return -1;
 	}
-	log_info("listening on %s", sock->text);
+	log_info("listening on %s%s", sock->text,
+	    sock->proxy ? " (PROXY protocol)" : "");
 	return 0;
 }
 
@@ -192,7 +195,10 @@ listen_sock_adopt(struct listen_sock *sock, const struct listen_cfg *lc, int fd)
 	sock->fd = fd;
 	sock->port = addr_port((const struct sockaddr *)&lc->addr.ss);
 	sock->addr = lc->addr;
-	log_info("listening on %s (socket handed over)", sock->text);
+	/* The socket says nothing of it: the address it matched does. */
+	sock->proxy = lc->proxy;
+	log_info("listening on %s%s (socket handed over)", sock->text,
+	    sock->proxy ? " (PROXY protocol)" : "");
 	return 0;
 }
 
@@ -242,8 +248,9 @@ log_unmatched(const struct config *cfg, const unsigned char *taken,
 		else
 			addr_format((struct sockaddr *)&bound.ss, text, sizeof(text));
 		log_err("the socket handed to nettcpd as descriptor %d (%s) "
-		    "matches no listen address of %s: add it to 'listen', or "
-		    "remove it from the socket unit", fd, text, cfg->path);
+		    "matches no listen address of %s: add it to 'listen' (or "
+		    "'listen_proxy'), or remove it from the socket unit", fd,
+		    text, cfg->path);
 	}
 }
 
@@ -309,6 +316,7 @@ listen_socks_update(struct listen_sock *old, size_t n, const struct config *cfg)
 				break;
 		if (j < n) {
 			socks[i] = old[j];
+			socks[i].proxy = lc->proxy;  /* the reload may change it */
 			socks[i].text = strdup(lc->text);
 			if (socks[i].text != NULL)
 				continue;

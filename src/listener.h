@@ -23,6 +23,7 @@ struct listen_sock {
 	uint16_t port;          /* local port, which port-qualified routes compare */
 	char *text;             /* the address as configured, for logs */
 	struct addr addr;
+	int proxy;              /* listen_proxy: a PROXY header comes first */
 };
 
 /*

@@ -44,6 +44,8 @@ preamble_error_name(enum preamble_error e)
 		[PREAMBLE_ERR_VIA] = "via",
 		[PREAMBLE_ERR_UPGRADE] = "upgrade",
 		[PREAMBLE_ERR_TIMEOUT] = "timeout",
+		[PREAMBLE_ERR_PROXY] = "proxy_header",
+		[PREAMBLE_ERR_UNTRUSTED] = "proxy_untrusted",
 	};
 
 	return (unsigned)e < PREAMBLE_ERR_COUNT ? names[e] : "none";

@@ -65,6 +65,8 @@ enum preamble_error {
 	PREAMBLE_ERR_VIA,        /* a Via that is not a net.tcp URI */
 	PREAMBLE_ERR_UPGRADE,    /* a terminating route without its upgrade */
 	PREAMBLE_ERR_TIMEOUT,    /* preamble_timeout expired */
+	PREAMBLE_ERR_PROXY,      /* listen_proxy: a bad, cut or late PROXY header */
+	PREAMBLE_ERR_UNTRUSTED,  /* listen_proxy: a peer not in proxy_trusted */
 	PREAMBLE_ERR_COUNT
 };
 
