@@ -440,7 +440,10 @@ config_load(const char *path, char *err, size_t errlen)
 	if (p.key_line[GK_LISTEN] == 0 && p.key_line[GK_LISTEN_PROXY] == 0)
 		add_listens(&p, CONFIG_DEFAULT_LISTEN, 0);
 	if (p.key_line[GK_PROXY_TRUSTED] == 0)
-		add_proxy_trusted(&p, CONFIG_DEFAULT_PROXY_TRUSTED, 0);
+		config_acl_key(&p, &cfg->proxy_trusted, "proxy_trusted",
+		    CONFIG_DEFAULT_PROXY_TRUSTED);
+	if (cfg->proxy_trusted != NULL)
+		acl_compile(cfg->proxy_trusted);
 	check_proxy_trusted(&p);
 	check_metrics(&p);
 	resolve_accounts(&p);
@@ -472,7 +475,7 @@ config_free(struct config *cfg)
 	for (i = 0; i < cfg->nlistens; i++)
 		free(cfg->listens[i].text);
 	free(cfg->listens);
-	free(cfg->proxy_trusted);
+	acl_free(cfg->proxy_trusted);
 	if (cfg->routes != NULL)
 		routes_unref(cfg->routes);
 	free(cfg->access_log);

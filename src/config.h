@@ -12,7 +12,6 @@
 
 #include "acl.h"
 #include "addr.h"
-#include "cidr.h"
 #include "log.h"
 #include "routes.h"
 
@@ -75,8 +74,7 @@ struct config {
 	double preamble_timeout;   /* seconds, from accept (or the PROXY */
 	                           /* header) to the routing decision */
 	double proxy_timeout;      /* seconds, from accept to a whole PROXY header */
-	struct cidr *proxy_trusted; /* peers that may send one */
-	size_t nproxy_trusted;
+	struct acl *proxy_trusted;   /* peers that may send one (compiled) */
 	double connect_timeout;    /* seconds, for the backend connect */
 	double shutdown_timeout;   /* seconds SIGTERM waits for sessions to end */
 	double idle_timeout;       /* seconds without progress when forwarding; 0: off */

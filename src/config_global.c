@@ -194,28 +194,7 @@ add_proxy_listen(struct parser *p, char *text, int line)
 	add_listen(p, text, line, 1);
 }
 
-/* One prefix of proxy_trusted. */
-static void
-add_trusted(struct parser *p, char *text, int line)
-{
-	struct config *cfg = p->cfg;
-	struct cidr c, *list;
-	char why[128];
-
-	if (cidr_parse(text, &c, why, sizeof(why)) < 0)
-		add_error(p, line, "bad proxy_trusted '%s' (ADDR or ADDR/BITS, "
-		    "IPv4 or IPv6): %s", text, why);
-	else if ((list = realloc(cfg->proxy_trusted,
-	    (cfg->nproxy_trusted + 1) * sizeof(*list))) == NULL)
-		p->oom = 1;
-	else {
-		cfg->proxy_trusted = list;
-		list[cfg->nproxy_trusted++] = c;
-	}
-	free(text);
-}
-
-/* A list value (listen, listen_proxy, proxy_trusted) is comma-separated;
+/* A list value (listen, listen_proxy) is comma-separated;
  * whitespace around items is not part of them.  Each item, a copy, goes
  * to add, which owns it. */
 static void
@@ -254,12 +233,6 @@ add_listens(struct parser *p, const char *value, int line)
 	add_items(p, "listen", value, line, add_plain_listen);
 }
 
-void
-add_proxy_trusted(struct parser *p, const char *value, int line)
-{
-	add_items(p, "proxy_trusted", value, line, add_trusted);
-}
-
 /*
  * A listen_proxy address a balancer on another host would dial, with
  * proxy_trusted left at its default (this host only): every connection
@@ -274,8 +247,8 @@ check_proxy_trusted(struct parser *p)
 	if (p->key_line[GK_PROXY_TRUSTED] != 0)
 		return;
 	for (size_t i = 0; i < cfg->nlistens; i++)
-		if (cfg->listens[i].proxy && !cidr_match(cfg->proxy_trusted,
-		    cfg->nproxy_trusted, (const struct sockaddr *)&cfg->listens[i].addr.ss))
+		if (cfg->listens[i].proxy && !acl_match(cfg->proxy_trusted,
+		    (const struct sockaddr *)&cfg->listens[i].addr.ss))
 			add_warning(p, p->listen_lines[i], "listen_proxy %s is not a "
 			    "loopback address, but proxy_trusted is left at its "
 			    "default (%s): a balancer on another host is reset; "
@@ -395,7 +368,7 @@ global_key(struct parser *p, const char *name, const char *value)
 		add_items(p, name, value, p->lineno, add_proxy_listen);
 		break;
 	case GK_PROXY_TRUSTED:
-		add_proxy_trusted(p, value, p->lineno);
+		config_acl_key(p, &cfg->proxy_trusted, name, value);
 		break;
 	case GK_PROXY_TIMEOUT:
 		if (config_parse_duration(value, &cfg->proxy_timeout) < 0)

@@ -147,7 +147,6 @@ void config_acl_key(struct parser *p, struct acl **list, const char *name,
 /* config_global.c: [global], and its checks once the file is read */
 void global_key(struct parser *p, const char *name, const char *value);
 void add_listens(struct parser *p, const char *value, int line);
-void add_proxy_trusted(struct parser *p, const char *value, int line);
 void check_proxy_trusted(struct parser *p);
 void check_metrics(struct parser *p);
 void resolve_accounts(struct parser *p);

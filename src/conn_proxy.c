@@ -22,7 +22,7 @@
 #include <sys/socket.h>
 
 #include "addr.h"
-#include "cidr.h"
+#include "acl.h"
 
 int
 proxy_admit(struct conn *c)
@@ -30,8 +30,7 @@ proxy_admit(struct conn *c)
 	const struct config *cfg = c->gen->cfg;
 
 	proxy_parser_init(&c->proxy);
-	if (cidr_match(cfg->proxy_trusted, cfg->nproxy_trusted,
-	    &c->client_addr.sa))
+	if (acl_match(cfg->proxy_trusted, &c->client_addr.sa))
 		return 1;
 	stat_add(&c->w->stats.preamble_errors[PREAMBLE_ERR_UNTRUSTED], 1);
 	conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,

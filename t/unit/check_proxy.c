@@ -7,7 +7,7 @@
  * with its error no later than the byte that makes it bad, and the error
  * must stick.  The v2 headers are HAProxy's layout (proxy-protocol.txt
  * section 2.2), written out here byte by byte.  Last, proxy_trusted's
- * prefixes (cidr.c): who may send a header at all.
+ * prefixes (an acl.c list): who may send a header at all.
  */
 #include <check.h>
 #include <arpa/inet.h>
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cidr.h"
+#include "acl.h"
 #include "proxy.h"
 
 #define SIG "\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A"
@@ -356,7 +356,7 @@ START_TEST(test_empty_asks_for_more)
 }
 END_TEST
 
-/* proxy_trusted: who may send a header. */
+/* proxy_trusted, an acl.h list: who may send a header. */
 static struct sockaddr_storage
 sockaddr_of(const char *ip)
 {
@@ -394,18 +394,21 @@ START_TEST(test_trusted_prefixes)
 		/* IPv4 rules do not match IPv6 that merely ends alike. */
 		{ "::10.1.2.3", 0 },
 	};
-	struct cidr c[5];
+	struct acl *a = acl_new();
 	char why[128];
 
+	ck_assert_ptr_nonnull(a);
 	for (size_t i = 0; i < 5; i++)
-		ck_assert_msg(cidr_parse(list[i], &c[i], why, sizeof(why)) == 0,
+		ck_assert_msg(acl_add(a, list[i], why, sizeof(why)) == 0,
 		    "%s: %s", list[i], why);
+	acl_compile(a);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct sockaddr_storage ss = sockaddr_of(cases[i].ip);
 
-		ck_assert_msg(cidr_match(c, 5, (struct sockaddr *)&ss) ==
+		ck_assert_msg(acl_match(a, (struct sockaddr *)&ss) ==
 		    cases[i].in, "%s", cases[i].ip);
 	}
+	acl_free(a);
 }
 END_TEST
 
@@ -413,13 +416,17 @@ START_TEST(test_trusted_everything_and_nothing)
 {
 	struct sockaddr_storage v4 = sockaddr_of("203.0.113.1");
 	struct sockaddr_storage v6 = sockaddr_of("2001:db8::1");
-	struct cidr all4;
+	struct acl *all4 = acl_new(), *none = acl_new();
 	char why[128];
 
-	ck_assert_int_eq(cidr_parse("0.0.0.0/0", &all4, why, sizeof(why)), 0);
-	ck_assert_int_eq(cidr_match(&all4, 1, (struct sockaddr *)&v4), 1);
-	ck_assert_int_eq(cidr_match(&all4, 1, (struct sockaddr *)&v6), 0);
-	ck_assert_int_eq(cidr_match(NULL, 0, (struct sockaddr *)&v4), 0);
+	ck_assert_int_eq(acl_add(all4, "0.0.0.0/0", why, sizeof(why)), 0);
+	acl_compile(all4);
+	acl_compile(none);
+	ck_assert_int_eq(acl_match(all4, (struct sockaddr *)&v4), 1);
+	ck_assert_int_eq(acl_match(all4, (struct sockaddr *)&v6), 0);
+	ck_assert_int_eq(acl_match(none, (struct sockaddr *)&v4), 0);
+	acl_free(all4);
+	acl_free(none);
 }
 END_TEST
 
@@ -429,16 +436,17 @@ START_TEST(test_trusted_bad)
 	    "10.0.0.1/8", "10.0.0.0/8x", "10.0.0.0/+8", "10.0.0.0/-1",
 	    "::1/129", "2001:db8::1/32", "[::1]", "[::1]/128", "localhost",
 	    "10.0.0", "010.0.0.1", "10.0.0.0/99999999999999999999",
-	    "1.2.3.4 ", "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255x" };
-	struct cidr c;
+	    "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255x" };
+	struct acl *a = acl_new();
 	char why[128];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		why[0] = '\0';
-		ck_assert_msg(cidr_parse(bad[i], &c, why, sizeof(why)) < 0, "%s",
+		ck_assert_msg(acl_add(a, bad[i], why, sizeof(why)) < 0, "%s",
 		    bad[i]);
 		ck_assert_msg(why[0] != '\0', "%s: no reason", bad[i]);
 	}
+	acl_free(a);
 }
 END_TEST
 
