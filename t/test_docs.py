@@ -45,7 +45,7 @@ def documented_keys():
     page = read("man", "nettcpd.ini.5")
     keys = set()
     for sect, name in (("global", "GLOBAL SETTINGS"), ("route", "ROUTES")):
-        for k in re.findall(r"^\.TP\n\\fB(\w+) =", section(page, name), re.M):
+        for k in re.findall(r"^\.T[PQ]\n\\fB(\w+) =", section(page, name), re.M):
             keys.add((sect, k))
     return keys
 
