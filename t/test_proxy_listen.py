@@ -405,7 +405,7 @@ def test_config_errors_name_file_and_line():
         ("[global]\nproxy_trusted = 10.0.0.0/33\n", 2, "bad proxy_trusted"),
         ("[global]\nproxy_trusted = 10.0.0.1/8\n", 2, "bad proxy_trusted"),
         ("[global]\nproxy_trusted = ::1/129\n", 2, "bad proxy_trusted"),
-        ("[global]\nproxy_trusted = \n", 2, "empty address in proxy_trusted"),
+        ("[global]\nproxy_trusted = \n", 2, "bad proxy_trusted: empty entry"),
         ("[global]\nproxy_timeout = 0\n", 2, "bad proxy_timeout"),
         ("[global]\nproxy_timeout = 1m\nproxy_timeout = 2s\n", 3, "duplicate key"),
     ]
