@@ -92,8 +92,8 @@ check_loaded(const struct config *cfg)
 
 		FUZZ_CHECK(r != NULL && r->name != NULL && r->name[0] != '\0');
 		FUZZ_CHECK(r->backend_text != NULL);
-		FUZZ_CHECK(r->backend.ss.ss_family == AF_INET ||
-		    r->backend.ss.ss_family == AF_INET6);
+		FUZZ_CHECK(r->backends.m[0].addr.ss.ss_family == AF_INET ||
+		    r->backends.m[0].addr.ss.ss_family == AF_INET6);
 	}
 }
 
