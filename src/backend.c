@@ -258,6 +258,7 @@ static struct {
 	size_t n, cap;
 	size_t *chain;                /* by record: the next in its bucket + 1 */
 	size_t head[REG_BUCKETS];     /* record + 1; 0: empty */
+	unsigned epoch;               /* of the newest generation */
 } reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static unsigned
@@ -314,15 +315,26 @@ reg_get(const char *route, const char *backend)
 	return h;
 }
 
+void
+backend_epoch(void)
+{
+	pthread_mutex_lock(&reg.lock);
+	reg.epoch++;
+	pthread_mutex_unlock(&reg.lock);
+}
+
 int
 backend_bind(const struct backend_list *l, const char *route)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&reg.lock);
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; i < l->n; i++) {
 		if ((l->m[i].health = reg_get(route, l->m[i].text)) == NULL)
 			rc = -1;
+		else
+			l->m[i].health->epoch = reg.epoch;
+	}
 	pthread_mutex_unlock(&reg.lock);
 	return rc;
 }
@@ -332,7 +344,8 @@ backend_each(void (*fn)(void *arg, const struct backend_health *h), void *arg)
 {
 	pthread_mutex_lock(&reg.lock);
 	for (size_t i = 0; i < reg.n; i++)
-		fn(arg, reg.all[i]);
+		if (reg.all[i]->epoch == reg.epoch)
+			fn(arg, reg.all[i]);
 	pthread_mutex_unlock(&reg.lock);
 }
 

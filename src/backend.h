@@ -41,6 +41,7 @@ struct backend_health {
 	stat_t connect_failures;       /* written with backend_count() */
 	struct stat_hist connect_seconds;
 	char *route, *backend;         /* the labels: route name, member text */
+	unsigned epoch;                /* the last generation that bound it */
 };
 
 struct backend_member {
@@ -84,8 +85,11 @@ int backend_list_equal(const struct backend_list *a, const struct backend_list *
 /*
  * Give each member its shared health record for route (main thread, before
  * the table is published).  Returns 0, or -1 when no memory (the members
- * without one are always up and not counted).
+ * without one are always up and not counted).  backend_epoch() comes
+ * first, once per generation: the records it does not bind again are no
+ * longer shown (backend_each).
  */
+void backend_epoch(void);
 int backend_bind(const struct backend_list *l, const char *route);
 void backend_registry_free(void);
 
@@ -114,7 +118,8 @@ void backend_failed(const struct backend_list *l, int i, int64_t now_ms);
  */
 void backend_mark(struct backend_health *h, int up, const char *why);
 
-/* For the scrape thread: call fn for every record ever bound, in order. */
+/* For the scrape thread: call fn for every record the newest generation
+ * bound, in order. */
 void backend_each(void (*fn)(void *arg, const struct backend_health *h),
     void *arg);
 

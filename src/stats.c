@@ -197,6 +197,7 @@ out:
 void
 stats_bind_routes(struct route_table *t)
 {
+	backend_epoch();
 	for (size_t i = 0; i < routes_count(t); i++) {
 		const struct route *r = routes_get(t, i);
 

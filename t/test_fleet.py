@@ -217,6 +217,45 @@ def test_failover_on_refused_connect_is_invisible():
     live.stop()
 
 
+def blackhole():
+    """A listener whose accept queue is full: the kernel drops further
+    SYNs, so a connect to it hangs until the dialler's own timeout.
+    Returns it and the connections that fill it, to be closed."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(0)
+    fill = []
+    for _ in range(8):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(s.getsockname())
+        except BlockingIOError:
+            pass
+        fill.append(c)
+    time.sleep(0.2)
+    return s, fill
+
+
+def test_failover_on_timed_out_connect():
+    live = Member("live").start()
+    hole, fill = blackhole()
+    addr = "127.0.0.1:%d" % hole.getsockname()[1]
+    try:
+        with fleet(f"{addr}, {live.addr}", "balance = first",
+                   extra_global="connect_timeout = 300ms") as d:
+            started = time.time()
+            assert call(d.port) == "live"
+            assert time.time() - started >= 0.29
+            d.wait_log(f"backend {addr}: connect_timeout expired; trying the "
+                       f"next member, {live.addr}")
+    finally:
+        for c in fill:
+            c.close()
+        hole.close()
+        live.stop()
+
+
 def test_endpoint_unavailable_only_when_every_member_failed():
     dead = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     with fleet(", ".join(dead)) as d:
@@ -393,6 +432,19 @@ def test_metrics_per_backend():
         assert v(m, "nettcpd_route_sessions_total", route="calc") == 4
         assert v(m, "nettcpd_route_unavailable_total", route="calc") == 1
         assert v(m, "nettcpd_backend_up", route="calc", backend=live.addr) == 0
+        # A reload that keeps a member keeps its health and counts; one it
+        # removes is no longer shown.
+        with open(d.config) as f:
+            text = f.read()
+        with open(d.config, "w") as f:
+            f.write(text.replace(f"backend = {dead}, ", "backend = "))
+        d.proc.send_signal(1)
+        d.wait_log("generation 2")
+        m, _ = scrape(mport)
+        assert ("nettcpd_backend_up", (("backend", dead), ("route", "calc"))) not in m
+        assert v(m, "nettcpd_backend_up", route="calc", backend=live.addr) == 0
+        assert v(m, "nettcpd_backend_connect_failures_total", route="calc",
+                 backend=live.addr) == 1
 
 
 if __name__ == "__main__":
