@@ -210,7 +210,9 @@ backend_list_free(struct backend_list *l)
 int
 backend_list_equal(const struct backend_list *a, const struct backend_list *b)
 {
-	if (a->n != b->n || a->balance != b->balance)
+	/* The balance picks the next member; it changes nothing for a stream
+	 * already on one. */
+	if (a->n != b->n)
 		return 0;
 	for (size_t i = 0; i < a->n; i++)
 		if (!addr_equal(&a->m[i].addr, &b->m[i].addr) ||

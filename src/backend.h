@@ -78,8 +78,8 @@ int backend_list_single(struct backend_list *l, const struct addr *addr,
 
 void backend_list_free(struct backend_list *l);
 
-/* Same members, weights, backups and balance: a pinned stream's backend
- * did not change (generation_policy_changed). */
+/* Same members, in the same order, with the same weights and backups: a
+ * pinned stream's backend did not change (generation_policy_changed). */
 int backend_list_equal(const struct backend_list *a, const struct backend_list *b);
 
 /*
