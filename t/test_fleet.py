@@ -6,10 +6,12 @@ every member failed, the per-backend metrics read by a Prometheus text
 parser, long config lines.  Real daemon, real sockets: the members are
 services on loopback that the tests stop and start."""
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -206,10 +208,23 @@ def test_long_lines_a_via_of_2048_bytes_and_a_long_list():
 def test_failover_on_refused_connect_is_invisible():
     live = Member("live").start()
     dead = f"127.0.0.1:{free_port()}"
-    with fleet(f"{dead}, {live.addr}", "balance = first") as d:
+    access = os.path.join(tempfile.mkdtemp(prefix="nettcpd-fleet-"), "access.jsonl")
+    with fleet(f"{dead}, {live.addr}", "balance = first",
+               extra_global=f"access_log = {access}") as d:
         for _ in range(5):
             assert call(d.port) == "live"
         d.wait_log("trying the next member")
+
+        def records():
+            try:
+                with open(access) as f:
+                    return [json.loads(line) for line in f]
+            except FileNotFoundError:
+                return []
+        wait_for(lambda: len(records()) == 5, 5, "5 access records")
+        # Each names the member that served it.
+        assert {(r["backend"], r["outcome"]) for r in records()} == \
+            {(live.addr, "closed")}, records()
     live.stop()
 
 
@@ -391,6 +406,13 @@ def test_reload_applies_a_new_member_list():
         assert call(d.port) == "a"
         with open(d.config) as f:
             text = f.read()
+        # A broken list changes nothing and says where.
+        with open(d.config, "w") as f:
+            f.write(text.replace(f"backend = {a.addr}",
+                                 f"backend = {b.addr}, {b.addr} weight=0"))
+        d.proc.send_signal(1)
+        d.wait_log(f"{d.config}:8: bad backend")
+        assert call(d.port) == "a"
         with open(d.config, "w") as f:
             f.write(text.replace(f"backend = {a.addr}", f"backend = {b.addr}"))
         d.proc.send_signal(1)
