@@ -91,9 +91,20 @@ check_loaded(const struct config *cfg)
 		const struct route *r = routes_get(cfg->routes, i);
 
 		FUZZ_CHECK(r != NULL && r->name != NULL && r->name[0] != '\0');
+		const struct backend_list *l = &r->backends;
+		size_t primaries = 0;
+
 		FUZZ_CHECK(r->backend_text != NULL);
-		FUZZ_CHECK(r->backend.ss.ss_family == AF_INET ||
-		    r->backend.ss.ss_family == AF_INET6);
+		FUZZ_CHECK(l->n >= 1 && l->n <= BACKEND_MAX_MEMBERS);
+		FUZZ_CHECK(l->fail_threshold >= 1 && l->fail_timeout > 0.0);
+		for (size_t j = 0; j < l->n; j++) {
+			FUZZ_CHECK(l->m[j].addr.ss.ss_family == AF_INET ||
+			    l->m[j].addr.ss.ss_family == AF_INET6);
+			FUZZ_CHECK(l->m[j].weight >= 1 &&
+			    l->m[j].weight <= BACKEND_MAX_WEIGHT);
+			primaries += !l->m[j].backup;
+		}
+		FUZZ_CHECK(primaries >= 1);
 	}
 }
 

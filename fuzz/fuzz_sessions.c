@@ -252,7 +252,7 @@ service_of_via(const struct worker *w, const uint8_t *text, size_t len)
 	if (r == NULL)
 		return -1;
 	for (int i = 0; i < NSERVICES; i++)
-		if (ntohs(((const struct sockaddr_in *)&r->backend.ss)->sin_port) ==
+		if (ntohs(((const struct sockaddr_in *)&r->backends.m[0].addr.ss)->sin_port) ==
 		    g.svc_port[i])
 			return i;
 	return -1;

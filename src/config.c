@@ -9,7 +9,10 @@
  * their own.  So the file is read here, a whole line at a time, and handed to
  * ini_parse_stream() through read_line(): it counts lines, refuses long ones,
  * and tracks the section itself (inih truncates section names), so every
- * message can name FILE:LINE.
+ * message can name FILE:LINE.  inih's buffer is fixed when the library is
+ * built (Debian's: 200 bytes; its ini_max_line variable changes nothing), so
+ * a line longer than that reaches inih as its key alone and the value is
+ * taken here (long_line()), up to CONFIG_MAX_LINE characters.
  *
  * Nothing stops at the first problem: every error is collected with its line,
  * and the caller gets them all, in line order.
@@ -225,6 +228,51 @@ enter_section(struct parser *p, const char *name, size_t len)
 }
 
 /*
+ * A line longer than inih's buffer (num bytes): a header or a comment
+ * reaches inih as a blank line (enter_section() has read the header, and
+ * check_syntax() reports a broken one); a key line as "key=", its value
+ * kept in p->long_value for handle_key().  The key ends where inih ends
+ * it: at the first '=' or ':', unless a ';' after a space comes first.
+ */
+static char *
+long_line(struct parser *p, char *s, char *str, int num)
+{
+	size_t k;
+	int was_space = 0;
+
+	str[0] = '\0';
+	if (!p->needs_key || p->bracket)
+		return str;
+	for (k = 0; s[k] != '\0' && s[k] != '=' && s[k] != ':' &&
+	    !(was_space && s[k] == ';'); k++)
+		was_space = isspace((unsigned char)s[k]);
+	if ((s[k] != '=' && s[k] != ':') || k + 2 > (size_t)num)
+		return str;  /* no key inih would find: a syntax error */
+	memcpy(str, s, k + 1);
+	str[k + 1] = '\0';
+	p->long_value = s + k + 1;
+	return str;
+}
+
+/* The value of a long line as inih would give it: from a ';' after a
+ * space on cut off, then the spaces around it. */
+static const char *
+long_value(struct parser *p)
+{
+	char *v = p->long_value, *end;
+	int was_space = 0;
+
+	while (isspace((unsigned char)*v))
+		v++;
+	for (end = v; *end != '\0' && !(was_space && *end == ';'); end++)
+		was_space = isspace((unsigned char)*end);
+	while (end > v && isspace((unsigned char)end[-1]))
+		end--;
+	*end = '\0';
+	return v;
+}
+
+/*
  * The ini_reader.  Leading whitespace is dropped before inih sees the line:
  * inih would read an indented line as the continuation of the previous
  * value, so an indented "backend = ..." under "via = ..." would become part
@@ -252,9 +300,10 @@ read_line(char *str, int num, void *stream)
 	while (len > 0 && (p->buf[len - 1] == '\n' || p->buf[len - 1] == '\r'))
 		len--;
 	p->buf[len] = '\0';
-	if (len > (size_t)num - 1) {
+	p->long_value = NULL;
+	if (len > CONFIG_MAX_LINE) {
 		add_error(p, p->lineno, "line too long (at most %d characters)",
-		    num - 1);
+		    CONFIG_MAX_LINE);
 		str[0] = '\0';
 		return str;
 	}
@@ -274,6 +323,8 @@ read_line(char *str, int num, void *stream)
 	} else if (*s != '\0' && *s != ';' && *s != '#') {
 		p->needs_key = 1;
 	}
+	if (strlen(s) > (size_t)num - 1)
+		return long_line(p, s, str, num);
 	memcpy(str, s, strlen(s) + 1);
 	return str;
 }
@@ -329,6 +380,8 @@ handle_key(void *user, const char *section, const char *name,
 	/* inih's copy of the section name is truncated; the reader's is not */
 	(void)section;
 	p->got_key = 1;
+	if (p->long_value != NULL)
+		value = long_value(p);
 	switch (p->kind) {
 	case SECT_NONE:
 		add_error(p, p->lineno, "key '%s' before any section", name);
@@ -359,6 +412,7 @@ parser_free(struct parser *p)
 		free(p->routes[i].vias);
 		free(p->routes[i].name);
 		free(p->routes[i].backend_text);
+		backend_list_free(&p->routes[i].backends);
 		for (j = 0; j < TLS_KEY_COUNT; j++)
 			free(p->routes[i].tls_value[j]);
 		acl_free(p->routes[i].deny);

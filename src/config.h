@@ -30,6 +30,9 @@
 #define CONFIG_DEFAULT_MAX_PENDING 100u
 #define CONFIG_DEFAULT_LOG_CLIENT_LINES 20u
 #define CONFIG_MAX_WORKERS 256u
+/* The longest line: a backend list of many members, or a via of the
+ * framing's 2,048-byte maximum, fits with room to spare. */
+#define CONFIG_MAX_LINE 8192
 #define CONFIG_DEFAULT_PIPE_SIZE (1024u * 1024u)
 #define CONFIG_MAX_PIPE_SIZE (64u * 1024u * 1024u)
 #define CONFIG_DEFAULT_BACKEND_POOL 64u

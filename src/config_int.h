@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "backend.h"
 #include "config.h"
 #include "tls.h"
 
@@ -79,7 +80,11 @@ struct route_sect {
 	size_t nvias;
 	char *backend_text;
 	int backend_line;       /* 0 while the section has no backend key */
-	struct addr backend;
+	struct backend_list backends;
+	int balance_line, fail_threshold_line, fail_timeout_line; /* 0: absent */
+	enum balance balance;
+	unsigned fail_threshold;
+	double fail_timeout;
 	int tls_line;           /* of the tls key, 0 if absent */
 	int tls_terminate;
 	int pool_line;          /* of the pool key, 0 if absent */
@@ -116,6 +121,9 @@ struct parser {
 	 */
 	int needs_key;
 	int got_key;
+	/* A key line longer than inih's buffer: inih was given its key with an
+	 * empty value, and this is the value as written (handle_key). */
+	char *long_value;
 	int bracket;            /* the line is a '[' without its ']' */
 	int first_syntax_line;
 	enum section_kind kind;

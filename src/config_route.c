@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proxy_send.h"
+#include "decimal.h"
 
 static const char *const tls_keys[TLS_KEY_COUNT] = {
 	[TK_CERT] = "tls_cert",
@@ -28,6 +29,48 @@ static const enum tls_key tls_key_of_setting[] = {
 };
 
 #define TLS_DEFAULT_MIN_VERSION "1.2"
+
+/* Whether name is one of the keys of a route's balance and health: balance,
+ * fail_threshold, fail_timeout (1, read or in error), or another (0). */
+static int
+balance_key(struct parser *p, struct route_sect *r, const char *name,
+    const char *value)
+{
+	const char *d = value;
+	unsigned long n;
+	int *line;
+
+	if (strcmp(name, "balance") == 0)
+		line = &r->balance_line;
+	else if (strcmp(name, "fail_threshold") == 0)
+		line = &r->fail_threshold_line;
+	else if (strcmp(name, "fail_timeout") == 0)
+		line = &r->fail_timeout_line;
+	else
+		return 0;
+	if (*line != 0) {
+		add_error(p, p->lineno, "duplicate key '%s' (first at line %d)",
+		    name, *line);
+		return 1;
+	}
+	*line = p->lineno;
+	if (line == &r->balance_line) {
+		if (balance_parse(value, &r->balance) < 0)
+			add_error(p, p->lineno, "unknown balance '%s' (roundrobin, "
+			    "leastconn or first)", value);
+	} else if (line == &r->fail_threshold_line) {
+		if (decimal_parse(&d, 1000000, &n) < 0 || *d != '\0' || n < 1)
+			add_error(p, p->lineno, "bad fail_threshold '%s' (1 to "
+			    "1000000 connects)", value);
+		else
+			r->fail_threshold = (unsigned)n;
+	} else if (config_parse_duration(value, &r->fail_timeout) < 0 ||
+	    r->fail_timeout <= 0) {
+		add_error(p, p->lineno, "bad fail_timeout '%s' (a duration over 0, "
+		    "e.g. 10s)", value);
+	}
+	return 1;
+}
 
 void
 route_key(struct parser *p, const char *name, const char *value)
@@ -64,9 +107,11 @@ route_key(struct parser *p, const char *name, const char *value)
 		r->backend_text = strdup(value);
 		if (r->backend_text == NULL)
 			p->oom = 1;
-		else if (addr_parse(value, ADDR_RESOLVE | ADDR_UNIX, &r->backend,
-		    why, sizeof(why)) < 0)
+		else if (backend_list_parse(value, &r->backends, why,
+		    sizeof(why)) < 0)
 			add_error(p, p->lineno, "bad backend '%s': %s", value, why);
+	} else if (balance_key(p, r, name, value)) {
+		return;
 	} else if (strcmp(name, "tls") == 0) {
 		if (r->tls_line != 0) {
 			add_error(p, p->lineno,
@@ -264,6 +309,25 @@ build_route_tls(struct parser *p, struct route_sect *r, int ri)
 		routes_set_tls(p->cfg->routes, ri, ctx);
 }
 
+/* The Via names a host and a port: a member without them (a unix socket)
+ * has nothing to put there.  Returns 1 when every member has them. */
+static int
+rewrite_via_checked(struct parser *p, const struct route_sect *r,
+    const struct route *route)
+{
+	for (size_t i = 0; i < route->backends.n; i++) {
+		const struct backend_member *m = &route->backends.m[i];
+
+		if (m->addr.ss.ss_family != AF_INET &&
+		    m->addr.ss.ss_family != AF_INET6) {
+			add_error(p, r->rewrite_via_line, "rewrite_via needs "
+			    "host:port backends, not '%s'", m->text);
+			return 0;
+		}
+	}
+	return 1;
+}
+
 /*
  * Sections that are already in error still go into the table (with an
  * empty backend), so that a via they share with another route is reported
@@ -272,6 +336,7 @@ build_route_tls(struct parser *p, struct route_sect *r, int ri)
 void
 build_routes(struct parser *p)
 {
+	static const struct addr none;
 	struct route_table *t = p->cfg->routes;
 	struct via v;
 	size_t i, j;
@@ -285,11 +350,20 @@ build_routes(struct parser *p)
 		if (r->backend_line == 0)
 			add_error(p, r->line, "route [%s] has no backend",
 			    r->name);
-		ri = routes_add_route(t, r->name, &r->backend,
+		ri = routes_add_route(t, r->name,
+		    r->backends.n > 0 ? &r->backends.m[0].addr : &none,
 		    r->backend_text != NULL ? r->backend_text : "");
 		if (ri < 0) {
 			p->oom = 1;
 			return;
+		}
+		if (r->backends.n > 0) {
+			r->backends.balance = r->balance;
+			if (r->fail_threshold_line != 0)
+				r->backends.fail_threshold = r->fail_threshold;
+			if (r->fail_timeout_line != 0)
+				r->backends.fail_timeout = r->fail_timeout;
+			routes_set_backends(t, ri, &r->backends);
 		}
 		build_route_tls(p, r, ri);
 		if (r->pool_off)
@@ -301,14 +375,8 @@ build_routes(struct parser *p)
 		routes_set_acl(t, ri, r->deny, r->allow);
 		r->deny = r->allow = NULL;
 		routes_set_send_proxy(t, ri, r->send_proxy);
-		/* The Via names a host and a port: a backend without them (a
-		 * unix socket) has nothing to put there. */
-		if (r->rewrite_via && r->backend.ss.ss_family != AF_UNSPEC &&
-		    r->backend.ss.ss_family != AF_INET &&
-		    r->backend.ss.ss_family != AF_INET6)
-			add_error(p, r->rewrite_via_line, "rewrite_via needs a "
-			    "host:port backend, not '%s'", r->backend_text);
-		else if (r->rewrite_via)
+		if (r->rewrite_via && rewrite_via_checked(p, r, routes_get(t,
+		    (size_t)ri)))
 			routes_set_rewrite_via(t, ri);
 		for (j = 0; j < r->nvias; j++) {
 			const struct via_line *vl = &r->vias[j];

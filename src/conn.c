@@ -459,9 +459,7 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 			backend_redial(c, "took no preamble");
 			break;
 		}
-		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
-		    "backend %s: connect_timeout expired",
-		    c->pre.route->backend_text);
+		backend_fail(c, "connect_timeout expired");
 		break;
 	case CONN_FORWARDING:
 		if (c->unanswered) {
@@ -539,6 +537,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	c->w = w;
 	c->client_fd = fd;
 	c->backend_fd = -1;
+	c->member = -1;
 	if (peerlen > sizeof(c->client_addr))
 		peerlen = sizeof(c->client_addr);
 	memcpy(&c->client_addr, peer, peerlen);

@@ -129,6 +129,11 @@ struct conn {
 	uint32_t up_counted, down_counted;
 	float connect_began;                      /* backend connect, seconds */
 	                                          /* after session_start */
+	int member;                               /* of the route's backends: the */
+	                                          /* one dialled or serving; -1 none */
+	unsigned member_held : 1;                 /* counted on it (leastconn) */
+	unsigned served : 1;                      /* a member took the session */
+	uint64_t tried;                           /* members this session tried */
 };
 
 /* Take ownership of an accepted, non-blocking client socket (proxy: from

@@ -30,13 +30,69 @@ replay_done(struct conn *c)
 	c->replay = NULL;
 }
 
+static void backend_connect(struct conn *c);
+
+static int64_t
+now_ms(const struct conn *c)
+{
+	return (int64_t)(ev_now(c->w->loop) * 1000.0);
+}
+
+const char *
+backend_member_text(const struct conn *c)
+{
+	if (c->pre.route == NULL)
+		return NULL;
+	return c->member >= 0 ? c->pre.route->backends.m[c->member].text :
+	    c->pre.route->backend_text;
+}
+
+/* The session's next member, held for it: 0, or -1 when every member of
+ * the route was tried. */
+static int
+member_next(struct conn *c)
+{
+	const struct backend_list *l = &c->pre.route->backends;
+	int i = backend_pick(l, c->tried, now_ms(c));
+
+	if (i < 0)
+		return -1;
+	c->member = i;
+	c->tried |= UINT64_C(1) << i;
+	backend_hold(l, i);
+	c->member_held = 1;
+	return 0;
+}
+
+void
+backend_let_go(struct conn *c)
+{
+	if (!c->member_held)
+		return;
+	backend_release(&c->pre.route->backends, c->member);
+	c->member_held = 0;
+}
+
+/* The member took the session: a new connection established after seconds
+ * (< 0: a pooled one).  The route's session count is of sessions a backend
+ * served. */
+static void
+backend_served(struct conn *c, double seconds)
+{
+	backend_connected(&c->pre.route->backends, c->member, seconds);
+	/* Once, though a pooled connection found dead is redialled. */
+	if (c->rstats != NULL && !c->served)
+		stat_add(&c->rstats->sessions, 1);
+	c->served = 1;
+}
+
 static void
 forward_start(struct conn *c)
 {
 	c->up.total = c->preamble_len; /* the replay counts as forwarded */
 	c->up_wait = c->down_wait = PUMP_WANT_READ;
 	conn_set_state(c, CONN_FORWARDING);
-	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", c->pre.route->backend_text,
+	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", backend_member_text(c),
 	    c->unanswered ? " on a pooled connection" : "");
 	if (c->unanswered) {
 		/* Keep the preamble for a redial, and the client's further
@@ -49,8 +105,6 @@ forward_start(struct conn *c)
 	idle_start(c);
 	c->tp->forward_start(c);
 }
-
-static void backend_connect(struct conn *c);
 
 /*
  * What the operator can do about a failed connect to a unix socket, after
@@ -79,13 +133,38 @@ connect_hint(const struct addr *backend, int err)
 	}
 }
 
-/* The client gets EndpointUnavailable: the connect to the backend failed. */
+void
+backend_fail(struct conn *c, const char *why)
+{
+	const struct backend_list *l = &c->pre.route->backends;
+	const char *failed = backend_member_text(c);
+
+	backend_failed(l, c->member, now_ms(c));
+	backend_let_go(c);
+	close_backend(c);
+	c->replay_off = 0;
+	c->unanswered = 0;
+	if (member_next(c) == 0) {
+		conn_log(c, LOG_LEVEL_NOTICE, "backend %s: %s; trying the next "
+		    "member, %s", failed, why, backend_member_text(c));
+		backend_connect(c);
+		return;
+	}
+	conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+	    "backend %s: %s%s", failed, why, l->n > 1 ?
+	    "; every backend of the route failed" : "");
+}
+
+/* The connect (or the first send on it) failed: the client has seen
+ * nothing, so the next member may serve it (backend_fail). */
 static void
 connect_failed(struct conn *c, const char *what, int err)
 {
-	conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
-	    "backend %s: %s: %s%s", c->pre.route->backend_text, what,
-	    strerror(err), connect_hint(&c->pre.route->backend, err));
+	char why[256];
+
+	snprintf(why, sizeof(why), "%s: %s%s", what, strerror(err),
+	    connect_hint(&c->pre.route->backends.m[c->member].addr, err));
+	backend_fail(c, why);
 }
 
 /*
@@ -98,7 +177,7 @@ void
 backend_redial(struct conn *c, const char *why)
 {
 	conn_log(c, LOG_LEVEL_DEBUG, "pooled connection to %s %s, redialling",
-	    c->pre.route->backend_text, why);
+	    backend_member_text(c), why);
 	stat_add(&c->w->stats.pool_redials, 1);
 	close_backend(c);
 	pump_release(&c->down, &c->w->pipes);
@@ -230,13 +309,13 @@ replay_build(struct conn *c, int new_connection)
 		return 0;
 	}
 	n = rewrite_via_preamble(c->preamble, c->preamble_len, c->pre.via_off,
-	    c->pre.via_len, r->backend_text, c->replay + off, cap - off);
+	    c->pre.via_len, backend_member_text(c), c->replay + off, cap - off);
 	if (n < 0) {
 		/* Routed, so the Via has its "net.tcp://": only a backend
 		 * address longer than the client's can make it too long. */
 		conn_fault(c, NMF_FAULT_ENDPOINT_NOT_FOUND, LOG_LEVEL_NOTICE,
 		    "rewrite_via: the Via naming %s would be over %u bytes",
-		    r->backend_text, NMF_MAX_VIA);
+		    backend_member_text(c), NMF_MAX_VIA);
 		return -1;
 	}
 	c->replay_len = off + (size_t)n;
@@ -268,7 +347,8 @@ replay_write(struct conn *c)
 				return;
 			}
 			/* Before the first byte went out, a send error is
-			 * the connect's own (ECONNREFUSED, ...). */
+			 * the connect's own (ECONNREFUSED, ...); the client
+			 * has seen nothing, so the next member may serve it. */
 			connect_failed(c, c->state == CONN_CONNECTING ?
 			    "connect" : "replay", errno);
 			return;
@@ -276,8 +356,8 @@ replay_write(struct conn *c)
 		c->replay_off += (size_t)n;
 		/* The first byte out on a new connection: it is established. */
 		if (c->state == CONN_CONNECTING)
-			stat_observe(&c->w->stats.connect_seconds,
-			    ev_time() - c->session_start - c->connect_began);
+			backend_served(c, ev_time() - c->session_start -
+			    c->connect_began);
 		conn_set_state(c, CONN_REPLAY);
 	}
 	forward_start(c);
@@ -314,7 +394,7 @@ backend_attach(struct conn *c, int fd, enum conn_state state)
 static void
 backend_connect(struct conn *c)
 {
-	const struct addr *backend = &c->pre.route->backend;
+	const struct addr *backend = &c->pre.route->backends.m[c->member].addr;
 	int one = 1;
 	int fd;
 
@@ -414,11 +494,22 @@ backend_start(struct conn *c)
 		if (follow_early_bytes(c) < 0)
 			return;
 	}
+	c->tried = 0;
+	c->served = 0;
+	if (member_next(c) < 0) {
+		/* Cannot be: a route has a member, and none was tried yet. */
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_WARNING,
+		    "route has no backend");
+		return;
+	}
 	if (c->following && !c->pre.route->pool_off) {
-		fd = bpool_take(&c->w->backends, &c->pre.route->backend,
+		fd = bpool_take(&c->w->backends,
+		    &c->pre.route->backends.m[c->member].addr,
 		    backend_pool_client(c, &client));
 		stat_add(fd >= 0 ? &c->w->stats.pool_hits :
 		    &c->w->stats.pool_misses, 1);
+		stat_add(fd >= 0 ? &c->rstats->pool_hits :
+		    &c->rstats->pool_misses, 1);
 	}
 	if (fd < 0) {
 		backend_connect(c);
@@ -428,6 +519,8 @@ backend_start(struct conn *c)
 		close(fd);
 		return;
 	}
+	/* A pooled connection is a connect to its member that succeeded. */
+	backend_served(c, -1);
 	c->unanswered = 1;
 	backend_attach(c, fd, CONN_REPLAY);
 	replay_write(c);

@@ -94,10 +94,10 @@ fault_start(struct conn *c, enum conn_outcome outcome, enum nmf_fault fault,
 	c->outcome = outcome;
 	c->fault_sent = fault;
 	stat_add(&c->w->stats.faults[fault], 1);
-	/* Every EndpointUnavailable is a backend that could not be reached:
-	 * refused, unreachable, or silent past connect_timeout. */
-	if (fault == NMF_FAULT_ENDPOINT_UNAVAILABLE)
-		stat_add(&c->w->stats.connect_failures, 1);
+	/* An EndpointUnavailable is a route none of whose members could be
+	 * reached (each failed connect is counted by backend_fail). */
+	if (fault == NMF_FAULT_ENDPOINT_UNAVAILABLE && c->rstats != NULL)
+		stat_add(&c->rstats->unavailable, 1);
 	stop_watchers(c);
 	close_backend(c);
 	conn_set_state(c, CONN_FAULTING);

@@ -104,6 +104,11 @@ void preamble_parse(struct conn *c);
 
 /* ---- conn_backend.c */
 void backend_start(struct conn *c);   /* the preamble is complete: dial */
+/* The member dialled failed (why): the next one, or EndpointUnavailable
+ * once every member failed. */
+void backend_fail(struct conn *c, const char *why);
+void backend_let_go(struct conn *c);  /* the session leaves its member */
+const char *backend_member_text(const struct conn *c); /* NULL: none yet */
 void backend_redial(struct conn *c, const char *why);
 int backend_answered(struct conn *c); /* 1 bytes wait, 0 not yet, -1 redialled */
 void backend_client_spoke(struct conn *c); /* before reading the service */

@@ -126,7 +126,8 @@ session_end(struct conn *c, int ended_by_service)
 	stop_watchers(c);
 	c->backend_fd = -1;
 	if (c->down.held == 0 && !ended_by_service && !c->pre.route->pool_off)
-		kept = bpool_put(&w->backends, &c->pre.route->backend,
+		kept = bpool_put(&w->backends,
+		    &c->pre.route->backends.m[c->member].addr,
 		    backend_pool_client(c, &client), fd);
 	else
 		close(fd);
@@ -372,6 +373,7 @@ void
 conn_session_begin(struct conn *c)
 {
 	c->in_session = 1;
+	c->member = -1;
 	c->session_start = ev_time();
 	c->route_time = -1;
 }
@@ -387,7 +389,6 @@ conn_session_routed(struct conn *c)
 	stat_add(&w->stats.sessions, 1);
 	stat_observe(&w->stats.route_seconds, c->route_time);
 	c->rstats = route_stats_get(&w->route_stats, c->pre.route->stats_slot);
-	stat_add(&c->rstats->sessions, 1);
 	stat_add(&c->rstats->active, 1);
 	c->up_counted = c->down_counted = 0;
 	if (!access_enabled() || c->pre.via_len == 0)
@@ -404,6 +405,7 @@ conn_session_record(struct conn *c, enum conn_outcome outcome)
 {
 	struct access_rec r;
 
+	backend_let_go(c);
 	if (!c->in_session)
 		return;
 	c->in_session = 0;
@@ -430,7 +432,7 @@ conn_session_record(struct conn *c, enum conn_outcome outcome)
 	}
 	r.route = c->pre.route != NULL ? c->pre.route->name : NULL;
 	r.backend = c->pre.route != NULL && c->route_time >= 0 ?
-	    c->pre.route->backend_text : NULL;
+	    backend_member_text(c) : NULL;
 	r.outcome = conn_outcome_name(outcome);
 	r.fault = outcome == OUTCOME_FAULTED || outcome == OUTCOME_DENIED ?
 	    nmf_fault_name(c->fault_sent) : NULL;

@@ -133,7 +133,7 @@ generation_policy_changed(const struct route *r, const struct generation *next)
 	const struct route *n = same_route(r, next);
 
 	if (n != NULL)
-		return !addr_equal(&n->backend, &r->backend) ||
+		return !backend_list_equal(&n->backends, &r->backends) ||
 		    !same_tls(n->tls_ctx, r->tls_ctx);
 	return 1;
 }

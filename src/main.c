@@ -521,6 +521,7 @@ main(int argc, char **argv)
 	if (d.pidfile_written)
 		pidfile_remove(d.gen->cfg->pidfile);
 	stats_route_names_free();
+	backend_registry_free();
 	access_close();
 	log_close();
 	generation_unref(d.gen);

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "config.h"
 #include "conn.h"
 #include "procstat.h"
 
@@ -130,29 +132,28 @@ out_process(struct out *o)
 	    "since unix epoch in seconds.", ps.start_time);
 }
 
+/* One histogram's samples: hs[0..nh-1] summed, each line with labels
+ * ("" or 'k="v",'), already escaped. */
 static void
-out_hist(struct out *o, const struct metrics_view *v, size_t off,
-    const char *name, const char *help)
+out_hist_samples(struct out *o, const struct stat_hist *const *hs, unsigned nh,
+    const char *name, const char *labels)
 {
 	uint64_t cumulative = 0, count = 0, sum_ns = 0;
+	size_t ll = strlen(labels);
 
-	out_head(o, name, "histogram", help);
 	for (unsigned b = 0; b <= STAT_HIST_BUCKETS; b++) {
 		uint64_t n = 0;
 
-		for (unsigned i = 0; i < v->nworkers; i++) {
-			const struct stat_hist *h = (const void *)
-			    ((const char *)&v->workers[i].stats + off);
-
-			n += stat_read(&h->bucket[b]);
+		for (unsigned i = 0; i < nh; i++) {
+			n += stat_read(&hs[i]->bucket[b]);
 			if (b == 0) {
-				count += stat_read(&h->count);
-				sum_ns += stat_read(&h->sum_ns);
+				count += stat_read(&hs[i]->count);
+				sum_ns += stat_read(&hs[i]->sum_ns);
 			}
 		}
 		cumulative += n;
 		if (b < STAT_HIST_BUCKETS)
-			out_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name,
+			out_printf(o, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels,
 			    stat_hist_bounds[b], (unsigned long long)cumulative);
 	}
 	/* Counted apart from the buckets, so a scrape that races an
@@ -160,23 +161,128 @@ out_hist(struct out *o, const struct metrics_view *v, size_t off,
 	 * larger, which the format requires. */
 	if (count < cumulative)
 		count = cumulative;
-	out_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n",
-	    name, (unsigned long long)count, name, (double)sum_ns / 1e9, name,
+	/* The labels without their trailing comma, in braces, or nothing. */
+	out_printf(o, "%s_bucket{%sle=\"+Inf\"} %llu\n"
+	    "%s_sum%s%.*s%s %.9f\n%s_count%s%.*s%s %llu\n",
+	    name, labels, (unsigned long long)count,
+	    name, ll ? "{" : "", (int)(ll ? ll - 1 : 0), labels, ll ? "}" : "",
+	    (double)sum_ns / 1e9,
+	    name, ll ? "{" : "", (int)(ll ? ll - 1 : 0), labels, ll ? "}" : "",
 	    (unsigned long long)count);
+}
+
+static void
+out_hist(struct out *o, const struct metrics_view *v, size_t off,
+    const char *name, const char *help)
+{
+	const struct stat_hist *hs[CONFIG_MAX_WORKERS];
+
+	out_head(o, name, "histogram", help);
+	for (unsigned i = 0; i < v->nworkers; i++)
+		hs[i] = (const void *)((const char *)&v->workers[i].stats + off);
+	out_hist_samples(o, hs, v->nworkers, name, "");
+}
+
+/* ------------------------------------------------ per route and member */
+
+/* The labels of a member's samples, escaped: route="...",backend="...", */
+static char *
+backend_labels(const struct backend_health *h)
+{
+	struct out l = { 0 };
+
+	out_printf(&l, "route=\"");
+	out_label(&l, h->route);
+	out_printf(&l, "\",backend=\"");
+	out_label(&l, h->backend);
+	out_printf(&l, "\",");
+	if (l.failed) {
+		free(l.buf);
+		return NULL;
+	}
+	return l.buf;
+}
+
+struct backend_pass {
+	struct out *o;
+	int which;            /* 0 up, 1 connect failures, 2 connect seconds */
+};
+
+static void
+backend_line(void *arg, const struct backend_health *h)
+{
+	struct backend_pass *bp = arg;
+	const struct stat_hist *hist = &h->connect_seconds;
+	char *labels = backend_labels(h);
+	size_t ll;
+
+	if (labels == NULL) {
+		bp->o->failed = 1;
+		return;
+	}
+	ll = strlen(labels) - 1;   /* without the comma */
+	switch (bp->which) {
+	case 0:
+		out_printf(bp->o, "nettcpd_backend_up{%.*s} %u\n", (int)ll, labels,
+		    !atomic_load_explicit(&h->down, memory_order_relaxed));
+		break;
+	case 1:
+		out_printf(bp->o, "nettcpd_backend_connect_failures_total{%.*s} "
+		    "%llu\n", (int)ll, labels,
+		    (unsigned long long)stat_read(&h->connect_failures));
+		break;
+	default:
+		out_hist_samples(bp->o, &hist, 1,
+		    "nettcpd_backend_connect_duration_seconds", labels);
+		break;
+	}
+	free(labels);
+}
+
+static void
+out_backends(struct out *o)
+{
+	struct backend_pass bp = { .o = o };
+
+	out_head(o, "nettcpd_backend_up", "gauge", "1 while a route's member "
+	    "takes sessions, 0 while it is skipped (fail_threshold connects "
+	    "in a row failed) or checked down.");
+	backend_each(backend_line, &bp);
+	bp.which = 1;
+	out_head(o, "nettcpd_backend_connect_failures_total", "counter",
+	    "Connects to a route's member that failed or timed out (the next "
+	    "member was tried).");
+	backend_each(backend_line, &bp);
+	bp.which = 2;
+	out_head(o, "nettcpd_backend_connect_duration_seconds", "histogram",
+	    "From connect() to the first preamble byte sent on a new "
+	    "connection to a route's member.");
+	backend_each(backend_line, &bp);
 }
 
 /* The per-route families, one route name (slot) at a time. */
 struct route_pass {
 	struct out *o;
 	const struct metrics_view *v;
-	int which;            /* 0 sessions, 1 active, 2 bytes, 3 denied */
+	int which;            /* 0 sessions, 1 active, 2 bytes, 3 unavailable, */
+	                      /* 4 pool hits, 5 pool misses, 6 denied */
 };
+
+/* One sample of a per-route counter. */
+static void
+route_sample(struct out *o, const char *family, const char *name, uint64_t n)
+{
+	out_printf(o, "%s{route=\"", family);
+	out_label(o, name);
+	out_printf(o, "\"} %llu\n", (unsigned long long)n);
+}
 
 static void
 route_line(void *arg, unsigned slot, const char *name)
 {
 	struct route_pass *rp = arg;
-	uint64_t sessions = 0, active = 0, up = 0, down = 0, denied = 0;
+	uint64_t sessions = 0, active = 0, up = 0, down = 0, unavailable = 0;
+	uint64_t hits = 0, misses = 0, denied = 0;
 
 	for (unsigned i = 0; i < rp->v->nworkers; i++) {
 		const struct route_stats *rs =
@@ -189,8 +295,21 @@ route_line(void *arg, unsigned slot, const char *name)
 		up += stat_read(&rs->bytes_up);
 		down += stat_read(&rs->bytes_down);
 		denied += stat_read(&rs->denied);
+		unavailable += stat_read(&rs->unavailable);
+		hits += stat_read(&rs->pool_hits);
+		misses += stat_read(&rs->pool_misses);
 	}
 	switch (rp->which) {
+	case 3:
+		route_sample(rp->o, "nettcpd_route_unavailable_total", name,
+		    unavailable);
+		return;
+	case 4:
+		route_sample(rp->o, "nettcpd_route_pool_hits_total", name, hits);
+		return;
+	case 5:
+		route_sample(rp->o, "nettcpd_route_pool_misses_total", name, misses);
+		return;
 	case 0:
 		out_printf(rp->o, "nettcpd_route_sessions_total{route=\"");
 		out_label(rp->o, name);
@@ -201,11 +320,9 @@ route_line(void *arg, unsigned slot, const char *name)
 		out_label(rp->o, name);
 		out_printf(rp->o, "\"} %llu\n", (unsigned long long)active);
 		break;
-	case 3:
-		out_printf(rp->o, "nettcpd_route_denied_total{route=\"");
-		out_label(rp->o, name);
-		out_printf(rp->o, "\"} %llu\n", (unsigned long long)denied);
-		break;
+	case 6:
+		route_sample(rp->o, "nettcpd_route_denied_total", name, denied);
+		return;
 	default:
 		out_printf(rp->o, "nettcpd_route_bytes_total{route=\"");
 		out_label(rp->o, name);
@@ -234,7 +351,8 @@ out_routes(struct out *o, const struct metrics_view *v)
 	struct route_pass rp = { .o = o, .v = v };
 
 	out_head(o, "nettcpd_route_sessions_total", "counter",
-	    "Sessions routed, by route (a route's counts live on across reloads).");
+	    "Sessions a member of the route served, by route (a route's counts "
+	    "live on across reloads).");
 	stats_route_names(route_line, &rp);
 	rp.which = 1;
 	out_head(o, "nettcpd_route_sessions_active", "gauge",
@@ -245,6 +363,19 @@ out_routes(struct out *o, const struct metrics_view *v)
 	    "Bytes forwarded, by route; up: client to service.");
 	stats_route_names(route_line, &rp);
 	rp.which = 3;
+	out_head(o, "nettcpd_route_unavailable_total", "counter",
+	    "Sessions refused with EndpointUnavailable: every member of the "
+	    "route failed.");
+	stats_route_names(route_line, &rp);
+	rp.which = 4;
+	out_head(o, "nettcpd_route_pool_hits_total", "counter", "Followed "
+	    "sessions of the route that took a pooled backend connection.");
+	stats_route_names(route_line, &rp);
+	rp.which = 5;
+	out_head(o, "nettcpd_route_pool_misses_total", "counter", "Followed "
+	    "sessions of the route that found none pooled and dialled.");
+	stats_route_names(route_line, &rp);
+	rp.which = 6;
 	out_head(o, "nettcpd_route_denied_total", "counter",
 	    "Clients refused at a Via of the route by its allow and deny, or "
 	    "by [global]'s.");
@@ -305,13 +436,7 @@ metrics_format(const struct metrics_view *v, size_t *len)
 		    (unsigned long long)sum(v, offsetof(struct worker_stats,
 		    preamble_errors) + i * sizeof(stat_t)));
 
-	out_counter(&o, "nettcpd_backend_connect_failures_total", "Backend "
-	    "connections that failed or timed out (each sent EndpointUnavailable).",
-	    SUM(v, connect_failures));
-	out_hist(&o, v, offsetof(struct worker_stats, connect_seconds),
-	    "nettcpd_backend_connect_duration_seconds",
-	    "From connect() to the first preamble byte sent on a new backend "
-	    "connection.");
+	out_backends(&o);
 	out_hist(&o, v, offsetof(struct worker_stats, route_seconds),
 	    "nettcpd_route_duration_seconds",
 	    "From a session's first byte (or the accept) to its route.");

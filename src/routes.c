@@ -125,6 +125,7 @@ route_free(struct route *r)
 		return;
 	free(r->name);
 	free(r->backend_text);
+	backend_list_free(&r->backends);
 	SSL_CTX_free(r->tls_ctx);
 	acl_free(r->acl.deny);
 	acl_free(r->acl.allow);
@@ -170,9 +171,9 @@ routes_add_route(struct route_table *t, const char *name,
 		goto fail;
 	r->name = strdup(name);
 	r->backend_text = strdup(backend_text);
-	if (!r->name || !r->backend_text)
+	if (!r->name || !r->backend_text ||
+	    backend_list_single(&r->backends, backend, backend_text) < 0)
 		goto fail;
-	r->backend = *backend;
 	t->routes[t->nroutes] = r;
 	return (int)t->nroutes++;
 
@@ -189,6 +190,16 @@ routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx)
 	SSL_CTX_up_ref(ctx);
 	SSL_CTX_free(r->tls_ctx);
 	r->tls_ctx = ctx;
+}
+
+void
+routes_set_backends(struct route_table *t, int ri, struct backend_list *l)
+{
+	struct route *r = t->routes[ri];
+
+	backend_list_free(&r->backends);
+	r->backends = *l;
+	memset(l, 0, sizeof(*l));
 }
 
 void

@@ -24,12 +24,13 @@
 
 #include "acl.h"
 #include "addr.h"
+#include "backend.h"
 #include "via.h"
 
 /* One route: a named backend, reached by one or more prefixes. */
 struct route {
 	char *name;                /* the config section */
-	struct addr backend;
+	struct backend_list backends; /* its members, their balance and health */
 	char *backend_text;        /* as written in the config, for logs */
 	SSL_CTX *tls_ctx;          /* terminate the ssl-tls upgrade; NULL: pass it through */
 	uint32_t stats_slot;       /* its counters (stats.h), by name */
@@ -47,14 +48,17 @@ struct route_table;
 struct route_table *routes_new(void);
 
 /*
- * Add a route (copied; the table owns the copy) and return its index, or -1
- * on allocation failure.
+ * Add a route (copied; the table owns the copy), with backend its one
+ * member, and return its index, or -1 on allocation failure.
  */
 int routes_add_route(struct route_table *t, const char *name,
     const struct addr *backend, const char *backend_text);
 
 /* Make route ri terminate TLS with ctx (the table takes its own reference). */
 void routes_set_tls(struct route_table *t, int ri, SSL_CTX *ctx);
+
+/* Give route ri the members of l (moved: l is left empty). */
+void routes_set_backends(struct route_table *t, int ri, struct backend_list *l);
 
 /* pool = off for route ri: its sessions neither take nor leave pooled
  * backend connections. */

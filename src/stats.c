@@ -16,18 +16,36 @@ const double stat_hist_bounds[STAT_HIST_BUCKETS] = {
 	0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 10.0,
 };
 
-void
-stat_observe(struct stat_hist *h, double seconds)
+static unsigned
+bucket_of(double seconds)
 {
 	unsigned i = 0;
 
-	if (seconds < 0)
-		seconds = 0;
 	while (i < STAT_HIST_BUCKETS && seconds > stat_hist_bounds[i])
 		i++;
-	stat_add(&h->bucket[i], 1);
+	return i;
+}
+
+void
+stat_observe(struct stat_hist *h, double seconds)
+{
+	if (seconds < 0)
+		seconds = 0;
+	stat_add(&h->bucket[bucket_of(seconds)], 1);
 	stat_add(&h->sum_ns, (uint64_t)(seconds * 1e9));
 	stat_add(&h->count, 1);
+}
+
+void
+stat_observe_shared(struct stat_hist *h, double seconds)
+{
+	if (seconds < 0)
+		seconds = 0;
+	atomic_fetch_add_explicit(&h->bucket[bucket_of(seconds)], 1,
+	    memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_ns, (uint64_t)(seconds * 1e9),
+	    memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 }
 
 const char *
@@ -193,10 +211,13 @@ stats_bind_routes(struct route_table *t)
 {
 	double *not_after = calloc(routes_count(t) + 1, sizeof(*not_after));
 
+	backend_epoch();
 	for (size_t i = 0; i < routes_count(t); i++) {
 		const struct route *r = routes_get(t, i);
 
 		routes_set_stats_slot(t, i, stats_route_slot(r->name));
+		/* Without its record a member is always up and not counted. */
+		(void)backend_bind(&r->backends, r->name);
 		if (not_after != NULL && r->tls_ctx != NULL)
 			not_after[i] = tls_ctx_not_after(r->tls_ctx);
 	}

@@ -49,6 +49,8 @@ struct stat_hist {
 };
 
 void stat_observe(struct stat_hist *h, double seconds);
+/* The same for a histogram that several threads write (backend.h's). */
+void stat_observe_shared(struct stat_hist *h, double seconds);
 
 /* How a connection ended, as conn.h's enum conn_outcome counts them. */
 #define STAT_OUTCOMES 9
@@ -80,18 +82,18 @@ struct worker_stats {
 	stat_t faults[NMF_FAULT_COUNT];     /* Fault records sent, by fault */
 	stat_t preamble_errors[PREAMBLE_ERR_COUNT];
 	stat_t sessions;                    /* routed */
-	stat_t connect_failures;            /* backend: refused, timed out, ... */
 	stat_t pool_hits, pool_misses;      /* followed sessions: pooled or new */
 	stat_t pool_redials;                /* a pooled one was dead: dialled anew */
 	stat_t tls_handshakes, tls_failures;
 	stat_t pipes;                       /* pipes held by connections (gauge) */
-	struct stat_hist connect_seconds;   /* backend connect to established */
 	struct stat_hist route_seconds;     /* session start to its route */
 };
 
 /* One route's counts in one worker. */
 struct route_stats {
-	stat_t sessions;
+	stat_t sessions;                    /* a backend served */
+	stat_t unavailable;                 /* every member failed */
+	stat_t pool_hits, pool_misses;      /* followed sessions */
 	stat_t denied;                      /* clients its rules or [global]'s */
 	                                    /* refused at its Via */
 	stat_t active;                      /* sessions under way (gauge) */

@@ -9,7 +9,8 @@
 #              behind relay E (t/interop/wcf_session_relay.py) on RE; F likewise: /RelayF, PF, RF
 #   service G  Mono WCF, endpoint address net.tcp://localhost:PUB/SecureG, listenUri :PG,
 #              behind relay G on RG; H likewise: /SecureH, PH, RH
-#   nettcpd    listens on PUB; /Calculator -> PA, /Echo -> PB, anything else -> EndpointNotFound;
+#   nettcpd    listens on PUB; /Calculator -> PZ (down), then PA (backend list, balance = first),
+#              /Echo -> PB, anything else -> EndpointNotFound;
 #              /Secure -> PC with tls = terminate (nettcpd runs the TLS upgrade itself);
 #              /Relayed -> P2 with tls = passthrough (the upgrade goes to the backend untouched);
 #              /RelayE -> RE, /RelayF -> RF;
@@ -207,10 +208,11 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
         echo "${out[@]}"
     fi
 }
-read -r PUB PA PB PC PD P2 PE PF RE RF PG PH RG RH < <(free_ports 14)
-if [ -z "${RH:-}" ]; then fail "could not pick free ports"; finish; fi
+read -r PUB PA PB PC PD P2 PE PF RE RF PG PH RG RH PZ < <(free_ports 15)
+if [ -z "${PZ:-}" ]; then fail "could not pick free ports"; finish; fi
 echo "ports: nettcpd $PUB, service A $PA, B $PB, C $PC, D $PD, nettcpd #2 $P2," \
-    "service E $PE, F $PF, relay E $RE, F $RF, service G $PG, H $PH, relay G $RG, H $RH"
+    "service E $PE, F $PF, relay E $RE, F $RF, service G $PG, H $PH, relay G $RG, H $RH," \
+    "a member nobody serves $PZ"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -279,7 +281,9 @@ log_level = debug
 
 [calculator]
 via = net.tcp://+/Calculator
-backend = 127.0.0.1:$PA
+; the first member is down: a call fails over to A, unseen by the client
+backend = 127.0.0.1:$PZ, 127.0.0.1:$PA
+balance = first
 
 [echo]
 via = net.tcp://+/Echo
@@ -524,6 +528,12 @@ check_tls_reuse() {
 if [ "$HAVE_DOTNET" = yes ]; then
     NET=(dotnet "$BUILD/dotnet/InteropClient.dll")
     run_client dotnet-calculator "${NET[@]}" --address "$URL/Calculator" --expect-name A --calls 2
+    if grep -qF "backend 127.0.0.1:$PZ: connect: Connection refused; trying the next member, 127.0.0.1:$PA" \
+        "$TMP/nettcpd.log"; then
+        pass "the .NET client's call failed over from a member that is down to A"
+    else
+        fail "no failover from the member that is down ($PZ) to A in the nettcpd log"
+    fi
     run_client dotnet-echo "${NET[@]}" --address "$URL/Echo/Deep" --expect-name B --calls 5 --size 1048576
     run_client dotnet-nowhere "${NET[@]}" --address "$URL/Nowhere" --expect-endpoint-not-found
     if [ "$HAVE_TLS" = yes ]; then

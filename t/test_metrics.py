@@ -168,6 +168,11 @@ def test_known_load_moves_each_metric_by_what_it_did():
     def dl(name, **labels):
         return delta(before, after, name, **labels)
 
+    def dall(name):
+        """The change of name summed over all its labels."""
+        return sum(val for (n, _), val in after.items() if n == name) - \
+            sum(val for (n, _), val in before.items() if n == name)
+
     assert dl("nettcpd_connections_accepted_total") == connections
     finished = {o: dl("nettcpd_connections_finished_total", outcome=o)
                 for o in ("closed", "faulted", "timeout", "malformed", "reset",
@@ -185,11 +190,15 @@ def test_known_load_moves_each_metric_by_what_it_did():
         if o != "closed":
             assert sum(r["outcome"] == o for r in recs) == finished[o], (o, recs)
     assert v(after, "nettcpd_connections_active") == 0
-    # routed: 5 to a, 1 to dead, 2 to secure (each upgrade routes first)
+    # routed: 5 to a, 1 to dead, 2 to secure (each upgrade routes first);
+    # served by a backend: a's 5 and the one TLS session whose handshake
+    # was done, while dead's is counted apart, as EndpointUnavailable
     assert dl("nettcpd_sessions_total") == 8
     assert dl("nettcpd_route_sessions_total", route="a") == 5
-    assert dl("nettcpd_route_sessions_total", route="dead") == 1
-    assert dl("nettcpd_route_sessions_total", route="secure") == 2
+    assert dl("nettcpd_route_sessions_total", route="dead") == 0
+    assert dl("nettcpd_route_sessions_total", route="secure") == 1
+    assert dl("nettcpd_route_unavailable_total", route="dead") == 1
+    assert dl("nettcpd_route_unavailable_total", route="a") == 0
     for r in ("a", "dead", "secure"):
         assert v(after, "nettcpd_route_sessions_active", route=r) == 0
     a_up = sum(r["bytes_up"] for r in recs if r["route"] == "a")
@@ -200,7 +209,10 @@ def test_known_load_moves_each_metric_by_what_it_did():
     assert dl("nettcpd_faults_total", fault="EndpointNotFound") == 2
     assert dl("nettcpd_faults_total", fault="EndpointUnavailable") == 1
     assert dl("nettcpd_faults_total", fault="UnsupportedVersion") == 1
-    assert dl("nettcpd_backend_connect_failures_total") == 1
+    # by route and member: the one failed connect is dead's
+    assert dall("nettcpd_backend_connect_failures_total") == 1
+    assert dl("nettcpd_backend_connect_failures_total", route="dead",
+              backend=dead) == 1
     assert dl("nettcpd_preamble_errors_total", kind="record_type") == 1
     assert dl("nettcpd_preamble_errors_total", kind="version") == 1
     assert dl("nettcpd_preamble_errors_total", kind="timeout") == 1
@@ -209,11 +221,17 @@ def test_known_load_moves_each_metric_by_what_it_did():
     assert dl("nettcpd_backend_pool_misses_total") == 2
     assert dl("nettcpd_backend_pool_hits_total") == 5
     assert dl("nettcpd_backend_pool_redials_total") == 0
+    assert dl("nettcpd_route_pool_misses_total", route="a") == 1
+    assert dl("nettcpd_route_pool_hits_total", route="a") == 4
+    assert dl("nettcpd_route_pool_misses_total", route="dead") == 1
+    assert dl("nettcpd_route_pool_hits_total", route="secure") == 1
     # a latency for the one backend connection made (dead's failed), and a
     # route time per session
-    assert dl("nettcpd_backend_connect_duration_seconds_count") == 1
-    assert dl("nettcpd_backend_connect_duration_seconds_bucket", le="+Inf") == 1
-    assert 0 < dl("nettcpd_backend_connect_duration_seconds_sum") < 2
+    assert dall("nettcpd_backend_connect_duration_seconds_count") == 1
+    assert dl("nettcpd_backend_connect_duration_seconds_bucket", route="a",
+              backend=a.addr, le="+Inf") == 1
+    assert 0 < dl("nettcpd_backend_connect_duration_seconds_sum", route="a",
+                  backend=a.addr) < 2
     assert dl("nettcpd_route_duration_seconds_count") == 8
     assert dl("nettcpd_tls_handshakes_total") == 1
     assert dl("nettcpd_tls_handshake_failures_total") == 1

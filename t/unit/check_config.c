@@ -226,11 +226,11 @@ START_TEST(test_full_config)
 	r = routes_get(cfg->routes, 0);
 	ck_assert_str_eq(r->name, "calculator");
 	ck_assert_str_eq(r->backend_text, "127.0.0.1:9001");
-	ck_assert_str_eq(fmt(&r->backend), "127.0.0.1:9001");
+	ck_assert_str_eq(fmt(&r->backends.m[0].addr), "127.0.0.1:9001");
 	r = routes_get(cfg->routes, 1);
 	ck_assert_str_eq(r->name, "orders");
 	ck_assert_str_eq(r->backend_text, "[::1]:9002");
-	ck_assert_str_eq(fmt(&r->backend), "[::1]:9002");
+	ck_assert_str_eq(fmt(&r->backends.m[0].addr), "[::1]:9002");
 	config_free(cfg);
 }
 END_TEST
@@ -963,29 +963,54 @@ END_TEST
 
 START_TEST(test_line_too_long)
 {
-	char text[1024], pad[256];
+	size_t cap = 3 * CONFIG_MAX_LINE;
+	char *text = malloc(cap), *pad = malloc(CONFIG_MAX_LINE + 2);
 	struct config *cfg;
+	const struct route *r;
 
-	/* 199 characters is the longest line */
-	memset(pad, 'x', sizeof(pad));
-	pad[199 - 1] = '\0';
-	snprintf(text, sizeof(text), "[global]\n;%s\nforward = copy\n", pad);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_nonnull(pad);
+	/* CONFIG_MAX_LINE characters is the longest line, past inih's own
+	 * buffer: a comment, and a key whose value is cut as inih cuts one
+	 * (the ';' after a space begins a comment, ':' separates too) */
+	memset(pad, 'x', CONFIG_MAX_LINE + 1);
+	pad[CONFIG_MAX_LINE - 1] = '\0';
+	snprintf(text, cap, "[global]\n;%s\nforward = copy\n[a]\n"
+	    "via: net.tcp://+/%.*s ; %s\nbackend = 127.0.0.1:9001\n", pad,
+	    2000, pad, pad + 3000);
 	cfg = load_ok(text);
 	ck_assert_int_eq(cfg->forward, FORWARD_COPY);
+	ck_assert_uint_eq(routes_count(cfg->routes), 1);
+	r = routes_get(cfg->routes, 0);
+	ck_assert_uint_eq(routes_nprefixes(cfg->routes), 1);
+	{
+		struct route_prefix rp;
+
+		routes_prefix(cfg->routes, 0, &rp);
+		ck_assert_uint_eq(strlen(rp.path), 1 + 2000); /* "/xx..." */
+	}
+	ck_assert_str_eq(r->name, "a");
 	config_free(cfg);
 
 	/* one more is refused, and nothing of the line is read as keys */
-	pad[199 - 1] = 'x';
-	pad[200 - 1] = '\0';
-	snprintf(text, sizeof(text),
+	pad[CONFIG_MAX_LINE - 1] = 'x';
+	pad[CONFIG_MAX_LINE] = '\0';
+	snprintf(text, cap,
 	    "[global]\n;%s\nforward = copy\n[a]\nvia = net.tcp://+/%s\n"
 	    "backend = 127.0.0.1:9001\nlog = file\n", pad, pad);
 	load_bad(text);
-	ck_error(2, "line too long", "at most 199 characters");
+	ck_error(2, "line too long", "at most 8192 characters");
 	ck_error(5, "line too long");
 	ck_error(4, "[a]", "no via");
 	ck_error(7, "unknown key", "'log'");
 	ck_assert_int_eq(error_count(), 4);
+
+	/* a long line with no key inih would find is a syntax error */
+	snprintf(text, cap, "[global]\n%.*s\n", 500, pad);
+	load_bad(text);
+	ck_error(2, "syntax error");
+	free(text);
+	free(pad);
 }
 END_TEST
 
@@ -1241,14 +1266,14 @@ START_TEST(test_backend_localhost)
 	struct config *cfg = load_ok(
 	    "[a]\nvia = net.tcp://+/a\nbackend = localhost:9001\n");
 	const struct route *r = routes_get(cfg->routes, 0);
-	const struct sockaddr *sa = (const struct sockaddr *)&r->backend.ss;
+	const struct sockaddr *sa = (const struct sockaddr *)&r->backends.m[0].addr.ss;
 
 	ck_assert_str_eq(r->backend_text, "localhost:9001");
 	ck_assert_uint_eq(addr_port(sa), 9001);
 	if (sa->sa_family == AF_INET)
-		ck_assert_str_eq(fmt(&r->backend), "127.0.0.1:9001");
+		ck_assert_str_eq(fmt(&r->backends.m[0].addr), "127.0.0.1:9001");
 	else
-		ck_assert_str_eq(fmt(&r->backend), "[::1]:9001");
+		ck_assert_str_eq(fmt(&r->backends.m[0].addr), "[::1]:9001");
 	config_free(cfg);
 }
 END_TEST
@@ -1273,7 +1298,7 @@ START_TEST(test_routes_lookup)
 	r = lookup(cfg, "net.tcp://server:808/Calculator/Service.svc", 808);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_str_eq(r->name, "calculator");
-	ck_assert_uint_eq(addr_port((const struct sockaddr *)&r->backend.ss),
+	ck_assert_uint_eq(addr_port((const struct sockaddr *)&r->backends.m[0].addr.ss),
 	    9001);
 	r = lookup(cfg, "net.tcp://server/CALC2", 808);
 	ck_assert_ptr_nonnull(r);

@@ -181,6 +181,42 @@ START_TEST(test_refused_by_the_next_rules)
 	ck_assert_int_eq(generation_refuses(b, next, ipv4("11.0.0.1")), 0);
 	ck_assert_int_eq(generation_refuses(b, next, ipv4("10.0.0.9")), 1);
 	generation_unref(next);
+}
+END_TEST
+
+/* A backend list is policy for a pinned stream: its members, their order,
+ * weights and backups; not how they are written, nor the balance or the
+ * health settings. */
+START_TEST(test_policy_change_by_backend_list)
+{
+	static const struct {
+		const char *keys;
+		int changed;
+	} next_keys[] = {
+		{ "backend = 127.0.0.1:2,127.0.0.1:3   weight=2", 0 },
+		{ "backend = 127.0.0.1:2, 127.0.0.1:3 weight=2\nbalance = first\n"
+		    "fail_threshold = 1\nfail_timeout = 1s", 0 },
+		{ "backend = 127.0.0.1:2, 127.0.0.1:3", 1 },
+		{ "backend = 127.0.0.1:3 weight=2, 127.0.0.1:2", 1 },
+		{ "backend = 127.0.0.1:2, 127.0.0.1:3 weight=2 backup", 1 },
+		{ "backend = 127.0.0.1:2, 127.0.0.1:3 weight=2, 127.0.0.1:4", 1 },
+		{ "backend = 127.0.0.1:2", 1 },
+	};
+	struct generation *cur = load(BASE "[a]\nvia = net.tcp://+/A\n"
+	    "backend = 127.0.0.1:2, 127.0.0.1:3 weight=2\n", 1);
+	const struct route *a = routes_get(cur->cfg->routes, 0);
+	char text[512];
+
+	for (size_t i = 0; i < sizeof(next_keys) / sizeof(*next_keys); i++) {
+		struct generation *next;
+
+		snprintf(text, sizeof(text), BASE "[a]\nvia = net.tcp://+/A\n%s\n",
+		    next_keys[i].keys);
+		next = load(text, 2);
+		ck_assert_msg(generation_policy_changed(a, next) ==
+		    next_keys[i].changed, "%s", next_keys[i].keys);
+		generation_unref(next);
+	}
 	generation_unref(cur);
 }
 END_TEST
@@ -196,6 +232,7 @@ static Suite *generation_suite(void)
 	tcase_add_test(tc, test_what_a_reload_may_change);
 	tcase_add_test(tc, test_policy_change_by_route);
 	tcase_add_test(tc, test_refused_by_the_next_rules);
+	tcase_add_test(tc, test_policy_change_by_backend_list);
 	suite_add_tcase(s, tc);
 	return s;
 }

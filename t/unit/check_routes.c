@@ -355,8 +355,8 @@ START_TEST(test_routes_kept)
 	ck_assert_ptr_nonnull(r);
 	ck_assert_str_eq(r->name, "svc");
 	ck_assert_str_eq(r->backend_text, "10.0.0.9:9000");
-	ck_assert_uint_eq(r->backend.len, sizeof backend.ss);
-	ck_assert_int_eq(r->backend.ss.ss_family, AF_INET);
+	ck_assert_uint_eq(r->backends.m[0].addr.len, sizeof backend.ss);
+	ck_assert_int_eq(r->backends.m[0].addr.ss.ss_family, AF_INET);
 	ck_assert_ptr_null(routes_get(table, 2));
 }
 END_TEST
