@@ -78,6 +78,9 @@ struct conn {
 	                                          /* source, or the socket's peer */
 	union conn_sockaddr proxy_addr;           /* the balancer that sent that */
 	                                          /* header; AF_UNSPEC: none */
+	union conn_sockaddr client_dst;           /* what the client dialled, that */
+	                                          /* header's destination (the */
+	                                          /* balancer's); AF_UNSPEC: none */
 	struct proxy_parser proxy;                /* CONN_PROXY_HEADER: so far */
 	uint16_t local_port;
 

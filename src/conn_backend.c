@@ -264,14 +264,20 @@ backend_pool_client(const struct conn *c, struct addr *key)
 
 /* The PROXY header for this client into out (PROXY_SEND_MAX bytes): from
  * the client's address to the one it connected to (UNKNOWN, or LOCAL, if
- * the socket cannot say which). */
+ * the socket cannot say which).  Behind a balancer that is the address the
+ * balancer's header names, as HAProxy passes it on, not our listen_proxy
+ * socket, which the client never saw. */
 static size_t
 replay_header(struct conn *c, uint8_t *out)
 {
 	union conn_sockaddr local;
 	socklen_t len = sizeof(local);
-	int known = getsockname(c->client_fd, &local.sa, &len) == 0;
+	int known = 1;
 
+	if (c->client_dst.sa.sa_family != AF_UNSPEC)
+		local = c->client_dst;
+	else
+		known = getsockname(c->client_fd, &local.sa, &len) == 0;
 	return proxy_send_header((enum proxy_send_version)c->pre.route->send_proxy,
 	    &c->client_addr.sa, known ? &local.sa : NULL, out);
 }

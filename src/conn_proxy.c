@@ -68,6 +68,8 @@ proxy_done(struct conn *c, const struct proxy_header *h)
 		memset(&c->client_addr, 0, sizeof(c->client_addr));
 		memcpy(&c->client_addr, &h->src, h->src.ss_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+		memcpy(&c->client_dst, &h->dst, h->dst.ss_family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
 		pending_add(&w->limits->pending, &c->pend, &w->pending,
 		    &c->client_addr.sa);
 	}

@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (NETTCPD, SLOW, Backend, Daemon,  # noqa: E402
-                          complete_preamble, connect, fault_record,
+                          complete_preamble, connect, fault_record, free_port,
                           preamble, recv_exact,
                           recv_until_close, run_tests, sized_envelope,
                           wait_for)
@@ -242,6 +242,27 @@ def test_pooled_connection_serves_only_its_client_address():
         ]
         wait_for(lambda: [bytes(x) for x in b.conns] == want,
                  what="one backend connection per client address and header")
+    b.close()
+
+
+def test_behind_listen_proxy_the_balancers_addresses_pass_on():
+    """On a listen_proxy listener the header sent names the client and the
+    destination of the balancer's header (what the client dialled), not
+    the balancer's connection to nettcpd, as HAProxy passes them on."""
+    b = service()
+    d = Daemon(raw_config="")
+    with open(d.config, "w") as f:
+        f.write(config(f"127.0.0.1:{free_port()}", b.addr, "send_proxy = v1")
+                .replace("listen = ", f"listen_proxy = 127.0.0.1:{d.port}\nlisten = "))
+    with d:
+        client, vip = ("192.0.2.7", 50312), ("198.51.100.1", 808)
+        s = connect(d.port)
+        s.sendall(header_v2(client, vip))
+        session(s, "net.tcp://front/calc", b"one")
+        s.close()
+        want = header_v1(client, vip) + envelope_bytes("net.tcp://front/calc", b"one")
+        wait_for(lambda: [bytes(x) for x in b.conns] == [want],
+                 what="the balancer's client and destination, then the session")
     b.close()
 
 
