@@ -116,14 +116,16 @@ on_shutdown_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* A SIGHUP, or one deferred while the last reload was handed over: stay
- * RELOADING for systemd until the newest file is read. */
+/* A SIGHUP, or (deferred) one that came while the last reload was handed
+ * over: stay RELOADING for systemd until the newest file is read, saying
+ * so once. */
 static void
-hup_reload(struct daemon *d)
+hup_reload(struct daemon *d, int deferred)
 {
 	int status;
 
-	notify_state("RELOADING=1", "reloading %s", d->path);
+	if (!deferred && !d->reload_pending)
+		notify_state("RELOADING=1", "reloading %s", d->path);
 	if ((status = daemon_reload(d)) == 0)
 		notify_state("READY=1", "serving generation %u, %zu %s",
 		    d->gen->number, routes_count(d->gen->cfg->routes),
@@ -138,7 +140,7 @@ on_hup(struct ev_loop *loop, ev_signal *sig, int revents)
 {
 	(void)loop;
 	(void)revents;
-	hup_reload(sig->data);
+	hup_reload(sig->data, 0);
 }
 
 /* A worker took a generation (a SIGHUP deferred meanwhile reloads now),
@@ -152,7 +154,7 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 	daemon_retire_listeners(d);
 	if (d->reload_pending && d->retired == NULL) {
 		d->reload_pending = 0;
-		hup_reload(d);
+		hup_reload(d, 1);
 	}
 	if (!d->draining)
 		return;
