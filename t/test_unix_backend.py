@@ -361,20 +361,20 @@ def test_config_errors_name_file_and_line():
     unix socket where nettcpd listens."""
     long_path = "/" + "p" * 107        # 108 bytes: no room for the NUL
     ok_path = "/" + "p" * 106          # 107 bytes: the longest there is
+    # backend takes a list: the error names the value, then its member
     cases = [
-        ("backend = unix:run/calc.sock", "bad backend 'unix:run/calc.sock': unix "
-         "socket path must be absolute"),
-        ("backend = unix:", "bad backend 'unix:': no path after 'unix:'"),
-        ("backend = unix:@calc", "bad backend 'unix:@calc': abstract unix socket "
-         "names are not supported"),
-        (f"backend = unix:{long_path}", f"bad backend 'unix:{long_path}': unix socket "
-         "path is 108 bytes long, longer than the system's 107"),
+        ("unix:run/calc.sock", "unix socket path must be absolute"),
+        ("unix:", "no path after 'unix:'"),
+        ("unix:@calc", "abstract unix socket names are not supported"),
+        (f"unix:{long_path}", "unix socket path is 108 bytes long, longer than "
+         "the system's 107"),
     ]
-    for line, want in cases:
+    for value, why in cases:
         path, r = nettcpd_check(f"[global]\nlisten = 127.0.0.1:{free_port()}\n\n"
-                                f"[a]\nvia = net.tcp://+/A\n{line}\n")
-        assert r.returncode != 0, (line, r.stdout)
-        assert f"{path}:6: {want}" in r.stderr, (line, r.stderr)
+                                f"[a]\nvia = net.tcp://+/A\nbackend = {value}\n")
+        assert r.returncode != 0, (value, r.stdout)
+        want = f"{path}:6: bad backend '{value}': bad backend member '{value}': {why}"
+        assert want in r.stderr, (want, r.stderr)
     path, r = nettcpd_check(f"[global]\nlisten = 127.0.0.1:{free_port()}\n\n"
                             f"[a]\nvia = net.tcp://+/A\nbackend = unix:{ok_path}\n")
     assert r.returncode == 0, r.stderr
