@@ -25,6 +25,7 @@
  *                    End, the session's end and the wait for the next one,
  *                    its access-log record
  *   conn_fault.c     Fault records, and the half-close and drain after one
+ *   conn_limits.c    max_connections and the preambles max_pending resets
  *   conn_reload.c    what a generation a reload publishes does to the
  *                    connections already open
  *
@@ -58,7 +59,6 @@
 #include "listener.h"
 #include "routes.h"
 
-static void on_client_io(struct ev_loop *loop, ev_io *io, int revents);
 
 const char *
 conn_outcome_name(enum conn_outcome outcome)
@@ -148,67 +148,6 @@ deadline_start(struct conn *c, double seconds)
 	(w)->n++;							\
 } while (0)
 
-/* Accept while the process is below max_connections, or while one of this
- * worker's connections idle between sessions can give way to the newcomer. */
-static void
-accept_limit_update(struct worker *w)
-{
-	struct limits *l = w->limits;
-
-	if (atomic_load(&l->nconns) >= l->max_connections && w->nidle == 0)
-		listeners_pause(w, ACCEPT_PAUSE_LIMIT);
-	else
-		listeners_resume(w, ACCEPT_PAUSE_LIMIT);
-}
-
-void
-conn_limits_changed(struct worker *w)
-{
-	accept_limit_update(w);
-	conn_shed(w);
-}
-
-/* A preamble chosen to give way does (read once first: a whole preamble
- * may be waiting in its socket); returns once it left. */
-static void
-shed_one(struct worker *w, struct conn *c)
-{
-	unsigned before = w->npending;
-
-	on_client_io(w->loop, &c->client_rd, EV_READ);
-	if (w->npending < before)
-		return; /* routed, faulted or closed: no longer pending */
-	conn_finish(c, OUTCOME_EVICTED, CLOSE_RESET, LOG_LEVEL_NOTICE,
-	    "max_pending (%u) reached, oldest preamble reset: its source "
-	    "holds the most", w->limits->max_pending);
-}
-
-/* Shed this worker's preambles chosen to give way, whichever worker chose
- * them; 1 if newcomer (or NULL) was one of them: it may be gone. */
-static int
-shed_chosen(struct worker *w, const struct conn *newcomer)
-{
-	struct pending_entry *e;
-	int took = 0;
-
-	while ((e = pending_next_doomed(&w->limits->pending, &w->pending)) != NULL) {
-		struct conn *c = (struct conn *)((char *)e - offsetof(struct conn, pend));
-
-		if (newcomer != NULL && c == newcomer) {
-			took = 1;
-			newcomer = NULL;
-		}
-		shed_one(w, c);
-	}
-	return took;
-}
-
-void
-conn_shed(struct worker *w)
-{
-	(void)shed_chosen(w, NULL);
-}
-
 static int
 in_preamble(enum conn_state state)
 {
@@ -234,11 +173,11 @@ conn_set_state(struct conn *c, enum conn_state state)
 	if (c->state == CONN_IDLE && state != CONN_IDLE) {
 		LIST_UNLINK(c, w, idle_prev, idle_next, idle_oldest, idle_newest,
 		    nidle);
-		accept_limit_update(w);
+		conn_accept_limit_update(w);
 	} else if (c->state != CONN_IDLE && state == CONN_IDLE) {
 		LIST_APPEND(c, w, idle_prev, idle_next, idle_oldest, idle_newest,
 		    nidle);
-		accept_limit_update(w);
+		conn_accept_limit_update(w);
 	}
 	c->state = state;
 }
@@ -344,7 +283,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	generation_unref(c->gen);
 	free(c);
 
-	accept_limit_update(w);
+	conn_accept_limit_update(w);
 	worker_check_drained(w);
 }
 
@@ -363,8 +302,8 @@ conn_next_session(struct conn *c)
 	conn_session_begin(c);
 }
 
-static void
-on_client_io(struct ev_loop *loop, ev_io *io, int revents)
+void
+conn_on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct conn *c = io->data;
 
@@ -516,7 +455,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 			stat_add(&w->stats.refused, 1);
 			set_linger_reset(fd);
 			close(fd);
-			accept_limit_update(w);
+			conn_accept_limit_update(w);
 			return;
 		}
 		w->keep_slot = 1;
@@ -547,8 +486,8 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	c->tp = &transport_clear;
 	pump_init(&c->up);
 	pump_init(&c->down);
-	ev_io_init(&c->client_rd, on_client_io, fd, EV_READ);
-	ev_io_init(&c->client_wr, on_client_io, fd, EV_WRITE);
+	ev_io_init(&c->client_rd, conn_on_client_io, fd, EV_READ);
+	ev_io_init(&c->client_wr, conn_on_client_io, fd, EV_WRITE);
 	ev_io_init(&c->backend_rd, on_backend_io, -1, EV_READ);
 	ev_io_init(&c->backend_wr, on_backend_io, -1, EV_WRITE);
 	ev_init(&c->deadline, on_deadline);
@@ -567,7 +506,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	deadline_start(c, proxy ? c->gen->cfg->proxy_timeout :
 	    c->gen->cfg->preamble_timeout);
 	conn_wait(c, EV_READ, 0);
-	accept_limit_update(w);
+	conn_accept_limit_update(w);
 	if (proxy && !proxy_admit(c))
 		return; /* not a trusted balancer: reset before any read */
 
@@ -581,7 +520,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	 * whose whole preamble already waits, unread, in its socket.
 	 */
 	limits_over(l, w);
-	if (shed_chosen(w, c))
+	if (conn_shed_chosen(w, c))
 		return; /* the newcomer itself, read once and shed */
 	/* With TCP_DEFER_ACCEPT the preamble is usually here already. */
 	if (proxy)

@@ -98,6 +98,17 @@ void proxy_expired(struct conn *c);   /* proxy_timeout */
 const char *proxy_who(const struct conn *c, const char *peer, char *buf,
     size_t buflen);
 
+/* The client socket's watcher (conn.c): read or write as the state needs. */
+void conn_on_client_io(struct ev_loop *loop, ev_io *io, int revents);
+
+/* ---- conn_limits.c */
+/* Accept while the process is below max_connections, or while one of this
+ * worker's idle connections can give way. */
+void conn_accept_limit_update(struct worker *w);
+/* Shed this worker's preambles chosen to give way at max_pending; 1 if
+ * newcomer (or NULL) was one of them: it may be gone. */
+int conn_shed_chosen(struct worker *w, const struct conn *newcomer);
+
 /* ---- conn_preamble.c */
 void preamble_read(struct conn *c);
 void preamble_parse(struct conn *c);
