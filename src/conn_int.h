@@ -110,6 +110,10 @@ void conn_accept_limit_update(struct worker *w);
 int conn_shed_chosen(struct worker *w, const struct conn *newcomer);
 
 /* ---- conn_preamble.c */
+/* Read what the client sent into the preamble buffer (what: "preamble" or
+ * "PROXY header", for the log): the bytes read (> 0), 0 to wait, or -1
+ * once the connection was closed. */
+ssize_t preamble_recv(struct conn *c, const char *what);
 void preamble_read(struct conn *c);
 void preamble_parse(struct conn *c);
 

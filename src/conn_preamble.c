@@ -44,40 +44,48 @@ preamble_parse(struct conn *c)
 	}
 }
 
-void
-preamble_read(struct conn *c)
+ssize_t
+preamble_recv(struct conn *c, const char *what)
 {
 	ssize_t n;
 
-	if (c->tls_left && tls_after_end(c) <= 0)
-		return;
 	if (c->preamble == NULL && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL) {
 		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING,
 		    "out of memory, reset");
-		return;
+		return -1;
 	}
 	n = recv(c->client_fd, c->preamble + c->preamble_len,
 	    NMF_PREAMBLE_MAX - c->preamble_len, 0);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
-			return;
+			return 0;
 		/* A reset before any byte (a scan, a client dropping its
 		 * pooled connection) is as unremarkable as a FIN. */
 		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET,
 		    c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
-		    "read error in preamble (%s), closed", strerror(errno));
-		return;
+		    "read error in %s (%s), closed", what, strerror(errno));
+		return -1;
 	}
 	if (n == 0) {
-		/* A port probe that sends nothing, or a client closing its
-		 * connection between sessions, is not worth a notice. */
+		/* A port probe that sends nothing, a balancer's TCP check, or
+		 * a client closing its connection between sessions, is not
+		 * worth a notice. */
 		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN,
 		    c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
-		    "end of stream after %zu preamble bytes, closed",
-		    c->preamble_len);
-		return;
+		    "end of stream after %zu %s bytes, closed", c->preamble_len,
+		    what);
+		return -1;
 	}
 	c->preamble_len += (size_t)n;
-	preamble_parse(c);
+	return n;
+}
+
+void
+preamble_read(struct conn *c)
+{
+	if (c->tls_left && tls_after_end(c) <= 0)
+		return;
+	if (preamble_recv(c, "preamble") > 0)
+		preamble_parse(c);
 }
 

@@ -15,7 +15,6 @@
  */
 #include "conn_int.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,33 +87,10 @@ void
 proxy_read(struct conn *c)
 {
 	struct proxy_header h;
-	ssize_t n;
 	int status;
 
-	if (c->preamble == NULL && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL) {
-		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING,
-		    "out of memory, reset");
+	if (preamble_recv(c, "PROXY header") <= 0)
 		return;
-	}
-	n = recv(c->client_fd, c->preamble + c->preamble_len,
-	    NMF_PREAMBLE_MAX - c->preamble_len, 0);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return;
-		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET,
-		    c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
-		    "read error in PROXY header (%s), closed", strerror(errno));
-		return;
-	}
-	if (n == 0) {
-		/* A balancer's TCP check connects and closes: no notice. */
-		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN,
-		    c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
-		    "end of stream after %zu bytes of PROXY header, closed",
-		    c->preamble_len);
-		return;
-	}
-	c->preamble_len += (size_t)n;
 	status = proxy_parse(&c->proxy, c->preamble, c->preamble_len, &h);
 	if (status == PROXY_DONE) {
 		proxy_done(c, &h);
