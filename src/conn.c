@@ -394,7 +394,7 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 		break;
 	case CONN_CONNECTING:
 	case CONN_REPLAY:
-		if (c->unanswered) {
+		if (c->unanswered && c->reused) {
 			backend_redial(c, "took no preamble");
 			break;
 		}
@@ -402,7 +402,7 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 		break;
 	case CONN_FORWARDING:
 		if (c->unanswered) {
-			backend_redial(c, "did not answer the preamble");
+			backend_unanswered_failed(c, "did not answer the preamble");
 			break;
 		}
 		/* Within a millisecond: idle_touch's floor. */

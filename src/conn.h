@@ -110,8 +110,10 @@ struct conn {
 	enum pump_status up_wait, down_wait;      /* clear: what each asked for last */
 	struct nmf_flow up_flow, down_flow;       /* where the session stands */
 	unsigned following : 1;                   /* the session is followed to its End */
-	unsigned unanswered : 1;                  /* pooled backend, silent so far: */
-	                                          /* if it fails, redial and replay */
+	unsigned unanswered : 1;                  /* the service has not answered the */
+	                                          /* preamble: if the connection fails, */
+	                                          /* replay it on another */
+	unsigned reused : 1;                      /* the connection came from the pool */
 	unsigned fin_held : 1;                    /* the service's FIN after the */
 	                                          /* client's End and next preamble: */
 	                                          /* not passed on, the session is over */

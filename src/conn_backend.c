@@ -93,7 +93,7 @@ forward_start(struct conn *c)
 	c->up_wait = c->down_wait = PUMP_WANT_READ;
 	conn_set_state(c, CONN_FORWARDING);
 	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", backend_member_text(c),
-	    c->unanswered ? " on a pooled connection" : "");
+	    c->reused ? " on a pooled connection" : "");
 	if (c->unanswered) {
 		/* Keep the preamble for a redial, and the client's further
 		 * bytes in its socket, until the service answers. */
@@ -197,6 +197,25 @@ replay_holds_session_bytes(const struct conn *c)
 }
 
 /*
+ * A new connection that fails before the service said a word is a member
+ * going away (a restart resets the connections in its accept backlog):
+ * only the preamble went out on it, so the next member is given the same
+ * bytes and the client sees nothing of it.
+ */
+void
+backend_unanswered_failed(struct conn *c, const char *why)
+{
+	if (c->reused) {
+		backend_redial(c, why);
+		return;
+	}
+	pump_release(&c->down, &c->w->pipes);
+	pump_init(&c->down);
+	nmf_flow_init_mode(&c->down_flow, NMF_FLOW_DOWN, c->pre.parser.mode);
+	backend_fail(c, why);
+}
+
+/*
  * Before forwarding the first answer of a pooled connection, look whether
  * it is one: 1 if bytes wait, 0 if nothing yet, -1 if the connection had
  * died or was dirty and was redialled.
@@ -217,6 +236,14 @@ backend_answered(struct conn *c)
 	int asked = replay_holds_session_bytes(c);
 	char why[64];
 
+	/* A new connection's answer is the service's own: the follower reads
+	 * it.  Only a pooled one may hold the last session's stray bytes. */
+	if (n > 0 && !c->reused) {
+		c->unanswered = 0;
+		replay_done(c);
+		idle_start(c);
+		return 1;
+	}
 	if (n > 0 && peek[0] != NMF_REC_PREAMBLE_ACK && peek[0] != NMF_REC_FAULT) {
 		/* Not an answer to this preamble: bytes the service sent after
 		 * the last session's End.  They are nobody's to read. */
@@ -237,7 +264,11 @@ backend_answered(struct conn *c)
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
-	backend_redial(c, n == 0 ? "was closed" : strerror(errno));
+	if (n < 0)
+		backend_unanswered_failed(c, strerror(errno));
+	else
+		backend_unanswered_failed(c, c->reused ? "was closed" :
+		    "closed the connection before answering");
 	return -1;
 }
 
@@ -348,7 +379,7 @@ replay_write(struct conn *c)
 				conn_wait(c, 0, EV_WRITE);
 				return;
 			}
-			if (c->unanswered) {
+			if (c->unanswered && c->reused) {
 				backend_redial(c, strerror(errno));
 				return;
 			}
@@ -406,6 +437,12 @@ backend_connect(struct conn *c)
 
 	if (replay_build(c, 1) < 0)
 		return;
+	/* Until the service answers, a failure is this member's, and the
+	 * next one is given the preamble (backend_unanswered_failed) --
+	 * unless the client's first envelopes went with it: the service may
+	 * have acted on them. */
+	c->reused = 0;
+	c->unanswered = c->following && !replay_holds_session_bytes(c);
 	fd = socket(backend->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_WARNING,
@@ -527,6 +564,7 @@ backend_start(struct conn *c)
 	}
 	/* A pooled connection is a connect to its member that succeeded. */
 	backend_served(c, -1);
+	c->reused = 1;
 	c->unanswered = 1;
 	backend_attach(c, fd, CONN_REPLAY);
 	replay_write(c);

@@ -126,6 +126,9 @@ void backend_let_go(struct conn *c);  /* the session leaves its member */
 const char *backend_member_text(const struct conn *c); /* NULL: none yet */
 void backend_redial(struct conn *c, const char *why);
 int backend_answered(struct conn *c); /* 1 bytes wait, 0 not yet, -1 redialled */
+/* The connection failed before the service answered the preamble: a
+ * pooled one is redialled, a new one fails over to the next member. */
+void backend_unanswered_failed(struct conn *c, const char *why);
 void backend_client_spoke(struct conn *c); /* before reading the service */
 void replay_write(struct conn *c);
 void connect_done(struct conn *c);

@@ -9,6 +9,7 @@ services on loopback that the tests stop and start."""
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -264,6 +265,77 @@ def test_failover_on_timed_out_connect():
         for c in fill:
             c.close()
         hole.close()
+        live.stop()
+
+
+def dropper(how):
+    """A member going away under its clients, as a restart does: it accepts,
+    reads the preamble (or not), then closes (FIN) or resets (RST) without
+    a word.  Returns its socket and the count of connections it dropped."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    dropped = []
+
+    def loop():
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            if how != "at-accept":
+                c.settimeout(5 * SLOW)
+                try:
+                    c.recv(4096)
+                except OSError:
+                    pass
+            if how in ("rst", "at-accept"):
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             struct.pack("ii", 1, 0))
+            c.close()
+            dropped.append(1)
+    threading.Thread(target=loop, daemon=True).start()
+    return s, dropped
+
+
+def test_a_new_connection_dropped_before_the_answer_fails_over():
+    """A member that takes the connection and then closes or resets it
+    before answering the preamble (a restart resets its accept backlog):
+    the preamble goes to the next member and the call succeeds; each drop
+    counts against the member, and the log says it was tried."""
+    for how in ("fin", "rst", "at-accept"):
+        live = Member("live").start()
+        drop, dropped = dropper(how)
+        addr = "127.0.0.1:%d" % drop.getsockname()[1]
+        try:
+            with fleet(f"{addr}, {live.addr}", "balance = first\nfail_threshold = 100") as d:
+                for _ in range(5):
+                    assert call(d.port) == "live", how
+                assert len(dropped) == 5, (how, dropped)
+                d.wait_log(f"backend {addr}: ")
+                assert "trying the next member" in d.log(), d.log()
+        finally:
+            drop.close()
+            live.stop()
+
+
+def test_a_pipelined_envelope_is_never_replayed_to_another_member():
+    """The client's first envelope went with its preamble: the member may
+    have acted on it, so a drop before the answer closes the client's
+    connection as the member closed it, and nothing goes elsewhere."""
+    live = Member("live").start()
+    drop, dropped = dropper("fin")
+    addr = "127.0.0.1:%d" % drop.getsockname()[1]
+    try:
+        with fleet(f"{addr}, {live.addr}", "balance = first") as d:
+            s = d.connect()
+            s.sendall(preamble(VIA) + b"\x06\x01x")
+            out, _ = recv_until_close(s)
+            s.close()
+            assert out == b"", out
+            assert live.sessions == 0, live.sessions
+    finally:
+        drop.close()
         live.stop()
 
 
