@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "health.h"
 #include "nmf.h"
 
@@ -150,6 +151,48 @@ START_TEST(test_preamble_written)
 }
 END_TEST
 
+/* A member a check took down is held: clients' connects, good or bad,
+ * change nothing until a check brings it up (nettcpd.ini(5)). */
+START_TEST(test_checked_down_is_held)
+{
+	struct backend_list l;
+	struct backend_health *h;
+	char err[256];
+	int seen = 0;
+
+	ck_assert_int_eq(backend_list_parse("127.0.0.1:1, 127.0.0.1:2", &l, err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(backend_bind(&l, "held"), 0);
+	h = l.m[1].health;
+	backend_mark(h, 0, "3 health checks in a row failed");
+	ck_assert_uint_eq(atomic_load(&h->down), 1);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(backend_pick(&l, 0, INT64_MAX - 1), 0);
+	backend_connected(&l, 1, 0.001);
+	ck_assert_uint_eq(atomic_load(&h->down), 1);
+	for (unsigned i = 0; i < 2 * l.fail_threshold; i++)
+		backend_failed(&l, 1, 1000);
+	ck_assert_int_eq(backend_pick(&l, 1, INT64_MAX - 1), 1);  /* the last */
+	for (int i = 0; i < 8; i++)   /* fail_timeout over: still held */
+		ck_assert_int_eq(backend_pick(&l, 0, 1000 + 60000), 0);
+	backend_mark(h, 1, "2 health checks in a row passed");
+	ck_assert_uint_eq(atomic_load(&h->down), 0);
+	ck_assert_int_eq(backend_pick(&l, 1, 0), 1);
+	/* Up for the checks, a member still goes down on passive failures. */
+	for (unsigned i = 0; i < l.fail_threshold; i++)
+		backend_failed(&l, 1, 1000);
+	ck_assert_uint_eq(atomic_load(&h->down), 1);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(backend_pick(&l, 0, 1000 + 5000), 0);
+	/* ... and is tried again after fail_timeout (10 s). */
+	for (int i = 0; i < 8; i++)
+		seen |= backend_pick(&l, 0, 1000 + 11000) == 1;
+	ck_assert(seen);
+	backend_list_free(&l);
+	backend_registry_free();
+}
+END_TEST
+
 static Suite *
 health_suite(void)
 {
@@ -162,6 +205,7 @@ health_suite(void)
 	tcase_add_test(tc, test_hostile_sizes);
 	tcase_add_test(tc, test_garbage_first);
 	tcase_add_test(tc, test_preamble_written);
+	tcase_add_test(tc, test_checked_down_is_held);
 	suite_add_tcase(s, tc);
 	return s;
 }
