@@ -204,6 +204,7 @@ backend_list_free(struct backend_list *l)
 	free(l->m);
 	free(l->seq[0]);
 	free(l->seq[1]);
+	free(l->check_via);
 	free((void *)l->turn);
 	memset(l, 0, sizeof(*l));
 }
@@ -228,6 +229,20 @@ static const char *const balance_names[] = {
 	[BALANCE_LEASTCONN] = "leastconn",
 	[BALANCE_FIRST] = "first",
 };
+
+static const char *const check_names[BACKEND_CHECK_COUNT] = {
+	[BACKEND_CHECK_OK] = "ok",
+	[BACKEND_CHECK_FAULT] = "fault",
+	[BACKEND_CHECK_TIMEOUT] = "timeout",
+	[BACKEND_CHECK_REFUSED] = "refused",
+	[BACKEND_CHECK_ERROR] = "error",
+};
+
+const char *
+backend_check_name(enum backend_check r)
+{
+	return check_names[r];
+}
 
 const char *
 balance_name(enum balance b)
@@ -379,7 +394,7 @@ static int
 eligible(const struct backend_member *m, int64_t now_ms)
 {
 	return m->health == NULL || !LOAD(m->health->down) ||
-	    now_ms >= LOAD(m->health->retry_ms);
+	    (!LOAD(m->health->held) && now_ms >= LOAD(m->health->retry_ms));
 }
 
 static unsigned
@@ -477,9 +492,11 @@ backend_mark(struct backend_health *h, int up, const char *why)
 
 	if (up) {
 		atomic_store_explicit(&h->fails, 0, memory_order_relaxed);
+		atomic_store_explicit(&h->held, 0, memory_order_relaxed);
 	} else {
 		/* Down until marked up: not retried by clients. */
 		atomic_store_explicit(&h->retry_ms, INT64_MAX, memory_order_relaxed);
+		atomic_store_explicit(&h->held, 1, memory_order_relaxed);
 	}
 	/* Only the thread that changes the state says so. */
 	if (atomic_compare_exchange_strong(&h->down, &was, (unsigned)!up))
@@ -498,7 +515,7 @@ backend_connected(const struct backend_list *l, int i, double seconds)
 		stat_observe_shared(&h->connect_seconds, seconds);
 	if (LOAD(h->fails) != 0)
 		atomic_store_explicit(&h->fails, 0, memory_order_relaxed);
-	if (LOAD(h->down))
+	if (LOAD(h->down) && !LOAD(h->held))
 		backend_mark(h, 1, "a connect succeeded");
 }
 
@@ -512,7 +529,7 @@ backend_failed(const struct backend_list *l, int i, int64_t now_ms)
 		return;
 	atomic_fetch_add_explicit(&h->connect_failures, 1, memory_order_relaxed);
 	fails = atomic_fetch_add_explicit(&h->fails, 1, memory_order_relaxed) + 1;
-	if (fails < l->fail_threshold)
+	if (fails < l->fail_threshold || LOAD(h->held))
 		return;
 	/* Skipped for fail_timeout from this failure on: a member that fails
 	 * again when it is tried after one is skipped for another. */

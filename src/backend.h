@@ -25,6 +25,16 @@
 #define BACKEND_DEFAULT_FAIL_THRESHOLD 3u
 #define BACKEND_DEFAULT_FAIL_TIMEOUT 10.0
 
+/* What an active health check found (health.c), for the counts below. */
+enum backend_check {
+	BACKEND_CHECK_OK = 0,      /* 0B, then End both ways */
+	BACKEND_CHECK_FAULT,       /* a framing Fault: the Via is not served */
+	BACKEND_CHECK_TIMEOUT,     /* no whole answer within check_timeout */
+	BACKEND_CHECK_REFUSED,     /* the connect was refused */
+	BACKEND_CHECK_ERROR,       /* anything else: garbage, a close, errno */
+	BACKEND_CHECK_COUNT
+};
+
 enum balance {
 	BALANCE_ROUNDROBIN = 0, /* smooth weighted round robin, as nginx's */
 	BALANCE_LEASTCONN,      /* fewest sessions under way, by weight */
@@ -40,6 +50,9 @@ struct backend_health {
 	_Atomic unsigned active;       /* sessions on it now (leastconn) */
 	stat_t connect_failures;       /* written with backend_count() */
 	struct stat_hist connect_seconds;
+	stat_t checks[BACKEND_CHECK_COUNT]; /* active checks, by result */
+	_Atomic unsigned held;         /* checked down: only a check brings */
+	                               /* it up (health.c) */
 	char *route, *backend;         /* the labels: route name, member text */
 	unsigned epoch;                /* the last generation that bound it */
 };
@@ -58,6 +71,10 @@ struct backend_list {
 	enum balance balance;
 	unsigned fail_threshold;       /* consecutive failures that skip one */
 	double fail_timeout;           /* seconds it is skipped */
+	double check_interval;         /* active checks every so often; 0: off */
+	double check_timeout;          /* for a whole check */
+	unsigned rise, fall;           /* checks in a row that change the state */
+	char *check_via;               /* the Via a check asks for */
 	uint8_t *seq[2];               /* smooth round-robin order of primaries */
 	size_t nseq[2];                /* [0] and backups [1], one weight each */
 	_Atomic uint64_t *turn;        /* the next turn: the one field that */
@@ -114,7 +131,9 @@ void backend_failed(const struct backend_list *l, int i, int64_t now_ms);
 /*
  * Mark a member up or down from outside the passive counts (an active
  * health check): logs the change once, at notice, with why.  A member
- * marked down stays down until marked up or a connect to it succeeds.
+ * marked down is held down: no client is sent to it, and neither a
+ * connect that succeeds nor one that fails changes that, until it is
+ * marked up (a connect that works says nothing of the Via).
  */
 void backend_mark(struct backend_health *h, int up, const char *why);
 
@@ -123,6 +142,7 @@ void backend_mark(struct backend_health *h, int up, const char *why);
 void backend_each(void (*fn)(void *arg, const struct backend_health *h),
     void *arg);
 
+const char *backend_check_name(enum backend_check r);
 const char *balance_name(enum balance b);
 int balance_parse(const char *text, enum balance *out);
 

@@ -412,6 +412,7 @@ parser_free(struct parser *p)
 		free(p->routes[i].vias);
 		free(p->routes[i].name);
 		free(p->routes[i].backend_text);
+		free(p->routes[i].check_via);
 		backend_list_free(&p->routes[i].backends);
 		for (j = 0; j < TLS_KEY_COUNT; j++)
 			free(p->routes[i].tls_value[j]);

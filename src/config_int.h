@@ -85,6 +85,11 @@ struct route_sect {
 	enum balance balance;
 	unsigned fail_threshold;
 	double fail_timeout;
+	int check_line[5];      /* check_interval, check_timeout, check_via, */
+	                        /* rise, fall; 0: absent */
+	double check_interval, check_timeout;
+	char *check_via;
+	unsigned rise, fall;
 	int tls_line;           /* of the tls key, 0 if absent */
 	int tls_terminate;
 	int pool_line;          /* of the pool key, 0 if absent */

@@ -10,6 +10,7 @@
 
 #include "proxy_send.h"
 #include "decimal.h"
+#include "health.h"
 
 static const char *const tls_keys[TLS_KEY_COUNT] = {
 	[TK_CERT] = "tls_cert",
@@ -72,6 +73,145 @@ balance_key(struct parser *p, struct route_sect *r, const char *name,
 	return 1;
 }
 
+/* The keys of active checks, in route_sect's check_line order. */
+static const char *const check_keys[] = {
+	"check_interval", "check_timeout", "check_via", "rise", "fall",
+};
+
+/* Whether name is one of the keys of a route's active health checks (1,
+ * read or in error), or another (0). */
+static int
+health_key(struct parser *p, struct route_sect *r, const char *name,
+    const char *value)
+{
+	const char *d = value;
+	unsigned long n;
+	size_t k;
+
+	/* Spelled out, as every other key, for t/test_docs.py to read. */
+	if (strcmp(name, "check_interval") == 0)
+		k = 0;
+	else if (strcmp(name, "check_timeout") == 0)
+		k = 1;
+	else if (strcmp(name, "check_via") == 0)
+		k = 2;
+	else if (strcmp(name, "rise") == 0)
+		k = 3;
+	else if (strcmp(name, "fall") == 0)
+		k = 4;
+	else
+		return 0;
+	if (r->check_line[k] != 0) {
+		add_error(p, p->lineno, "duplicate key '%s' (first at line %d)",
+		    name, r->check_line[k]);
+		return 1;
+	}
+	r->check_line[k] = p->lineno;
+	switch (k) {
+	case 0:
+		/* off, or a duration: a check at most every 10 ms. */
+		if (strcmp(value, "off") == 0)
+			r->check_interval = 0;
+		else if (config_parse_duration(value, &r->check_interval) < 0 ||
+		    r->check_interval < 0.01)
+			add_error(p, p->lineno, "bad check_interval '%s' (off, or "
+			    "a duration of 10ms or more, e.g. 5s)", value);
+		break;
+	case 1:
+		if (config_parse_duration(value, &r->check_timeout) < 0 ||
+		    r->check_timeout < 0.01)
+			add_error(p, p->lineno, "bad check_timeout '%s' (a "
+			    "duration of 10ms or more, e.g. 2s)", value);
+		break;
+	case 2:
+		if ((r->check_via = strdup(value)) == NULL)
+			p->oom = 1;
+		break;
+	default:
+		if (decimal_parse(&d, 1000, &n) < 0 || *d != '\0' || n < 1)
+			add_error(p, p->lineno, "bad %s '%s' (1 to 1000 checks)",
+			    name, value);
+		else if (k == 3)
+			r->rise = (unsigned)n;
+		else
+			r->fall = (unsigned)n;
+		break;
+	}
+	return 1;
+}
+
+/* The Via a route's checks ask for when check_via is not set: its first
+ * via, with a wildcard host (+ or *) named localhost. */
+static char *
+default_check_via(const struct route_sect *r)
+{
+	const char *text = r->vias[0].text, *host = strstr(text, "://");
+	char *out;
+
+	if (host == NULL || (host[3] != '+' && host[3] != '*') ||
+	    (host[4] != '\0' && host[4] != ':' && host[4] != '/'))
+		return strdup(text);
+	host += 3;
+	if ((out = malloc(strlen(text) + sizeof("localhost"))) == NULL)
+		return NULL;
+	sprintf(out, "%.*slocalhost%s", (int)(host - text), text, host + 1);
+	return out;
+}
+
+/* A route's check settings into its list l, before the list goes into the
+ * table. */
+static void
+build_route_checks(struct parser *p, struct route_sect *r,
+    struct backend_list *l)
+{
+	for (size_t k = 1; k < sizeof(check_keys) / sizeof(*check_keys); k++)
+		if (r->check_line[k] != 0 && r->check_interval <= 0)
+			add_error(p, r->check_line[k], "%s without check_interval: "
+			    "active checks are off in route [%s]", check_keys[k],
+			    r->name);
+	if (r->check_interval <= 0 || r->nvias == 0)
+		return;
+	l->check_interval = r->check_interval;
+	l->check_timeout = r->check_line[1] ? r->check_timeout :
+	    HEALTH_DEFAULT_TIMEOUT;
+	l->rise = r->check_line[3] ? r->rise : HEALTH_DEFAULT_RISE;
+	l->fall = r->check_line[4] ? r->fall : HEALTH_DEFAULT_FALL;
+	if (r->check_via != NULL) {
+		l->check_via = r->check_via;
+		r->check_via = NULL;
+	} else if ((l->check_via = default_check_via(r)) == NULL) {
+		p->oom = 1;
+	}
+}
+
+/* Once the table holds every prefix: check_via must route to route ri
+ * (else its checks would judge another route's service). */
+static void
+check_route_via(struct parser *p, const struct route_sect *r,
+    const struct route_table *t, size_t ri)
+{
+	const struct route *self = routes_get(t, ri), *to;
+	const char *via = self->backends.check_via, *why;
+	int line = r->check_line[2] ? r->check_line[2] : r->check_line[0];
+	struct via v;
+
+	if (via == NULL)
+		return;
+	if (strlen(via) > NMF_MAX_VIA) {
+		add_error(p, line, "check_via is longer than %u bytes", NMF_MAX_VIA);
+		return;
+	}
+	if (via_parse(via, strlen(via), 0, &v, &why) < 0) {
+		add_error(p, line, "bad check_via '%s': %s", via, why);
+		return;
+	}
+	to = routes_lookup(t, &v, v.port);
+	if (to != self)
+		add_error(p, line, "check_via '%s' %s%s%s, not to route [%s]",
+		    via, to ? "routes to [" : "routes nowhere",
+		    to ? to->name : "", to ? "]" : "", r->name);
+}
+
 void
 route_key(struct parser *p, const char *name, const char *value)
 {
@@ -110,7 +250,8 @@ route_key(struct parser *p, const char *name, const char *value)
 		else if (backend_list_parse(value, &r->backends, why,
 		    sizeof(why)) < 0)
 			add_error(p, p->lineno, "bad backend '%s': %s", value, why);
-	} else if (balance_key(p, r, name, value)) {
+	} else if (balance_key(p, r, name, value) ||
+	    health_key(p, r, name, value)) {
 		return;
 	} else if (strcmp(name, "tls") == 0) {
 		if (r->tls_line != 0) {
@@ -363,6 +504,7 @@ build_routes(struct parser *p)
 				r->backends.fail_threshold = r->fail_threshold;
 			if (r->fail_timeout_line != 0)
 				r->backends.fail_timeout = r->fail_timeout;
+			build_route_checks(p, r, &r->backends);
 			routes_set_backends(t, ri, &r->backends);
 		}
 		build_route_tls(p, r, ri);
@@ -400,4 +542,6 @@ build_routes(struct parser *p)
 			}
 		}
 	}
+	for (i = 0; i < p->nroutes && i < routes_count(t); i++)
+		check_route_via(p, &p->routes[i], t, i);
 }

@@ -13,6 +13,7 @@
 #include "addr.h"
 #include "config.h"
 #include "generation.h"
+#include "health.h"
 #include "listener.h"
 #include "metrics.h"
 #include "worker.h"
@@ -47,6 +48,7 @@ struct daemon {
 	int metrics_fd;            /* the metrics listener, -1: none */
 	char metrics_text[ADDR_TEXT_MAX];
 	struct metrics_server *metrics;
+	struct health *health;     /* the active checks; NULL once draining */
 };
 
 /* Say once how terminated TLS is carried, so an operator knows the cost. */

@@ -97,6 +97,9 @@ on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 		return;
 	}
 	d->draining = 1;
+	/* A draining nettcpd takes no new sessions: nothing to check for. */
+	health_free(d->health);
+	d->health = NULL;
 	log_info("%s received, draining: no new connections; sessions in "
 	    "progress have %.0f s to end", strsignal(sig->signum), timeout);
 	notify_state("STOPPING=1", "draining: sessions in progress have %.0f s "
@@ -361,6 +364,11 @@ run(struct daemon *d)
 		d->metrics_fd = -1;   /* closed */
 		goto out;
 	}
+	/* The checks run as the user, on this loop, from now on. */
+	if ((d->health = health_new(loop)) == NULL)
+		log_err("out of memory for the health checks: none run");
+	else
+		(void)health_apply(d->health, cfg->routes);
 	ev_signal_start(loop, &sighup);
 	ev_signal_start(loop, &sigusr2);
 	ev_signal_start(loop, &sigusr1);
@@ -378,6 +386,8 @@ run(struct daemon *d)
 	ev_run(loop, 0);
 	status = EXIT_SUCCESS;
 out:
+	health_free(d->health);
+	d->health = NULL;
 	/* The scrapes read the workers: they stop first. */
 	metrics_stop(d->metrics);
 	if (d->metrics == NULL && d->metrics_fd >= 0)

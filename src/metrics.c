@@ -205,7 +205,8 @@ backend_labels(const struct backend_health *h)
 
 struct backend_pass {
 	struct out *o;
-	int which;            /* 0 up, 1 connect failures, 2 connect seconds */
+	int which;            /* 0 up, 1 connect failures, 2 connect seconds, */
+	                      /* 3 health checks */
 };
 
 static void
@@ -231,9 +232,15 @@ backend_line(void *arg, const struct backend_health *h)
 		    "%llu\n", (int)ll, labels,
 		    (unsigned long long)stat_read(&h->connect_failures));
 		break;
-	default:
+	case 2:
 		out_hist_samples(bp->o, &hist, 1,
 		    "nettcpd_backend_connect_duration_seconds", labels);
+		break;
+	default:
+		for (int r = 0; r < BACKEND_CHECK_COUNT; r++)
+			out_printf(bp->o, "nettcpd_backend_checks_total{%sresult="
+			    "\"%s\"} %llu\n", labels, backend_check_name(r),
+			    (unsigned long long)stat_read(&h->checks[r]));
 		break;
 	}
 	free(labels);
@@ -257,6 +264,11 @@ out_backends(struct out *o)
 	out_head(o, "nettcpd_backend_connect_duration_seconds", "histogram",
 	    "From connect() to the first preamble byte sent on a new "
 	    "connection to a route's member.");
+	backend_each(backend_line, &bp);
+	bp.which = 3;
+	out_head(o, "nettcpd_backend_checks_total", "counter",
+	    "Active health checks of a route's member (check_interval), by "
+	    "result: ok, fault (the Via is not served), timeout, refused, error.");
 	backend_each(backend_line, &bp);
 }
 

@@ -125,6 +125,26 @@ nmf_mbint_encode(uint32_t value, uint8_t *out)
 	return written;
 }
 
+size_t
+nmf_preamble_write(uint8_t *out, uint8_t mode, const char *via, size_t via_len)
+{
+	size_t n = 0;
+
+	out[n++] = NMF_REC_VERSION;
+	out[n++] = 1;
+	out[n++] = 0;
+	out[n++] = NMF_REC_MODE;
+	out[n++] = mode;
+	out[n++] = NMF_REC_VIA;
+	n += nmf_mbint_encode((uint32_t)via_len, out + n);
+	memcpy(out + n, via, via_len);
+	n += via_len;
+	out[n++] = NMF_REC_KNOWN_ENCODING;
+	out[n++] = 0x08;        /* binary, with in-band dictionary: WCF's session encoding */
+	out[n++] = NMF_REC_PREAMBLE_END;
+	return n;
+}
+
 void
 nmf_parser_init(struct nmf_parser *p)
 {

@@ -200,6 +200,14 @@ int nmf_mbint_decode(const uint8_t *buf, size_t len, uint32_t *value);
 /* Encode value (<= 2^31-1) into out (>= 5 bytes); returns the bytes written. */
 size_t nmf_mbint_encode(uint32_t value, uint8_t *out);
 
+/*
+ * A client's preamble for one session on via (at most NMF_MAX_VIA bytes):
+ * Version 1.0, mode, Via, the binary session encoding WCF uses, Preamble
+ * End, into out (NMF_PREAMBLE_MAX bytes).  Returns its length.
+ */
+size_t nmf_preamble_write(uint8_t *out, uint8_t mode, const char *via,
+    size_t via_len);
+
 /* Every framing fault's URI is this prefix and the fault's name. */
 #define NMF_FAULT_URI_PREFIX "http://schemas.microsoft.com/ws/2006/05/framing/faults/"
 

@@ -311,27 +311,6 @@ probe_fault(struct probe *p, double start)
 	return PROBE_FAULT;
 }
 
-/* The preamble of one session on p->via; returns its length. */
-static size_t
-probe_preamble(const struct probe *p, uint8_t *out)
-{
-	size_t via_len = strlen(p->via), n = 0;
-
-	out[n++] = NMF_REC_VERSION;
-	out[n++] = 1;
-	out[n++] = 0;
-	out[n++] = NMF_REC_MODE;
-	out[n++] = p->mode;
-	out[n++] = NMF_REC_VIA;
-	n += nmf_mbint_encode((uint32_t)via_len, out + n);
-	memcpy(out + n, p->via, via_len);
-	n += via_len;
-	out[n++] = NMF_REC_KNOWN_ENCODING;
-	out[n++] = 0x08;        /* binary, with in-band dictionary: WCF's session encoding */
-	out[n++] = NMF_REC_PREAMBLE_END;
-	return n;
-}
-
 /* End the acknowledged session as WCF does: End, the service's End, then
  * our FIN and its close. */
 static enum probe_exit
@@ -378,7 +357,8 @@ probe_run(struct probe *p)
 	if ((rc = probe_connect(p)) != PROBE_ACKED)
 		return rc;
 	start = now();
-	if (probe_send(p, preamble, probe_preamble(p, preamble)) < 0)
+	if (probe_send(p, preamble, nmf_preamble_write(preamble, p->mode,
+	    p->via, strlen(p->via))) < 0)
 		return probe_not_sent(p, "the preamble");
 	printf("sent a preamble for %s\n", p->via);
 	if ((got = probe_byte(p, &b)) <= 0)

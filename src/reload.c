@@ -145,6 +145,8 @@ daemon_reload(struct daemon *d)
 	d->gen = next;
 	stats_bind_routes(next->cfg->routes);
 	daemon_count_generation(d, ev_time() - started);
+	if (d->health != NULL)
+		(void)health_apply(d->health, next->cfg->routes);
 	for (unsigned i = 0; i < d->nworkers; i++)
 		worker_publish(&d->workers[i], next, d->socks, d->nsocks);
 	stat_add(&d->stats.reloads_ok, 1);
