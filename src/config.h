@@ -35,7 +35,7 @@
 #define CONFIG_MAX_LINE 8192
 #define CONFIG_DEFAULT_PIPE_SIZE (1024u * 1024u)
 #define CONFIG_MAX_PIPE_SIZE (64u * 1024u * 1024u)
-#define CONFIG_DEFAULT_BACKEND_POOL 64u
+#define CONFIG_DEFAULT_BACKEND_POOL 256u
 #define CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT 30.0
 /* A connection is handed out again only after it has been quiet this long
  * since its session's End: bytes a service sends late after its End (a

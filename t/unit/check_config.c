@@ -677,7 +677,7 @@ START_TEST(test_sessions_and_backend_pool)
 	struct config *cfg = load_ok("[global]\n");
 
 	ck_assert_int_eq(cfg->follow_sessions, 1);
-	ck_assert_uint_eq(cfg->backend_pool, 64);
+	ck_assert_uint_eq(cfg->backend_pool, 256);
 	ck_assert_double_eq(cfg->backend_pool_timeout, 30);
 	config_free(cfg);
 	cfg = load_ok("[global]\nfollow_sessions = off\nbackend_pool = 0\n"
