@@ -167,6 +167,16 @@ connect_failed(struct conn *c, const char *what, int err)
 	backend_fail(c, why);
 }
 
+/* The service's direction as it was before its connection: nothing of
+ * that connection is read, and the next one starts the session afresh. */
+static void
+down_reset(struct conn *c)
+{
+	pump_release(&c->down, &c->w->pipes);
+	pump_init(&c->down);
+	nmf_flow_init_mode(&c->down_flow, NMF_FLOW_DOWN, c->pre.parser.mode);
+}
+
 /*
  * A pooled connection failed before the service said a word: the service
  * closed it while it was idle, and the close crossed our preamble.  Only
@@ -180,9 +190,7 @@ backend_redial(struct conn *c, const char *why)
 	    backend_member_text(c), why);
 	stat_add(&c->w->stats.pool_redials, 1);
 	close_backend(c);
-	pump_release(&c->down, &c->w->pipes);
-	pump_init(&c->down);
-	nmf_flow_init_mode(&c->down_flow, NMF_FLOW_DOWN, c->pre.parser.mode);
+	down_reset(c);
 	c->unanswered = 0;
 	c->replay_off = 0;
 	backend_connect(c);
@@ -209,9 +217,7 @@ backend_unanswered_failed(struct conn *c, const char *why)
 		backend_redial(c, why);
 		return;
 	}
-	pump_release(&c->down, &c->w->pipes);
-	pump_init(&c->down);
-	nmf_flow_init_mode(&c->down_flow, NMF_FLOW_DOWN, c->pre.parser.mode);
+	down_reset(c);
 	backend_fail(c, why);
 }
 
