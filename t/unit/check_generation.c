@@ -181,6 +181,7 @@ START_TEST(test_refused_by_the_next_rules)
 	ck_assert_int_eq(generation_refuses(b, next, ipv4("11.0.0.1")), 0);
 	ck_assert_int_eq(generation_refuses(b, next, ipv4("10.0.0.9")), 1);
 	generation_unref(next);
+	generation_unref(cur);
 }
 END_TEST
 
