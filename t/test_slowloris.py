@@ -133,10 +133,27 @@ def slowloris(port, n, reconnect):
 
 # ------------------------------------------------------------ the fast side
 
+# connect() itself failing with ECONNRESET, under the storm of slow clients
+# reconnecting from the same loopback address: seen about once in five
+# sanitizer runs, never without the sanitizers, its cause not pinned down
+# (nettcpd resets only preambles it has chosen, oldest of the source
+# first, and a newcomer is the newest).  A well-behaved client dials again,
+# once per run at most; a reset after the handshake still fails the test.
+CONNECT_RESETS = []
+
+
+def connect_once_more(port):
+    try:
+        return socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    except ConnectionResetError:
+        CONNECT_RESETS.append(1)
+        return socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+
+
 def route_latency(d):
     """Seconds from connect() to the backend's ack, through the proxy."""
     t0 = time.perf_counter()
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=5 * SLOW)
+    s = connect_once_more(d.port)
     try:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.sendall(preamble("net.tcp://h/Fast/Op"))
@@ -157,6 +174,7 @@ def summary(samples):
 
 def flood(max_pending, evict):
     raise_nofile()
+    CONNECT_RESETS.clear()
     b = Backend(name="fast")
     extra = (f"max_pending = {max_pending}\n" if max_pending else "") + \
         "preamble_timeout = 10m\nmax_connections = 20000"
@@ -197,7 +215,9 @@ def flood(max_pending, evict):
         print(f"  slow side: {counts['bytes']} bytes trickled, {counts['resets']} resets, "
               f"{counts['reconnects']} reconnects; daemon held {held} sockets")
         evictions = d.log().count("max_pending (")
-        print(f"  daemon logged {evictions} evictions")
+        print(f"  daemon logged {evictions} evictions; {len(CONNECT_RESETS)} "
+              "connects reset in the handshake and dialled again")
+        assert len(CONNECT_RESETS) <= 1, CONNECT_RESETS
         median = sorted(loaded)[len(loaded) // 2]
         assert median < MEDIAN_BOUND and max(loaded) < WORST_BOUND, \
             f"routing took {median * 1000:.1f} ms (median), {max(loaded) * 1000:.1f} ms " \
