@@ -114,11 +114,10 @@ def test_tightened_route_closes_its_pinned_streams_only():
     b.close()
 
 
-def test_backend_change_closes_pinned_stream_and_unrelated_reload_does_not():
-    """A reload that changes nothing of a route's policy (another route is
-    added) leaves its pinned stream alone; one that moves its backend
-    closes it."""
-    a, b = Backend(name="A"), Backend(name="B")
+def pinned_stream_across_reloads(a, b):
+    """A stream pinned to route [s] on a: a reload that adds another route
+    leaves it alone; one that moves [s] to b closes it, counted in the log,
+    and the route's next client reaches b.  Closes a and b."""
     d = started([("s", "net.tcp://+/S", a.addr, [])])
     try:
         s = pinned(d, "net.tcp://h/S", "A")
@@ -140,6 +139,13 @@ def test_backend_change_closes_pinned_stream_and_unrelated_reload_does_not():
     assert status == 0, f"nettcpd exited {status}:\n{d.log()}"
     a.close()
     b.close()
+
+
+def test_backend_change_closes_pinned_stream_and_unrelated_reload_does_not():
+    """A reload that changes nothing of a route's policy (another route is
+    added) leaves its pinned stream alone; one that moves its backend
+    closes it."""
+    pinned_stream_across_reloads(Backend(name="A"), Backend(name="B"))
 
 
 def test_half_read_preamble_is_decided_under_the_new_generation():

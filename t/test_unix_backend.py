@@ -313,30 +313,9 @@ def test_reload_moves_a_route_between_socket_files():
     """A reload that keeps a route's socket file leaves its pinned stream
     alone; one that moves it to another file closes the stream, and the
     route's next client reaches the new service."""
-    from test_reload_policy import closed_counts, pinned, reload, started, write
-    a = Backend(name="A", path=sock_path("ra.sock"))
-    b = Backend(name="B", path=sock_path("rb.sock"))
-    d = started([("s", "net.tcp://+/S", a.addr, [])])
-    try:
-        s = pinned(d, "net.tcp://h/S", "A")
-        write(d, [("s", "net.tcp://+/S", a.addr, []), ("n", "net.tcp://+/N", b.addr, [])])
-        reload(d, 2)
-        s.sendall(b"after")
-        assert recv_exact(s, 5) == b"after"
-        assert closed_counts(d) == 0
-        write(d, [("s", "net.tcp://+/S", b.addr, [])])
-        reload(d, 3)
-        s.settimeout(3 * SLOW)
-        assert recv_until_close(s)[0] == b""
-        wait_for(lambda: closed_counts(d) == 1, what="the count in the log")
-        s.close()
-        s = pinned(d, "net.tcp://h/S", "B")
-        s.close()
-    finally:
-        status = d.stop()
-    assert status == 0, f"nettcpd exited {status}:\n{d.log()}"
-    a.close()
-    b.close()
+    from test_reload_policy import pinned_stream_across_reloads
+    pinned_stream_across_reloads(Backend(name="A", path=sock_path("ra.sock")),
+                                 Backend(name="B", path=sock_path("rb.sock")))
 
 
 def test_probe_a_unix_service():
