@@ -148,7 +148,8 @@ bpool_put(struct bpool *pool, const struct addr *backend,
 		pool->oldest = e;
 	pool->newest = e;
 	pool->count++;
-	ev_io_init(&e->readable, on_readable, fd, EV_READ);
+	ev_init(&e->readable, on_readable);
+	bpool_io_set(&e->readable, fd, EV_READ);
 	e->readable.data = e;
 	ev_io_start(pool->loop, &e->readable);
 	ev_timer_init(&e->expiry, on_expiry, pool->timeout, 0.);

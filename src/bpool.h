@@ -61,4 +61,20 @@ int bpool_put(struct bpool *pool, const struct addr *backend,
 /* Close every idle connection. */
 void bpool_drain(struct bpool *pool);
 
+/*
+ * Point the stopped watcher w at fd, a connection going into the pool or
+ * coming out of it, which this loop has watched all along (the session's
+ * watchers, then the pool's, then the next session's) and which stayed
+ * open.  ev_io_set would tell libev the descriptor may be a new file, and
+ * libev would register it with epoll again (EPOLL_CTL_ADD), which the
+ * kernel refuses as EEXIST: a system call per session for nothing.  A
+ * connection opened since needs ev_io_set.
+ */
+static inline void
+bpool_io_set(ev_io *w, int fd, int events)
+{
+	w->fd = fd;
+	w->events = events;
+}
+
 #endif

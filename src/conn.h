@@ -108,6 +108,8 @@ struct conn {
 	struct pump up;                           /* client to backend */
 	struct pump down;                         /* backend to client */
 	enum pump_status up_wait, down_wait;      /* clear: what each asked for last */
+	unsigned up_end_woke : 1;                 /* clear: woken with its End already */
+	unsigned down_end_woke : 1;               /* delivered: stop watching its source */
 	struct nmf_flow up_flow, down_flow;       /* where the session stands */
 	unsigned following : 1;                   /* the session is followed to its End */
 	unsigned unanswered : 1;                  /* the service has not answered the */

@@ -91,6 +91,7 @@ forward_start(struct conn *c)
 {
 	c->up.total = c->preamble_len; /* the replay counts as forwarded */
 	c->up_wait = c->down_wait = PUMP_WANT_READ;
+	c->up_end_woke = c->down_end_woke = 0;
 	conn_set_state(c, CONN_FORWARDING);
 	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", backend_member_text(c),
 	    c->reused ? " on a pooled connection" : "");
@@ -421,14 +422,20 @@ connect_done(struct conn *c)
 	replay_write(c);
 }
 
-/* Make fd the backend socket; the client's further bytes stay in its
- * socket until the replay is out. */
+/* Make fd the backend socket (c->reused: one from the pool, which this
+ * loop watches already); the client's further bytes stay in its socket
+ * until the replay is out. */
 static void
 backend_attach(struct conn *c, int fd, enum conn_state state)
 {
 	c->backend_fd = fd;
-	ev_io_set(&c->backend_rd, fd, EV_READ);
-	ev_io_set(&c->backend_wr, fd, EV_WRITE);
+	if (c->reused) {
+		bpool_io_set(&c->backend_rd, fd, EV_READ);
+		bpool_io_set(&c->backend_wr, fd, EV_WRITE);
+	} else {
+		ev_io_set(&c->backend_rd, fd, EV_READ);
+		ev_io_set(&c->backend_wr, fd, EV_WRITE);
+	}
 	conn_wait(c, 0, 0);
 	conn_set_state(c, state);
 	deadline_start(c, c->gen->cfg->connect_timeout);

@@ -222,6 +222,21 @@ session_check(struct conn *c)
 }
 
 /*
+ * Whether a direction reads its source.  One whose End is delivered reads
+ * no more of the session, but keeps its watcher until a wakeup finds
+ * bytes there (the next session's, or the end of stream) for it to leave
+ * alone (end_woke): usually the session ends first and the watcher goes
+ * on unchanged.  A watcher stopped across a poll and started again costs
+ * an epoll_ctl that the kernel refuses (libev registers it anew, EEXIST).
+ */
+static int
+reads(enum pump_status wait, int end_woke)
+{
+	return wait == PUMP_WANT_READ || (wait == PUMP_ENDED && !end_woke) ?
+	    EV_READ : 0;
+}
+
+/*
  * Clear forwarding waits for what the two directions need, from what each
  * last asked for: up reads the client and writes the backend, down the
  * other way round.
@@ -229,9 +244,9 @@ session_check(struct conn *c)
 static void
 forward_wait(struct conn *c)
 {
-	conn_wait(c, (c->up_wait == PUMP_WANT_READ ? EV_READ : 0) |
+	conn_wait(c, reads(c->up_wait, c->up_end_woke) |
 	    (c->down_wait == PUMP_WANT_WRITE ? EV_WRITE : 0),
-	    (c->down_wait == PUMP_WANT_READ ? EV_READ : 0) |
+	    reads(c->down_wait, c->down_end_woke) |
 	    (c->up_wait == PUMP_WANT_WRITE ? EV_WRITE : 0));
 }
 
@@ -240,6 +255,7 @@ static void
 forward(struct conn *c, struct pump *p, int src, int dst)
 {
 	const struct pump *other = p == &c->up ? &c->down : &c->up;
+	enum pump_status *wait = p == &c->up ? &c->up_wait : &c->down_wait;
 	struct nmf_flow *flow = !c->following ? NULL : p == &c->up ? &c->up_flow :
 	    c->down_flow.state == NMF_FLOW_OPAQUE ? NULL : &c->down_flow;
 	uint64_t before = p->total;
@@ -258,7 +274,15 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 		idle_touch(c);
 	if (status == PUMP_DONE && hold_fin)
 		c->fin_held = 1;
-	*(p == &c->up ? &c->up_wait : &c->down_wait) = status;
+	/* Woken when its End was delivered already: what waits in the source
+	 * is not this session's, so stop watching it (reads()). */
+	if (status == PUMP_ENDED && *wait == PUMP_ENDED) {
+		if (p == &c->up)
+			c->up_end_woke = 1;
+		else
+			c->down_end_woke = 1;
+	}
+	*wait = status;
 	switch (status) {
 	case PUMP_WANT_READ:
 	case PUMP_WANT_WRITE:
