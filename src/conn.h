@@ -17,6 +17,7 @@
 #include "pending.h"
 #include "proxy.h"
 #include "pump.h"
+#include "tls.h"
 #include "worker.h"
 
 enum conn_state {
@@ -107,7 +108,8 @@ struct conn {
 
 	struct pump up;                           /* client to backend */
 	struct pump down;                         /* backend to client */
-	enum pump_status up_wait, down_wait;      /* clear: what each asked for last */
+	enum pump_status up_wait, down_wait;      /* what each asked for last */
+	struct tls_wants up_wants, down_wants;    /* TLS: and on which sockets */
 	unsigned up_end_woke : 1;                 /* clear: woken with its End already */
 	unsigned down_end_woke : 1;               /* delivered: stop watching its source */
 	struct nmf_flow up_flow, down_flow;       /* where the session stands */

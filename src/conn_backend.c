@@ -92,6 +92,8 @@ forward_start(struct conn *c)
 	c->up.total = c->preamble_len; /* the replay counts as forwarded */
 	c->up_wait = c->down_wait = PUMP_WANT_READ;
 	c->up_end_woke = c->down_end_woke = 0;
+	c->up_wants.client = c->up_wants.backend = 0;
+	c->down_wants.client = c->down_wants.backend = 0;
 	conn_set_state(c, CONN_FORWARDING);
 	conn_log(c, LOG_LEVEL_DEBUG, "forwarding to %s%s", backend_member_text(c),
 	    c->reused ? " on a pooled connection" : "");

@@ -196,27 +196,35 @@ tls_after_end(struct conn *c)
 /*
  * A terminated connection shares one SSL between the two directions, and
  * either may need the client socket readable or writable (a read can have
- * to write, a write to read), so any event runs both and the watchers are
- * set to what the two need together.  A followed session ends inside TLS
- * as it does in clear; after both Ends the client's next preamble comes
- * in clear on the raw socket (session_end).
+ * to write, a write to read).  An event runs the direction it is for, and
+ * the other one only when that waits for the same event (its SSL call may
+ * be what the event answers): running a direction for nothing is a read
+ * that finds its socket empty.  The watchers are set to what the two need
+ * together.  A followed session ends inside TLS as it does in clear; after
+ * both Ends the client's next preamble comes in clear on the raw socket
+ * (session_end).
  */
 static void
-forward_tls(struct conn *c)
+forward_tls(struct conn *c, int run_up, int run_down)
 {
-	struct tls_wants up, down;
-	enum pump_status up_status, down_status;
+	struct tls_wants *up = &c->up_wants, *down = &c->down_wants;
+	enum pump_status up_status = c->up_wait, down_status = c->down_wait;
 	struct nmf_flow *up_flow = c->following ? &c->up_flow : NULL;
 	struct nmf_flow *down_flow = c->following &&
 	    c->down_flow.state != NMF_FLOW_OPAQUE ? &c->down_flow : NULL;
 	char why[256];
 	uint64_t before = c->up.total + c->down.total;
 
-	up_status = tls_pump_up(&c->up, c->ssl, c->backend_fd, up_flow, &up);
+	if (run_up)
+		up_status = tls_pump_up(&c->up, c->ssl, c->backend_fd, up_flow, up);
 	backend_client_spoke(c);
-	down_status = up_status == PUMP_ERROR ? PUMP_ERROR :
-	    tls_pump_down(&c->down, c->ssl, c->client_fd, c->backend_fd, down_flow,
-	    &down);
+	if (up_status == PUMP_ERROR)
+		down_status = PUMP_ERROR;
+	else if (run_down)
+		down_status = tls_pump_down(&c->down, c->ssl, c->client_fd,
+		    c->backend_fd, down_flow, down);
+	c->up_wait = up_status;
+	c->down_wait = down_status;
 	if (up_status == PUMP_ERROR || down_status == PUMP_ERROR) {
 		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_INFO,
 		    "aborted (%s) after %llu bytes up, %llu down",
@@ -247,8 +255,42 @@ forward_tls(struct conn *c)
 	}
 	if (c->up.total + c->down.total != before)
 		idle_touch(c);
-	conn_wait(c, up.client | down.client, up.backend | down.backend);
+	conn_wait(c, up->client | down->client, up->backend | down->backend);
 	session_check(c);
+}
+
+/* Forwarding begins (OpenSSL may hold decrypted bytes already). */
+static void
+forward_tls_start(struct conn *c)
+{
+	forward_tls(c, 1, 1);
+}
+
+/* A direction still in the session that waits for nothing has not run
+ * since forwarding began (the service answered first): it must. */
+static int
+not_run(const struct tls_wants *w, enum pump_status status)
+{
+	return w->client == 0 && w->backend == 0 &&
+	    (status == PUMP_WANT_READ || status == PUMP_WANT_WRITE);
+}
+
+/* The client readable or the backend writable: up's events, and down's
+ * when its SSL_write waits to read. */
+static void
+forward_tls_up(struct conn *c)
+{
+	forward_tls(c, 1, (c->down_wants.client & EV_READ) ||
+	    not_run(&c->down_wants, c->down_wait));
+}
+
+/* The backend readable or the client writable: down's events, and up's
+ * when its SSL_read waits to write. */
+static void
+forward_tls_down(struct conn *c)
+{
+	forward_tls(c, (c->up_wants.client & EV_WRITE) ||
+	    not_run(&c->up_wants, c->up_wait), 1);
 }
 
 
@@ -294,9 +336,9 @@ tls_session_over(struct conn *c)
 }
 
 const struct transport transport_tls = {
-	.forward_start = forward_tls, /* OpenSSL may hold decrypted bytes already */
-	.forward_up = forward_tls,
-	.forward_down = forward_tls,
+	.forward_start = forward_tls_start,
+	.forward_up = forward_tls_up,
+	.forward_down = forward_tls_down,
 	.send = tls_send,
 	.shutdown = tls_shutdown,
 	.session_over = tls_session_over,

@@ -416,6 +416,7 @@ tls_pump_up(struct pump *p, SSL *ssl, int backend, struct nmf_flow *flow,
     struct tls_wants *wants)
 {
 	uint64_t start = p->total;
+	int drained = 0;
 
 	wants->client = wants->backend = 0;
 	if (p->dst_shut)
@@ -423,10 +424,12 @@ tls_pump_up(struct pump *p, SSL *ssl, int backend, struct nmf_flow *flow,
 	for (;;) {
 		if (p->pending == 0 && flow_stopped(flow))
 			return pump_ended(p);
-		/* Over budget, yield; but not while OpenSSL still holds
-		 * decrypted bytes, which no socket event would announce. */
+		/* Over budget, or a message delivered, yield; but not while
+		 * OpenSSL still holds bytes, which no socket event would
+		 * announce. */
 		if (p->pending == 0 && !p->src_eof &&
-		    p->total - start >= PUMP_BUDGET && SSL_pending(ssl) == 0) {
+		    (drained || p->total - start >= PUMP_BUDGET) &&
+		    SSL_has_pending(ssl) == 0) {
 			free(p->buf);
 			p->buf = NULL;
 			wants->client = EV_READ;
@@ -450,6 +453,12 @@ tls_pump_up(struct pump *p, SSL *ssl, int backend, struct nmf_flow *flow,
 			}
 			if (got == 0)
 				p->src_eof = 1;
+			/* A wakeup whose first record is short is a message,
+			 * not a stream: the client waits for the answer, and
+			 * another read would find the socket empty.  (Without
+			 * read_ahead OpenSSL cannot tell; if more comes, the
+			 * watcher says so.) */
+			drained = got < TLS_PUMP_BUFSZ && p->total == start;
 			take_read(p, flow, got);
 		}
 		while (p->pending > 0) {
@@ -486,6 +495,7 @@ tls_pump_down(struct pump *p, SSL *ssl, int client, int backend,
     struct nmf_flow *flow, struct tls_wants *wants)
 {
 	uint64_t start = p->total;
+	int drained = 0;
 
 	wants->client = wants->backend = 0;
 	if (p->dst_shut)
@@ -493,8 +503,10 @@ tls_pump_down(struct pump *p, SSL *ssl, int client, int backend,
 	for (;;) {
 		if (p->pending == 0 && flow_stopped(flow))
 			return pump_ended(p);
+		/* A read that returned less than asked found the socket
+		 * drained (as pump.c concludes): the next would say EAGAIN. */
 		if (p->pending == 0 && !p->src_eof &&
-		    p->total - start >= PUMP_BUDGET) {
+		    (drained || p->total - start >= PUMP_BUDGET)) {
 			free(p->buf);
 			p->buf = NULL;
 			wants->backend = EV_READ;
@@ -518,6 +530,7 @@ tls_pump_down(struct pump *p, SSL *ssl, int client, int backend,
 				return PUMP_ERROR;
 			if (n == 0)
 				p->src_eof = 1;
+			drained = (size_t)n < TLS_PUMP_BUFSZ;
 			take_read(p, flow, (size_t)n);
 		}
 		while (p->pending > 0) {

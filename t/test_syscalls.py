@@ -9,7 +9,11 @@ anew with ev_io_set.  Each refusal is a system call for nothing, and this
 machine pays most of its time in the transitions themselves.  The sessions
 here are the connection-rate workload of `make bench`: a new client
 connection per session, a pooled backend connection, one request and
-reply, End both ways, close."""
+reply, End both ways, close.
+
+A request and its reply on a long-lived session wake the daemon once on
+each side; a read that only finds the socket empty is a call for nothing
+too, clear or inside TLS."""
 
 import os
 import shutil
@@ -20,11 +24,14 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import FORWARD_METHODS, SLOW, run_tests, wait_for  # noqa: E402
+from nettcpd_test import (FORWARD_METHODS, SLOW, preamble, recv_exact,  # noqa: E402
+                          run_tests, sized_envelope, wait_for)
 from test_pool import client_session, daemon, service  # noqa: E402
 from test_sessions import Reader  # noqa: E402
+from test_tls import daemon_with, make_pki, tls_route, upgrade  # noqa: E402
 
 SESSIONS = 30
+REQUESTS = 60
 
 
 def traced(pid):
@@ -37,25 +44,42 @@ def traced(pid):
     return True
 
 
-def strace_counts(path, name):
-    """calls and errors of one system call in strace -c's summary."""
-    with open(path) as f:
-        for line in f:
-            p = line.split()
-            if p and p[-1] == name:
-                # % time, seconds, usecs/call, calls, [errors,] syscall
-                return int(p[3]), int(p[4]) if len(p) == 6 else 0
-    return 0, 0
+class Strace:
+    """strace -c on a running daemon, for the system calls in what, from
+    the moment every thread is attached until stop(); then counts()."""
+
+    def __init__(self, d, what):
+        strace = shutil.which("strace")
+        assert strace, "strace is not installed (scripts/install-test-deps)"
+        out = tempfile.NamedTemporaryFile(prefix="nettcpd-strace-", delete=False)
+        out.close()
+        self.path = out.name
+        self.proc = subprocess.Popen([strace, "-f", "-qq", "-c", "-e", f"trace={what}",
+                                      "-o", self.path, "-p", str(d.pid)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: traced(d.pid), what="strace attached")
+
+    def stop(self):
+        """The summary: {syscall: (calls, errors)}."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(10 * SLOW)
+        out = {}
+        try:
+            with open(self.path) as f:
+                for line in f:
+                    p = line.split()
+                    # % time, seconds, usecs/call, calls, [errors,] syscall
+                    if len(p) in (5, 6) and p[3].isdigit() and p[-1] != "total":
+                        out[p[-1]] = (int(p[3]), int(p[4]) if len(p) == 6 else 0)
+        finally:
+            os.unlink(self.path)
+        return out
 
 
 def sessions_under_strace(forward, what):
     """SESSIONS sessions, each on its own client connection, on a daemon
-    traced for the system calls in what: strace -c's summary file."""
-    strace = shutil.which("strace")
-    assert strace, "strace is not installed (scripts/install-test-deps)"
+    traced for the system calls in what: their counts."""
     svc = service()
-    out = tempfile.NamedTemporaryFile(prefix="nettcpd-strace-", delete=False)
-    out.close()
     with daemon(svc, extra=f"forward = {forward}\nbackend_pool_settle = 0") as d:
         # The first session dials the connection the others take from the
         # pool; it is not counted.
@@ -64,11 +88,8 @@ def sessions_under_strace(forward, what):
         s.close()
         base = d.sockets()
         wait_for(lambda: d.sockets() <= base, what="the first client closed")
-        tracer = subprocess.Popen([strace, "-f", "-qq", "-c", "-e", f"trace={what}",
-                                   "-o", out.name, "-p", str(d.pid)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tracer = Strace(d, what)
         try:
-            wait_for(lambda: traced(d.pid), what="strace attached")
             for i in range(SESSIONS):
                 s = d.connect()
                 got = client_session(s, Reader(s), 2, b"q%d" % i)
@@ -78,11 +99,10 @@ def sessions_under_strace(forward, what):
                 # counted before the next begins.
                 wait_for(lambda: d.sockets() <= base, what="the client closed")
         finally:
-            tracer.send_signal(signal.SIGINT)
-            tracer.wait(10 * SLOW)
+            counts = tracer.stop()
         assert svc.accepted == 1, f"{svc.accepted} backend connections, not 1 pooled"
     svc.close()
-    return out.name
+    return counts
 
 
 def test_no_epoll_registration_refused():
@@ -92,11 +112,7 @@ def test_no_epoll_registration_refused():
     from session to session, and a direction whose End is delivered keeps
     its watch until the session ends."""
     for forward in FORWARD_METHODS:
-        path = sessions_under_strace(forward, "epoll_ctl")
-        try:
-            calls, errors = strace_counts(path, "epoll_ctl")
-        finally:
-            os.unlink(path)
+        calls, errors = sessions_under_strace(forward, "epoll_ctl").get("epoll_ctl", (0, 0))
         print(f"  forward = {forward}: epoll_ctl {calls} calls, {errors} refused, "
               f"over {SESSIONS} sessions")
         assert errors == 0, f"forward = {forward}: {errors} epoll_ctl calls refused " \
@@ -105,5 +121,50 @@ def test_no_epoll_registration_refused():
             f"calls in {SESSIONS} sessions"
 
 
+def requests_under_strace(d, sock, send, recv):
+    """REQUESTS requests and replies on one session (the preamble Ack
+    already read), the daemon traced for its reads: the reads that found
+    the socket empty, and the reads in all."""
+    r = Reader(sock) if recv is None else None
+    tracer = Strace(d, "read,recvfrom,recvmsg")
+    try:
+        for i in range(REQUESTS):
+            payload = b"request %d" % i
+            send(sized_envelope(payload))
+            want = sized_envelope(b"S:" + payload)
+            got = r.take(len(want)) if r is not None else recv(len(want))
+            assert got == want, (i, got)
+    finally:
+        counts = tracer.stop()
+    return (sum(e for c, e in counts.values()), sum(c for c, e in counts.values()))
+
+
+def test_request_reply_reads_no_empty_socket():
+    """Each request and each reply is read once, clear or inside TLS: the
+    daemon does not read a socket again after a read that took all of a
+    short message (the client waits for its reply, nothing more is there),
+    and the wakeup that follows, if bytes do come, costs nothing extra."""
+    svc = service()
+    with daemon(svc) as d:
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/S"))
+        assert recv_exact(s, 1) == b"\x0b"
+        empty, reads = requests_under_strace(d, s, s.sendall, None)
+        s.close()
+    print(f"  clear: {reads} reads, {empty} found nothing, {REQUESTS} requests")
+    assert empty <= REQUESTS // 10, f"clear: {empty} reads of {reads} found nothing"
+    with daemon_with(tls_route("secure", "net.tcp://+/Secure", svc.addr)) as d:
+        t = upgrade(d, "net.tcp://localhost/Secure")
+        assert recv_exact(t, 1) == b"\x0b"
+
+        empty, reads = requests_under_strace(d, t, t.sendall, lambda n: recv_exact(t, n))
+        t.close()
+    svc.close()
+    print(f"  TLS: {reads} reads, {empty} found nothing, {REQUESTS} requests")
+    assert empty <= REQUESTS // 10, f"TLS: {empty} reads of {reads} found nothing " \
+        f"in {REQUESTS} requests"
+
+
 if __name__ == "__main__":
+    make_pki()
     run_tests(globals())
