@@ -230,10 +230,10 @@ session_check(struct conn *c)
  * an epoll_ctl that the kernel refuses (libev registers it anew, EEXIST).
  */
 static int
-reads(enum pump_status wait, int end_woke)
+reads(enum pump_status wait, const struct nmf_flow *flow, int end_woke)
 {
-	return wait == PUMP_WANT_READ || (wait == PUMP_ENDED && !end_woke) ?
-	    EV_READ : 0;
+	return wait == PUMP_WANT_READ || (wait == PUMP_ENDED &&
+	    flow->state == NMF_FLOW_ENDED && !end_woke) ? EV_READ : 0;
 }
 
 /*
@@ -244,9 +244,9 @@ reads(enum pump_status wait, int end_woke)
 static void
 forward_wait(struct conn *c)
 {
-	conn_wait(c, reads(c->up_wait, c->up_end_woke) |
+	conn_wait(c, reads(c->up_wait, &c->up_flow, c->up_end_woke) |
 	    (c->down_wait == PUMP_WANT_WRITE ? EV_WRITE : 0),
-	    reads(c->down_wait, c->down_end_woke) |
+	    reads(c->down_wait, &c->down_flow, c->down_end_woke) |
 	    (c->up_wait == PUMP_WANT_WRITE ? EV_WRITE : 0));
 }
 
@@ -259,6 +259,8 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 	struct nmf_flow *flow = !c->following ? NULL : p == &c->up ? &c->up_flow :
 	    c->down_flow.state == NMF_FLOW_OPAQUE ? NULL : &c->down_flow;
 	uint64_t before = p->total;
+	/* Its End was delivered before this wakeup (reads()). */
+	int ended = flow != NULL && flow->state == NMF_FLOW_ENDED && p->pending == 0;
 	/* The client has ended its session and sent its next preamble: the
 	 * service's FIN ends this session, not the client's connection, so it
 	 * is not passed on. */
@@ -276,7 +278,7 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 		c->fin_held = 1;
 	/* Woken when its End was delivered already: what waits in the source
 	 * is not this session's, so stop watching it (reads()). */
-	if (status == PUMP_ENDED && *wait == PUMP_ENDED) {
+	if (status == PUMP_ENDED && ended) {
 		if (p == &c->up)
 			c->up_end_woke = 1;
 		else
