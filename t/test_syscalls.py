@@ -56,8 +56,13 @@ class Strace:
         self.path = out.name
         self.proc = subprocess.Popen([strace, "-f", "-qq", "-c", "-e", f"trace={what}",
                                       "-o", self.path, "-p", str(d.pid)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: traced(d.pid), what="strace attached")
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        # Attaching needs ptrace to be allowed (Yama's ptrace_scope 0, or
+        # CAP_SYS_PTRACE): a refusal is said, not waited out.
+        wait_for(lambda: traced(d.pid) or self.proc.poll() is not None,
+                 what="strace attached")
+        assert self.proc.poll() is None, f"strace -p failed: {self.proc.stderr.read()}"
 
     def stop(self):
         """The summary: {syscall: (calls, errors)}."""
