@@ -119,6 +119,13 @@ generation_needs_restart(const struct generation *cur,
 		return "group";
 	if (differs(a->pidfile, b->pidfile))
 		return "pidfile";
+	/* The socket is made before the privilege drop. */
+	if (differs(a->control.path, b->control.path))
+		return "control";
+	if (a->control.mode != b->control.mode)
+		return "control_mode";
+	if (differs(a->control.group, b->control.group))
+		return "control_group";
 	return NULL;
 }
 
