@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handoff.h"
+
 #define HOST_CLASSES 3
 #define INITIAL_SLOTS 64u
 #define INITIAL_ROUTES 16u
@@ -129,6 +131,7 @@ route_free(struct route *r)
 	SSL_CTX_free(r->tls_ctx);
 	acl_free(r->acl.deny);
 	acl_free(r->acl.allow);
+	handoff_sink_unref(r->handoff);
 	free(r);
 }
 
@@ -226,6 +229,12 @@ void
 routes_set_rewrite_via(struct route_table *t, int ri)
 {
 	t->routes[ri]->rewrite_via = 1;
+}
+
+void
+routes_set_handoff(struct route_table *t, int ri, struct handoff_sink *sink)
+{
+	t->routes[ri]->handoff = handoff_sink_ref(sink);
 }
 
 void

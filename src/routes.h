@@ -27,6 +27,8 @@
 #include "backend.h"
 #include "via.h"
 
+struct handoff_sink;
+
 /* One route: a named backend, reached by one or more prefixes. */
 struct route {
 	char *name;                /* the config section */
@@ -40,6 +42,9 @@ struct route {
 	uint8_t send_proxy;        /* enum proxy_send_version: a PROXY header */
 	                           /* on each new backend connection */
 	uint8_t rewrite_via;       /* the replayed Via names the backend */
+	struct handoff_sink *handoff; /* a handoff registration's: its */
+	                           /* clients go to the registrant */
+	                           /* (handoff.h); NULL: proxied */
 };
 
 struct route_table;
@@ -74,6 +79,10 @@ void routes_set_send_proxy(struct route_table *t, int ri, int version);
 
 /* rewrite_via = on for route ri. */
 void routes_set_rewrite_via(struct route_table *t, int ri);
+
+/* Route ri hands its clients to sink's registrant (the table takes its
+ * own reference). */
+void routes_set_handoff(struct route_table *t, int ri, struct handoff_sink *sink);
 
 /* Count route i under slot (stats_route_slot of its name). */
 void routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot);
