@@ -19,6 +19,10 @@
 #include "upgrade.h"
 #include "upgrade_state.h"
 
+/* More clients than the old process can hand off between the upgrade
+ * and its exit. */
+#define HANDOFF_ID_GAP (UINT64_C(1) << 32)
+
 /* Control connections known by their owner token, in state order. */
 struct gather {
 	struct upgrade_state st;
@@ -74,17 +78,20 @@ gather_reg(void *arg, const struct registration *r)
 		g->failed = 1;
 }
 
-/* The connection handoff_each_pending() is listing. */
-static struct gather *pending_of;
-static size_t pending_conn;
+/* The connection whose handoffs handoff_each_pending() lists. */
+struct gather_pend {
+	struct gather *g;
+	size_t conn;
+};
 
 static void
 gather_pending(void *arg, int fd, uint64_t id, uint64_t reg_id, double left)
 {
-	(void)arg;
-	if (upgrade_state_add_pending(&pending_of->st, pending_conn, id, reg_id,
-	    fd, left) < 0)
-		pending_of->failed = 1;
+	struct gather_pend *gc = arg;
+
+	if (upgrade_state_add_pending(&gc->g->st, gc->conn, id, reg_id, fd,
+	    left) < 0)
+		gc->g->failed = 1;
 }
 
 /* Append fd to the descriptors passed; its number in the new process. */
@@ -110,12 +117,16 @@ handover_prepare(int **fds, size_t *n, char *env, size_t envlen)
 
 	upgrade_state_init(&g.st);
 	g.st.next_reg_id = registry_next_id();
-	g.st.next_handoff_id = handoff_next_id();
+	/* This process goes on numbering what it still hands off until it
+	 * exits: the new one starts far past, so an id names one client. */
+	g.st.next_handoff_id = handoff_next_id() + HANDOFF_ID_GAP;
 	control_each(gather_conn, &g);
 	registry_each(gather_reg, &g);
-	pending_of = &g;
-	for (pending_conn = 0; pending_conn < g.st.nconns; pending_conn++)
-		handoff_each_pending(g.hps[pending_conn], gather_pending, NULL);
+	for (i = 0; i < g.st.nconns; i++) {
+		struct gather_pend gc = { &g, i };
+
+		handoff_each_pending(g.hps[i], gather_pending, &gc);
+	}
 	/* Each descriptor at its place in the new process. */
 	if (control_listener() >= 0 &&
 	    (g.st.listener = pass(fds, n, control_listener())) < 0)
@@ -185,6 +196,13 @@ handover_read(void)
 		return -1;
 	}
 	free(text);
+	/* Passed without close-on-exec: none of them goes further. */
+	if (taken.listener >= 0)
+		(void)fcntl(taken.listener, F_SETFD, FD_CLOEXEC);
+	for (size_t i = 0; i < taken.nconns; i++)
+		(void)fcntl(taken.conns[i], F_SETFD, FD_CLOEXEC);
+	for (size_t i = 0; i < taken.npending; i++)
+		(void)fcntl(taken.pending[i].fd, F_SETFD, FD_CLOEXEC);
 	have_taken = 1;
 	return 0;
 }
@@ -242,7 +260,6 @@ handover_restore(struct daemon *d)
 		const struct upgrade_pending *p = &taken.pending[i];
 		const struct registration *r = registry_of(p->reg_id);
 
-		(void)fcntl(p->fd, F_SETFD, FD_CLOEXEC);
 		sink = r != NULL && owners != NULL ? r->sink : NULL;
 		if (sink == NULL || hps[p->conn] == NULL) {
 			close(p->fd);
