@@ -30,6 +30,14 @@ struct peer {
 	ev_timer hello;            /* control_timeout: HELLO by then */
 	int said_hello;
 	struct handoff_peer *hp;   /* its side in handoff.c */
+	/* An OK held until every worker has generation wait_gen, so that a
+	 * registration answered routes the next client (reading stops
+	 * meanwhile, so answers keep the order of the requests). */
+	unsigned wait_gen;         /* 0: none held */
+	unsigned wait_verb;
+	uint32_t wait_tag;
+	enum ctl_ok ok;
+	uint64_t value;
 	uint32_t uid, gid;
 	int32_t pid;
 	struct peer *next;
@@ -136,6 +144,32 @@ send_ok(struct peer *p, uint32_t tag, enum ctl_ok ok, uint64_t value)
 	return send_msg(p, &m);
 }
 
+/* Every worker has taken generation number (or a later one). */
+static int
+workers_have(unsigned number)
+{
+	for (unsigned i = 0; i < ctl.d->nworkers; i++)
+		if (atomic_load(&ctl.d->workers[i].gen_number) < number)
+			return 0;
+	return 1;
+}
+
+/* OK to a request that published a generation: now, or once every worker
+ * has it (control_generation_taken). */
+static int
+send_ok_published(struct peer *p, uint32_t tag, enum ctl_ok ok, uint64_t value)
+{
+	if (workers_have(ctl.d->gen->number))
+		return send_ok(p, tag, ok, value);
+	p->wait_gen = ctl.d->gen->number;
+	p->wait_verb = ctl.verb;
+	p->wait_tag = tag;
+	p->value = value;
+	p->ok = ok;
+	ev_io_stop(ctl.loop, &p->io);
+	return 0;
+}
+
 static void
 peer_close(struct peer *p)
 {
@@ -221,7 +255,7 @@ do_register(struct peer *p, const struct ctl_msg *m)
 		    p->uid, (int)p->pid, prefix, why);
 		return send_err(p, m->tag, code, why);
 	}
-	return send_ok(p, m->tag, CTL_OK_VALUE, id);
+	return send_ok_published(p, m->tag, CTL_OK_VALUE, id);
 }
 
 static int
@@ -351,7 +385,7 @@ dispatch(struct peer *p, const struct ctl_msg *m)
 		if (registry_remove(ctl.d, p, m->reg_id) < 0)
 			return send_err(p, m->tag, CTL_E_UNKNOWN, "no such "
 			    "registration on this connection");
-		return send_ok(p, m->tag, CTL_OK_PLAIN, 0);
+		return send_ok_published(p, m->tag, CTL_OK_PLAIN, 0);
 	case CTL_VALIDATE:
 		return do_validate(p, m);
 	case CTL_LIST:
@@ -487,6 +521,24 @@ control_start(struct ev_loop *loop, struct daemon *d)
 	ev_io_init(&ctl.io, on_accept, ctl.fd, EV_READ);
 	ev_io_start(loop, &ctl.io);
 	log_info("control socket %s: registrations open", ctl.path);
+}
+
+void
+control_generation_taken(void)
+{
+	struct peer *p, *next;
+
+	for (p = ctl.peers; p != NULL; p = next) {
+		next = p->next;
+		if (p->wait_gen == 0 || !workers_have(p->wait_gen))
+			continue;
+		p->wait_gen = 0;
+		ctl.verb = p->wait_verb;
+		if (send_ok(p, p->wait_tag, p->ok, p->value) < 0)
+			peer_close(p);
+		else
+			ev_io_start(ctl.loop, &p->io);
+	}
 }
 
 void

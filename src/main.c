@@ -157,6 +157,7 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 	struct daemon *d = async->data;
 
 	(void)revents;
+	control_generation_taken();
 	daemon_retire_listeners(d);
 	if (d->reload_pending && d->retired == NULL) {
 		d->reload_pending = 0;
