@@ -536,7 +536,7 @@ control_generation_taken(void)
 		ctl.verb = p->wait_verb;
 		if (send_ok(p, p->wait_tag, p->ok, p->value) < 0)
 			peer_close(p);
-		else
+		else if (!ctl.handed_over)   /* else the new process reads it */
 			ev_io_start(ctl.loop, &p->io);
 	}
 }
@@ -598,7 +598,6 @@ void
 control_handed_over(int yes)
 {
 	void (*watch)(struct ev_loop *, ev_io *) = yes ? ev_io_stop : ev_io_start;
-
 	struct peer *p, *next;
 
 	ctl.handed_over = yes;
@@ -606,9 +605,12 @@ control_handed_over(int yes)
 		watch(ctl.loop, &ctl.io);
 	for (p = ctl.peers; p != NULL; p = next) {
 		next = p->next;
-		if (p->said_hello)
-			watch(ctl.loop, &p->io);
-		else if (yes) {
+		if (p->said_hello) {
+			/* One holding an OK is read again once it is sent
+			 * (control_generation_taken). */
+			if (p->wait_gen == 0)
+				watch(ctl.loop, &p->io);
+		} else if (yes) {
 			/* Not handed over: it connects again, to the new one. */
 			log_info("control: uid %u pid %d: closed by the binary "
 			    "upgrade before its HELLO", p->uid, (int)p->pid);
