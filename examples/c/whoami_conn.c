@@ -254,7 +254,8 @@ conn_request(struct conn *c, const uint8_t *msg, size_t len)
 		conn_log(c, "bad message", nbfx_strerror(rc));
 		return -1;
 	}
-	if (req.message_id.kind == NBFX_NONE || req.message_id.kind == NBFX_BYTES) {
+	if (req.message_id.kind == NBFX_NONE || req.message_id.kind == NBFX_BYTES ||
+	    req.message_id.len == 0) {
 		conn_log(c, "request without a MessageID", NULL);
 		return -1;
 	}
