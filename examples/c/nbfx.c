@@ -132,6 +132,7 @@ struct reader {
 	uint8_t op_children;               /* children of the operation element so far */
 	size_t depth;
 	int closed;                        /* the Envelope has ended */
+	unsigned dict_texts;               /* dictionary texts kept in fields */
 	struct nbfx_request *req;
 };
 
@@ -160,7 +161,10 @@ nbfx_session_init(struct nbfx_session *s)
 size_t
 nbfx_scratch_size(size_t len)
 {
-	return len + len / 2 + 64;
+	/* UTF-16 text as UTF-8, the operation's name and the dictionary
+	 * texts from the session's strings, the "0" or "1" of a one-byte
+	 * record, a UniqueId's 16 bytes from 17 */
+	return len + len / 2 + (NBFX_DICT_TEXTS + 1) * NBFX_SESSION_BYTES + 64;
 }
 
 static int
@@ -322,14 +326,15 @@ text_field(struct reader *r)
 	}
 }
 
+/* What a one-byte text record says.  (True and False are not here: a
+ * string is never written so, and 1 byte of "false" would outgrow the
+ * scratch nbfx_scratch_size() promises.) */
 static const char *
 literal_text(uint8_t type)
 {
 	switch (type) {
 	case REC_ZERO_TEXT: return "0";
 	case REC_ONE_TEXT: return "1";
-	case REC_FALSE_TEXT: return "false";
-	case REC_TRUE_TEXT: return "true";
 	default: return "";
 	}
 }
@@ -355,8 +360,9 @@ rd_text(struct reader *r, uint8_t type, struct nbfx_field *f)
 	int rc;
 
 	switch (type) {
-	case REC_ZERO_TEXT: case REC_ONE_TEXT:
-	case REC_FALSE_TEXT: case REC_TRUE_TEXT: case REC_EMPTY_TEXT:
+	case REC_FALSE_TEXT: case REC_TRUE_TEXT:
+		return f ? NBFX_ERR_TEXT : NBFX_OK;
+	case REC_ZERO_TEXT: case REC_ONE_TEXT: case REC_EMPTY_TEXT:
 		p = (const uint8_t *)literal_text(type);
 		return f ? field_add(r, f, NBFX_CHARS, p, strlen((const char *)p)) : NBFX_OK;
 	case REC_CHARS8_TEXT: case REC_CHARS16_TEXT: case REC_CHARS32_TEXT:
@@ -383,7 +389,11 @@ rd_text(struct reader *r, uint8_t type, struct nbfx_field *f)
 		rc = rd_dict(r, &s);
 		if (rc != NBFX_OK || f == NULL)
 			return rc;
-		return s.p ? field_add(r, f, NBFX_CHARS, s.p, s.len) : NBFX_ERR_TEXT;
+		/* two bytes that stand for up to a whole session string: a few
+		 * per message only, or the scratch could not be bounded */
+		if (s.p == NULL || ++r->dict_texts > NBFX_DICT_TEXTS)
+			return NBFX_ERR_TEXT;
+		return field_add(r, f, NBFX_CHARS, s.p, s.len);
 	case REC_UNIQUEID_TEXT:
 		rc = rd_bytes(r, UNIQUEID_LEN, &p);
 		if (rc != NBFX_OK || f == NULL)

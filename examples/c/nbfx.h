@@ -26,6 +26,7 @@
 #define NBFX_SESSION_BYTES 16384u
 #define NBFX_SESSION_STRINGS 1024u
 #define NBFX_MAX_DEPTH 64u        /* element nesting a message may have */
+#define NBFX_DICT_TEXTS 4u        /* dictionary texts a message's fields may hold */
 
 struct nbfx_session {
 	uint32_t count;                        /* strings so far */
@@ -73,7 +74,7 @@ void nbfx_session_init(struct nbfx_session *s);
 
 /*
  * The scratch a message of len bytes may need at most: UTF-16 text grows
- * by half as UTF-8, and a few bytes for one-record texts like "true".
+ * by half as UTF-8, and a few strings may come from the session's.
  */
 size_t nbfx_scratch_size(size_t len);
 

@@ -210,6 +210,12 @@ START_TEST(test_refused)
 	/* a number where the argument's text is kept */
 	static const uint8_t number[] = { 0x00, 0x56, 0x02, 0x56, 0x0e, 0x40, 0x01, 'O', 0x40, 0x01, 'a',
 		0x8d, 1, 0, 0, 0, 0x01, 0x01, 0x01 };
+	/* True where the argument's text is kept (a bool, not a string) */
+	static const uint8_t true_text[] = { 0x00, 0x56, 0x02, 0x56, 0x0e, 0x40, 0x01, 'O', 0x40, 0x01, 'a',
+		0x87, 0x01, 0x01, 0x01 };
+	/* a session string as text five times: more than NBFX_DICT_TEXTS */
+	static const uint8_t dict_texts[] = { 0x02, 0x01, 'x', 0x56, 0x02, 0x56, 0x0e, 0x40, 0x01, 'O', 0x40, 0x01, 'a',
+		0xaa, 0x01, 0xaa, 0x01, 0xaa, 0x01, 0xaa, 0x01, 0xab, 0x01, 0x01, 0x01 };
 	uint8_t trailing[sizeof(hello1) + 1];
 
 	ck_assert_int_eq(read_fresh(not_envelope, sizeof(not_envelope)), NBFX_ERR_ENVELOPE);
@@ -219,6 +225,20 @@ START_TEST(test_refused)
 	ck_assert_int_eq(read_fresh(long_mbint, sizeof(long_mbint)), NBFX_ERR_MBINT);
 	ck_assert_int_eq(read_fresh(lone, sizeof(lone)), NBFX_ERR_TEXT);
 	ck_assert_int_eq(read_fresh(number, sizeof(number)), NBFX_ERR_TEXT);
+	ck_assert_int_eq(read_fresh(true_text, sizeof(true_text)), NBFX_ERR_TEXT);
+	ck_assert_int_eq(read_fresh(dict_texts, sizeof(dict_texts)), NBFX_ERR_TEXT);
+	/* four are kept */
+	{
+		uint8_t four[sizeof(dict_texts)];
+
+		memcpy(four, dict_texts, sizeof(four));
+		four[19] = 0xab;   /* the fourth ends the element */
+		four[20] = 0x01;
+		ck_assert_int_eq(read_fresh(four, 21), NBFX_ERR_TRUNCATED);
+		four[21] = four[22] = four[23] = 0x01;  /* </Op></s:Body></s:Envelope> */
+		ck_assert_int_eq(read_fresh(four, 24), NBFX_OK);
+		ck_field(req.arg, NBFX_CHARS, "xxxx");
+	}
 	memcpy(trailing, hello1, sizeof(hello1));
 	trailing[sizeof(hello1)] = 0x01;
 	ck_assert_int_eq(read_fresh(trailing, sizeof(trailing)), NBFX_ERR_ENVELOPE);
