@@ -72,10 +72,13 @@ conn_read(struct conn *c)
 		c->pos = 0;
 	}
 	if (c->cap - c->len < READ_CHUNK) {
-		size_t cap = c->len + READ_CHUNK;
+		/* doubling, up to a whole largest envelope and a bit */
+		size_t cap = c->cap * 2 > c->len + READ_CHUNK ? c->cap * 2 : c->len + READ_CHUNK;
 		uint8_t *grown;
 
 		if (cap > WHOAMI_MESSAGE_MAX + 2 * READ_CHUNK)
+			cap = WHOAMI_MESSAGE_MAX + 2 * READ_CHUNK;
+		if (cap <= c->len)
 			return -1;
 		grown = realloc(c->buf, cap);
 		if (grown == NULL)
