@@ -105,8 +105,7 @@ ctl_socket_path(const char *sock, const char *config, char *out,
 		    config, line);
 		return -1;
 	}
-	if (!ci.found || strcmp(ci.control, "off") == 0 ||
-	    ci.control[0] == '\0') {
+	if (!ci.found || ci.control[0] == '\0') {
 		fprintf(stderr, "nettcpctl: %s: no control socket ([global] "
 		    "control is not set)\n", config);
 		return -1;
