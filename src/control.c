@@ -17,6 +17,7 @@
 
 #include "ctlproto.h"
 #include "explain.h"
+#include "handoff.h"
 #include "log.h"
 #include "registry.h"
 #include "routes.h"
@@ -27,6 +28,15 @@ struct peer {
 	ev_io io;
 	ev_timer hello;            /* control_timeout: HELLO by then */
 	int said_hello;
+	struct handoff_peer *hp;   /* its side in handoff.c */
+	/* An OK held until every worker has generation wait_gen, so that a
+	 * registration answered routes the next client (reading stops
+	 * meanwhile, so answers keep the order of the requests). */
+	unsigned wait_gen;         /* 0: none held */
+	unsigned wait_verb;
+	uint32_t wait_tag;
+	enum ctl_ok ok;
+	uint64_t value;
 	uint32_t uid, gid;
 	int32_t pid;
 	struct peer *next;
@@ -131,6 +141,32 @@ send_ok(struct peer *p, uint32_t tag, enum ctl_ok ok, uint64_t value)
 	return send_msg(p, &m);
 }
 
+/* Every worker has taken generation number (or a later one). */
+static int
+workers_have(unsigned number)
+{
+	for (unsigned i = 0; i < ctl.d->nworkers; i++)
+		if (atomic_load(&ctl.d->workers[i].gen_number) < number)
+			return 0;
+	return 1;
+}
+
+/* OK to a request that published a generation: now, or once every worker
+ * has it (control_generation_taken). */
+static int
+send_ok_published(struct peer *p, uint32_t tag, enum ctl_ok ok, uint64_t value)
+{
+	if (workers_have(ctl.d->gen->number))
+		return send_ok(p, tag, ok, value);
+	p->wait_gen = ctl.d->gen->number;
+	p->wait_verb = ctl.verb;
+	p->wait_tag = tag;
+	p->value = value;
+	p->ok = ok;
+	ev_io_stop(ctl.loop, &p->io);
+	return 0;
+}
+
 static void
 peer_close(struct peer *p)
 {
@@ -141,8 +177,10 @@ peer_close(struct peer *p)
 	*pp = p->next;
 	ev_io_stop(ctl.loop, &p->io);
 	ev_timer_stop(ctl.loop, &p->hello);
-	/* Its routes go at once; sessions on them run to their end. */
+	/* Its routes go at once; sessions on them run to their end, and the
+	 * clients handed to it but not TAKEN are answered. */
 	registry_remove_owner(ctl.d, p);
+	handoff_peer_close(p->hp);
 	close(p->fd);
 	stat_sub(&ctl.d->stats.control_connections, 1);
 	free(p);
@@ -189,10 +227,7 @@ do_register(struct peer *p, const struct ctl_msg *m)
 {
 	const struct control_cfg *c = &ctl.d->gen->cfg->control;
 	static char prefix[CTL_MSG_MAX + 1], backend[CTL_MSG_MAX + 1];
-	static struct via v;
 	char why[512];
-	const char *bad;
-	const struct route *cover;
 	uint64_t id;
 	enum ctl_code code;
 
@@ -205,25 +240,19 @@ do_register(struct peer *p, const struct ctl_msg *m)
 	if (registry_count_owner(p) >= c->max_registrations)
 		return send_err(p, m->tag, CTL_E_LIMIT, "control_max_registrations "
 		    "reached on this connection");
+	/* No client's Via is longer (the framing's limit). */
+	if (m->via.len > NMF_MAX_VIA)
+		return send_err(p, m->tag, CTL_E_VIA, "via prefix too long");
 	cstr(m->via, prefix);
-	if (m->via.len > NMF_MAX_VIA ||
-	    via_parse(prefix, m->via.len, VIA_ALLOW_WILDCARD, &v, &bad) < 0)
-		return send_err(p, m->tag, CTL_E_VIA, m->via.len > NMF_MAX_VIA ?
-		    "via prefix too long" : bad);
-	cover = routes_covering(ctl.d->gen->cfg->routes, &v);
-	if (m->mode == CTL_MODE_HANDOFF)
-		return send_err(p, m->tag, cover != NULL && cover->tls_ctx !=
-		    NULL ? CTL_E_TLS : CTL_E_SYNTAX, cover != NULL &&
-		    cover->tls_ctx != NULL ? "handoff refused: the covering "
-		    "route terminates TLS" : "handoff not built");
-	code = registry_add(ctl.d, p, p->uid, p->pid, prefix, m->mode,
-	    cstr(m->addr, backend), &id, why, sizeof(why));
+	code = registry_add(ctl.d, p, p->hp, p->uid, p->pid, prefix,
+	    m->mode == CTL_MODE_PROXY ? cstr(m->addr, backend) : NULL, &id, why,
+	    sizeof(why));
 	if (code != CTL_E_COUNT_) {
 		log_notice("control: uid %u pid %d: REGISTER %s refused: %s",
 		    p->uid, (int)p->pid, prefix, why);
 		return send_err(p, m->tag, code, why);
 	}
-	return send_ok(p, m->tag, CTL_OK_VALUE, id);
+	return send_ok_published(p, m->tag, CTL_OK_VALUE, id);
 }
 
 static int
@@ -353,16 +382,15 @@ dispatch(struct peer *p, const struct ctl_msg *m)
 		if (registry_remove(ctl.d, p, m->reg_id) < 0)
 			return send_err(p, m->tag, CTL_E_UNKNOWN, "no such "
 			    "registration on this connection");
-		return send_ok(p, m->tag, CTL_OK_PLAIN, 0);
+		return send_ok_published(p, m->tag, CTL_OK_PLAIN, 0);
 	case CTL_VALIDATE:
 		return do_validate(p, m);
 	case CTL_LIST:
 		return do_list(p, m);
 	case CTL_STATS:
 		return do_stats(p, m);
-	default: /* TAKEN: no handoff is ever sent before handoff.c */
-		log_debug("control: uid %u pid %d: TAKEN %llu for no handoff",
-		    p->uid, (int)p->pid, (unsigned long long)m->handoff_id);
+	default: /* TAKEN, which has no answer */
+		(void)handoff_taken(p->hp, m->handoff_id);
 		return 0;
 	}
 }
@@ -425,7 +453,7 @@ on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	const struct control_cfg *c = &ctl.d->gen->cfg->control;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	struct peer *p, *q;
+	struct peer *p = NULL, *q;
 	unsigned same = 0;
 	int fd;
 
@@ -434,8 +462,10 @@ on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	if ((fd = accept4(ctl.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    (p = calloc(1, sizeof(*p))) == NULL) {
+	    (p = calloc(1, sizeof(*p))) == NULL ||
+	    (p->hp = handoff_peer_new(fd)) == NULL) {
 		log_err("control: cannot take a connection: %s", strerror(errno));
+		free(p);
 		close(fd);
 		return;
 	}
@@ -475,6 +505,24 @@ control_start(struct ev_loop *loop, struct daemon *d)
 	ev_io_init(&ctl.io, on_accept, ctl.fd, EV_READ);
 	ev_io_start(loop, &ctl.io);
 	log_info("control socket %s: registrations open", ctl.path);
+}
+
+void
+control_generation_taken(void)
+{
+	struct peer *p, *next;
+
+	for (p = ctl.peers; p != NULL; p = next) {
+		next = p->next;
+		if (p->wait_gen == 0 || !workers_have(p->wait_gen))
+			continue;
+		p->wait_gen = 0;
+		ctl.verb = p->wait_verb;
+		if (send_ok(p, p->wait_tag, p->ok, p->value) < 0)
+			peer_close(p);
+		else
+			ev_io_start(ctl.loop, &p->io);
+	}
 }
 
 void

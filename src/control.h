@@ -23,6 +23,10 @@ int control_open(const struct config *cfg);
 /* Serve it on loop (the main thread's), for d's routes. */
 void control_start(struct ev_loop *loop, struct daemon *d);
 
+/* A worker took a generation: send the answers that waited for it (an OK
+ * to REGISTER or UNREGISTER means every worker routes by it). */
+void control_generation_taken(void);
+
 /* A reload's static route took registration id of owner: tell it. */
 void control_revoked(void *owner, uint64_t id, const char *why);
 

@@ -25,6 +25,7 @@
 #include "daemonize.h"
 #include "explain.h"
 #include "generation.h"
+#include "handoff.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -155,6 +156,7 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 	struct daemon *d = async->data;
 
 	(void)revents;
+	control_generation_taken();
 	daemon_retire_listeners(d);
 	if (d->reload_pending && d->retired == NULL) {
 		d->reload_pending = 0;
@@ -304,6 +306,9 @@ run(struct daemon *d)
 	ev_async_start(loop, &d->notify);
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
+	handoff_init(loop);
+	handoff_set_limits(cfg->handoff_timeout, cfg->handoff_max_pending,
+	    cfg->log_client_lines);
 
 	d->limits.max_connections = cfg->max_connections;
 	d->limits.max_pending = cfg->max_pending;
@@ -403,7 +408,9 @@ out:
 		worker_stop(&workers[i]);
 	for (i = 0; i < ready; i++)
 		worker_finish(&workers[i], i < started);
+	/* Each control connection answers its own handoffs as it closes. */
 	control_close();
+	handoff_shutdown();
 	pending_destroy(&d->limits.pending);
 	if (d->socks != NULL)
 		listen_socks_close(d->socks, d->nsocks, 0);

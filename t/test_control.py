@@ -22,8 +22,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (NETTCPD, SLOW, Backend, Daemon, free_port,  # noqa: E402
-                          preamble, run_tests, wait_for)
+from nettcpd_test import (NETTCPD, SLOW, Backend, Daemon, fault_record,  # noqa: E402
+                          free_port, preamble, recv_until_close, run_tests,
+                          wait_for)
 from test_sessions import Reader, session, wcf_service  # noqa: E402
 
 CTL_MSG_MAX = 4096
@@ -88,8 +89,8 @@ def stats(c):
     return dict(line.split(" ")[2:] for line in c.ask("STATS {}")[:-1])
 
 
-def daemon(routes=(), extra="", **kw):
-    d = Daemon(routes, extra_global="workers = 2\n" + extra, **kw)
+def daemon(routes=(), extra="", workers=2, **kw):
+    d = Daemon(routes, extra_global=f"workers = {workers}\n" + extra, **kw)
     d.control = os.path.join(d.dir, "control.sock")
     with open(d.config) as f:
         text = f.read()
@@ -181,6 +182,23 @@ def registrant(path, via, backend, user=None):
     return p, p.stdout.readline().strip()
 
 
+def test_ok_means_every_worker_routes():
+    """Right after OK to REGISTER a client is routed, right after OK to
+    UNREGISTER it is not: 200 rounds over 4 workers, no waiting."""
+    svc = service("OK")
+    with daemon(workers=4) as d:
+        c = Control(d.control)
+        wrong = 0
+        for i in range(200):
+            ok = c.register("net.tcp://+/ok", svc.addr)
+            wrong += routed(d, "net.tcp://h/ok") != "OK"
+            c.ask("UNREGISTER {} " + ok.split()[2])
+            wrong += routed(d, "net.tcp://h/ok") != "fault:EndpointNotFound"
+        assert wrong == 0, f"{wrong} of 400 clients routed by the old generation"
+        c.close()
+    svc.close()
+
+
 def test_kill9_registrant():
     """kill -9 of the registering process takes its routes away at once."""
     svc = service("K9")
@@ -191,7 +209,9 @@ def test_kill9_registrant():
         p.kill()
         p.wait()
         d.wait_log("unregistered net.tcp://+/k9")
-        assert routed(d, "net.tcp://h/k9") == "fault:EndpointNotFound"
+        # the workers take the new generation at their loop's next turn
+        wait_for(lambda: routed(d, "net.tcp://h/k9") == "fault:EndpointNotFound",
+                 what="the route gone")
     svc.close()
 
 
@@ -270,7 +290,7 @@ def test_tls_terminate_policy():
         c = Control(d.control)
         err = c.ask("REGISTER {} net.tcp://+/secure/h handoff")[-1]
         assert err == f"ERR {c.tag} tls handoff refused: the covering route " \
-                      "terminates TLS", err
+                      "[secure] terminates TLS", err
         assert c.register("net.tcp://+/secure/p", b.addr).startswith("OK")
         t = test_tls.upgrade(d, "net.tcp://localhost/secure/p/x")
         r = Reader(t)
@@ -281,6 +301,55 @@ def test_tls_terminate_policy():
         assert b.sessions and b.sessions[-1][1].endswith(b"\x0c")
         c.close()
     a.close(), b.close()
+
+
+def take(c):
+    """The next HANDOFF on c: (handoff id, reg id, bytes, the client's socket)."""
+    msg, fds, _, _ = socket.recv_fds(c.s, 8192, 1)
+    line, _, data = msg.partition(b"\n")
+    words = line.decode().split(" ")
+    assert words[0] == "HANDOFF" and len(fds) == 1, (msg[:80], fds)
+    assert int(words[3]) == len(data), (words, len(data))
+    return int(words[1]), int(words[2]), data, socket.socket(fileno=fds[0])
+
+
+def test_handoff_registration():
+    """A handoff registration gets the client's socket and its exact bytes;
+    after TAKEN nettcpd holds nothing; VALIDATE says yes for its Vias; a
+    registrant that closes before TAKEN leaves no client unanswered."""
+    with daemon() as d:
+        base = len(d.fds())
+        c = Control(d.control)
+        assert c.ask("REGISTER {} net.tcp://+/hand handoff")[-1] == f"OK {c.tag} 1"
+        assert c.ask("LIST {}")[0] == f"ROUTE {c.tag} handoff reg:1 net.tcp://+/hand " \
+                                      f"handoff 0 {os.getpid()} 0"
+        assert c.ask("VALIDATE {} 1 net.tcp://x/hand/y")[-1] == f"OK {c.tag} yes"
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/hand/svc") + b"\x06\x03abc")
+        hid, rid, data, fd = take(c)
+        assert rid == 1 and data.startswith(preamble("net.tcp://h/hand/svc")), data
+        c.send(f"TAKEN {hid}")
+        fd.setblocking(True)
+        fd.sendall(b"\x0b")
+        assert s.recv(1) == b"\x0b"
+        s.sendall(b"more")
+        got = data[len(preamble("net.tcp://h/hand/svc")):]
+        while len(got) < 5 + 4:
+            got += fd.recv(100)
+        assert got == b"\x06\x03abcmore", got
+        s.close(), fd.close()
+        wait_for(lambda: len(d.fds()) == base + 1, what="only the control connection left")
+        # a second client, not taken: the registrant goes away
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/hand/x"))
+        hid, _, _, fd = take(c)
+        fd.close()
+        c.close()
+        data, _ = recv_until_close(s)
+        assert data == fault_record("EndpointUnavailable"), data
+        s.close()
+        assert routed(d, "net.tcp://h/hand/x") == "fault:EndpointNotFound"
+        wait_for(lambda: len(d.fds()) == base, what=f"descriptors back to {base}")
 
 
 def sighup(d):
@@ -306,10 +375,11 @@ def test_reload_keeps_and_revokes():
         d.wait_log("reload: registration 1 of uid")
         line = c.recv()
         assert line.startswith("REVOKED 1 conflict "), line
-        assert routed(d, "net.tcp://h/r") == "A"
+        wait_for(lambda: routed(d, "net.tcp://h/r") == "A", what="the file's route")
         assert routed(d, "net.tcp://h/s") == "B"
         # the revoked id is gone from this connection; the other stays
         assert c.ask("UNREGISTER {} 1")[-1].startswith(f"ERR {c.tag} unknown")
+        # an OK means every worker has the change: no wait here
         assert c.ask("UNREGISTER {} 2")[-1] == f"OK {c.tag}"
         assert routed(d, "net.tcp://h/s") == "fault:EndpointNotFound"
         c.close()
@@ -353,6 +423,28 @@ def test_limits_and_garbage():
         assert routed(d, "net.tcp://h/1") == "L"
         c.close()
         d.wait_log("no HELLO within control_timeout")
+    svc.close()
+
+
+def test_peer_that_does_not_read_is_closed():
+    """Requests whose answers are never read: once its queue is full the
+    peer is closed (its registration with it), and the daemon serves on."""
+    svc = service("R")
+    with daemon([("calc", "net.tcp://+/calc", svc.addr)]) as d:
+        c = Control(d.control)
+        assert c.register("net.tcp://+/r", svc.addr).startswith("OK")
+        sent = 0
+        try:
+            for sent in range(1, 100001):
+                c.send(f"LIST {sent}")
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+        d.wait_log("does not read its answers; closed")
+        assert sent < 100000, "never closed"
+        wait_for(lambda: routed(d, "net.tcp://h/r") == "fault:EndpointNotFound",
+                 what="its registration gone")
+        assert routed(d, "net.tcp://h/calc") == "R"
+        c.close()
     svc.close()
 
 
@@ -455,10 +547,11 @@ def test_metrics_and_access_log():
                            "nettcpd_route_sessions_total", route="reg:1") == 1,
                  what="the registered route's session counted")
         c.close()
-        d.wait_log("unregistered")
+        wait_for(lambda: v(test_metrics.scrape(mport)[0],
+                           "nettcpd_control_connections") == 0,
+                 what="the control connection's close counted")
         samples, _ = test_metrics.scrape(mport)
         assert v(samples, "nettcpd_registrations", kind="proxy") == 0
-        assert v(samples, "nettcpd_control_connections") == 0
     with open(log) as f:
         records = [json.loads(line) for line in f]
     assert [r["route"] for r in records] == ["reg:1"], records
