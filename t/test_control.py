@@ -627,28 +627,35 @@ def test_socket_file_mode_and_removal():
 
 
 def test_binary_upgrade_keeps_the_socket_path():
-    """SIGUSR2 (not yet handing registrations over): the new process binds
-    the path anew; the old one, drained, closes its control connections
-    and leaves the new process's socket file in place."""
+    """SIGUSR2: the new process takes over the socket, the connection and
+    its registration (test_handoff has the handoffs); the old one, drained,
+    leaves both alone: the registrant's connection stays open and its route
+    still routes, the file is still there, and ids go on from the old
+    process's."""
     from test_upgrade import alive, new_pid
     svc = service("U")
     d = daemon().start()
     pid = None
     try:
         c = Control(d.control)
-        assert c.register("net.tcp://+/u", svc.addr).startswith("OK")
+        assert c.register("net.tcp://+/u", svc.addr) == f"OK {c.tag} 1"
         d.proc.send_signal(signal.SIGUSR2)
         pid = new_pid(d)
-        d.wait_log(f"nettcpd[{pid}]: info: control socket {d.control}")
+        d.wait_log(f"nettcpd[{pid}]: notice: binary upgrade: took over 1 "
+                   "control connection, 1 registration")
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(10 * SLOW) == 0
-        assert c.closed(), "the old process's control connection stayed open"
-        c.close()
-        assert os.path.exists(d.control), "the old process removed the new socket"
-        n = Control(d.control)
-        assert n.register("net.tcp://+/u", svc.addr) == f"OK {n.tag} 1"
+        c.s.settimeout(0.5)       # closed() reads until then
+        assert not c.closed(), "the registrant's connection was closed"
+        c.s.settimeout(10 * SLOW)
+        assert os.path.exists(d.control), "the old process removed the socket"
         assert routed(d, "net.tcp://h/u") == "U"
+        n = Control(d.control)
+        assert n.register("net.tcp://+/v", svc.addr) == f"OK {n.tag} 2"
         n.close()
+        c.close()
+        wait_for(lambda: routed(d, "net.tcp://h/u") != "U",
+                 what="the route to go with its connection")
     finally:
         if pid is not None and alive(pid):
             os.kill(pid, signal.SIGTERM)
