@@ -476,6 +476,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->log_target = LOG_TARGET_STDERR;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->log_client_lines = CONFIG_DEFAULT_LOG_CLIENT_LINES;
+	control_cfg_defaults(&cfg->control);
 	cfg->path = strdup(path);
 	cfg->routes = routes_new();
 	if (cfg->path == NULL || cfg->routes == NULL) {
@@ -539,6 +540,7 @@ config_free(struct config *cfg)
 	free(cfg->pidfile);
 	acl_free(cfg->acl.deny);
 	acl_free(cfg->acl.allow);
+	control_cfg_free(&cfg->control);
 	free(cfg->path);
 	free(cfg);
 }

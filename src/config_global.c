@@ -343,6 +343,8 @@ global_key(struct parser *p, const char *name, const char *value)
 	struct config *cfg = p->cfg;
 	int k, level;
 
+	if (control_key(p, name, value))
+		return;
 	for (k = 0; k < GK_COUNT; k++)
 		if (strcmp(name, global_keys[k]) == 0)
 			break;

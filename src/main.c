@@ -20,6 +20,7 @@
 
 #include "access.h"
 #include "conn.h"
+#include "control.h"
 #include "daemon.h"
 #include "daemonize.h"
 #include "explain.h"
@@ -322,6 +323,9 @@ run(struct daemon *d)
 		    d->metrics_text, d->ninherited)) < 0)
 			goto out;
 	}
+	/* The control socket is made by root, with its owner and mode. */
+	if (control_open(cfg) < 0)
+		goto out;
 	/* Root is dropped before any thread starts, so that every thread runs
 	 * as the user, and before the pid file and the access log are opened:
 	 * the user may own their directories (SIGUSR1 reopens the log there),
@@ -369,6 +373,7 @@ run(struct daemon *d)
 		log_err("out of memory for the health checks: none run");
 	else
 		(void)health_apply(d->health, cfg->routes);
+	control_start(loop, d);
 	ev_signal_start(loop, &sighup);
 	ev_signal_start(loop, &sigusr2);
 	ev_signal_start(loop, &sigusr1);
@@ -398,6 +403,7 @@ out:
 		worker_stop(&workers[i]);
 	for (i = 0; i < ready; i++)
 		worker_finish(&workers[i], i < started);
+	control_close();
 	pending_destroy(&d->limits.pending);
 	if (d->socks != NULL)
 		listen_socks_close(d->socks, d->nsocks, 0);

@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "config.h"
 #include "conn.h"
+#include "ctlproto.h"
 #include "procstat.h"
 
 /* A growing text buffer; after a failed append it stays failed. */
@@ -398,6 +399,29 @@ out_routes(struct out *o, const struct metrics_view *v)
 	stats_route_certs(cert_line, o);
 }
 
+/* The control socket (control.c): connections, registrations, requests. */
+static void
+out_control(struct out *o, const struct process_stats *p)
+{
+	out_gauge(o, "nettcpd_control_connections", "Control connections open.",
+	    (double)stat_read(&p->control_connections));
+	out_head(o, "nettcpd_registrations", "gauge",
+	    "Live registrations, by kind.");
+	for (unsigned k = 0; k < 2; k++)
+		out_printf(o, "nettcpd_registrations{kind=\"%s\"} %llu\n",
+		    ctl_mode_name((enum ctl_mode)k),
+		    (unsigned long long)stat_read(&p->registrations[k]));
+	out_head(o, "nettcpd_control_requests_total", "counter",
+	    "Control requests answered, by verb (invalid: unreadable) and result.");
+	for (unsigned k = 0; k <= CTL_STATS; k++)
+		for (unsigned r = 0; r < 2; r++)
+			out_printf(o, "nettcpd_control_requests_total{verb=\"%s\","
+			    "result=\"%s\"} %llu\n", k == 0 ? "invalid" :
+			    ctl_verb_name((enum ctl_verb)k), r == 0 ? "ok" : "err",
+			    (unsigned long long)stat_read(
+			    &p->control_requests[k][r]));
+}
+
 char *
 metrics_format(const struct metrics_view *v, size_t *len)
 {
@@ -486,6 +510,7 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	out_gauge(&o, "nettcpd_generation_load_duration_seconds", "How long "
 	    "loading it took (file, routes, certificates).",
 	    (double)stat_read(&p->generation_load_us) / 1e6);
+	out_control(&o, p);
 	out_routes(&o, v);
 	out_process(&o);
 
