@@ -109,6 +109,9 @@ struct config {
 	double tls_session_timeout; /* seconds a TLS session resumes; 0: off */
 	unsigned max_connections;  /* client connections open at once */
 	unsigned max_pending;      /* client connections still in their preamble */
+	double handoff_timeout;    /* seconds a registrant has to say TAKEN */
+	unsigned handoff_max_pending; /* handoffs waiting for TAKEN, per */
+	                           /* registration */
 	unsigned workers;          /* event loops, one thread each; 0: one per CPU */
 	enum forward_method forward;
 	unsigned pipe_size;        /* bytes per splice pipe; 0: the kernel's default */

@@ -17,6 +17,7 @@
 
 #include "ctlproto.h"
 #include "explain.h"
+#include "handoff.h"
 #include "log.h"
 #include "registry.h"
 #include "routes.h"
@@ -27,6 +28,7 @@ struct peer {
 	ev_io io;
 	ev_timer hello;            /* control_timeout: HELLO by then */
 	int said_hello;
+	struct handoff_peer *hp;   /* its side in handoff.c */
 	uint32_t uid, gid;
 	int32_t pid;
 	struct peer *next;
@@ -141,8 +143,10 @@ peer_close(struct peer *p)
 	*pp = p->next;
 	ev_io_stop(ctl.loop, &p->io);
 	ev_timer_stop(ctl.loop, &p->hello);
-	/* Its routes go at once; sessions on them run to their end. */
+	/* Its routes go at once; sessions on them run to their end, and the
+	 * clients handed to it but not TAKEN are answered. */
 	registry_remove_owner(ctl.d, p);
+	handoff_peer_close(p->hp);
 	close(p->fd);
 	stat_sub(&ctl.d->stats.control_connections, 1);
 	free(p);
@@ -189,10 +193,7 @@ do_register(struct peer *p, const struct ctl_msg *m)
 {
 	const struct control_cfg *c = &ctl.d->gen->cfg->control;
 	static char prefix[CTL_MSG_MAX + 1], backend[CTL_MSG_MAX + 1];
-	static struct via v;
 	char why[512];
-	const char *bad;
-	const struct route *cover;
 	uint64_t id;
 	enum ctl_code code;
 
@@ -205,19 +206,13 @@ do_register(struct peer *p, const struct ctl_msg *m)
 	if (registry_count_owner(p) >= c->max_registrations)
 		return send_err(p, m->tag, CTL_E_LIMIT, "control_max_registrations "
 		    "reached on this connection");
+	/* No client's Via is longer (the framing's limit). */
+	if (m->via.len > NMF_MAX_VIA)
+		return send_err(p, m->tag, CTL_E_VIA, "via prefix too long");
 	cstr(m->via, prefix);
-	if (m->via.len > NMF_MAX_VIA ||
-	    via_parse(prefix, m->via.len, VIA_ALLOW_WILDCARD, &v, &bad) < 0)
-		return send_err(p, m->tag, CTL_E_VIA, m->via.len > NMF_MAX_VIA ?
-		    "via prefix too long" : bad);
-	cover = routes_covering(ctl.d->gen->cfg->routes, &v);
-	if (m->mode == CTL_MODE_HANDOFF)
-		return send_err(p, m->tag, cover != NULL && cover->tls_ctx !=
-		    NULL ? CTL_E_TLS : CTL_E_SYNTAX, cover != NULL &&
-		    cover->tls_ctx != NULL ? "handoff refused: the covering "
-		    "route terminates TLS" : "handoff not built");
-	code = registry_add(ctl.d, p, p->uid, p->pid, prefix, m->mode,
-	    cstr(m->addr, backend), &id, why, sizeof(why));
+	code = registry_add(ctl.d, p, p->hp, p->uid, p->pid, prefix,
+	    m->mode == CTL_MODE_PROXY ? cstr(m->addr, backend) : NULL, &id, why,
+	    sizeof(why));
 	if (code != CTL_E_COUNT_) {
 		log_notice("control: uid %u pid %d: REGISTER %s refused: %s",
 		    p->uid, (int)p->pid, prefix, why);
@@ -360,9 +355,8 @@ dispatch(struct peer *p, const struct ctl_msg *m)
 		return do_list(p, m);
 	case CTL_STATS:
 		return do_stats(p, m);
-	default: /* TAKEN: no handoff is ever sent before handoff.c */
-		log_debug("control: uid %u pid %d: TAKEN %llu for no handoff",
-		    p->uid, (int)p->pid, (unsigned long long)m->handoff_id);
+	default: /* TAKEN, which has no answer */
+		(void)handoff_taken(p->hp, m->handoff_id);
 		return 0;
 	}
 }
@@ -425,7 +419,7 @@ on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	const struct control_cfg *c = &ctl.d->gen->cfg->control;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	struct peer *p, *q;
+	struct peer *p = NULL, *q;
 	unsigned same = 0;
 	int fd;
 
@@ -434,8 +428,10 @@ on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	if ((fd = accept4(ctl.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    (p = calloc(1, sizeof(*p))) == NULL) {
+	    (p = calloc(1, sizeof(*p))) == NULL ||
+	    (p->hp = handoff_peer_new(fd)) == NULL) {
 		log_err("control: cannot take a connection: %s", strerror(errno));
+		free(p);
 		close(fd);
 		return;
 	}

@@ -25,6 +25,7 @@
 #include "daemonize.h"
 #include "explain.h"
 #include "generation.h"
+#include "handoff.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -304,6 +305,9 @@ run(struct daemon *d)
 	ev_async_start(loop, &d->notify);
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
+	handoff_init(loop);
+	handoff_set_limits(cfg->handoff_timeout, cfg->handoff_max_pending,
+	    cfg->log_client_lines);
 
 	d->limits.max_connections = cfg->max_connections;
 	d->limits.max_pending = cfg->max_pending;
@@ -403,7 +407,9 @@ out:
 		worker_stop(&workers[i]);
 	for (i = 0; i < ready; i++)
 		worker_finish(&workers[i], i < started);
+	/* Each control connection answers its own handoffs as it closes. */
 	control_close();
+	handoff_shutdown();
 	pending_destroy(&d->limits.pending);
 	if (d->socks != NULL)
 		listen_socks_close(d->socks, d->nsocks, 0);

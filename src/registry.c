@@ -34,6 +34,7 @@ add_route(struct route_table *t, const struct registration *reg, char *why,
     size_t len)
 {
 	static struct via v;       /* 9 KiB: not on the stack */
+	static const struct addr none;
 	struct backend_list l = { 0 };
 	const struct route *policy;
 	const char *bad;
@@ -48,12 +49,23 @@ add_route(struct route_table *t, const struct registration *reg, char *why,
 	policy = routes_covering(t, &v);
 	if (policy != NULL && policy->reg_id != 0)
 		policy = NULL;  /* only a static route's policy is inherited */
-	if (backend_list_parse(reg->backend, &l, why, len) < 0)
+	if (reg->sink != NULL && policy != NULL && policy->tls_ctx != NULL) {
+		snprintf(why, len, "handoff refused: the covering route [%s] "
+		    "terminates TLS", policy->name);
+		return CTL_E_TLS;
+	}
+	/* A handoff route has no member to dial: its clients leave. */
+	if (reg->sink == NULL && backend_list_parse(reg->backend, &l, why,
+	    len) < 0)
 		return CTL_E_BACKEND;
 	snprintf(name, sizeof(name), "reg:%llu", (unsigned long long)reg->id);
-	if ((ri = routes_add_route(t, name, &l.m[0].addr, reg->backend)) < 0)
+	if ((ri = routes_add_route(t, name, reg->sink != NULL ? &none :
+	    &l.m[0].addr, reg->backend)) < 0)
 		goto oom;
-	routes_set_backends(t, ri, &l);
+	if (reg->sink != NULL)
+		routes_set_handoff(t, ri, reg->sink);
+	else
+		routes_set_backends(t, ri, &l);
 	if (routes_set_registered(t, ri, reg->id, policy) < 0)
 		goto oom;
 	rc = routes_add_prefix(t, ri, &v, &other);
@@ -139,32 +151,44 @@ publish(struct daemon *d, struct route_table *t)
 	return 0;
 }
 
+/* A handoff registration's sink takes no client from here on; those sent
+ * wait for their TAKEN (handoff.h). */
 static void
 reg_free(struct registration *r)
 {
 	if (r == NULL)
 		return;
+	if (r->sink != NULL)
+		handoff_sink_close(r->sink);
 	free(r->prefix);
 	free(r->backend);
 	free(r);
 }
 
 enum ctl_code
-registry_add(struct daemon *d, void *owner, uint32_t uid, int32_t pid,
-    const char *prefix, enum ctl_mode mode, const char *backend,
+registry_add(struct daemon *d, void *owner, struct handoff_peer *hpeer,
+    uint32_t uid, int32_t pid, const char *prefix, const char *backend,
     uint64_t *id, char *why, size_t len)
 {
 	struct registration *r = calloc(1, sizeof(*r));
 	struct route_table *t;
 	enum ctl_code code = CTL_E_LIMIT;
+	char name[32];
 
 	if (r == NULL || (r->prefix = strdup(prefix)) == NULL ||
-	    (r->backend = strdup(backend)) == NULL) {
+	    (r->backend = strdup(backend != NULL ? backend : "handoff")) ==
+	    NULL) {
 		snprintf(why, len, "out of memory");
 		goto fail;
 	}
 	r->id = last_id + 1;
-	r->mode = mode;
+	r->mode = backend != NULL ? CTL_MODE_PROXY : CTL_MODE_HANDOFF;
+	snprintf(name, sizeof(name), "reg:%llu", (unsigned long long)r->id);
+	if (backend == NULL &&
+	    (r->sink = handoff_sink_new(hpeer, r->id, name)) == NULL) {
+		snprintf(why, len, "out of memory");
+		goto fail;
+	}
 	r->uid = uid;
 	r->pid = pid;
 	r->owner = owner;

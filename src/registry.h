@@ -20,12 +20,14 @@
 
 #include "ctlproto.h"
 #include "daemon.h"
+#include "handoff.h"
 
 struct registration {
 	uint64_t id;
 	char *prefix;              /* as registered */
 	enum ctl_mode mode;
 	char *backend;             /* proxy: the backend list as given */
+	struct handoff_sink *sink; /* handoff: where its clients go */
 	uint32_t uid;              /* the owner's, SO_PEERCRED */
 	int32_t pid;
 	void *owner;               /* its control connection (control.c) */
@@ -40,12 +42,13 @@ typedef void registry_revoke_fn(void *owner, uint64_t id, const char *why);
 
 /*
  * Register prefix for owner: checked, built into a new generation and
- * published.  Returns CTL_E_COUNT_ on success with the id in *id, or the
- * ERR code with the reason in why (len bytes).
+ * published.  A handoff registration (backend NULL) passes its clients to
+ * hpeer, owner's side in handoff.c.  Returns CTL_E_COUNT_ on success with
+ * the id in *id, or the ERR code with the reason in why (len bytes).
  */
-enum ctl_code registry_add(struct daemon *d, void *owner, uint32_t uid,
-    int32_t pid, const char *prefix, enum ctl_mode mode, const char *backend,
-    uint64_t *id, char *why, size_t len);
+enum ctl_code registry_add(struct daemon *d, void *owner,
+    struct handoff_peer *hpeer, uint32_t uid, int32_t pid, const char *prefix,
+    const char *backend, uint64_t *id, char *why, size_t len);
 
 /* Remove owner's registration id and publish: 0, or -1 when owner has no
  * such registration. */

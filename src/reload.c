@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "handoff.h"
 #include "log.h"
 #include "notify.h"
 #include "registry.h"
@@ -149,6 +150,8 @@ daemon_reload(struct daemon *d)
 		return -1;
 	}
 	log_open(next->cfg->log_target, next->cfg->log_level);
+	handoff_set_limits(next->cfg->handoff_timeout,
+	    next->cfg->handoff_max_pending, next->cfg->log_client_lines);
 	d->retired = d->socks;
 	d->nretired = d->nsocks;
 	d->socks = socks;

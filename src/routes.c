@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handoff.h"
+
 #define HOST_CLASSES 3
 #define INITIAL_SLOTS 64u
 #define INITIAL_ROUTES 16u
@@ -131,6 +133,7 @@ route_free(struct route *r)
 	SSL_CTX_free(r->tls_ctx);
 	acl_free(r->acl.deny);
 	acl_free(r->acl.allow);
+	handoff_sink_unref(r->handoff);
 	free(r);
 }
 
@@ -325,6 +328,12 @@ routes_covering(const struct route_table *t, const struct via *prefix)
 		}
 	}
 	return NULL;
+}
+
+void
+routes_set_handoff(struct route_table *t, int ri, struct handoff_sink *sink)
+{
+	t->routes[ri]->handoff = handoff_sink_ref(sink);
 }
 
 void

@@ -28,6 +28,8 @@
 #include "backend.h"
 #include "via.h"
 
+struct handoff_sink;
+
 /* One route: a named backend, reached by one or more prefixes.  The
  * tables built for registrations (registry.c) share the routes of the
  * table they were cloned from. */
@@ -45,6 +47,9 @@ struct route {
 	uint8_t send_proxy;        /* enum proxy_send_version: a PROXY header */
 	                           /* on each new backend connection */
 	uint8_t rewrite_via;       /* the replayed Via names the backend */
+	struct handoff_sink *handoff; /* a handoff registration's: its */
+	                           /* clients go to the registrant */
+	                           /* (handoff.h); NULL: proxied */
 };
 
 struct route_table;
@@ -97,6 +102,9 @@ int routes_set_registered(struct route_table *t, int ri, uint64_t reg_id,
  * the prefix itself excepted; NULL for none. */
 const struct route *routes_covering(const struct route_table *t,
     const struct via *prefix);
+/* Route ri hands its clients to sink's registrant (the table takes its
+ * own reference). */
+void routes_set_handoff(struct route_table *t, int ri, struct handoff_sink *sink);
 
 /* Count route i under slot (stats_route_slot of its name). */
 void routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot);

@@ -22,8 +22,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (NETTCPD, SLOW, Backend, Daemon, free_port,  # noqa: E402
-                          preamble, run_tests, wait_for)
+from nettcpd_test import (NETTCPD, SLOW, Backend, Daemon, fault_record,  # noqa: E402
+                          free_port, preamble, recv_until_close, run_tests,
+                          wait_for)
 from test_sessions import Reader, session, wcf_service  # noqa: E402
 
 CTL_MSG_MAX = 4096
@@ -270,7 +271,7 @@ def test_tls_terminate_policy():
         c = Control(d.control)
         err = c.ask("REGISTER {} net.tcp://+/secure/h handoff")[-1]
         assert err == f"ERR {c.tag} tls handoff refused: the covering route " \
-                      "terminates TLS", err
+                      "[secure] terminates TLS", err
         assert c.register("net.tcp://+/secure/p", b.addr).startswith("OK")
         t = test_tls.upgrade(d, "net.tcp://localhost/secure/p/x")
         r = Reader(t)
@@ -281,6 +282,55 @@ def test_tls_terminate_policy():
         assert b.sessions and b.sessions[-1][1].endswith(b"\x0c")
         c.close()
     a.close(), b.close()
+
+
+def take(c):
+    """The next HANDOFF on c: (handoff id, reg id, bytes, the client's socket)."""
+    msg, fds, _, _ = socket.recv_fds(c.s, 8192, 1)
+    line, _, data = msg.partition(b"\n")
+    words = line.decode().split(" ")
+    assert words[0] == "HANDOFF" and len(fds) == 1, (msg[:80], fds)
+    assert int(words[3]) == len(data), (words, len(data))
+    return int(words[1]), int(words[2]), data, socket.socket(fileno=fds[0])
+
+
+def test_handoff_registration():
+    """A handoff registration gets the client's socket and its exact bytes;
+    after TAKEN nettcpd holds nothing; VALIDATE says yes for its Vias; a
+    registrant that closes before TAKEN leaves no client unanswered."""
+    with daemon() as d:
+        base = len(d.fds())
+        c = Control(d.control)
+        assert c.ask("REGISTER {} net.tcp://+/hand handoff")[-1] == f"OK {c.tag} 1"
+        assert c.ask("LIST {}")[0] == f"ROUTE {c.tag} handoff reg:1 net.tcp://+/hand " \
+                                      f"handoff 0 {os.getpid()} 0"
+        assert c.ask("VALIDATE {} 1 net.tcp://x/hand/y")[-1] == f"OK {c.tag} yes"
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/hand/svc") + b"\x06\x03abc")
+        hid, rid, data, fd = take(c)
+        assert rid == 1 and data.startswith(preamble("net.tcp://h/hand/svc")), data
+        c.send(f"TAKEN {hid}")
+        fd.setblocking(True)
+        fd.sendall(b"\x0b")
+        assert s.recv(1) == b"\x0b"
+        s.sendall(b"more")
+        got = data[len(preamble("net.tcp://h/hand/svc")):]
+        while len(got) < 5 + 4:
+            got += fd.recv(100)
+        assert got == b"\x06\x03abcmore", got
+        s.close(), fd.close()
+        wait_for(lambda: len(d.fds()) == base + 1, what="only the control connection left")
+        # a second client, not taken: the registrant goes away
+        s = d.connect()
+        s.sendall(preamble("net.tcp://h/hand/x"))
+        hid, _, _, fd = take(c)
+        fd.close()
+        c.close()
+        data, _ = recv_until_close(s)
+        assert data == fault_record("EndpointUnavailable"), data
+        s.close()
+        assert routed(d, "net.tcp://h/hand/x") == "fault:EndpointNotFound"
+        wait_for(lambda: len(d.fds()) == base, what=f"descriptors back to {base}")
 
 
 def sighup(d):
