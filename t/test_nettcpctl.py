@@ -4,7 +4,8 @@ COMMAND runs, and none once it is gone (its exit, SIGTERM, or nettcpctl
 killed with -9); COMMAND's status is nettcpctl's; a registration that the
 daemon refuses (a static route's prefix, a uid not allowed) exits 1 before
 COMMAND runs; `list` shows static and registered routes with their owners
-and sessions.
+and sessions; a C service built with pkg-config takes handed-off clients
+with their preamble bytes exact and asks VALIDATE.
 
 Each refusal is tried with a touch file as COMMAND, in a directory anyone
 may write: the file must not appear."""
@@ -174,6 +175,48 @@ def test_list_shows_static_and_registered_routes():
             name, value = line.split(" ")
             assert name and value.isdigit(), line
     b.close()
+
+
+def test_c_service_takes_handed_off_clients():
+    """t/share/nts_accept.c, built with pkg-config against the build
+    tree's library: VALIDATE answers yes for its prefix and no for
+    another; a client handed off to it arrives with its preamble bytes
+    exact, is acknowledged by the service itself and echoed; so do 300
+    more, one after another, Vias of every length up to 1.8 KB."""
+    from test_nettcpshare import build_service
+    svc = build_service()
+    with control_daemon() as d:
+        p = subprocess.Popen([svc, d.control, "net.tcp://+/Hand/", "1",
+                              "net.tcp://localhost/Hand/x", "net.tcp://localhost/Other"],
+                             stdout=subprocess.PIPE, text=True)
+        first = p.stdout.readline()
+        assert first.startswith("registered "), first
+        assert p.stdout.readline() == "validate net.tcp://localhost/Hand/x yes\n"
+        assert p.stdout.readline() == "validate net.tcp://localhost/Other no\n"
+        sent = preamble("net.tcp://localhost/Hand/x")
+        with d.connect(timeout=10 * SLOW) as c:
+            c.sendall(sent)
+            assert recv_exact(c, 1) == b"\x0b"
+            c.sendall(b"x" * 100000)
+            assert recv_exact(c, 100000) == b"x" * 100000
+        out, _ = p.communicate(timeout=10 * SLOW)
+        assert p.returncode == 0, out
+        assert out == f"client {first.split()[1]} {sent.hex()}\n", out
+
+        # 300 clients one after another, their Vias from 1 byte of path
+        # to near NMF_MAX_VIA: each preamble arrives as it was sent.
+        n = 300
+        p = subprocess.Popen([svc, d.control, "net.tcp://+/Hand/", str(n)],
+                             stdout=subprocess.PIPE, text=True)
+        reg = p.stdout.readline().split()[1]
+        for i in range(n):
+            sent = preamble("net.tcp://localhost/Hand/" + "p" * (1 + i * 6) + f"/{i}")
+            with d.connect(timeout=10 * SLOW) as c:
+                c.sendall(sent)
+                assert recv_exact(c, 1) == b"\x0b", i
+            assert p.stdout.readline() == f"client {reg} {sent.hex()}\n", i
+        p.wait(10 * SLOW)
+        assert p.returncode == 0
 
 
 if __name__ == "__main__":
