@@ -177,6 +177,45 @@ def test_list_shows_static_and_registered_routes():
     b.close()
 
 
+def test_revocation_and_the_daemon_stopping_leave_the_command_running():
+    """A reload keeps the registration; a reload whose file now holds the
+    same prefix revokes it (the file wins), and nettcpctl says so; the
+    daemon stopping closes the connection, and nettcpctl says that too.
+    COMMAND runs on through both and its status is nettcpctl's."""
+    a, b = service("file"), service("registered")
+    go = os.path.join(WORK, "go")
+    d = control_daemon().start()
+    p = register(d, "net.tcp://+/Took/", b.addr, "sh", "-c",
+                 f"while [ ! -e {go} ]; do sleep 0.05; done; exit 3")
+    try:
+        via = "net.tcp://localhost/Took/x"
+        wait_for(lambda: answer(d, via) == b"\x0b" and len(b.sessions) == 1, 10,
+                 "the registration")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("generation 2")
+        assert answer(d, via) == b"\x0b" and len(b.sessions) == 2
+        with open(d.config, "a") as f:
+            f.write(f"\n[took]\nvia = net.tcp://+/Took/\nbackend = {a.addr}\n")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("generation 3")
+        wait_for(lambda: answer(d, via) == b"\x0b" and len(a.sessions) == 1, 5,
+                 "the file's route")
+        assert d.stop() == 0
+        open(go, "w").close()
+        _, err = p.communicate(timeout=10 * SLOW)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        d.stop()
+        a.close(), b.close()
+    assert p.returncode == 3, (p.returncode, err)
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(
+        "nettcpctl: nettcpd revoked registration ") and ": conflict: " in lines[0], err
+    assert lines[1] == ("nettcpctl: nettcpd closed the control connection; the registrations "
+                        "are gone, sh keeps running"), err
+
+
 def test_c_service_takes_handed_off_clients():
     """t/share/nts_accept.c, built with pkg-config against the build
     tree's library: VALIDATE answers yes for its prefix and no for
