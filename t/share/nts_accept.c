@@ -11,6 +11,7 @@
  * "revoked ID WHY", "refused ERROR", one line each, flushed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,10 @@ echo(int fd)
 	char buf[65536];
 	ssize_t n;
 
-	if (write(fd, "\x0b", 1) != 1)
+	/* The socket comes in the mode nettcpd had it in (non-blocking):
+	 * this service blocks. */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0 ||
+	    write(fd, "\x0b", 1) != 1)
 		return -1;
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		ssize_t off = 0, w;
