@@ -1,6 +1,7 @@
 /*
- * nbfx.c - reading a WCF request and writing its reply in the binary session
- * encoding ([MC-NBFSE], [MC-NBFX], [MC-NBFS]); see nbfx.h.
+ * nbfx.c - reading a WCF request in the binary session encoding
+ * ([MC-NBFSE], [MC-NBFX], [MC-NBFS]); see nbfx.h.  The reply is written
+ * by nbfx_write.c.
  *
  * The reader walks the records once, front to back, keeping for each open
  * element only what it is to the envelope (Header, Action, Body, the
@@ -11,86 +12,12 @@
  */
 #include "nbfx.h"
 
-#include <stdio.h>
 #include <string.h>
 
+#include "nbfx_int.h"
 #include "nmf.h"
 
-/* Record types ([MC-NBFX] 2.2, XmlBinaryNodeType). */
-enum {
-	REC_END_ELEMENT = 0x01,
-	REC_COMMENT = 0x02,
-	REC_ARRAY = 0x03,
-	REC_SHORT_ATTRIBUTE = 0x04,
-	REC_ATTRIBUTE = 0x05,
-	REC_SHORT_DICT_ATTRIBUTE = 0x06,
-	REC_DICT_ATTRIBUTE = 0x07,
-	REC_SHORT_XMLNS = 0x08,
-	REC_XMLNS = 0x09,
-	REC_SHORT_DICT_XMLNS = 0x0A,
-	REC_DICT_XMLNS = 0x0B,
-	REC_PREFIX_DICT_ATTRIBUTE_A = 0x0C,
-	REC_PREFIX_DICT_ATTRIBUTE_Z = 0x25,
-	REC_PREFIX_ATTRIBUTE_A = 0x26,
-	REC_PREFIX_ATTRIBUTE_Z = 0x3F,
-	REC_SHORT_ELEMENT = 0x40,
-	REC_ELEMENT = 0x41,
-	REC_SHORT_DICT_ELEMENT = 0x42,
-	REC_DICT_ELEMENT = 0x43,
-	REC_PREFIX_DICT_ELEMENT_A = 0x44,
-	REC_PREFIX_DICT_ELEMENT_Z = 0x5D,
-	REC_PREFIX_ELEMENT_A = 0x5E,
-	REC_PREFIX_ELEMENT_Z = 0x77,
-	/* Text records; each has a twin one above it that also ends the element. */
-	REC_ZERO_TEXT = 0x80,
-	REC_ONE_TEXT = 0x82,
-	REC_FALSE_TEXT = 0x84,
-	REC_TRUE_TEXT = 0x86,
-	REC_INT8_TEXT = 0x88,
-	REC_INT16_TEXT = 0x8A,
-	REC_INT32_TEXT = 0x8C,
-	REC_INT64_TEXT = 0x8E,
-	REC_FLOAT_TEXT = 0x90,
-	REC_DOUBLE_TEXT = 0x92,
-	REC_DECIMAL_TEXT = 0x94,
-	REC_DATETIME_TEXT = 0x96,
-	REC_CHARS8_TEXT = 0x98,
-	REC_CHARS16_TEXT = 0x9A,
-	REC_CHARS32_TEXT = 0x9C,
-	REC_BYTES8_TEXT = 0x9E,
-	REC_BYTES16_TEXT = 0xA0,
-	REC_BYTES32_TEXT = 0xA2,
-	REC_START_LIST_TEXT = 0xA4,
-	REC_END_LIST_TEXT = 0xA6,
-	REC_EMPTY_TEXT = 0xA8,
-	REC_DICT_TEXT = 0xAA,
-	REC_UNIQUEID_TEXT = 0xAC,
-	REC_TIMESPAN_TEXT = 0xAE,
-	REC_UUID_TEXT = 0xB0,
-	REC_UINT64_TEXT = 0xB2,
-	REC_BOOL_TEXT = 0xB4,
-	REC_UNICODE_CHARS8_TEXT = 0xB6,
-	REC_UNICODE_CHARS16_TEXT = 0xB8,
-	REC_UNICODE_CHARS32_TEXT = 0xBA,
-	REC_QNAME_DICT_TEXT = 0xBC,
-	REC_TEXT_LAST = 0xBD,
-};
-#define REC_WITH_END 0x01u   /* set on a text record: it also ends the element */
-
-/* [MC-NBFS] static dictionary: only the strings this reader matches or the
- * writer uses, at their ids (2 x the string's index in the dictionary). */
-enum {
-	DICT_MUST_UNDERSTAND = 0,
-	DICT_ENVELOPE = 2,
-	DICT_SOAP12_NS = 4,         /* http://www.w3.org/2003/05/soap-envelope */
-	DICT_ADDRESSING_NS = 6,     /* http://www.w3.org/2005/08/addressing */
-	DICT_HEADER = 8,
-	DICT_ACTION = 10,
-	DICT_TO = 12,
-	DICT_BODY = 14,
-	DICT_RELATES_TO = 18,
-	DICT_MESSAGE_ID = 26,
-};
+/* The static dictionary strings whose names the reader matches. */
 static const struct {
 	uint32_t id;
 	const char *s;
@@ -106,8 +33,6 @@ static const struct {
 	{ DICT_RELATES_TO, "RelatesTo" },
 	{ DICT_MESSAGE_ID, "MessageID" },
 };
-
-#define UNIQUEID_LEN 16u
 
 /* What an open element is to the envelope. */
 enum role {
@@ -395,10 +320,10 @@ rd_text(struct reader *r, uint8_t type, struct nbfx_field *f)
 			return NBFX_ERR_TEXT;
 		return field_add(r, f, NBFX_CHARS, s.p, s.len);
 	case REC_UNIQUEID_TEXT:
-		rc = rd_bytes(r, UNIQUEID_LEN, &p);
+		rc = rd_bytes(r, NBFX_UNIQUEID_LEN, &p);
 		if (rc != NBFX_OK || f == NULL)
 			return rc;
-		return field_add(r, f, NBFX_UNIQUEID, p, UNIQUEID_LEN);
+		return field_add(r, f, NBFX_UNIQUEID, p, NBFX_UNIQUEID_LEN);
 	case REC_QNAME_DICT_TEXT:
 		rc = rd_bytes(r, 1, &p);
 		if (rc == NBFX_OK)
@@ -598,127 +523,6 @@ nbfx_read_request(struct nbfx_session *s, const uint8_t *msg, size_t len,
 	if (rc == NBFX_OK && req->op.kind == NBFX_NONE)
 		rc = NBFX_ERR_ENVELOPE;  /* no operation in the body */
 	return rc;
-}
-
-/* ------------------------------------------------------------ the writer */
-
-struct writer {
-	uint8_t *out;
-	size_t cap, len;
-};
-
-static void
-put(struct writer *w, const void *p, size_t n)
-{
-	if (n > 0 && w->len <= w->cap && w->cap - w->len >= n)
-		memcpy(w->out + w->len, p, n);
-	w->len += n;
-}
-
-static void
-put_byte(struct writer *w, uint8_t b)
-{
-	put(w, &b, 1);
-}
-
-static void
-put_mbint(struct writer *w, uint32_t v)
-{
-	uint8_t b[NMF_MBINT_MAX_BYTES];
-
-	put(w, b, nmf_mbint_encode(v, b));
-}
-
-static void
-put_le(struct writer *w, uint32_t v, size_t width)
-{
-	size_t i;
-
-	for (i = 0; i < width; i++)
-		put_byte(w, (uint8_t)(v >> (8 * i)));
-}
-
-/* An inline string: mbint length, bytes. */
-static void
-put_string(struct writer *w, const char *s)
-{
-	put_mbint(w, (uint32_t)strlen(s));
-	put(w, s, strlen(s));
-}
-
-/* A text record of pieces that also ends its element: Chars or Bytes with
- * the smallest length field that holds the total. */
-static void
-put_text_end(struct writer *w, enum nbfx_kind kind, const struct iovec *v,
-    size_t n)
-{
-	uint8_t base = kind == NBFX_BYTES ? REC_BYTES8_TEXT : REC_CHARS8_TEXT;
-	size_t total = 0, i;
-
-	for (i = 0; i < n; i++)
-		total += v[i].iov_len;
-	if (total <= UINT8_MAX) {
-		put_byte(w, (uint8_t)(base | REC_WITH_END));
-		put_le(w, (uint32_t)total, 1);
-	} else if (total <= UINT16_MAX) {
-		put_byte(w, (uint8_t)((base + 2) | REC_WITH_END));
-		put_le(w, (uint32_t)total, 2);
-	} else {
-		put_byte(w, (uint8_t)((base + 4) | REC_WITH_END));
-		put_le(w, (uint32_t)total, 4);
-	}
-	for (i = 0; i < n; i++)
-		put(w, v[i].iov_base, v[i].iov_len);
-}
-
-size_t
-nbfx_write_reply(uint8_t *out, size_t cap, const struct nbfx_reply *r)
-{
-	/* s:mustUnderstand="1": PrefixDictionaryAttribute 's', then One text */
-	static const uint8_t must_understand[] = {
-		REC_PREFIX_DICT_ATTRIBUTE_A + ('s' - 'a'), DICT_MUST_UNDERSTAND, REC_ONE_TEXT,
-	};
-	struct writer w = { .out = out, .cap = cap };
-	struct iovec action = { (void *)r->action, strlen(r->action) };
-	struct iovec relates = { (void *)r->relates_to, r->relates_len };
-
-	put_byte(&w, 0x00);   /* no new session strings */
-	put_byte(&w, REC_PREFIX_DICT_ELEMENT_A + ('s' - 'a'));
-	put_byte(&w, DICT_ENVELOPE);
-	put_byte(&w, REC_DICT_XMLNS);
-	put_string(&w, "s");
-	put_byte(&w, DICT_SOAP12_NS);
-	put_byte(&w, REC_DICT_XMLNS);
-	put_string(&w, "a");
-	put_byte(&w, DICT_ADDRESSING_NS);
-	put_byte(&w, REC_PREFIX_DICT_ELEMENT_A + ('s' - 'a'));
-	put_byte(&w, DICT_HEADER);
-	put_byte(&w, REC_PREFIX_DICT_ELEMENT_A + ('a' - 'a'));
-	put_byte(&w, DICT_ACTION);
-	put(&w, must_understand, sizeof(must_understand));
-	put_text_end(&w, NBFX_CHARS, &action, 1);
-	put_byte(&w, REC_PREFIX_DICT_ELEMENT_A + ('a' - 'a'));
-	put_byte(&w, DICT_RELATES_TO);
-	if (r->relates_kind == NBFX_UNIQUEID && r->relates_len == UNIQUEID_LEN) {
-		put_byte(&w, REC_UNIQUEID_TEXT | REC_WITH_END);
-		put(&w, r->relates_to, UNIQUEID_LEN);
-	} else {
-		put_text_end(&w, NBFX_CHARS, &relates, 1);
-	}
-	put_byte(&w, REC_END_ELEMENT);  /* s:Header */
-	put_byte(&w, REC_PREFIX_DICT_ELEMENT_A + ('s' - 'a'));
-	put_byte(&w, DICT_BODY);
-	put_byte(&w, REC_SHORT_ELEMENT);
-	put_string(&w, r->element);
-	put_byte(&w, REC_SHORT_XMLNS);
-	put_string(&w, r->ns);
-	put_byte(&w, REC_SHORT_ELEMENT);
-	put_string(&w, r->result);
-	put_text_end(&w, r->value_kind, r->value, r->nvalue);
-	put_byte(&w, REC_END_ELEMENT);  /* the operation's response */
-	put_byte(&w, REC_END_ELEMENT);  /* s:Body */
-	put_byte(&w, REC_END_ELEMENT);  /* s:Envelope */
-	return w.len;
 }
 
 const char *
