@@ -18,7 +18,8 @@
 # connection the service asks nettcpd (VALIDATE) whether the second Via still routes to
 # it: /Handoff/Two does, and is served there; /Proxied does not, so the service closes
 # the connection and the client dials again and reaches D through nettcpd's proxy.
-# Last, the registrant is killed: a new client gets EndpointNotFound.
+# A reload keeps the registration; the registrant killed, a new client gets
+# EndpointNotFound; a reload whose file takes a registered prefix revokes it.
 #
 # Run by `make check` with NETTCPD and NETTCPD_SRCDIR set; nettcp-whoami is found
 # beside the daemon's build (NETTCPD_WHOAMI overrides).  Exit 0 pass, 1 fail, 77 skip
@@ -190,8 +191,33 @@ else
     fail "handoff: H did not close the connection on the third channel's Via"
 fi
 
+# A reload keeps the registration.
+kill -HUP "$DAEMON_PID"
+wait_line "$TMP/nettcpd.log" "$DAEMON_PID" 'SIGHUP received: reloaded' "nettcpd did not log the reload" &&
+    run_client after-reload --address "$URL/Handoff" --expect-name H --calls 2
+
 # The registration ends with the registrant.
 kill -9 "$H_PID"; wait "$H_PID" 2>/dev/null
 run_client gone --address "$URL/Handoff" --expect-endpoint-not-found
+
+# A reload whose file now holds a registered prefix revokes the registration: the
+# file wins, the registrant is told (nettcp-whoami then exits with status 1), and
+# new clients of the prefix go to the static route.
+"$WHOAMI" --name V --control "$TMP/control.sock" --via "net.tcp://+/Revoked" \
+    >"$TMP/service-V.out" 2>"$TMP/service-V.log" &
+PIDS+=($!); V_PID=$!
+if wait_line "$TMP/service-V.out" "$V_PID" '^LISTENING' "service V did not register"; then
+    run_client before-revoke --address "$URL/Revoked" --expect-name V
+    printf '\n[revoked]\nvia = net.tcp://+/Revoked\nbackend = 127.0.0.1:%s\n' "$PD" >>"$CONF"
+    kill -HUP "$DAEMON_PID"
+    for i in $(seq 1 100); do kill -0 "$V_PID" 2>/dev/null || break; sleep 0.1; done
+    wait "$V_PID" 2>/dev/null; rc=$?
+    if [ "$rc" -eq 1 ] && grep -q "revoked registration" "$TMP/service-V.log"; then
+        pass "revoke: a reloaded static route took V's prefix, V was told and exited with status 1"
+    else
+        fail "revoke: V exit status $rc (want 1 after a REVOKED)"
+    fi
+    run_client after-revoke --address "$URL/Revoked" --expect-name D
+fi
 
 finish
