@@ -18,8 +18,8 @@
 # connection the service asks nettcpd (VALIDATE) whether the second Via still routes to
 # it: /Handoff/Two does, and is served there; /Proxied does not, so the service closes
 # the connection and the client dials again and reaches D through nettcpd's proxy.
-# A reload keeps the registration; the registrant killed, a new client gets
-# EndpointNotFound; a reload whose file takes a registered prefix revokes it.
+# A reload and a binary upgrade keep the registration; the registrant killed, a new
+# client gets EndpointNotFound; a reload whose file takes a registered prefix revokes it.
 #
 # Run by `make check` with NETTCPD and NETTCPD_SRCDIR set; nettcp-whoami is found
 # beside the daemon's build (NETTCPD_WHOAMI overrides).  Exit 0 pass, 1 fail, 77 skip
@@ -195,6 +195,21 @@ fi
 kill -HUP "$DAEMON_PID"
 wait_line "$TMP/nettcpd.log" "$DAEMON_PID" 'SIGHUP received: reloaded' "nettcpd did not log the reload" &&
     run_client after-reload --address "$URL/Handoff" --expect-name H --calls 2
+
+# A binary upgrade passes the control connection and the registration to the new
+# process: H notices nothing and goes on taking clients from it.
+kill -USR2 "$DAEMON_PID"
+if wait_line "$TMP/nettcpd.log" "$DAEMON_PID" 'binary upgrade: took over' "no binary upgrade in nettcpd's log"; then
+    NEW_PID=$(sed -nE 's/.*binary upgrade: started .* as pid ([0-9]+).*/\1/p' "$TMP/nettcpd.log" | tail -n 1)
+    kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null
+    if [ -n "$NEW_PID" ] && kill -0 "$NEW_PID" 2>/dev/null; then
+        PIDS+=("$NEW_PID"); DAEMON_PID=$NEW_PID
+        run_client after-upgrade --address "$URL/Handoff" --expect-name H --calls 2
+    else
+        fail "binary upgrade: no new nettcpd process"
+        finish
+    fi
+fi
 
 # The registration ends with the registrant.
 kill -9 "$H_PID"; wait "$H_PID" 2>/dev/null
