@@ -2,17 +2,21 @@
 a real request of the .NET WCF client answered, session after session on one
 connection; every preamble it cannot serve refused with the framing Fault; every
 broken or hostile message or record closes that connection only (a log line, no
-crash, no descriptor left behind), and the service goes on answering others.
+crash, no descriptor left behind), and the service goes on answering others;
+--max-connections holds the next client, in the listen backlog or, behind
+nettcpd's handoff, in nettcpd until it answers EndpointUnavailable.
 t/interop_handoff.sh has the real .NET client call it."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (NETTCPD, SLOW, connect, fault_record, free_port,  # noqa: E402
+from nettcpd_test import (NETTCPD, SLOW, Daemon, connect, fault_record, free_port,  # noqa: E402
                           mbint, preamble, recv_exact, recv_until_close,
                           run_tests, sized_envelope, string_record, wait_for)
 
@@ -33,10 +37,15 @@ VIA = "net.tcp://127.0.0.1/Who"
 
 
 class Service:
-    def __init__(self):
+    """nettcp-whoami --listen on a free port, or with control=SOCKET registered
+    for handoff of via."""
+
+    def __init__(self, *options, control=None, via=None):
         self.port = free_port()
+        where = (["--control", control, "--via", via] if control
+                 else ["--listen", f"127.0.0.1:{self.port}"])
         self.proc = subprocess.Popen(
-            [WHOAMI, "--verbose", "--name", "W", "--listen", f"127.0.0.1:{self.port}"],
+            [WHOAMI, "--verbose", "--name", "W", *options, *where],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         assert line.startswith("LISTENING"), f"service did not start: {line!r}"
@@ -194,6 +203,63 @@ def test_concurrent_connections():
         assert not errors, errors[:3]
     finally:
         svc.stop()
+
+
+def test_max_connections_holds_the_next_client():
+    """--max-connections 2: a third client is not taken (no Ack) while two are
+    served, and is served as soon as one of them leaves."""
+    svc = Service("--max-connections", "2")
+    try:
+        first, second = connect(svc.port), connect(svc.port)
+        session(first)
+        session(second)
+        third = connect(svc.port)
+        third.sendall(preamble(VIA))
+        third.settimeout(1.0)
+        try:
+            got = third.recv(1)
+        except socket.timeout:
+            got = None
+        assert got is None, f"a third connection was served: {got!r}"
+        first.close()
+        third.settimeout(10 * SLOW)
+        assert recv_exact(third, 1) == b"\x0b", "the held client was not served"
+        call_hello1(third)
+        second.close()
+        third.close()
+    finally:
+        svc.stop()
+
+
+def test_max_connections_behind_handoff():
+    """The same behind nettcpd's handoff: the registrant full, nettcpd holds the
+    next client until handoff_timeout, then answers it EndpointUnavailable; once
+    a connection ends, the next client is handed off and served."""
+    sockdir = tempfile.mkdtemp(prefix="nettcpd-whoami-")
+    control = os.path.join(sockdir, "control.sock")
+    d = Daemon(extra_global=f"control = {control}\nhandoff_timeout = 1s").start()
+    svc = None
+    try:
+        svc = Service("--max-connections", "1", control=control, via="net.tcp://+/Full")
+        base = svc.fds()
+        via = f"net.tcp://127.0.0.1:{d.port}/Full"
+        first = connect(d.port)
+        session(first, via)
+        call_hello1(first)
+        held = connect(d.port, timeout=10)
+        held.sendall(preamble(via))
+        assert closed(held) == fault_record("EndpointUnavailable")
+        first.close()
+        wait_for(lambda: svc.fds() == base, what="the first connection to end")
+        later = connect(d.port, timeout=10)
+        session(later, via)
+        call_hello1(later)
+        later.close()
+    finally:
+        if svc:
+            svc.stop()
+        d.stop()
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,10 @@ extern int whoami_verbose;
 int whoami_start(int fd, uint8_t *bytes, size_t nbytes,
     whoami_validate_fn validate);
 
+/* Is there room for one more connection?  Wait until there is. */
+int whoami_slot_free(void);
+void whoami_wait_slot(void);
+
 /*
  * Register via for handoff on nettcpd's control socket at control, then
  * serve every client connection it hands over.  Returns the exit status

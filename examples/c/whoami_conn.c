@@ -362,7 +362,9 @@ whoami_conn_serve(void *arg)
 	c->len = c->cap = a->nbytes;
 	a->bytes = NULL;
 	c->validate = a->validate;
+	/* a client that stops sending or reading ends after IDLE_TIMEOUT_S */
 	(void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof(idle));
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &idle, sizeof(idle));
 	while ((rc = conn_preamble(c)) == 1 && (rc = conn_session(c)) == 1)
 		;
 	free(c->buf);

@@ -44,12 +44,13 @@ handoff_validate(const char *via)
 	return rc;
 }
 
-/* Take every client queued now.  Returns 0 when there are no more, or
- * the exit status when the registration ended. */
+/* Take every client queued now, while there is room for them.  Returns 0
+ * when there are no more (or no room), or the exit status when the
+ * registration ended. */
 static int
 handoff_take(void)
 {
-	for (;;) {
+	while (whoami_slot_free()) {
 		size_t cap = NTS_PREAMBLE_MAX, n = 0;
 		uint8_t *buf = malloc(cap);
 		uint64_t matched;
@@ -79,6 +80,7 @@ handoff_take(void)
 			fprintf(stderr, "%s: control connection: %s\n", whoami_name, nts_error(nts));
 		return 1;
 	}
+	return 0;
 }
 
 int
@@ -110,6 +112,9 @@ whoami_handoff_run(const char *control, const char *via)
 		};
 		char drain[64];
 
+		/* full: the clients wait in nettcpd, which gives them
+		 * EndpointUnavailable past its handoff limits */
+		whoami_wait_slot();
 		pthread_mutex_lock(&nts_lock);
 		rc = handoff_take();
 		pthread_mutex_unlock(&nts_lock);
