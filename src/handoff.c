@@ -61,6 +61,9 @@ struct handoff_peer {
 	int fd;                            /* the control connection */
 	struct handoff_sink *sinks;        /* its open sinks */
 	struct list pending;               /* sent, waiting for TAKEN */
+	unsigned handed_over : 1;          /* a binary upgrade gave it to */
+	                                   /* the new process, which reads */
+	                                   /* its TAKENs */
 };
 
 struct handoff_sink {
@@ -81,6 +84,8 @@ static struct {
 	pthread_mutex_t lock;              /* guards queue, for the workers */
 	struct list queue;
 	struct list faulting;
+	unsigned ndraining, max_draining;  /* on the faulting list: as many */
+	                                   /* as a worker may hold clients */
 	struct handoff_peer *peers;
 	double timeout;
 	unsigned max_pending;
@@ -91,6 +96,7 @@ static struct {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.timeout = HANDOFF_DEFAULT_TIMEOUT,
 	.max_pending = HANDOFF_DEFAULT_MAX_PENDING,
+	.max_draining = CONFIG_DEFAULT_MAX_CONNECTIONS,
 };
 
 const char *
@@ -189,6 +195,7 @@ drain_end(struct handoff_item *it)
 	ev_io_stop(hub.loop, &it->drain);
 	ev_timer_stop(hub.loop, &it->timer);
 	list_unlink(&hub.faulting, it);
+	hub.ndraining--;
 	item_free(it);
 }
 
@@ -238,6 +245,14 @@ item_fail(struct handoff_item *it, enum handoff_result r, const char *why)
 		item_free(it);
 		return;
 	}
+	/* A flood of clients a registrant cannot take holds no more
+	 * descriptors here than max_connections allows the workers: past
+	 * it, the fault and the FIN are all a client gets. */
+	if (hub.ndraining >= hub.max_draining) {
+		item_free(it);
+		return;
+	}
+	hub.ndraining++;
 	list_append(&hub.faulting, it);
 	ev_io_init(&it->drain, on_drain, it->fd, EV_READ);
 	it->drain.data = it;
@@ -269,6 +284,18 @@ on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	snprintf(why, sizeof(why), "no TAKEN within handoff_timeout (%.3g s)",
 	    hub.timeout);
 	item_fail(it, HANDOFF_TIMEOUT, why);
+}
+
+/* Sent: wait for its TAKEN for at most seconds. */
+static void
+pending_start(struct handoff_peer *p, struct handoff_item *it, double seconds)
+{
+	it->peer = p;
+	list_append(&p->pending, it);
+	it->sink->pending++;
+	ev_timer_init(&it->timer, on_timeout, seconds, 0.);
+	it->timer.data = it;
+	ev_timer_start(hub.loop, &it->timer);
 }
 
 /*
@@ -326,13 +353,14 @@ dispatch(struct handoff_item *it)
 		item_fail(it, full ? HANDOFF_REFUSED : HANDOFF_LOST, why);
 		return;
 	}
-	it->peer = p;
-	list_append(&p->pending, it);
-	s->pending++;
-	ev_timer_init(&it->timer, on_timeout, hub.timeout, 0.);
-	it->timer.data = it;
-	ev_timer_start(hub.loop, &it->timer);
 	item_log(it, LOG_LEVEL_DEBUG, "sent %zu bytes and the socket", it->len);
+	if (p->handed_over) {
+		/* Its TAKEN goes to the new process: this one's part is done. */
+		count(it, HANDOFF_TAKEN);
+		item_free(it);
+		return;
+	}
+	pending_start(p, it, hub.timeout);
 }
 
 /* The workers queued handoffs: send each. */
@@ -502,11 +530,66 @@ handoff_init(struct ev_loop *main_loop)
 }
 
 void
-handoff_set_limits(double timeout, unsigned max_pending, unsigned log_lines)
+handoff_configure(const struct config *cfg)
 {
-	hub.timeout = timeout;
-	hub.max_pending = max_pending;
-	hub.lines.burst = log_lines;
+	hub.timeout = cfg->handoff_timeout;
+	hub.max_pending = cfg->handoff_max_pending;
+	hub.lines.burst = cfg->log_client_lines;
+	hub.max_draining = cfg->max_connections;
+}
+
+uint64_t
+handoff_next_id(void)
+{
+	return hub.next_id;
+}
+
+void
+handoff_set_next_id(uint64_t id)
+{
+	hub.next_id = id;
+}
+
+void
+handoff_each_pending(const struct handoff_peer *p,
+    void (*fn)(void *arg, int fd, uint64_t id, uint64_t reg_id, double left),
+    void *arg)
+{
+	for (const struct handoff_item *it = p->pending.head; it != NULL;
+	    it = it->next)
+		fn(arg, it->fd, it->id, it->sink->reg_id,
+		    ev_timer_remaining(hub.loop, (ev_timer *)&it->timer));
+}
+
+void
+handoff_peer_handed_over(struct handoff_peer *p)
+{
+	struct handoff_item *it;
+
+	p->handed_over = 1;
+	while ((it = p->pending.head) != NULL) {
+		pending_end(it);
+		item_free(it);   /* the new process holds the client now */
+	}
+}
+
+void
+handoff_adopt(struct handoff_peer *p, struct handoff_sink *s, int fd,
+    uint64_t id, double left)
+{
+	struct handoff_item *it = calloc(1, sizeof(*it));
+
+	if (it == NULL) {
+		/* The client then only gets our close, and the registrant's. */
+		log_warn("out of memory taking over handoff %llu: its socket "
+		    "closed", (unsigned long long)id);
+		close(fd);
+		return;
+	}
+	it->sink = handoff_sink_ref(s);
+	it->fd = fd;
+	it->id = id;
+	pending_start(p, it, left > 0.001 ? left : 0.001);
 }
 
 void

@@ -26,6 +26,7 @@
 
 #include <ev.h>
 
+#include "config.h"
 #include "stats.h"
 
 /* Defaults, documented in nettcpd.ini(5). */
@@ -48,14 +49,13 @@ struct handoff_peer;
 struct handoff_sink;
 
 /*
- * Main thread: start taking handoffs on main_loop.  handoff_set_limits()
- * applies a generation's handoff_timeout, handoff_max_pending and
- * log_client_lines (at start and on each reload; a handoff already sent
- * keeps its deadline).
+ * Main thread: start taking handoffs on main_loop.  handoff_configure()
+ * applies cfg's handoff_timeout, handoff_max_pending, log_client_lines
+ * and max_connections (at start and on each reload; a handoff already
+ * sent keeps its deadline).
  */
 void handoff_init(struct ev_loop *main_loop);
-void handoff_set_limits(double timeout, unsigned max_pending,
-    unsigned log_lines);
+void handoff_configure(const struct config *cfg);
 
 /*
  * Main thread, at exit, once the workers have stopped: every handoff not
@@ -105,6 +105,35 @@ void handoff_sink_close(struct handoff_sink *s);
 /* Any thread: a route table holds the sink while a generation has it. */
 struct handoff_sink *handoff_sink_ref(struct handoff_sink *s);
 void handoff_sink_unref(struct handoff_sink *s);
+
+/*
+ * Binary upgrade (upgrade_state.h): what the new process takes over.
+ * handoff_next_id() is the id the next handoff gets; the new process
+ * starts from the old one's, so ids stay unique across the two.
+ */
+uint64_t handoff_next_id(void);
+void handoff_set_next_id(uint64_t id);
+
+/* Call fn for each handoff p waits for: its socket, its id, its sink's
+ * registration and the seconds left of its handoff_timeout. */
+void handoff_each_pending(const struct handoff_peer *p,
+    void (*fn)(void *arg, int fd, uint64_t id, uint64_t reg_id, double left),
+    void *arg);
+
+/*
+ * The old process handed p's connection to the new one, which reads its
+ * TAKENs from now on: the handoffs p waited for are the new process's
+ * (our copies closed, counted as nothing here), and each client this
+ * process still hands off on it is sent and forgotten at once (its
+ * TAKEN goes to the new process, which ignores it).
+ */
+void handoff_peer_handed_over(struct handoff_peer *p);
+
+/* The new process: a handoff the old one sent on p's connection waits
+ * for its TAKEN here, with left seconds of its handoff_timeout; s is its
+ * registration's sink and fd the client's socket, ours from now on. */
+void handoff_adopt(struct handoff_peer *p, struct handoff_sink *s, int fd,
+    uint64_t id, double left);
 
 /*
  * A worker: hand client socket fd to the sink's registrant, with the len
