@@ -84,6 +84,8 @@ static struct {
 	pthread_mutex_t lock;              /* guards queue, for the workers */
 	struct list queue;
 	struct list faulting;
+	unsigned ndraining, max_draining;  /* on the faulting list: as many */
+	                                   /* as a worker may hold clients */
 	struct handoff_peer *peers;
 	double timeout;
 	unsigned max_pending;
@@ -94,6 +96,7 @@ static struct {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.timeout = HANDOFF_DEFAULT_TIMEOUT,
 	.max_pending = HANDOFF_DEFAULT_MAX_PENDING,
+	.max_draining = CONFIG_DEFAULT_MAX_CONNECTIONS,
 };
 
 const char *
@@ -192,6 +195,7 @@ drain_end(struct handoff_item *it)
 	ev_io_stop(hub.loop, &it->drain);
 	ev_timer_stop(hub.loop, &it->timer);
 	list_unlink(&hub.faulting, it);
+	hub.ndraining--;
 	item_free(it);
 }
 
@@ -241,6 +245,14 @@ item_fail(struct handoff_item *it, enum handoff_result r, const char *why)
 		item_free(it);
 		return;
 	}
+	/* A flood of clients a registrant cannot take holds no more
+	 * descriptors here than max_connections allows the workers: past
+	 * it, the fault and the FIN are all a client gets. */
+	if (hub.ndraining >= hub.max_draining) {
+		item_free(it);
+		return;
+	}
+	hub.ndraining++;
 	list_append(&hub.faulting, it);
 	ev_io_init(&it->drain, on_drain, it->fd, EV_READ);
 	it->drain.data = it;
@@ -518,11 +530,12 @@ handoff_init(struct ev_loop *main_loop)
 }
 
 void
-handoff_set_limits(double timeout, unsigned max_pending, unsigned log_lines)
+handoff_configure(const struct config *cfg)
 {
-	hub.timeout = timeout;
-	hub.max_pending = max_pending;
-	hub.lines.burst = log_lines;
+	hub.timeout = cfg->handoff_timeout;
+	hub.max_pending = cfg->handoff_max_pending;
+	hub.lines.burst = cfg->log_client_lines;
+	hub.max_draining = cfg->max_connections;
 }
 
 uint64_t

@@ -26,6 +26,7 @@
 
 #include <ev.h>
 
+#include "config.h"
 #include "stats.h"
 
 /* Defaults, documented in nettcpd.ini(5). */
@@ -48,14 +49,13 @@ struct handoff_peer;
 struct handoff_sink;
 
 /*
- * Main thread: start taking handoffs on main_loop.  handoff_set_limits()
- * applies a generation's handoff_timeout, handoff_max_pending and
- * log_client_lines (at start and on each reload; a handoff already sent
- * keeps its deadline).
+ * Main thread: start taking handoffs on main_loop.  handoff_configure()
+ * applies cfg's handoff_timeout, handoff_max_pending, log_client_lines
+ * and max_connections (at start and on each reload; a handoff already
+ * sent keeps its deadline).
  */
 void handoff_init(struct ev_loop *main_loop);
-void handoff_set_limits(double timeout, unsigned max_pending,
-    unsigned log_lines);
+void handoff_configure(const struct config *cfg);
 
 /*
  * Main thread, at exit, once the workers have stopped: every handoff not

@@ -320,8 +320,7 @@ run(struct daemon *d)
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
 	handoff_init(loop);
-	handoff_set_limits(cfg->handoff_timeout, cfg->handoff_max_pending,
-	    cfg->log_client_lines);
+	handoff_configure(cfg);
 
 	d->limits.max_connections = cfg->max_connections;
 	d->limits.max_pending = cfg->max_pending;

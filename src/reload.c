@@ -150,8 +150,7 @@ daemon_reload(struct daemon *d)
 		return -1;
 	}
 	log_open(next->cfg->log_target, next->cfg->log_level);
-	handoff_set_limits(next->cfg->handoff_timeout,
-	    next->cfg->handoff_max_pending, next->cfg->log_client_lines);
+	handoff_configure(next->cfg);
 	d->retired = d->socks;
 	d->nretired = d->nsocks;
 	d->socks = socks;

@@ -157,6 +157,7 @@ upgrade_memfd_take(const char *name, size_t *len)
 	ssize_t n = 1;
 	long fd;
 
+	*len = 0;
 	if (v == NULL)
 		return NULL;
 	fd = strtol(v, &end, 10);

@@ -8,10 +8,12 @@ socket with nettcpd out of the path; a registrant that never says TAKEN
 (EndpointUnavailable after handoff_timeout), one that never reads its
 control socket (EndpointUnavailable at once), one killed -9 with clients
 in flight (every client answered, nettcpd's descriptors back to where they
-were); VALIDATE; a reload while clients are handed off.  The registrant is
-Python's socket.recv_fds on a SOCK_SEQPACKET socket, written from the
-protocol, not from the daemon's code."""
+were); VALIDATE; a reload while clients are handed off; the access log
+record and the counts; a binary upgrade with a handoff waiting for TAKEN.
+The registrant is Python's socket.recv_fds on a SOCK_SEQPACKET socket,
+written from the protocol, not from the daemon's code."""
 
+import json
 import os
 import re
 import select
@@ -447,6 +449,34 @@ def test_reload_keeps_registration_and_pending_handoffs():
         wait_for(lambda: len(reg.got) == 11, what="a handoff after the reload")
         s.close()
         assert handoffs(d, "lost") + handoffs(d, "timeout") == 0
+        reg.close()
+
+
+def test_access_log_and_metrics_say_handoff():
+    """The client's record is written when it is handed off: outcome and
+    backend handoff, its route, the bytes passed; /metrics counts it."""
+    d = metrics_daemon()
+    d.access = os.path.join(d.dir, "access.log")
+    with open(d.config) as f:
+        text = f.read().replace("[global]\n", f"[global]\naccess_log = {d.access}\n", 1)
+    with open(d.config, "w") as f:
+        f.write(text)
+    with d:
+        reg = Registrant(d, serve=echo_preamble)
+        pre = preamble(PREFIX + "logged")
+        s = d.connect()
+        s.sendall(pre)
+        assert recv_until_close(s) == (pre, "eof")
+        s.close()
+        wait_for(lambda: os.path.exists(d.access) and os.path.getsize(d.access) > 0,
+                 what="the access log record")
+        with open(d.access) as f:
+            rec = json.loads(f.readline())
+        assert (rec["outcome"], rec["backend"], rec["route"], rec["bytes_up"],
+                rec["bytes_down"], rec["via"]) == (
+            "handoff", "handoff", f"reg:{reg.reg}", len(pre), 0,
+            PREFIX + "logged"), rec
+        wait_for(lambda: handoffs(d, "taken") == 1, what="taken counted")
         reg.close()
 
 

@@ -1,5 +1,5 @@
 """libnettcpshare and nettcpctl against a scripted control peer: the client
-side of the control protocol (nettcpd(8) CONTROL PROTOCOL) checked message
+side of the control protocol (nettcpd(8) REGISTRATION) checked message
 by message, including what a daemon may do that a client must survive --
 a HANDOFF or REVOKED arriving before the reply to a request, ERR with tag
 0, a message with descriptors it may not carry, a close at any point.

@@ -1,6 +1,6 @@
 /*
  * nettcpshare.c - libnettcpshare: the client side of nettcpd's control
- * protocol (nettcpd.ini(5) CONTROL PROTOCOL, libnettcpshare(3)).
+ * protocol (nettcpd(8) REGISTRATION, libnettcpshare(3)).
  *
  * One SOCK_SEQPACKET connection per struct nts; one record is one
  * message.  Requests go one at a time, each with a tag of its own; the
@@ -9,7 +9,6 @@
  * never logs: a failure's reason is kept for nts_error().
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,7 +16,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ctlproto.h"

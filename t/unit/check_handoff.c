@@ -52,6 +52,18 @@ rig_up(struct rig *r, const char *route)
 	r->client.sin_port = htons(40000);
 }
 
+/* handoff_configure() with these keys. */
+static void
+limits(double timeout, unsigned max_pending, unsigned log_lines,
+    unsigned max_connections)
+{
+	struct config cfg = { .handoff_timeout = timeout,
+	    .handoff_max_pending = max_pending, .log_client_lines = log_lines,
+	    .max_connections = max_connections };
+
+	handoff_configure(&cfg);
+}
+
 /* A client connection: [0] the socket nettcpd hands off, [1] the client. */
 static void
 client_pair(int sp[2])
@@ -229,7 +241,7 @@ START_TEST(test_timeout)
 	int sp[2], fd;
 
 	rig_up(&r, "slow");
-	handoff_set_limits(0.05, 128, 0);
+	limits(0.05, 128, 0, 10000);
 	client_pair(sp);
 	submit(&r, sp, "abc", 3);
 	turn(&r);
@@ -251,7 +263,7 @@ START_TEST(test_max_pending)
 	int sp[3][2];
 
 	rig_up(&r, "capped");
-	handoff_set_limits(60, 2, 0);
+	limits(60, 2, 0, 10000);
 	for (int i = 0; i < 3; i++) {
 		client_pair(sp[i]);
 		submit(&r, sp[i], "abc", 3);
@@ -280,7 +292,7 @@ START_TEST(test_queue_full)
 	/* A queue of a few records (the default holds a few hundred). */
 	ck_assert_int_eq(setsockopt(r.ctl[0], SOL_SOCKET, SO_SNDBUF, &small,
 	    sizeof(small)), 0);
-	handoff_set_limits(60, 100000, 2);
+	limits(60, 100000, 2, 10000);
 	for (int i = 0; i < N; i++) {
 		client_pair(sp[i]);
 		submit(&r, sp[i], "abc", 3);
@@ -354,7 +366,7 @@ START_TEST(test_upgrade_hands_over)
 	char c;
 
 	rig_up(&r, "up");
-	handoff_set_limits(30, 128, 0);
+	limits(30, 128, 0, 10000);
 	for (int i = 0; i < 2; i++) {
 		client_pair(sp[i]);
 		submit(&r, sp[i], "abc", 3);
@@ -403,6 +415,39 @@ START_TEST(test_upgrade_hands_over)
 }
 END_TEST
 
+/* Clients answered with the fault are drained while they hold no more
+ * descriptors than max_connections; past that they get the fault and the
+ * FIN, and nettcpd's socket is closed at once. */
+START_TEST(test_draining_is_bounded)
+{
+	struct rig r;
+	char line[128];
+	uint8_t bytes[8192];
+	size_t len;
+	int sp[3][2];
+
+	rig_up(&r, "flood");
+	limits(60, 1, 0, 2);
+	for (int i = 0; i < 3; i++) {
+		client_pair(sp[i]);
+		submit(&r, sp[i], "abc", 3);
+	}
+	turn(&r);
+	/* The first was sent (the registrant drops it), the others refused
+	 * and drained; then the first is lost with its connection... */
+	close(recv_handoff(&r, line, sizeof(line), bytes, &len));
+	handoff_peer_close(r.peer);
+	turn(&r);
+	/* ...past max_connections draining: its socket is closed at once,
+	 * while the two refused ones are still drained. */
+	ck_assert_int_eq(send(sp[1][1], "x", 1, MSG_NOSIGNAL), 1);
+	ck_assert_int_eq(send(sp[2][1], "x", 1, MSG_NOSIGNAL), 1);
+	ck_assert_int_eq(send(sp[0][1], "x", 1, MSG_NOSIGNAL), -1);
+	ck_assert_int_eq(errno, EPIPE);
+	handoff_shutdown();
+}
+END_TEST
+
 static Suite *
 handoff_suite(void)
 {
@@ -416,6 +461,7 @@ handoff_suite(void)
 	tcase_add_test(tc, test_queue_full);
 	tcase_add_test(tc, test_peer_gone);
 	tcase_add_test(tc, test_upgrade_hands_over);
+	tcase_add_test(tc, test_draining_is_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }
