@@ -18,6 +18,8 @@
 # connection the service asks nettcpd (VALIDATE) whether the second Via still routes to
 # it: /Handoff/Two does, and is served there; /Proxied does not, so the service closes
 # the connection and the client dials again and reaches D through nettcpd's proxy.
+# Directly and handed off, also two Hello calls with a 35,000-character text (which
+# WCF sends as UTF-16: shorter so than UTF-8).
 # A reload and a binary upgrade keep the registration; the registrant killed, a new
 # client gets EndpointNotFound; a reload whose file takes a registered prefix revokes it.
 #
@@ -32,6 +34,7 @@ IDIR=$SRCDIR/t/interop
 BUILD=${NETTCPD_INTEROP_BUILDDIR:-t/interop/build}
 T=20   # seconds: the client's own watchdog and WCF timeouts; `timeout` adds a margin
 BULK=100000
+TEXT=35000   # Hello's text: 35,000 euro signs, 105 KB as UTF-8, sent as 70 KB of UTF-16
 
 if ! command -v dotnet >/dev/null 2>&1; then
     echo "SKIP: interop_handoff: .NET SDK absent, the C example service is not tested with the .NET WCF client"
@@ -138,6 +141,7 @@ if same_connection "$TMP/service-D.log" "net.tcp://127.0.0.1:$PD/Direct" 2 "net.
 else
     fail "direct: no second session on the first connection in D's log"
 fi
+run_client direct-text --address "net.tcp://127.0.0.1:$PD/Direct" --expect-name D --calls 2 --text-size "$TEXT"
 
 # ---------------------------------------------------------------- nettcpd
 CONF=$TMP/nettcpd.ini
@@ -190,6 +194,7 @@ if grep -q "session 3: no longer routed here, closing: $URL/Proxied\$" "$TMP/ser
 else
     fail "handoff: H did not close the connection on the third channel's Via"
 fi
+run_client handoff-text --address "$URL/Handoff" --expect-name H --calls 2 --text-size "$TEXT"
 
 # A reload keeps the registration.
 kill -HUP "$DAEMON_PID"
