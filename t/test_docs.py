@@ -145,7 +145,8 @@ def test_readme_names_every_source_file():
 def test_man_pages_render_without_warnings():
     if shutil.which("groff") is None:
         raise AssertionError("groff is not installed (groff-base)")
-    for page in ("nettcpd.8", "nettcpd.ini.5", "nettcp-probe.1"):
+    for page in ("nettcpd.8", "nettcpd.ini.5", "nettcp-probe.1", "nettcpctl.1",
+                 "libnettcpshare.3"):
         r = subprocess.run(["groff", "-man", "-ww", "-z", os.path.join(SRCDIR, "man", page)],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and r.stderr == "", (page, r.stderr)

@@ -3,6 +3,8 @@
 //   InteropClient --address URI --expect-name NAME [--calls N] [--size BYTES] [--timeout S]
 //       N calls of Hello on one channel, each reply must come from service NAME,
 //       then (with --size) one RoundTrip of BYTES bytes, compared byte for byte.
+//       --text-size CHARS: each Hello's text is "hello#k:" and CHARS euro signs, which
+//       WCF's binary encoding writes as UTF-16 (it is shorter so than UTF-8).
 //       --then URI2 NAME2 (repeatable, with --expect-name only): once that channel is
 //       closed, a new ChannelFactory with the same binding opens a channel to URI2, whose
 //       one Hello must be answered by service NAME2, and closes it; and so on. Every
@@ -90,7 +92,7 @@ namespace NettcpdInterop
             CultureInfo.CurrentUICulture = CultureInfo.InvariantCulture;
             string address = null, expectName = null, tlsCa = null, dnsIdentity = null;
             bool expectNotFound = false, expectUpgradeInvalid = false, tls13 = false;
-            int calls = 1, size = 0, timeout = 30;
+            int calls = 1, size = 0, textSize = 0, timeout = 30;
             var thens = new List<(string Address, string Name)>();
             try {
                 for (int i = 0; i < args.Length; i++) {
@@ -104,6 +106,7 @@ namespace NettcpdInterop
                     case "--tls13": tls13 = true; break;
                     case "--calls": calls = int.Parse(args[++i]); break;
                     case "--size": size = int.Parse(args[++i]); break;
+                    case "--text-size": textSize = int.Parse(args[++i]); break;
                     case "--timeout": timeout = int.Parse(args[++i]); break;
                     case "--then": thens.Add((args[i + 1], args[i + 2])); i += 2; break;
                     default: throw new ArgumentException("unknown argument " + args[i]);
@@ -173,11 +176,12 @@ namespace NettcpdInterop
                 ((IClientChannel) channel).Open();
                 string first = null;
                 for (int k = 1; k <= calls; k++) {
-                    string text = "hello#" + k;
+                    string text = "hello#" + k + (textSize > 0 ? ":" + new string('\u20ac', textSize) : "");
                     string reply = channel.Hello(text);
                     if (expectName != null && reply != expectName + ": " + text)
                         throw new Exception("Hello('" + text + "') returned '" + reply + "', want '" + expectName + ": " + text + "'");
-                    first ??= reply;
+                    // a long reply is shown by its start and length
+                    first ??= reply.Length > 60 ? reply.Substring(0, 40) + "... (" + reply.Length + " chars)" : reply;
                 }
                 string bulk = "";
                 if (size > 0) {
