@@ -6,7 +6,7 @@
 #   1. HandoffService --listen (its own TCP listener, no nettcpd): the .NET client's calls,
 #      a 1 MiB RoundTrip, a second channel on the pooled connection, a Via it does not serve
 #      (EndpointNotFound), and a client that breaks off inside a preamble (the service logs it
-#      and goes on serving).
+#      and goes on serving); with --max-connections 1, a second connection waits for the first.
 #   2. nettcpd with a control socket; C# service A registers net.tcp://+/Handoff as handoff,
 #      C# service B net.tcp://+/Other. One .NET client process opens channels, in turn, to
 #      /Handoff (3 calls and a 1 MiB RoundTrip), /Handoff/Deep, /Other and /Handoff. .NET
@@ -92,14 +92,15 @@ fi
 SVC=(dotnet "$BUILD/service/HandoffService.dll")
 NET=(dotnet "$BUILD/client/InteropClient.dll")
 
-read -r PUB PL PZ < <(python3 -c '
+read -r PUB PL PM PZ < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(4)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 if [ -z "${PZ:-}" ]; then fail "could not pick free ports"; finish; fi
 URL=net.tcp://127.0.0.1:$PUB
 LURL=net.tcp://127.0.0.1:$PL
+MURL=net.tcp://127.0.0.1:$PM
 
 # ---------------------------------------------------------------- helpers
 # Waits up to 30 s for a line matching the extended regex in FILE; false if PID died first.
@@ -167,6 +168,39 @@ s.close()' "$PL"
     fi
 else
     fail "HandoffService --listen did not start"
+fi
+# --max-connections 1: a second connection is not served while the first is
+"${SVC[@]}" --name M --via "$MURL/M" --listen "127.0.0.1:$PM" --max-connections 1 >"$TMP/service-M.log" 2>&1 &
+MPID=$!; PIDS+=("$MPID")
+if wait_line "$TMP/service-M.log" '^LISTENING ' "$MPID"; then
+    if out=$(python3 -c '
+import socket, sys
+port = int(sys.argv[1])
+via = ("net.tcp://127.0.0.1:%d/M" % port).encode()
+preamble = bytes([0, 1, 0, 1, 2, 2, len(via)]) + via + bytes([3, 8, 12])
+def dial():
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(preamble)
+    return s
+def acked(s, wait):
+    s.settimeout(wait)
+    try:
+        return s.recv(1) == bytes([0x0B])
+    except socket.timeout:
+        return False
+a = dial()
+if not acked(a, 20): sys.exit("the first connection got no Preamble Ack")
+b = dial()
+if acked(b, 1): sys.exit("the second connection was acked while the first was served")
+a.close()
+if not acked(b, 20): sys.exit("the second connection got no Preamble Ack after the first closed")
+print("second connection served once the first closed")' "$PM" 2>&1); then
+        pass "HandoffService --max-connections 1: $out"
+    else
+        fail "HandoffService --max-connections 1: $out"
+    fi
+else
+    fail "HandoffService --listen --max-connections 1 did not start"
 fi
 
 # ---------------------------------------------------------------- 2. handoff

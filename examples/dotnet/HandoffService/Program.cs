@@ -1,19 +1,21 @@
 // An example net.tcp service for the .NET WCF client that serves sockets nettcpd hands
 // off (no proxy in the data path), or, to develop without nettcpd, sockets it accepts.
 //
-//   HandoffService --name NAME --via PREFIX --control PATH [--idle-timeout S]
+//   HandoffService --name NAME --via PREFIX --control PATH [--idle-timeout S] [--max-connections N]
 //       connects to nettcpd's control socket PATH, registers PREFIX as handoff, and serves
 //       each client connection nettcpd passes, starting from the preamble bytes nettcpd
 //       read. A next session on the same connection is served only if VALIDATE says its
 //       Via still routes to this registration; else the connection is closed. Exits 1 when
 //       the registration is refused or the control connection ends (its routes are gone).
-//   HandoffService --name NAME --via PREFIX --listen HOST:PORT [--idle-timeout S]
+//   HandoffService --name NAME --via PREFIX --listen HOST:PORT [--idle-timeout S] [--max-connections N]
 //       accepts TCP connections itself; a session whose Via path is not under PREFIX's
 //       gets the framing Fault EndpointNotFound.
 //
 // It serves IWhoAmI (t/interop/mono/Contracts.cs): Hello(text) answers "NAME: text",
 // RoundTrip(data) answers data. --idle-timeout (default 120 s, a WCF server's pooled
-// connection IdleTimeout) bounds every wait for a client's bytes.
+// connection IdleTimeout) bounds every wait for a client's bytes. At most N connections
+// (default 256) are served at once; while that many are, no more are taken, so nettcpd
+// answers the next clients with EndpointUnavailable once its handoff_timeout passes.
 //
 // Output, one line each, flushed at once (t/interop_dotnet_handoff.sh reads them):
 //   LISTENING service NAME on HOST:PORT for PREFIX
@@ -42,6 +44,7 @@ namespace Nettcpd.HandoffExample
         static BufferManager buffers;
         static WhoAmIService service;
         static int connections;
+        static SemaphoreSlim slots;   // one per connection served at once
 
         static void Say(string line)
         {
@@ -57,7 +60,7 @@ namespace Nettcpd.HandoffExample
         static int Main(string[] args)
         {
             string via = null, control = null, listen = null;
-            int idle = 120;
+            int idle = 120, max = 256;
             try {
                 for (int i = 0; i < args.Length; i++) {
                     switch (args[i]) {
@@ -66,16 +69,19 @@ namespace Nettcpd.HandoffExample
                     case "--control": control = args[++i]; break;
                     case "--listen": listen = args[++i]; break;
                     case "--idle-timeout": idle = int.Parse(args[++i]); break;
+                    case "--max-connections": max = int.Parse(args[++i]); break;
                     default: throw new ArgumentException("unknown argument " + args[i]);
                     }
                 }
-                if (name == null || via == null || (control == null) == (listen == null) || idle < 1)
-                    throw new ArgumentException("need --name, --via and one of --control PATH / --listen HOST:PORT");
+                if (name == null || via == null || (control == null) == (listen == null) || idle < 1 || max < 1)
+                    throw new ArgumentException("need --name, --via and one of --control PATH / --listen HOST:PORT"
+                        + " (--idle-timeout and --max-connections at least 1)");
             } catch (Exception e) {
                 Console.Error.WriteLine("HandoffService: " + e.Message);
                 return 2;
             }
             idleMs = idle * 1000;
+            slots = new SemaphoreSlim(max, max);
             // WCF's binary encoder, with the quotas of the interop binding (1 MiB arrays and more)
             var binary = new BinaryMessageEncodingBindingElement();
             XmlDictionaryReaderQuotas.Max.CopyTo(binary.ReaderQuotas);
@@ -85,15 +91,27 @@ namespace Nettcpd.HandoffExample
             return control != null ? RunHandoff(control, via) : RunListen(listen, via);
         }
 
+        // Serves socket on a thread of its own, which gives its slot back when done.
         static void Serve(Socket socket, byte[] preamble, string what, Func<string, int, ViaDecision> route)
         {
             int n = Interlocked.Increment(ref connections);
             Action<string> log = ConnLog(n);
-            socket.ReceiveTimeout = idleMs;
-            socket.SendTimeout = idleMs;
-            log("from " + socket.RemoteEndPoint + " (" + what + ")");
+            try {
+                socket.ReceiveTimeout = idleMs;
+                socket.SendTimeout = idleMs;
+                log("from " + socket.RemoteEndPoint + " (" + what + ")");
+            } catch (SocketException e) {
+                // the client went away before it was served (getpeername: not connected)
+                log("(" + what + "): " + e.Message + ", closed");
+                socket.Dispose();
+                slots.Release();
+                return;
+            }
             var conn = new FramingConnection(socket, preamble, encoders, buffers, service, route, log);
-            new Thread(conn.Run) { IsBackground = true, Name = "conn " + n }.Start();
+            new Thread(() => {
+                conn.Run();
+                slots.Release();
+            }) { IsBackground = true, Name = "conn " + n }.Start();
         }
 
         static int RunHandoff(string path, string prefix)
@@ -128,10 +146,14 @@ namespace Nettcpd.HandoffExample
                 }
             }
             for (;;) {
+                slots.Wait();
                 HandoffConnection h = client.Accept(TimeSpan.FromSeconds(1));
                 if (h != null) {
                     Serve(h.Socket, h.Preamble, "handoff " + h.HandoffId + ", " + h.Preamble.Length + " preamble bytes", Route);
-                } else if (client.ClosedReason != null) {
+                    continue;
+                }
+                slots.Release();
+                if (client.ClosedReason != null) {
                     Say(DateTime.UtcNow.ToString("HH:mm:ss.fff") + " service " + name + " control connection closed: " + client.ClosedReason);
                     client.Dispose();
                     return 1;
@@ -157,8 +179,10 @@ namespace Nettcpd.HandoffExample
             listener.Bind(ep);
             listener.Listen(128);
             Say("LISTENING service " + name + " on " + hostPort + " for " + prefix);
-            for (;;)
+            for (;;) {
+                slots.Wait();
                 Serve(listener.Accept(), Array.Empty<byte>(), "accepted", Route);
+            }
         }
     }
 }
