@@ -18,6 +18,9 @@
 #        /Handoff arrives at B, VALIDATE no, B closes, the new connection goes to A.
 #      Each handed-off connection's first session is parsed from the preamble bytes nettcpd
 #      passed: their count must be exactly that preamble's length.
+#      Then a channel to the static route /Static (service S, proxied) and one to /Handoff:
+#      nettcpd follows the first session on the pooled connection and hands the connection
+#      off at the second, with the second's preamble.
 #   3. Registrations refused: a third service asks for /Handoff (held by A) and for the
 #      static route's prefix: each exits 1 at once with ERR conflict.
 #   4. A killed with SIGKILL: its route disappears at once, the client gets EndpointNotFound.
@@ -92,12 +95,12 @@ fi
 SVC=(dotnet "$BUILD/service/HandoffService.dll")
 NET=(dotnet "$BUILD/client/InteropClient.dll")
 
-read -r PUB PL PM PZ < <(python3 -c '
+read -r PUB PL PM PS < <(python3 -c '
 import socket
 ss = [socket.socket() for _ in range(4)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
-if [ -z "${PZ:-}" ]; then fail "could not pick free ports"; finish; fi
+if [ -z "${PS:-}" ]; then fail "could not pick free ports"; finish; fi
 URL=net.tcp://127.0.0.1:$PUB
 LURL=net.tcp://127.0.0.1:$PL
 MURL=net.tcp://127.0.0.1:$PM
@@ -213,10 +216,10 @@ control = $CTL
 preamble_timeout = 10s
 log_level = debug
 
-; a static route; a registration may not take its prefix
+; a static route (a registration may not take its prefix) to service S
 [static]
 via = net.tcp://+/Static
-backend = 127.0.0.1:$PZ
+backend = 127.0.0.1:$PS
 EOF
 if "$NETTCPD" -t -c "$CONF" >"$TMP/nettcpd-check.log" 2>&1; then
     pass "nettcpd -t accepts a config with a control socket"
@@ -233,8 +236,16 @@ start_registrant() { # NAME PREFIX : sets STARTED_PID
     "${SVC[@]}" --name "$1" --via "$2" --control "$CTL" >"$TMP/service-$1.log" 2>&1 &
     STARTED_PID=$!; PIDS+=("$STARTED_PID")
 }
+# S: the static route's service, a WCF-like server on its own listener (End answered,
+# the next preamble read), so that nettcpd pools the client's connection after it
+"${SVC[@]}" --name S --via "$URL/Static" --listen "127.0.0.1:$PS" >"$TMP/service-S.log" 2>&1 &
+SPID=$!; PIDS+=("$SPID")
 start_registrant A "net.tcp://+/Handoff"; APID=$STARTED_PID
 start_registrant B "net.tcp://+/Other"; BPID=$STARTED_PID
+if ! wait_line "$TMP/service-S.log" '^LISTENING ' "$SPID"; then
+    fail "C# service S (--listen) did not start"
+    finish
+fi
 if wait_line "$TMP/service-A.log" '^REGISTERED ' "$APID" && wait_line "$TMP/service-B.log" '^REGISTERED ' "$BPID"; then
     pass "C# services A and B registered as handoff: $(sed -n 's/^REGISTERED service A: //p' "$TMP/service-A.log");" \
         "$(sed -n 's/^REGISTERED service B: //p' "$TMP/service-B.log")"
@@ -274,6 +285,14 @@ check_conn "B served /Other on the connection the client dialled again, then clo
     "$(moved 2 "$URL/Handoff")"
 check_conn "A served /Handoff again on a third connection" \
     "$TMP/service-A.log" A 2 "$A1" \
+    "$(served 1 "$URL/Handoff")" "$(answered 1 1)" \
+    "closed by the client after 1 session(s): Via '$URL/Handoff'"
+
+# A connection that carried a session through nettcpd to a static route is handed off at
+# its first session for a handoff registration, with that session's preamble bytes.
+run_client handoff-after-static "${NET[@]}" --address "$URL/Static" --expect-name S --then "$URL/Handoff" A
+check_conn "nettcpd handed off, with its own preamble, the session for /Handoff that followed one to the static route on the same client connection" \
+    "$TMP/service-A.log" A 3 "$A1" \
     "$(served 1 "$URL/Handoff")" "$(answered 1 1)" \
     "closed by the client after 1 session(s): Via '$URL/Handoff'"
 
