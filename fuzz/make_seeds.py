@@ -376,3 +376,34 @@ proxy("v2-unix", V2 + b"\x21\x31\x00\xD8" + bytes(216))
 proxy("v2-length-max", V2 + b"\x20\x00\x04\x00" + bytes(1024))
 proxy("v2-length-over", V2 + b"\x20\x00\x04\x01" + bytes(1025))
 proxy("no-header", b"")
+
+# ------------------------------------------------ ctlproto (fuzz_ctlproto.c)
+# Control byte: 0 a client's message, 1 the daemon's; then the message.
+
+
+def ctl(name, side, msg):
+    write("ctlproto", name, bytes([side]) + msg)
+
+
+ctl("hello", 0, b"HELLO 1 1")
+ctl("register-proxy", 0, b"REGISTER 2 net.tcp://+/svc/ proxy 127.0.0.1:9000")
+ctl("register-unix", 0, b"REGISTER 3 net.tcp://h:808/a proxy unix:/run/s.sock")
+ctl("register-handoff", 0, b"REGISTER 4 net.tcp://*/b handoff")
+ctl("unregister", 0, b"UNREGISTER 5 9223372036854775807")
+ctl("validate", 0, b"VALIDATE 6 12 net.tcp://h/b/c")
+ctl("taken", 0, b"TAKEN 77")
+ctl("list", 0, b"LIST 8")
+ctl("stats", 0, b"STATS 4294967295")
+ctl("doubled-space", 0, b"HELLO  1 1")
+ctl("too-long", 0, b"REGISTER 1 net.tcp://h/" + b"a" * 4100 + b" handoff")
+ctl("ok-hello", 1, b"OK 1 1 nettcpd/1.0")
+ctl("ok-value", 1, b"OK 2 17")
+ctl("ok-yes", 1, b"OK 3 yes")
+ctl("ok-plain", 1, b"OK 4")
+ctl("route-static", 1, b"ROUTE 7 static calc net.tcp://+/calc/ 10.0.0.1:1,10.0.0.2:2 - - 3")
+ctl("route-handoff", 1, b"ROUTE 7 handoff reg:5 net.tcp://+/h/ handoff 1000 4242 0")
+ctl("stat", 1, b"STAT 8 registrations 2")
+ctl("err", 1, b"ERR 0 denied uid 1000 is not allowed")
+ctl("revoked", 1, b"REVOKED 3 conflict static route calc took the prefix")
+ctl("handoff", 1, b"HANDOFF 5 3 22\n" + preamble("net.tcp://h/a")[:22])
+ctl("handoff-short", 1, b"HANDOFF 5 3 40\n" + preamble("net.tcp://h/a")[:22])

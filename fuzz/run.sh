@@ -27,6 +27,7 @@ for name in "$@"; do
 	flow)   max_len=4096 ;;   # longer only means longer payloads, unread
 	acl)    max_len=4096 ;;   # fuzz_acl reads no further
 	proxy)  max_len=1100 ;;   # a header is 1,040 bytes at most
+	ctlproto) max_len=4200 ;; # a message is 4,096 bytes at most
 	*)      max_len=16384 ;;
 	esac
 	dirs="$work/corpus"

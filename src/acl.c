@@ -257,6 +257,24 @@ acl_equal(const struct acl *a, const struct acl *b)
 	return 1;
 }
 
+struct acl *
+acl_copy(const struct acl *a)
+{
+	struct acl *c;
+
+	if (a == NULL || (c = acl_new()) == NULL)
+		return NULL;
+	if (a->n > 0 && (c->ranges = malloc(a->n * sizeof(*c->ranges))) == NULL) {
+		free(c);
+		return NULL;
+	}
+	if (a->n > 0)
+		memcpy(c->ranges, a->ranges, a->n * sizeof(*c->ranges));
+	c->n = c->cap = a->n;
+	c->compiled = a->compiled;
+	return c;
+}
+
 void
 acl_free(struct acl *a)
 {

@@ -69,6 +69,9 @@ int acl_match(const struct acl *a, const struct sockaddr *sa);
 /* Two compiled lists cover the same addresses (NULL: absent). */
 int acl_equal(const struct acl *a, const struct acl *b);
 
+/* A copy of a, compiled as a is; NULL for a NULL a or out of memory. */
+struct acl *acl_copy(const struct acl *a);
+
 void acl_free(struct acl *a);
 
 /* Deny first, then allow: an allow list present refuses everyone it does

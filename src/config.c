@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handoff.h"
+
 struct err_item {
 	int line;               /* 0 for the file as a whole */
 	int warning;            /* reported, but the file is still usable */
@@ -464,6 +466,8 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->shutdown_timeout = CONFIG_DEFAULT_SHUTDOWN_TIMEOUT;
 	cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
 	cfg->max_pending = CONFIG_DEFAULT_MAX_PENDING;
+	cfg->handoff_timeout = HANDOFF_DEFAULT_TIMEOUT;
+	cfg->handoff_max_pending = HANDOFF_DEFAULT_MAX_PENDING;
 	cfg->forward = FORWARD_SPLICE;
 	cfg->pipe_size = CONFIG_DEFAULT_PIPE_SIZE;
 	cfg->follow_sessions = 1;
@@ -476,6 +480,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->log_target = LOG_TARGET_STDERR;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->log_client_lines = CONFIG_DEFAULT_LOG_CLIENT_LINES;
+	control_cfg_defaults(&cfg->control);
 	cfg->path = strdup(path);
 	cfg->routes = routes_new();
 	if (cfg->path == NULL || cfg->routes == NULL) {
@@ -539,6 +544,7 @@ config_free(struct config *cfg)
 	free(cfg->pidfile);
 	acl_free(cfg->acl.deny);
 	acl_free(cfg->acl.allow);
+	control_cfg_free(&cfg->control);
 	free(cfg->path);
 	free(cfg);
 }

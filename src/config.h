@@ -59,6 +59,26 @@
  * minutes) resumes, and no ticket key is older than two hours. */
 #define CONFIG_DEFAULT_TLS_SESSION_TIMEOUT 3600.0
 
+/* The control socket (nettcpd(8), REGISTRATION): [global] control keys. */
+#define CONFIG_DEFAULT_CONTROL_MODE 0660u
+#define CONFIG_DEFAULT_CONTROL_TIMEOUT 5.0
+#define CONFIG_DEFAULT_CONTROL_MAX_REGISTRATIONS 64u
+#define CONFIG_DEFAULT_CONTROL_MAX_CONNECTIONS 16u
+
+struct control_cfg {
+	char *path;                /* control: the socket; NULL: none */
+	unsigned mode;             /* control_mode */
+	char *group;               /* control_group as written; NULL: none */
+	gid_t gid;                 /* control_group's */
+	uint32_t *allow_uids;      /* allow_users, resolved at load */
+	size_t nallow_uids;
+	uint32_t *allow_gids;      /* allow_groups, resolved at load */
+	size_t nallow_gids;
+	double timeout;            /* control_timeout: seconds for HELLO */
+	unsigned max_registrations; /* per control connection */
+	unsigned max_connections;  /* control connections per uid */
+};
+
 enum forward_method {
 	FORWARD_SPLICE = 0, /* zero-copy through a pipe */
 	FORWARD_COPY,       /* recv()/send() through a small buffer */
@@ -89,6 +109,9 @@ struct config {
 	double tls_session_timeout; /* seconds a TLS session resumes; 0: off */
 	unsigned max_connections;  /* client connections open at once */
 	unsigned max_pending;      /* client connections still in their preamble */
+	double handoff_timeout;    /* seconds a registrant has to say TAKEN */
+	unsigned handoff_max_pending; /* handoffs waiting for TAKEN, per */
+	                           /* registration */
 	unsigned workers;          /* event loops, one thread each; 0: one per CPU */
 	enum forward_method forward;
 	unsigned pipe_size;        /* bytes per splice pipe; 0: the kernel's default */
@@ -109,6 +132,7 @@ struct config {
 	unsigned log_client_lines; /* a second per worker about clients; 0: all */
 	struct acl_rules acl;      /* [global] allow and deny, before a route's */
 	struct route_table *routes;
+	struct control_cfg control; /* config_control.c */
 };
 
 /*

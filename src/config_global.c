@@ -31,6 +31,8 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_PINNED_TIMEOUT] = "pinned_timeout",
 	[GK_MAX_CONNECTIONS] = "max_connections",
 	[GK_MAX_PENDING] = "max_pending",
+	[GK_HANDOFF_TIMEOUT] = "handoff_timeout",
+	[GK_HANDOFF_MAX_PENDING] = "handoff_max_pending",
 	[GK_FORWARD] = "forward",
 	[GK_LOG] = "log",
 	[GK_LOG_LEVEL] = "log_level",
@@ -343,6 +345,8 @@ global_key(struct parser *p, const char *name, const char *value)
 	struct config *cfg = p->cfg;
 	int k, level;
 
+	if (control_key(p, name, value))
+		return;
 	for (k = 0; k < GK_COUNT; k++)
 		if (strcmp(name, global_keys[k]) == 0)
 			break;
@@ -378,9 +382,11 @@ global_key(struct parser *p, const char *name, const char *value)
 	case GK_PREAMBLE_TIMEOUT:
 	case GK_CONNECT_TIMEOUT:
 	case GK_SHUTDOWN_TIMEOUT:
+	case GK_HANDOFF_TIMEOUT:
 		if (config_parse_duration(value, k == GK_PREAMBLE_TIMEOUT ?
 		    &cfg->preamble_timeout : k == GK_CONNECT_TIMEOUT ?
-		    &cfg->connect_timeout : &cfg->shutdown_timeout) < 0)
+		    &cfg->connect_timeout : k == GK_HANDOFF_TIMEOUT ?
+		    &cfg->handoff_timeout : &cfg->shutdown_timeout) < 0)
 			add_error(p, p->lineno, "bad %s '%s' (a duration above 0 "
 			    "and at most 24h: 30, 1.5, 500ms, 30s, 2m, 1h)",
 			    name, value);
@@ -403,8 +409,10 @@ global_key(struct parser *p, const char *name, const char *value)
 	}
 	case GK_MAX_CONNECTIONS:
 	case GK_MAX_PENDING:
+	case GK_HANDOFF_MAX_PENDING:
 		if (parse_count(value, k == GK_MAX_CONNECTIONS ?
-		    &cfg->max_connections : &cfg->max_pending) < 0)
+		    &cfg->max_connections : k == GK_MAX_PENDING ?
+		    &cfg->max_pending : &cfg->handoff_max_pending) < 0)
 			add_error(p, p->lineno,
 			    "bad %s '%s' (an integer from 1 to %u)", name, value,
 			    COUNT_MAX);

@@ -32,6 +32,8 @@ enum global_key {
 	GK_PINNED_TIMEOUT,
 	GK_MAX_CONNECTIONS,
 	GK_MAX_PENDING,
+	GK_HANDOFF_TIMEOUT,
+	GK_HANDOFF_MAX_PENDING,
 	GK_FORWARD,
 	GK_LOG,
 	GK_LOG_LEVEL,
@@ -112,6 +114,19 @@ struct tls_cache_entry {
 /* An error or a warning; only config.c looks inside one. */
 struct err_item;
 
+/* The control socket's keys (config_control.c). */
+enum control_key {
+	CK_CONTROL = 0,
+	CK_CONTROL_MODE,
+	CK_CONTROL_GROUP,
+	CK_ALLOW_USERS,
+	CK_ALLOW_GROUPS,
+	CK_CONTROL_TIMEOUT,
+	CK_CONTROL_MAX_REGISTRATIONS,
+	CK_CONTROL_MAX_CONNECTIONS,
+	CK_COUNT
+};
+
 /* State shared by read_line(), handle_key() and the key handlers. */
 struct parser {
 	const char *path;
@@ -135,6 +150,7 @@ struct parser {
 	size_t cur_route;       /* index into routes while kind is SECT_ROUTE */
 	int global_line;
 	int key_line[GK_COUNT]; /* first line of each [global] key, 0 if absent */
+	int control_line[CK_COUNT]; /* the same for the control keys */
 	struct route_sect *routes;
 	size_t nroutes, routes_cap;
 	int *listen_lines;      /* parallel to cfg->listens */
@@ -163,6 +179,11 @@ void add_listens(struct parser *p, const char *value, int line);
 void check_proxy_trusted(struct parser *p);
 void check_metrics(struct parser *p);
 void resolve_accounts(struct parser *p);
+
+/* config_control.c: the control socket's keys of [global] */
+void control_cfg_defaults(struct control_cfg *c);
+int control_key(struct parser *p, const char *name, const char *value);
+void control_cfg_free(struct control_cfg *c);
 
 /* config_route.c: route sections, and the table built from them at the end */
 void route_key(struct parser *p, const char *name, const char *value);

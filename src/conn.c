@@ -68,7 +68,7 @@ conn_outcome_name(enum conn_outcome outcome)
 		[OUTCOME_TIMEOUT] = "timeout", [OUTCOME_MALFORMED] = "malformed",
 		[OUTCOME_ABORTED] = "reset", [OUTCOME_EVICTED] = "evicted",
 		[OUTCOME_DRAINED] = "drained", [OUTCOME_RELOADED] = "reloaded",
-		[OUTCOME_DENIED] = "denied",
+		[OUTCOME_DENIED] = "denied", [OUTCOME_HANDOFF] = "handoff",
 	};
 
 	return names[outcome];

@@ -46,11 +46,12 @@ enum conn_outcome {
 	OUTCOME_DRAINED,    /* closed by nettcpd's shutdown */
 	OUTCOME_RELOADED,   /* pinned to a route a reload changed (conn_reload) */
 	OUTCOME_DENIED,     /* the client's address is refused (allow, deny) */
+	OUTCOME_HANDOFF,    /* its socket was handed to a registrant (handoff.h) */
 };
 
 /* The outcome's one name, the same in the access log's "outcome" and in
  * the metrics' outcome label: "closed", "faulted", "timeout", "malformed",
- * "reset", "evicted", "drained", "reloaded", "denied". */
+ * "reset", "evicted", "drained", "reloaded", "denied", "handoff". */
 const char *conn_outcome_name(enum conn_outcome outcome);
 
 union conn_sockaddr {

@@ -5,9 +5,47 @@
 #include "conn_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include "handoff.h"
+
+/*
+ * The route is a handoff registration's: the client's socket and every
+ * byte read from it go to the main thread (handoff.c), which passes them
+ * to the registrant and answers the client if it does not take them.  A
+ * duplicate goes, so that this worker closes its own descriptor as it
+ * closes any connection's, its watchers gone first.
+ */
+static void
+preamble_handoff(struct conn *c)
+{
+	int fd;
+
+	/* A registrant cannot carry on a TLS session nettcpd holds (a
+	 * registration under a terminating route is refused; this is a
+	 * next session inside that TLS, routed elsewhere). */
+	if (c->ssl != NULL) {
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_NOTICE,
+		    "a session inside TLS cannot be handed off");
+		return;
+	}
+	if ((fd = fcntl(c->client_fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+	    handoff_submit(c->pre.route->handoff, fd, c->preamble,
+	    c->preamble_len, &c->client_addr.sa) < 0) {
+		if (fd >= 0)
+			close(fd);
+		conn_fault(c, NMF_FAULT_ENDPOINT_UNAVAILABLE, LOG_LEVEL_WARNING,
+		    "cannot hand off (%s)", fd < 0 ? strerror(errno) :
+		    "out of memory");
+		return;
+	}
+	conn_finish(c, OUTCOME_HANDOFF, CLOSE_FIN, LOG_LEVEL_DEBUG,
+	    "handed off with %zu bytes", c->preamble_len);
+}
 
 /* Act on what the preamble read so far decides (decide.c). */
 void
@@ -23,7 +61,10 @@ preamble_parse(struct conn *c)
 		break;
 	case DECIDE_FORWARD:
 		conn_session_routed(c);
-		backend_start(c);
+		if (c->pre.route->handoff != NULL)
+			preamble_handoff(c);
+		else
+			backend_start(c);
 		break;
 	case DECIDE_UPGRADE:
 		conn_session_routed(c);

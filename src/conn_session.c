@@ -431,13 +431,16 @@ conn_session_record(struct conn *c, enum conn_outcome outcome)
 		r.via_len = 0;
 	}
 	r.route = c->pre.route != NULL ? c->pre.route->name : NULL;
-	r.backend = c->pre.route != NULL && c->route_time >= 0 ?
+	r.backend = outcome == OUTCOME_HANDOFF ? "handoff" :
+	    c->pre.route != NULL && c->route_time >= 0 ?
 	    backend_member_text(c) : NULL;
 	r.outcome = conn_outcome_name(outcome);
 	r.fault = outcome == OUTCOME_FAULTED || outcome == OUTCOME_DENIED ?
 	    nmf_fault_name(c->fault_sent) : NULL;
 	r.session = c->sessions + 1;
-	r.bytes_up = c->up.total;
+	/* A handoff passed on what was read: the preamble, and whatever came
+	 * with it. */
+	r.bytes_up = outcome == OUTCOME_HANDOFF ? c->preamble_len : c->up.total;
 	r.bytes_down = c->down.total;
 	r.duration = ev_time() - c->session_start;
 	r.route_time = c->route_time;

@@ -18,9 +18,8 @@ static const char *const class_names[] = {
 	[VIA_HOST_WEAK] = "weak",
 };
 
-/* The prefix as a configuration would write it: net.tcp://+:808/Path. */
-static void
-prefix_text(const struct route_prefix *p, char *out, size_t len)
+void
+explain_prefix_text(const struct route_prefix *p, char *out, size_t len)
 {
 	char port[8] = "";
 
@@ -66,7 +65,7 @@ explain_table(FILE *out, const struct config *cfg)
 	    routes_count(t), log_plural(routes_count(t), "route", "routes"), n,
 	    log_plural(n, "prefix", "prefixes"));
 	for (i = 0; i < n; i++) {
-		prefix_text(&all[i], text, sizeof(text));
+		explain_prefix_text(&all[i], text, sizeof(text));
 		fprintf(out, "  %-6s  %-40s -> [%s] %s%s\n",
 		    class_names[all[i].host_class], text, all[i].route->name,
 		    all[i].route->backend_text,
@@ -107,7 +106,7 @@ explain_via(FILE *out, const struct config *cfg, const char *text)
 			missed = 1;
 			continue;
 		}
-		prefix_text(&why, prefix, sizeof(prefix));
+		explain_prefix_text(&why, prefix, sizeof(prefix));
 		fprintf(out, "on port %u: route [%s] -> %s%s, by the %s prefix %s\n",
 		    port, r->name, r->backend_text, r->tls_ctx != NULL ?
 		    " (tls = terminate: the client must ask for TLS)" : "",

@@ -13,6 +13,11 @@
  * route, backend. */
 void explain_table(FILE *out, const struct config *cfg);
 
+/* A prefix as a configuration would write it, net.tcp://+:808/path, into
+ * out (len bytes); nettcpctl list shows them so too (control.c). */
+struct route_prefix;
+void explain_prefix_text(const struct route_prefix *p, char *out, size_t len);
+
 /*
  * Which route via takes on each listening port of cfg, and by which
  * prefix, or the fault a client would get.  Returns 0 when every port

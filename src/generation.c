@@ -32,6 +32,26 @@ generation_load(const char *path, unsigned number, char *err, size_t errlen)
 }
 
 struct generation *
+generation_derive(struct generation *base, struct route_table *routes,
+    unsigned number)
+{
+	struct generation *g = calloc(1, sizeof(*g));
+
+	if (g == NULL || (g->cfg = malloc(sizeof(*g->cfg))) == NULL) {
+		free(g);
+		return NULL;
+	}
+	/* Every pointer in it is base's, which g holds; routes alone is g's. */
+	*g->cfg = *base->cfg;
+	g->cfg->routes = routes;
+	g->base = generation_ref(base->base != NULL ? base->base : base);
+	atomic_init(&g->refs, 1);
+	g->number = number;
+	g->loaded = time(NULL);
+	return g;
+}
+
+struct generation *
 generation_ref(struct generation *g)
 {
 	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
@@ -45,7 +65,12 @@ generation_unref(struct generation *g)
 	if (g == NULL || atomic_fetch_sub_explicit(&g->refs, 1,
 	    memory_order_acq_rel) > 1)
 		return;
-	config_free(g->cfg);
+	if (g->base != NULL) {
+		routes_unref(g->cfg->routes);
+		free(g->cfg);
+		generation_unref(g->base);
+	} else
+		config_free(g->cfg);
 	free(g);
 }
 
@@ -94,6 +119,13 @@ generation_needs_restart(const struct generation *cur,
 		return "group";
 	if (differs(a->pidfile, b->pidfile))
 		return "pidfile";
+	/* The socket is made before the privilege drop. */
+	if (differs(a->control.path, b->control.path))
+		return "control";
+	if (a->control.mode != b->control.mode)
+		return "control_mode";
+	if (differs(a->control.group, b->control.group))
+		return "control_group";
 	return NULL;
 }
 
@@ -135,7 +167,7 @@ generation_policy_changed(const struct route *r, const struct generation *next)
 	if (n != NULL)
 		return !backend_list_equal(&n->backends, &r->backends) ||
 		    !same_tls(n->tls_ctx, r->tls_ctx);
-	return 1;
+	return r->reg_id == 0;
 }
 
 int

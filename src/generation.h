@@ -20,6 +20,8 @@ struct generation {
 	struct config *cfg;
 	unsigned number;     /* 1 for the configuration nettcpd started with */
 	time_t loaded;       /* when it was built */
+	struct generation *base; /* built by registry.c: the file's generation */
+	                     /* whose settings cfg copies; NULL: from a file */
 };
 
 /*
@@ -28,6 +30,15 @@ struct generation {
  */
 struct generation *generation_load(const char *path, unsigned number,
     char *err, size_t errlen);
+
+/*
+ * A generation numbered number with base's settings and the route table
+ * routes (whose reference it takes), for the registrations of the moment
+ * (registry.c); it holds base.  NULL on allocation failure (routes is
+ * still the caller's).
+ */
+struct generation *generation_derive(struct generation *base,
+    struct route_table *routes, unsigned number);
 
 struct generation *generation_ref(struct generation *g);
 void generation_unref(struct generation *g);
@@ -44,7 +55,9 @@ const char *generation_needs_restart(const struct generation *cur,
  * Whether next changes the policy of route r (of an older generation) for
  * the connections already on it: 1 when next has no route of r's name (the
  * config section), or forwards it to another backend address, or changes
- * whether it terminates TLS or the certificate it presents; else 0.  Which
+ * whether it terminates TLS or the certificate it presents; else 0.  A
+ * registration's route that next no longer has is 0: its registrant left,
+ * and the issue's promise is that no stream in flight is cut.  Which
  * Via prefixes lead to a route is not part of it: that decides new
  * sessions, which are routed under the newest generation anyway.
  */

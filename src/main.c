@@ -20,10 +20,12 @@
 
 #include "access.h"
 #include "conn.h"
+#include "control.h"
 #include "daemon.h"
 #include "daemonize.h"
 #include "explain.h"
 #include "generation.h"
+#include "handoff.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -303,6 +305,9 @@ run(struct daemon *d)
 	ev_async_start(loop, &d->notify);
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
+	handoff_init(loop);
+	handoff_set_limits(cfg->handoff_timeout, cfg->handoff_max_pending,
+	    cfg->log_client_lines);
 
 	d->limits.max_connections = cfg->max_connections;
 	d->limits.max_pending = cfg->max_pending;
@@ -322,6 +327,9 @@ run(struct daemon *d)
 		    d->metrics_text, d->ninherited)) < 0)
 			goto out;
 	}
+	/* The control socket is made by root, with its owner and mode. */
+	if (control_open(cfg) < 0)
+		goto out;
 	/* Root is dropped before any thread starts, so that every thread runs
 	 * as the user, and before the pid file and the access log are opened:
 	 * the user may own their directories (SIGUSR1 reopens the log there),
@@ -369,6 +377,7 @@ run(struct daemon *d)
 		log_err("out of memory for the health checks: none run");
 	else
 		(void)health_apply(d->health, cfg->routes);
+	control_start(loop, d);
 	ev_signal_start(loop, &sighup);
 	ev_signal_start(loop, &sigusr2);
 	ev_signal_start(loop, &sigusr1);
@@ -398,6 +407,9 @@ out:
 		worker_stop(&workers[i]);
 	for (i = 0; i < ready; i++)
 		worker_finish(&workers[i], i < started);
+	/* Each control connection answers its own handoffs as it closes. */
+	control_close();
+	handoff_shutdown();
 	pending_destroy(&d->limits.pending);
 	if (d->socks != NULL)
 		listen_socks_close(d->socks, d->nsocks, 0);

@@ -17,6 +17,8 @@
 #include "backend.h"
 #include "config.h"
 #include "conn.h"
+#include "ctlproto.h"
+#include "handoff.h"
 #include "procstat.h"
 
 /* A growing text buffer; after a failed append it stays failed. */
@@ -277,7 +279,8 @@ struct route_pass {
 	struct out *o;
 	const struct metrics_view *v;
 	int which;            /* 0 sessions, 1 active, 2 bytes, 3 unavailable, */
-	                      /* 4 pool hits, 5 pool misses, 6 denied */
+	                      /* 4 pool hits, 5 pool misses, 6 denied, */
+	                      /* 7 handoffs */
 };
 
 /* One sample of a per-route counter. */
@@ -289,6 +292,23 @@ route_sample(struct out *o, const char *family, const char *name, uint64_t n)
 	out_printf(o, "\"} %llu\n", (unsigned long long)n);
 }
 
+/* The main thread's handoff counts of one route, by result; none for a
+ * route that never handed a client off. */
+static void
+handoff_lines(struct out *o, unsigned slot, const char *name)
+{
+	const struct route_stats *rs = route_stats_peek(handoff_stats(), slot);
+
+	if (rs == NULL)
+		return;
+	for (unsigned r = 0; r < HANDOFF_RESULTS; r++) {
+		out_printf(o, "nettcpd_handoffs_total{route=\"");
+		out_label(o, name);
+		out_printf(o, "\",result=\"%s\"} %llu\n", handoff_result_name(r),
+		    (unsigned long long)stat_read(&rs->handoffs[r]));
+	}
+}
+
 static void
 route_line(void *arg, unsigned slot, const char *name)
 {
@@ -296,6 +316,10 @@ route_line(void *arg, unsigned slot, const char *name)
 	uint64_t sessions = 0, active = 0, up = 0, down = 0, unavailable = 0;
 	uint64_t hits = 0, misses = 0, denied = 0;
 
+	if (rp->which == 7) {
+		handoff_lines(rp->o, slot, name);
+		return;
+	}
 	for (unsigned i = 0; i < rp->v->nworkers; i++) {
 		const struct route_stats *rs =
 		    route_stats_peek(&rp->v->workers[i].route_stats, slot);
@@ -392,10 +416,40 @@ out_routes(struct out *o, const struct metrics_view *v)
 	    "Clients refused at a Via of the route by its allow and deny, or "
 	    "by [global]'s.");
 	stats_route_names(route_line, &rp);
+	rp.which = 7;
+	out_head(o, "nettcpd_handoffs_total", "counter", "Clients of a handoff "
+	    "registration's route passed to the registrant, by result: taken, "
+	    "refused (its queue full, or handoff_max_pending), timeout (no "
+	    "TAKEN within handoff_timeout), lost (the registration went "
+	    "first); all but taken got EndpointUnavailable.");
+	stats_route_names(route_line, &rp);
 	out_head(o, "nettcpd_tls_certificate_expiry_timestamp_seconds", "gauge",
 	    "When the certificate of each terminating route expires (its "
 	    "notAfter), Unix time.");
 	stats_route_certs(cert_line, o);
+}
+
+/* The control socket (control.c): connections, registrations, requests. */
+static void
+out_control(struct out *o, const struct process_stats *p)
+{
+	out_gauge(o, "nettcpd_control_connections", "Control connections open.",
+	    (double)stat_read(&p->control_connections));
+	out_head(o, "nettcpd_registrations", "gauge",
+	    "Live registrations, by kind.");
+	for (unsigned k = 0; k < 2; k++)
+		out_printf(o, "nettcpd_registrations{kind=\"%s\"} %llu\n",
+		    ctl_mode_name((enum ctl_mode)k),
+		    (unsigned long long)stat_read(&p->registrations[k]));
+	out_head(o, "nettcpd_control_requests_total", "counter",
+	    "Control requests answered, by verb (invalid: unreadable) and result.");
+	for (unsigned k = 0; k <= CTL_STATS; k++)
+		for (unsigned r = 0; r < 2; r++)
+			out_printf(o, "nettcpd_control_requests_total{verb=\"%s\","
+			    "result=\"%s\"} %llu\n", k == 0 ? "invalid" :
+			    ctl_verb_name((enum ctl_verb)k), r == 0 ? "ok" : "err",
+			    (unsigned long long)stat_read(
+			    &p->control_requests[k][r]));
 }
 
 char *
@@ -486,6 +540,7 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	out_gauge(&o, "nettcpd_generation_load_duration_seconds", "How long "
 	    "loading it took (file, routes, certificates).",
 	    (double)stat_read(&p->generation_load_us) / 1e6);
+	out_control(&o, p);
 	out_routes(&o, v);
 	out_process(&o);
 

@@ -18,6 +18,10 @@ struct process_stats {
 	stat_t generation_loaded_ms;   /* when it was loaded: Unix time, ms */
 	stat_t generation_load_us;     /* how long building it took */
 	double start_time;             /* Unix time */
+	stat_t control_connections;    /* open now (control.c) */
+	stat_t registrations[2];       /* live, by enum ctl_mode */
+	stat_t control_requests[8][2]; /* by enum ctl_verb (0: unreadable), */
+	                               /* answered OK [0] or ERR [1] */
 };
 
 /* Everything a scrape reads; it outlives the server. */

@@ -8,8 +8,11 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "control.h"
+#include "handoff.h"
 #include "log.h"
 #include "notify.h"
+#include "registry.h"
 #include "routes.h"
 #include "stats.h"
 
@@ -90,7 +93,7 @@ int
 daemon_reload(struct daemon *d)
 {
 	char err[CONFIG_ERR_MAX];
-	struct generation *next;
+	struct generation *next, *reg;
 	struct listen_sock *socks;
 	const char *key;
 	double started = ev_time();
@@ -128,6 +131,16 @@ daemon_reload(struct daemon *d)
 		generation_unref(next);
 		return -1;
 	}
+	/* The live registrations go on, on the new static routes. */
+	if ((reg = registry_apply(next)) == NULL) {
+		count_failure(d);
+		log_err("SIGHUP received: reload of %s failed: out of memory for "
+		    "the registrations; generation %u goes on serving", d->path,
+		    d->gen->number);
+		generation_unref(next);
+		return -1;
+	}
+	next = reg;
 	/* The new addresses are bound before anything changes. */
 	if ((socks = listen_socks_update(d->socks, d->nsocks, next->cfg)) == NULL) {
 		count_failure(d);
@@ -137,6 +150,8 @@ daemon_reload(struct daemon *d)
 		return -1;
 	}
 	log_open(next->cfg->log_target, next->cfg->log_level);
+	handoff_set_limits(next->cfg->handoff_timeout,
+	    next->cfg->handoff_max_pending, next->cfg->log_client_lines);
 	d->retired = d->socks;
 	d->nretired = d->nsocks;
 	d->socks = socks;
@@ -149,6 +164,7 @@ daemon_reload(struct daemon *d)
 		(void)health_apply(d->health, next->cfg->routes);
 	for (unsigned i = 0; i < d->nworkers; i++)
 		worker_publish(&d->workers[i], next, d->socks, d->nsocks);
+	registry_commit(control_revoked);
 	stat_add(&d->stats.reloads_ok, 1);
 	log_notice("SIGHUP received: reloaded %s: generation %u, %zu %s",
 	    d->path, next->number, routes_count(next->cfg->routes),

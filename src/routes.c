@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handoff.h"
+
 #define HOST_CLASSES 3
 #define INITIAL_SLOTS 64u
 #define INITIAL_ROUTES 16u
@@ -118,10 +120,12 @@ grow_slots(struct route_table *t)
 	return 0;
 }
 
+/* Drop a table's hold on r (routes_clone shares them). */
 static void
 route_free(struct route *r)
 {
-	if (!r)
+	if (!r || atomic_fetch_sub_explicit(&r->refs, 1,
+	    memory_order_acq_rel) > 1)
 		return;
 	free(r->name);
 	free(r->backend_text);
@@ -129,6 +133,7 @@ route_free(struct route *r)
 	SSL_CTX_free(r->tls_ctx);
 	acl_free(r->acl.deny);
 	acl_free(r->acl.allow);
+	handoff_sink_unref(r->handoff);
 	free(r);
 }
 
@@ -169,6 +174,7 @@ routes_add_route(struct route_table *t, const char *name,
 	r = calloc(1, sizeof *r);
 	if (!r)
 		goto fail;
+	atomic_init(&r->refs, 1);
 	r->name = strdup(name);
 	r->backend_text = strdup(backend_text);
 	if (!r->name || !r->backend_text ||
@@ -226,6 +232,108 @@ void
 routes_set_rewrite_via(struct route_table *t, int ri)
 {
 	t->routes[ri]->rewrite_via = 1;
+}
+
+struct route_table *
+routes_clone(const struct route_table *t)
+{
+	struct route_table *c = routes_new();
+	size_t i;
+
+	if (c == NULL)
+		return NULL;
+	free(c->slots);
+	c->slots = calloc(t->nslots, sizeof(*c->slots));
+	c->routes = calloc(t->routes_cap > 0 ? t->routes_cap : 1,
+	    sizeof(*c->routes));
+	if (c->slots == NULL || c->routes == NULL)
+		goto fail;
+	c->nslots = t->nslots;
+	c->routes_cap = t->routes_cap > 0 ? t->routes_cap : 1;
+	for (i = 0; i < t->nroutes; i++) {
+		atomic_fetch_add_explicit(&t->routes[i]->refs, 1,
+		    memory_order_relaxed);
+		c->routes[c->nroutes++] = t->routes[i];
+	}
+	for (i = 0; i < t->nslots; i++) {
+		const struct prefix_key *k = &t->slots[i].key;
+		size_t host_len = k->host ? strlen(k->host) + 1 : 0;
+		char *copy;
+
+		if (k->path == NULL)
+			continue;
+		/* as routes_add_prefix keeps them: path, NUL, host */
+		if ((copy = malloc(k->path_len + 1 + host_len)) == NULL)
+			goto fail;
+		memcpy(copy, k->path, k->path_len + 1 + host_len);
+		c->slots[i] = t->slots[i];
+		c->slots[i].key.path = copy;
+		if (k->host)
+			c->slots[i].key.host = copy + k->path_len + 1;
+	}
+	c->nprefixes = t->nprefixes;
+	memcpy(c->class_prefixes, t->class_prefixes, sizeof(c->class_prefixes));
+	memcpy(c->class_depth, t->class_depth, sizeof(c->class_depth));
+	return c;
+
+fail:
+	routes_unref(c);
+	return NULL;
+}
+
+int
+routes_set_registered(struct route_table *t, int ri, uint64_t reg_id,
+    const struct route *policy)
+{
+	struct route *r = t->routes[ri];
+
+	r->reg_id = reg_id;
+	if (policy == NULL)
+		return 0;
+	if (policy->tls_ctx != NULL)
+		routes_set_tls(t, ri, policy->tls_ctx);
+	r->pool_off = policy->pool_off;
+	r->send_proxy = policy->send_proxy;
+	r->rewrite_via = policy->rewrite_via;
+	r->acl.deny = acl_copy(policy->acl.deny);
+	r->acl.allow = acl_copy(policy->acl.allow);
+	return (policy->acl.deny != NULL && r->acl.deny == NULL) ||
+	    (policy->acl.allow != NULL && r->acl.allow == NULL) ? -1 : 0;
+}
+
+const struct route *
+routes_covering(const struct route_table *t, const struct via *prefix)
+{
+	struct prefix_key key = {
+		.path = prefix->path,
+		.host = prefix->host_class == VIA_HOST_EXACT ? prefix->host : NULL,
+		.host_class = prefix->host_class,
+	};
+	uint64_t host_hash = key.host ?
+	    fnv_add(FNV_OFFSET, key.host, strlen(key.host)) : 0;
+	uint16_t ports[2] = { prefix->port, 0 };
+	size_t k = prefix->nsegments;
+
+	while (k-- > 0) {
+		key.path_len = k ? prefix->seg_end[k - 1] : 0;
+		for (unsigned i = prefix->port ? 0 : 1; i < 2; i++) {
+			const struct prefix_slot *slot;
+
+			key.port = ports[i];
+			key.hash = key_hash(fnv_add(FNV_OFFSET, key.path,
+			    key.path_len), host_hash, key.host_class, key.port);
+			slot = &t->slots[probe(t->slots, t->nslots, &key)];
+			if (slot->key.path != NULL)
+				return t->routes[slot->route];
+		}
+	}
+	return NULL;
+}
+
+void
+routes_set_handoff(struct route_table *t, int ri, struct handoff_sink *sink)
+{
+	t->routes[ri]->handoff = handoff_sink_ref(sink);
 }
 
 void

@@ -17,6 +17,7 @@
 #ifndef NETTCPD_ROUTES_H
 #define NETTCPD_ROUTES_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,8 +28,14 @@
 #include "backend.h"
 #include "via.h"
 
-/* One route: a named backend, reached by one or more prefixes. */
+struct handoff_sink;
+
+/* One route: a named backend, reached by one or more prefixes.  The
+ * tables built for registrations (registry.c) share the routes of the
+ * table they were cloned from. */
 struct route {
+	atomic_uint refs;          /* the tables holding it */
+	uint64_t reg_id;           /* a registration's (registry.h); 0: static */
 	char *name;                /* the config section */
 	struct backend_list backends; /* its members, their balance and health */
 	char *backend_text;        /* as written in the config, for logs */
@@ -40,6 +47,9 @@ struct route {
 	uint8_t send_proxy;        /* enum proxy_send_version: a PROXY header */
 	                           /* on each new backend connection */
 	uint8_t rewrite_via;       /* the replayed Via names the backend */
+	struct handoff_sink *handoff; /* a handoff registration's: its */
+	                           /* clients go to the registrant */
+	                           /* (handoff.h); NULL: proxied */
 };
 
 struct route_table;
@@ -74,6 +84,27 @@ void routes_set_send_proxy(struct route_table *t, int ri, int version);
 
 /* rewrite_via = on for route ri. */
 void routes_set_rewrite_via(struct route_table *t, int ri);
+
+/*
+ * A new table holding t's routes (shared) and prefixes, for a registration
+ * to be added to; NULL on allocation failure.
+ */
+struct route_table *routes_clone(const struct route_table *t);
+
+/* Route ri is registration reg_id's, with the policy of route policy
+ * (NULL: none): its TLS, pool, allow and deny, send_proxy, rewrite_via.
+ * Returns 0, or -1 on allocation failure. */
+int routes_set_registered(struct route_table *t, int ri, uint64_t reg_id,
+    const struct route *policy);
+
+/* The route of the deepest prefix of t that covers prefix (same host
+ * class and host, its port or none, a path of whole leading segments),
+ * the prefix itself excepted; NULL for none. */
+const struct route *routes_covering(const struct route_table *t,
+    const struct via *prefix);
+/* Route ri hands its clients to sink's registrant (the table takes its
+ * own reference). */
+void routes_set_handoff(struct route_table *t, int ri, struct handoff_sink *sink);
 
 /* Count route i under slot (stats_route_slot of its name). */
 void routes_set_stats_slot(struct route_table *t, size_t i, uint32_t slot);

@@ -53,7 +53,7 @@ void stat_observe(struct stat_hist *h, double seconds);
 void stat_observe_shared(struct stat_hist *h, double seconds);
 
 /* How a connection ended, as conn.h's enum conn_outcome counts them. */
-#define STAT_OUTCOMES 9
+#define STAT_OUTCOMES 10
 
 /* What the parser or the routing decision refused in a preamble. */
 enum preamble_error {
@@ -89,6 +89,9 @@ struct worker_stats {
 	struct stat_hist route_seconds;     /* session start to its route */
 };
 
+/* How a handoff ended, as handoff.h's enum handoff_result counts them. */
+#define STAT_HANDOFF_RESULTS 4
+
 /* One route's counts in one worker. */
 struct route_stats {
 	stat_t sessions;                    /* a backend served */
@@ -98,6 +101,8 @@ struct route_stats {
 	                                    /* refused at its Via */
 	stat_t active;                      /* sessions under way (gauge) */
 	stat_t bytes_up, bytes_down;
+	stat_t handoffs[STAT_HANDOFF_RESULTS]; /* the main thread's table */
+	                                    /* only (handoff.c) */
 };
 
 /*

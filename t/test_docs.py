@@ -33,6 +33,7 @@ def section(page, name):
 def parser_keys():
     """(section, key) for every key the parser's tables and comparisons name."""
     glob = re.findall(r'\[GK_\w+\] = "(\w+)"', read("src", "config_global.c"))
+    glob += re.findall(r'\[CK_\w+\] = "(\w+)"', read("src", "config_control.c"))
     route_src = read("src", "config_route.c")
     route = re.findall(r'\[TK_\w+\] = "(\w+)"', route_src)
     route += re.findall(r'strcmp\(name, "(\w+)"\)', route_src)

@@ -583,6 +583,29 @@ START_TEST(test_keepalive_timeout)
 }
 END_TEST
 
+/* A registrant has 5 s to say TAKEN, and 128 handoffs may wait for it. */
+START_TEST(test_handoff_keys)
+{
+	struct config *cfg = load_ok("[global]\n");
+
+	ck_assert_double_eq(cfg->handoff_timeout, 5);
+	ck_assert_uint_eq(cfg->handoff_max_pending, 128);
+	config_free(cfg);
+	cfg = load_ok("[global]\nhandoff_timeout = 250ms\nhandoff_max_pending = 1\n");
+	ck_assert_double_eq(cfg->handoff_timeout, 0.25);
+	ck_assert_uint_eq(cfg->handoff_max_pending, 1);
+	config_free(cfg);
+	load_bad("[global]\n\nhandoff_timeout = off\n");
+	ck_error(3, "bad handoff_timeout", "'off'");
+	load_bad("[global]\nhandoff_timeout = 0\n");
+	ck_error(2, "bad handoff_timeout", "'0'");
+	load_bad("[global]\nhandoff_max_pending = 0\n");
+	ck_error(2, "bad handoff_max_pending", "'0'");
+	load_bad("[global]\n\n\nhandoff_max_pending = 1000001\n");
+	ck_error(4, "bad handoff_max_pending", "'1000001'");
+}
+END_TEST
+
 START_TEST(test_shutdown_timeout)
 {
 	struct config *cfg = load_ok("[global]\n");
@@ -1511,6 +1534,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_duration_keys);
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_keepalive_timeout);
+	tcase_add_test(tc, test_handoff_keys);
 	tcase_add_test(tc, test_pinned_timeout);
 	tcase_add_test(tc, test_tls_session_timeout);
 	tcase_add_test(tc, test_user_group_pidfile);

@@ -417,6 +417,79 @@ START_TEST(test_many_routes)
 }
 END_TEST
 
+/* A registration's table (registry.c): a clone shares the routes and has
+ * the prefixes; what is added to it is not in the original; the deepest
+ * covering prefix gives the policy, of the same class, host and port. */
+START_TEST(test_clone_and_covering)
+{
+	struct route_table *clone;
+	const struct route *r, *cover;
+	struct acl *deny = acl_new();
+	char err[64];
+	int ri, other = -1;
+
+	add("net.tcp://+/A");
+	add("net.tcp://+/A/B");
+	add("net.tcp://h:9/A");
+	ck_assert_ptr_nonnull(deny);
+	ck_assert_int_eq(acl_add(deny, "10.0.0.0/8", err, sizeof(err)), 0);
+	acl_compile(deny);
+	routes_set_acl(table, 1, deny, NULL);
+
+	clone = routes_clone(table);
+	ck_assert_ptr_nonnull(clone);
+	ck_assert_uint_eq(routes_count(clone), 3);
+	ck_assert_uint_eq(routes_nprefixes(clone), 3);
+	ck_assert_ptr_eq(routes_get(clone, 1), routes_get(table, 1));
+
+	ck_assert(via_parse("net.tcp://+/a/b/c/", 18, VIA_ALLOW_WILDCARD,
+	    &parsed, NULL) == 0);
+	cover = routes_covering(clone, &parsed);
+	ck_assert_pstr_eq(cover ? cover->name : NULL, "net.tcp://+/A/B");
+	ri = routes_add_route(clone, "reg:1", &routes_get(table, 0)->backends.m[0].addr,
+	    "127.0.0.1:9001");
+	ck_assert_int_ge(ri, 0);
+	ck_assert_int_eq(routes_set_registered(clone, ri, 1, cover), 0);
+	ck_assert_int_eq(routes_add_prefix(clone, ri, &parsed, &other), 0);
+	r = routes_get(clone, (size_t)ri);
+	ck_assert_uint_eq(r->reg_id, 1);
+	ck_assert(acl_equal(r->acl.deny, deny) && r->acl.deny != deny);
+
+	/* the same prefix again is a conflict, naming the holder */
+	ck_assert_int_eq(routes_add_prefix(clone, 0, &parsed, &other), -2);
+	ck_assert_int_eq(other, ri);
+
+	/* the clone routes the new prefix; the original does not */
+	ck_assert(via_parse("net.tcp://x/A/B/C/d", 19, 0, &parsed, NULL) == 0);
+	r = routes_lookup(clone, &parsed, 808);
+	ck_assert_pstr_eq(r ? r->name : NULL, "reg:1");
+	ck_route("net.tcp://x/A/B/C/d", 808, "net.tcp://+/A/B");
+
+	/* covering needs the same class and host; a port-less route covers a
+	 * prefix with a port, not the reverse */
+	ck_assert(via_parse("net.tcp://h/A/x", 15, VIA_ALLOW_WILDCARD, &parsed,
+	    NULL) == 0);
+	ck_assert_ptr_null(routes_covering(clone, &parsed));
+	ck_assert(via_parse("net.tcp://h:9/A/x", 17, VIA_ALLOW_WILDCARD, &parsed,
+	    NULL) == 0);
+	cover = routes_covering(clone, &parsed);
+	ck_assert_pstr_eq(cover ? cover->name : NULL, "net.tcp://h:9/A");
+	ck_assert(via_parse("net.tcp://+:9/A/B/x", 19, VIA_ALLOW_WILDCARD,
+	    &parsed, NULL) == 0);
+	cover = routes_covering(clone, &parsed);
+	ck_assert_pstr_eq(cover ? cover->name : NULL, "net.tcp://+/A/B");
+	/* the prefix itself is not its own cover */
+	ck_assert(via_parse("net.tcp://+/A", 13, VIA_ALLOW_WILDCARD, &parsed,
+	    NULL) == 0);
+	ck_assert_ptr_null(routes_covering(clone, &parsed));
+
+	/* the shared routes outlive either table */
+	routes_unref(table);
+	table = clone;
+	ck_assert_str_eq(routes_get(table, 1)->name, "net.tcp://+/A/B");
+}
+END_TEST
+
 static Suite *routes_suite(void)
 {
 	Suite *s = suite_create("routes");
@@ -445,6 +518,7 @@ static Suite *routes_suite(void)
 	tcase_add_test(tc, test_routes_kept);
 	tcase_add_test(tc, test_refcount);
 	tcase_add_test(tc, test_many_routes);
+	tcase_add_test(tc, test_clone_and_covering);
 	suite_add_tcase(s, tc);
 	return s;
 }
