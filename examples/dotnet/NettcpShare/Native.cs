@@ -52,6 +52,15 @@ namespace Nettcpd.Share
         [DllImport("libc", EntryPoint = "close", SetLastError = true)]
         static extern int SysClose(int fd);
 
+        // fcntl is variadic; with an int third argument the fixed-argument call is the same
+        // on Linux's x86-64 and arm64 ABIs.
+        [DllImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+        static extern int SysFcntl(int fd, int cmd, int arg);
+
+        const int F_GETFL = 3;
+        const int F_SETFL = 4;
+        const int O_NONBLOCK = 0x800;   // 04000, as on every Linux architecture .NET runs on
+
         static nuint Align(nuint n) => (n + (nuint) sizeof(nuint) - 1) & ~((nuint) sizeof(nuint) - 1);
 
         // Room for this many descriptors in one message: the daemon sends one, and a
@@ -114,6 +123,20 @@ namespace Nettcpd.Share
                     return Result.Eof;
                 len = (int) n;
                 return Result.Message;
+            }
+        }
+
+        // Clears O_NONBLOCK on fd. Socket.Blocking alone cannot: on Unix it changes how .NET
+        // calls the descriptor, never the flag, so a blocking Receive on a descriptor nettcpd
+        // left non-blocking fails at once with EAGAIN (SocketError.TimedOut); and without it a
+        // Socket made on such a descriptor refuses blocking calls ("an earlier asynchronous
+        // call is in progress"). Both were seen; the caller does this, then Blocking = true.
+        public static void SetBlocking(IntPtr socket)
+        {
+            int flags = SysFcntl((int) socket, F_GETFL, 0);
+            if (flags < 0 || ((flags & O_NONBLOCK) != 0 && SysFcntl((int) socket, F_SETFL, flags & ~O_NONBLOCK) < 0)) {
+                int errno = Marshal.GetLastPInvokeError();
+                throw new Win32Exception(errno, "fcntl on a handed-off socket: " + new Win32Exception(errno).Message);
             }
         }
 

@@ -148,7 +148,9 @@ namespace Nettcpd.Share
             }
             try {
                 Send("TAKEN " + h.HandoffId.ToString(CultureInfo.InvariantCulture));
-                // nettcpd's copy shared the descriptor's flags until TAKEN: set them only now
+                // nettcpd's copy shared the descriptor's flags until TAKEN: set them only now,
+                // the descriptor's (O_NONBLOCK) first, then .NET's idea of it
+                Native.SetBlocking(h.Socket.Handle);
                 h.Socket.Blocking = true;
             } catch {
                 h.Dispose();
