@@ -24,7 +24,8 @@
 #   3. Registrations refused: a third service asks for /Handoff (held by A) and for the
 #      static route's prefix: each exits 1 at once with ERR conflict.
 #   4. A killed with SIGKILL: its route disappears at once, the client gets EndpointNotFound.
-#   5. nettcpd stopped: B sees its control connection end and exits.
+#   5. A reload adds a static route with B's prefix: B is told REVOKED.
+#   6. nettcpd stopped: B sees its control connection end and exits.
 #
 # Run by `make check` with NETTCPD and NETTCPD_SRCDIR set; by hand:
 # NETTCPD=$PWD/src/nettcpd bash t/interop_dotnet_handoff.sh. Exit 0 pass, 1 fail, 77 skip
@@ -312,7 +313,22 @@ done
 kill -KILL "$APID"; wait "$APID" 2>/dev/null
 run_client handoff-killed "${NET[@]}" --address "$URL/Handoff" --expect-endpoint-not-found
 
-# ---------------------------------------------------------------- 5. nettcpd stopped
+# ---------------------------------------------------------------- 5. reload
+# A static route that takes B's exact prefix: the file wins, B is told (REVOKED).
+cat >>"$CONF" <<EOF
+
+[other]
+via = net.tcp://+/Other
+backend = 127.0.0.1:$PS
+EOF
+kill -HUP "$DPID"
+if wait_line "$TMP/service-B.log" '^service B: reg-id [0-9]+ revoked \(conflict\): ' "$BPID"; then
+    pass "a reload whose new static route holds B's prefix revoked B's registration, and B was told"
+else
+    fail "B was not told of its registration revoked by a reload"
+fi
+
+# ---------------------------------------------------------------- 6. nettcpd stopped
 kill -TERM "$DPID"
 if wait_exit "$DPID" && [ "$EXITED" -eq 0 ]; then
     pass "nettcpd exited 0 on SIGTERM"
