@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <stddef.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,14 @@ struct peer {
 	ev_timer hello;            /* control_timeout: HELLO by then */
 	int said_hello;
 	struct handoff_peer *hp;   /* its side in handoff.c */
+	/* An OK held until every worker has generation wait_gen, so that a
+	 * registration answered routes the next client (reading stops
+	 * meanwhile, so answers keep the order of the requests). */
+	unsigned wait_gen;         /* 0: none held */
+	unsigned wait_verb;
+	uint32_t wait_tag;
+	enum ctl_ok ok;
+	uint64_t value;
 	uint32_t uid, gid;
 	int32_t pid;
 	struct peer *next;
@@ -43,6 +52,8 @@ static struct {
 	struct daemon *d;
 	ev_io io;
 	struct peer *peers;
+	int handed_over;           /* a binary upgrade's new process reads */
+	                           /* the socket and the connections */
 	unsigned verb;             /* of the message being answered; 0: none */
 } ctl = { .fd = -1 };
 
@@ -133,6 +144,32 @@ send_ok(struct peer *p, uint32_t tag, enum ctl_ok ok, uint64_t value)
 	return send_msg(p, &m);
 }
 
+/* Every worker has taken generation number (or a later one). */
+static int
+workers_have(unsigned number)
+{
+	for (unsigned i = 0; i < ctl.d->nworkers; i++)
+		if (atomic_load(&ctl.d->workers[i].gen_number) < number)
+			return 0;
+	return 1;
+}
+
+/* OK to a request that published a generation: now, or once every worker
+ * has it (control_generation_taken). */
+static int
+send_ok_published(struct peer *p, uint32_t tag, enum ctl_ok ok, uint64_t value)
+{
+	if (workers_have(ctl.d->gen->number))
+		return send_ok(p, tag, ok, value);
+	p->wait_gen = ctl.d->gen->number;
+	p->wait_verb = ctl.verb;
+	p->wait_tag = tag;
+	p->value = value;
+	p->ok = ok;
+	ev_io_stop(ctl.loop, &p->io);
+	return 0;
+}
+
 static void
 peer_close(struct peer *p)
 {
@@ -218,7 +255,7 @@ do_register(struct peer *p, const struct ctl_msg *m)
 		    p->uid, (int)p->pid, prefix, why);
 		return send_err(p, m->tag, code, why);
 	}
-	return send_ok(p, m->tag, CTL_OK_VALUE, id);
+	return send_ok_published(p, m->tag, CTL_OK_VALUE, id);
 }
 
 static int
@@ -348,7 +385,7 @@ dispatch(struct peer *p, const struct ctl_msg *m)
 		if (registry_remove(ctl.d, p, m->reg_id) < 0)
 			return send_err(p, m->tag, CTL_E_UNKNOWN, "no such "
 			    "registration on this connection");
-		return send_ok(p, m->tag, CTL_OK_PLAIN, 0);
+		return send_ok_published(p, m->tag, CTL_OK_PLAIN, 0);
 	case CTL_VALIDATE:
 		return do_validate(p, m);
 	case CTL_LIST:
@@ -413,13 +450,42 @@ on_hello_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	peer_close(p);
 }
 
+/* A connection (accepted, or handed over by a binary upgrade), its
+ * peer's credentials read; NULL after logging why, fd closed. */
+static struct peer *
+peer_new(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct peer *p = NULL;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    (p = calloc(1, sizeof(*p))) == NULL ||
+	    (p->hp = handoff_peer_new(fd)) == NULL) {
+		log_err("control: cannot take a connection: %s", strerror(errno));
+		free(p);
+		close(fd);
+		return NULL;
+	}
+	p->fd = fd;
+	p->uid = cred.uid;
+	p->gid = cred.gid;
+	p->pid = cred.pid;
+	p->next = ctl.peers;
+	ctl.peers = p;
+	stat_add(&ctl.d->stats.control_connections, 1);
+	ev_io_init(&p->io, on_peer, fd, EV_READ);
+	p->io.data = p;
+	ev_init(&p->hello, on_hello_timeout);
+	p->hello.data = p;
+	return p;
+}
+
 static void
 on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
 	const struct control_cfg *c = &ctl.d->gen->cfg->control;
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	struct peer *p = NULL, *q;
+	struct peer *p, *q;
 	unsigned same = 0;
 	int fd;
 
@@ -427,27 +493,11 @@ on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	(void)revents;
 	if ((fd = accept4(ctl.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0)
 		return;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    (p = calloc(1, sizeof(*p))) == NULL ||
-	    (p->hp = handoff_peer_new(fd)) == NULL) {
-		log_err("control: cannot take a connection: %s", strerror(errno));
-		free(p);
-		close(fd);
+	if ((p = peer_new(fd)) == NULL)
 		return;
-	}
-	p->fd = fd;
-	p->uid = cred.uid;
-	p->gid = cred.gid;
-	p->pid = cred.pid;
-	for (q = ctl.peers; q != NULL; q = q->next)
+	for (q = p->next; q != NULL; q = q->next)
 		same += q->uid == p->uid;
-	p->next = ctl.peers;
-	ctl.peers = p;
-	stat_add(&ctl.d->stats.control_connections, 1);
-	ev_io_init(&p->io, on_peer, fd, EV_READ);
-	p->io.data = p;
-	ev_timer_init(&p->hello, on_hello_timeout, c->timeout, 0.);
-	p->hello.data = p;
+	ev_timer_set(&p->hello, c->timeout, 0.);
 	ctl.verb = 0;
 	if (same >= c->max_connections) {
 		log_notice("control: uid %u pid %d: control_max_connections (%u) "
@@ -471,6 +521,24 @@ control_start(struct ev_loop *loop, struct daemon *d)
 	ev_io_init(&ctl.io, on_accept, ctl.fd, EV_READ);
 	ev_io_start(loop, &ctl.io);
 	log_info("control socket %s: registrations open", ctl.path);
+}
+
+void
+control_generation_taken(void)
+{
+	struct peer *p, *next;
+
+	for (p = ctl.peers; p != NULL; p = next) {
+		next = p->next;
+		if (p->wait_gen == 0 || !workers_have(p->wait_gen))
+			continue;
+		p->wait_gen = 0;
+		ctl.verb = p->wait_verb;
+		if (send_ok(p, p->wait_tag, p->ok, p->value) < 0)
+			peer_close(p);
+		else if (!ctl.handed_over)   /* else the new process reads it */
+			ev_io_start(ctl.loop, &p->io);
+	}
 }
 
 void
@@ -502,9 +570,89 @@ control_close(void)
 		ctl.fd = -1;
 	}
 	/* After a binary upgrade the path is the new process's socket. */
-	if (ctl.path != NULL && lstat(ctl.path, &st) == 0 &&
+	if (ctl.path != NULL && !ctl.handed_over && lstat(ctl.path, &st) == 0 &&
 	    st.st_dev == ctl.dev && st.st_ino == ctl.ino)
 		(void)unlink(ctl.path);
 	free(ctl.path);
 	ctl.path = NULL;
+}
+
+/* ---- binary upgrade (handover.c) */
+
+int
+control_listener(void)
+{
+	return ctl.fd;
+}
+
+void
+control_each(void (*fn)(void *arg, int fd, void *owner,
+    struct handoff_peer *hp), void *arg)
+{
+	for (struct peer *p = ctl.peers; p != NULL; p = p->next)
+		if (p->said_hello)
+			fn(arg, p->fd, p, p->hp);
+}
+
+void
+control_handed_over(int yes)
+{
+	void (*watch)(struct ev_loop *, ev_io *) = yes ? ev_io_stop : ev_io_start;
+	struct peer *p, *next;
+
+	ctl.handed_over = yes;
+	if (ctl.fd >= 0)
+		watch(ctl.loop, &ctl.io);
+	for (p = ctl.peers; p != NULL; p = next) {
+		next = p->next;
+		if (p->said_hello) {
+			/* One holding an OK is read again once it is sent
+			 * (control_generation_taken). */
+			if (p->wait_gen == 0)
+				watch(ctl.loop, &p->io);
+		} else if (yes) {
+			/* Not handed over: it connects again, to the new one. */
+			log_info("control: uid %u pid %d: closed by the binary "
+			    "upgrade before its HELLO", p->uid, (int)p->pid);
+			peer_close(p);
+		}
+	}
+}
+
+int
+control_adopt_listener(const struct config *cfg, int fd)
+{
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+	struct stat st;
+
+	if (cfg->control.path == NULL ||
+	    getsockname(fd, (struct sockaddr *)&sun, &len) < 0 ||
+	    len <= offsetof(struct sockaddr_un, sun_path) ||
+	    strncmp(sun.sun_path, cfg->control.path, sizeof(sun.sun_path)) != 0 ||
+	    lstat(cfg->control.path, &st) < 0 ||
+	    (ctl.path = strdup(cfg->control.path)) == NULL) {
+		/* The file names another socket now: that one is opened. */
+		close(fd);
+		return control_open(cfg);
+	}
+	ctl.fd = fd;
+	ctl.dev = st.st_dev;
+	ctl.ino = st.st_ino;
+	return 0;
+}
+
+void *
+control_adopt(int fd, struct handoff_peer **hp, uint32_t *uid, int32_t *pid)
+{
+	struct peer *p = peer_new(fd);
+
+	if (p == NULL)
+		return NULL;
+	p->said_hello = 1;
+	ev_io_start(ctl.loop, &p->io);
+	*hp = p->hp;
+	*uid = p->uid;
+	*pid = p->pid;
+	return p;
 }

@@ -61,6 +61,9 @@ struct handoff_peer {
 	int fd;                            /* the control connection */
 	struct handoff_sink *sinks;        /* its open sinks */
 	struct list pending;               /* sent, waiting for TAKEN */
+	unsigned handed_over : 1;          /* a binary upgrade gave it to */
+	                                   /* the new process, which reads */
+	                                   /* its TAKENs */
 };
 
 struct handoff_sink {
@@ -271,6 +274,18 @@ on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	item_fail(it, HANDOFF_TIMEOUT, why);
 }
 
+/* Sent: wait for its TAKEN for at most seconds. */
+static void
+pending_start(struct handoff_peer *p, struct handoff_item *it, double seconds)
+{
+	it->peer = p;
+	list_append(&p->pending, it);
+	it->sink->pending++;
+	ev_timer_init(&it->timer, on_timeout, seconds, 0.);
+	it->timer.data = it;
+	ev_timer_start(hub.loop, &it->timer);
+}
+
 /*
  * Send HANDOFF with the socket to the registrant, never waiting: its
  * queue full is a refusal, not a reason to hold the main loop.
@@ -326,13 +341,14 @@ dispatch(struct handoff_item *it)
 		item_fail(it, full ? HANDOFF_REFUSED : HANDOFF_LOST, why);
 		return;
 	}
-	it->peer = p;
-	list_append(&p->pending, it);
-	s->pending++;
-	ev_timer_init(&it->timer, on_timeout, hub.timeout, 0.);
-	it->timer.data = it;
-	ev_timer_start(hub.loop, &it->timer);
 	item_log(it, LOG_LEVEL_DEBUG, "sent %zu bytes and the socket", it->len);
+	if (p->handed_over) {
+		/* Its TAKEN goes to the new process: this one's part is done. */
+		count(it, HANDOFF_TAKEN);
+		item_free(it);
+		return;
+	}
+	pending_start(p, it, hub.timeout);
 }
 
 /* The workers queued handoffs: send each. */
@@ -507,6 +523,60 @@ handoff_set_limits(double timeout, unsigned max_pending, unsigned log_lines)
 	hub.timeout = timeout;
 	hub.max_pending = max_pending;
 	hub.lines.burst = log_lines;
+}
+
+uint64_t
+handoff_next_id(void)
+{
+	return hub.next_id;
+}
+
+void
+handoff_set_next_id(uint64_t id)
+{
+	hub.next_id = id;
+}
+
+void
+handoff_each_pending(const struct handoff_peer *p,
+    void (*fn)(void *arg, int fd, uint64_t id, uint64_t reg_id, double left),
+    void *arg)
+{
+	for (const struct handoff_item *it = p->pending.head; it != NULL;
+	    it = it->next)
+		fn(arg, it->fd, it->id, it->sink->reg_id,
+		    ev_timer_remaining(hub.loop, (ev_timer *)&it->timer));
+}
+
+void
+handoff_peer_handed_over(struct handoff_peer *p)
+{
+	struct handoff_item *it;
+
+	p->handed_over = 1;
+	while ((it = p->pending.head) != NULL) {
+		pending_end(it);
+		item_free(it);   /* the new process holds the client now */
+	}
+}
+
+void
+handoff_adopt(struct handoff_peer *p, struct handoff_sink *s, int fd,
+    uint64_t id, double left)
+{
+	struct handoff_item *it = calloc(1, sizeof(*it));
+
+	if (it == NULL) {
+		/* The client then only gets our close, and the registrant's. */
+		log_warn("out of memory taking over handoff %llu: its socket "
+		    "closed", (unsigned long long)id);
+		close(fd);
+		return;
+	}
+	it->sink = handoff_sink_ref(s);
+	it->fd = fd;
+	it->id = id;
+	pending_start(p, it, left > 0.001 ? left : 0.001);
 }
 
 void

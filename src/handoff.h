@@ -107,6 +107,35 @@ struct handoff_sink *handoff_sink_ref(struct handoff_sink *s);
 void handoff_sink_unref(struct handoff_sink *s);
 
 /*
+ * Binary upgrade (upgrade_state.h): what the new process takes over.
+ * handoff_next_id() is the id the next handoff gets; the new process
+ * starts from the old one's, so ids stay unique across the two.
+ */
+uint64_t handoff_next_id(void);
+void handoff_set_next_id(uint64_t id);
+
+/* Call fn for each handoff p waits for: its socket, its id, its sink's
+ * registration and the seconds left of its handoff_timeout. */
+void handoff_each_pending(const struct handoff_peer *p,
+    void (*fn)(void *arg, int fd, uint64_t id, uint64_t reg_id, double left),
+    void *arg);
+
+/*
+ * The old process handed p's connection to the new one, which reads its
+ * TAKENs from now on: the handoffs p waited for are the new process's
+ * (our copies closed, counted as nothing here), and each client this
+ * process still hands off on it is sent and forgotten at once (its
+ * TAKEN goes to the new process, which ignores it).
+ */
+void handoff_peer_handed_over(struct handoff_peer *p);
+
+/* The new process: a handoff the old one sent on p's connection waits
+ * for its TAKEN here, with left seconds of its handoff_timeout; s is its
+ * registration's sink and fd the client's socket, ours from now on. */
+void handoff_adopt(struct handoff_peer *p, struct handoff_sink *s, int fd,
+    uint64_t id, double left);
+
+/*
  * A worker: hand client socket fd to the sink's registrant, with the len
  * bytes read from it (copied); client names it in the log lines.  The
  * worker passes a duplicate of its own descriptor, which the main thread

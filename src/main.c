@@ -26,6 +26,7 @@
 #include "explain.h"
 #include "generation.h"
 #include "handoff.h"
+#include "handover.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -156,6 +157,7 @@ on_worker_notify(struct ev_loop *loop, ev_async *async, int revents)
 	struct daemon *d = async->data;
 
 	(void)revents;
+	control_generation_taken();
 	daemon_retire_listeners(d);
 	if (d->reload_pending && d->retired == NULL) {
 		d->reload_pending = 0;
@@ -204,11 +206,14 @@ on_upgrade_exit(struct ev_loop *loop, ev_child *child, int revents)
 	(void)revents;
 	ev_child_stop(loop, child);
 	if (d->detach && WIFEXITED(child->rstatus) &&
-	    WEXITSTATUS(child->rstatus) == 0)
+	    WEXITSTATUS(child->rstatus) == 0) {
 		log_notice("binary upgrade: the new nettcpd serves in the "
 		    "background (-d); send SIGTERM to pid %d to drain this one",
 		    (int)getpid());
-	else if (WIFEXITED(child->rstatus))
+		return;
+	}
+	handover_done(0);     /* this one reads the control socket again */
+	if (WIFEXITED(child->rstatus))
 		log_warn("binary upgrade: the new nettcpd (pid %d) exited with status "
 		    "%d; this one (pid %d) goes on serving", child->rpid,
 		    WEXITSTATUS(child->rstatus), (int)getpid());
@@ -228,8 +233,9 @@ static void
 on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 {
 	struct daemon *d = sig->data;
-	size_t nfds = d->nsocks + (d->metrics_fd >= 0);
-	int *fds;
+	size_t nfds = d->nsocks + (d->metrics_fd >= 0), n = nfds;
+	char env[64];
+	int *fds, memfd;
 	pid_t pid;
 
 	(void)revents;
@@ -247,8 +253,16 @@ on_usr2(struct ev_loop *loop, ev_signal *sig, int revents)
 	/* The metrics listener too: the new binary finds it by its address. */
 	if (d->metrics_fd >= 0)
 		fds[d->nsocks] = d->metrics_fd;
-	pid = upgrade_start(d->exe, d->argv, fds, nfds);
+	/* The control state after them, and the memfd that names it. */
+	if ((memfd = handover_prepare(&fds, &n, env, sizeof(env))) < 0) {
+		free(fds);
+		return;
+	}
+	pid = upgrade_start(d->exe, d->argv, fds, n, nfds, env);
 	free(fds);
+	close(memfd);
+	if (pid > 0)
+		handover_done(1);
 	if (pid < 0) {
 		log_err("SIGUSR2 received: binary upgrade failed: cannot start %s: %s",
 		    d->exe, strerror(errno));
@@ -328,7 +342,7 @@ run(struct daemon *d)
 			goto out;
 	}
 	/* The control socket is made by root, with its owner and mode. */
-	if (control_open(cfg) < 0)
+	if (handover_control_open(cfg) < 0)
 		goto out;
 	/* Root is dropped before any thread starts, so that every thread runs
 	 * as the user, and before the pid file and the access log are opened:
@@ -378,6 +392,7 @@ run(struct daemon *d)
 	else
 		(void)health_apply(d->health, cfg->routes);
 	control_start(loop, d);
+	handover_restore(d);
 	ev_signal_start(loop, &sighup);
 	ev_signal_start(loop, &sigusr2);
 	ev_signal_start(loop, &sigusr1);
@@ -451,6 +466,8 @@ main(int argc, char **argv)
 	/* Before anything opens a descriptor: those from 3 on may be the
 	 * listening sockets of the nettcpd this one upgrades. */
 	d.ninherited = upgrade_inherited();
+	/* The control connections and handoffs come after them. */
+	(void)handover_read();
 	/* The path it was started by, as nginx keeps it: what a package
 	 * upgrade replaces (and, under valgrind, the program, not the tool). */
 	d.argv = argv;

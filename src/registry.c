@@ -170,6 +170,16 @@ registry_add(struct daemon *d, void *owner, struct handoff_peer *hpeer,
     uint32_t uid, int32_t pid, const char *prefix, const char *backend,
     uint64_t *id, char *why, size_t len)
 {
+	*id = last_id + 1;
+	return registry_restore(d, owner, hpeer, uid, pid, prefix, backend, *id,
+	    why, len);
+}
+
+enum ctl_code
+registry_restore(struct daemon *d, void *owner, struct handoff_peer *hpeer,
+    uint32_t uid, int32_t pid, const char *prefix, const char *backend,
+    uint64_t id, char *why, size_t len)
+{
 	struct registration *r = calloc(1, sizeof(*r));
 	struct route_table *t;
 	enum ctl_code code = CTL_E_LIMIT;
@@ -181,7 +191,7 @@ registry_add(struct daemon *d, void *owner, struct handoff_peer *hpeer,
 		snprintf(why, len, "out of memory");
 		goto fail;
 	}
-	r->id = last_id + 1;
+	r->id = id;
 	r->mode = backend != NULL ? CTL_MODE_PROXY : CTL_MODE_HANDOFF;
 	snprintf(name, sizeof(name), "reg:%llu", (unsigned long long)r->id);
 	if (backend == NULL &&
@@ -199,13 +209,13 @@ registry_add(struct daemon *d, void *owner, struct handoff_peer *hpeer,
 		code = CTL_E_LIMIT;
 		goto fail;
 	}
-	last_id = r->id;
+	if (r->id > last_id)
+		last_id = r->id;
 	r->next = regs;
 	regs = r;
-	*id = r->id;
 	log_notice("registered %s for uid %u pid %d: route [reg:%llu] to %s, "
 	    "generation %u", prefix, uid, (int)pid, (unsigned long long)r->id,
-	    backend, d->gen->number);
+	    r->backend, d->gen->number);
 	return CTL_E_COUNT_;
 fail:
 	reg_free(r);
@@ -353,4 +363,24 @@ registry_free(void)
 		regs = r->next;
 		reg_free(r);
 	}
+}
+
+void
+registry_each(void (*fn)(void *arg, const struct registration *r), void *arg)
+{
+	for (const struct registration *r = regs; r != NULL; r = r->next)
+		fn(arg, r);
+}
+
+uint64_t
+registry_next_id(void)
+{
+	return last_id + 1;
+}
+
+void
+registry_set_next_id(uint64_t id)
+{
+	if (id > last_id + 1)
+		last_id = id - 1;
 }

@@ -50,6 +50,19 @@ enum ctl_code registry_add(struct daemon *d, void *owner,
     struct handoff_peer *hpeer, uint32_t uid, int32_t pid, const char *prefix,
     const char *backend, uint64_t *id, char *why, size_t len);
 
+/* The same under the id given: a binary upgrade's new process takes over
+ * the old one's registrations. */
+enum ctl_code registry_restore(struct daemon *d, void *owner,
+    struct handoff_peer *hpeer, uint32_t uid, int32_t pid, const char *prefix,
+    const char *backend, uint64_t id, char *why, size_t len);
+
+/* Binary upgrade: each registration, and the id the next one gets (the
+ * new process goes on from the old one's). */
+void registry_each(void (*fn)(void *arg, const struct registration *r),
+    void *arg);
+uint64_t registry_next_id(void);
+void registry_set_next_id(uint64_t id);
+
 /* Remove owner's registration id and publish: 0, or -1 when owner has no
  * such registration. */
 int registry_remove(struct daemon *d, void *owner, uint64_t id);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #ifdef HAVE_LIBSYSTEMD
@@ -70,7 +71,8 @@ format_pid(char *out, pid_t pid)
 }
 
 pid_t
-upgrade_start(const char *exe, char *const argv[], const int *fds, size_t n)
+upgrade_start(const char *exe, char *const argv[], const int *fds, size_t n,
+    size_t nlisten, const char *env)
 {
 	static char listen_pid[LISTEN_PID_MAX];
 	char listen_fds[32];
@@ -81,7 +83,7 @@ upgrade_start(const char *exe, char *const argv[], const int *fds, size_t n)
 
 	while (environ[nenv] != NULL)
 		nenv++;
-	envp = calloc(nenv + 3, sizeof(*envp));
+	envp = calloc(nenv + 4, sizeof(*envp));
 	high = calloc(n > 0 ? n : 1, sizeof(*high));
 	if (envp == NULL || high == NULL) {
 		free(envp);
@@ -90,12 +92,15 @@ upgrade_start(const char *exe, char *const argv[], const int *fds, size_t n)
 		return -1;
 	}
 	/* Everything the child needs is made here, before the fork. */
-	snprintf(listen_fds, sizeof(listen_fds), "LISTEN_FDS=%zu", n);
+	snprintf(listen_fds, sizeof(listen_fds), "LISTEN_FDS=%zu", nlisten);
 	for (i = 0; i < nenv; i++)
-		if (strncmp(environ[i], "LISTEN_", 7) != 0)
+		if (strncmp(environ[i], "LISTEN_", 7) != 0 && (env == NULL ||
+		    strncmp(environ[i], env, strcspn(env, "=") + 1) != 0))
 			envp[e++] = environ[i];
 	envp[e++] = listen_fds;
 	envp[e++] = listen_pid;
+	if (env != NULL)
+		envp[e++] = (char *)env;
 	envp[e] = NULL;
 
 	pid = fork();
@@ -117,4 +122,66 @@ upgrade_start(const char *exe, char *const argv[], const int *fds, size_t n)
 	format_pid(listen_pid, getpid());
 	execve(exe, argv, envp);
 	_exit(127);
+}
+
+int
+upgrade_memfd(const char *text, size_t len)
+{
+	int fd = memfd_create("nettcpd-upgrade-state", MFD_CLOEXEC);
+	size_t off = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	for (; off < len; off += (size_t)n)
+		if ((n = write(fd, text + off, len - off)) < 0 && errno != EINTR)
+			break;
+		else if (n < 0)
+			n = 0;
+	if (off < len || lseek(fd, 0, SEEK_SET) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+char *
+upgrade_memfd_take(const char *name, size_t *len)
+{
+	const char *v = getenv(name);
+	char *buf = NULL, *end;
+	size_t cap = 0, off = 0;
+	ssize_t n = 1;
+	long fd;
+
+	*len = 0;
+	if (v == NULL)
+		return NULL;
+	fd = strtol(v, &end, 10);
+	unsetenv(name);
+	*len = (size_t)-1;
+	if (*end != '\0' || fd < UPGRADE_FDS_START || fd > 65535)
+		return NULL;
+	while (n > 0) {
+		if (off + 4096 > cap) {
+			char *b = realloc(buf, cap = cap * 2 + 4096 + 1);
+
+			if (b == NULL)
+				break;
+			buf = b;
+		}
+		if ((n = read((int)fd, buf + off, cap - off - 1)) > 0)
+			off += (size_t)n;
+	}
+	close((int)fd);
+	if (n != 0) {
+		free(buf);
+		return NULL;
+	}
+	buf[off] = '\0';
+	*len = off;
+	return buf;
 }

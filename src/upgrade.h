@@ -25,11 +25,25 @@ size_t upgrade_inherited(void);
 
 /*
  * Start exe with argv (the running one's) in a child that gets the n
- * listening sockets fds as LISTEN_FDS.  Returns the child's pid, or -1
- * with errno set.  Safe in a threaded process: the child only calls
- * async-signal-safe functions before execve.
+ * descriptors fds at UPGRADE_FDS_START on, the first nlisten of them, the
+ * listening sockets, as LISTEN_FDS; env, if not NULL, is one more
+ * "NAME=value" of its environment (the control state, upgrade_state.h).
+ * Returns the child's pid, or -1 with errno set.  Safe in a threaded
+ * process: the child only calls async-signal-safe functions before execve.
  */
 pid_t upgrade_start(const char *exe, char *const argv[], const int *fds,
-    size_t n);
+    size_t n, size_t nlisten, const char *env);
+
+/* A memfd holding the len bytes of text, at its start: its descriptor
+ * (close-on-exec; upgrade_start passes it on), or -1 with errno set. */
+int upgrade_memfd(const char *text, size_t len);
+
+/*
+ * The text of the memfd whose descriptor number the environment variable
+ * name holds (the variable is removed and the descriptor closed), in a
+ * buffer the caller frees, NUL-terminated, *len bytes; NULL when there is
+ * none, or with *len (size_t)-1 when it cannot be read.
+ */
+char *upgrade_memfd_take(const char *name, size_t *len);
 
 #endif

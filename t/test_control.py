@@ -192,7 +192,9 @@ def test_kill9_registrant():
         p.kill()
         p.wait()
         d.wait_log("unregistered net.tcp://+/k9")
-        assert routed(d, "net.tcp://h/k9") == "fault:EndpointNotFound"
+        # the workers take the new generation at their loop's next turn
+        wait_for(lambda: routed(d, "net.tcp://h/k9") == "fault:EndpointNotFound",
+                 what="the route gone")
     svc.close()
 
 
@@ -356,10 +358,11 @@ def test_reload_keeps_and_revokes():
         d.wait_log("reload: registration 1 of uid")
         line = c.recv()
         assert line.startswith("REVOKED 1 conflict "), line
-        assert routed(d, "net.tcp://h/r") == "A"
+        wait_for(lambda: routed(d, "net.tcp://h/r") == "A", what="the file's route")
         assert routed(d, "net.tcp://h/s") == "B"
         # the revoked id is gone from this connection; the other stays
         assert c.ask("UNREGISTER {} 1")[-1].startswith(f"ERR {c.tag} unknown")
+        # an OK means every worker has the change: no wait here
         assert c.ask("UNREGISTER {} 2")[-1] == f"OK {c.tag}"
         assert routed(d, "net.tcp://h/s") == "fault:EndpointNotFound"
         c.close()
@@ -403,6 +406,28 @@ def test_limits_and_garbage():
         assert routed(d, "net.tcp://h/1") == "L"
         c.close()
         d.wait_log("no HELLO within control_timeout")
+    svc.close()
+
+
+def test_peer_that_does_not_read_is_closed():
+    """Requests whose answers are never read: once its queue is full the
+    peer is closed (its registration with it), and the daemon serves on."""
+    svc = service("R")
+    with daemon([("calc", "net.tcp://+/calc", svc.addr)]) as d:
+        c = Control(d.control)
+        assert c.register("net.tcp://+/r", svc.addr).startswith("OK")
+        sent = 0
+        try:
+            for sent in range(1, 100001):
+                c.send(f"LIST {sent}")
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+        d.wait_log("does not read its answers; closed")
+        assert sent < 100000, "never closed"
+        wait_for(lambda: routed(d, "net.tcp://h/r") == "fault:EndpointNotFound",
+                 what="its registration gone")
+        assert routed(d, "net.tcp://h/calc") == "R"
+        c.close()
     svc.close()
 
 
@@ -505,10 +530,11 @@ def test_metrics_and_access_log():
                            "nettcpd_route_sessions_total", route="reg:1") == 1,
                  what="the registered route's session counted")
         c.close()
-        d.wait_log("unregistered")
+        wait_for(lambda: v(test_metrics.scrape(mport)[0],
+                           "nettcpd_control_connections") == 0,
+                 what="the control connection's close counted")
         samples, _ = test_metrics.scrape(mport)
         assert v(samples, "nettcpd_registrations", kind="proxy") == 0
-        assert v(samples, "nettcpd_control_connections") == 0
     with open(log) as f:
         records = [json.loads(line) for line in f]
     assert [r["route"] for r in records] == ["reg:1"], records
@@ -584,28 +610,35 @@ def test_socket_file_mode_and_removal():
 
 
 def test_binary_upgrade_keeps_the_socket_path():
-    """SIGUSR2 (not yet handing registrations over): the new process binds
-    the path anew; the old one, drained, closes its control connections
-    and leaves the new process's socket file in place."""
+    """SIGUSR2: the new process takes over the socket, the connection and
+    its registration (test_handoff has the handoffs); the old one, drained,
+    leaves both alone: the registrant's connection stays open and its route
+    still routes, the file is still there, and ids go on from the old
+    process's."""
     from test_upgrade import alive, new_pid
     svc = service("U")
     d = daemon().start()
     pid = None
     try:
         c = Control(d.control)
-        assert c.register("net.tcp://+/u", svc.addr).startswith("OK")
+        assert c.register("net.tcp://+/u", svc.addr) == f"OK {c.tag} 1"
         d.proc.send_signal(signal.SIGUSR2)
         pid = new_pid(d)
-        d.wait_log(f"nettcpd[{pid}]: info: control socket {d.control}")
+        d.wait_log(f"nettcpd[{pid}]: notice: binary upgrade: took over 1 "
+                   "control connection, 1 registration")
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(10 * SLOW) == 0
-        assert c.closed(), "the old process's control connection stayed open"
-        c.close()
-        assert os.path.exists(d.control), "the old process removed the new socket"
-        n = Control(d.control)
-        assert n.register("net.tcp://+/u", svc.addr) == f"OK {n.tag} 1"
+        c.s.settimeout(0.5)       # closed() reads until then
+        assert not c.closed(), "the registrant's connection was closed"
+        c.s.settimeout(10 * SLOW)
+        assert os.path.exists(d.control), "the old process removed the socket"
         assert routed(d, "net.tcp://h/u") == "U"
+        n = Control(d.control)
+        assert n.register("net.tcp://+/v", svc.addr) == f"OK {n.tag} 2"
         n.close()
+        c.close()
+        wait_for(lambda: routed(d, "net.tcp://h/u") != "U",
+                 what="the route to go with its connection")
     finally:
         if pid is not None and alive(pid):
             os.kill(pid, signal.SIGTERM)

@@ -8,10 +8,12 @@ socket with nettcpd out of the path; a registrant that never says TAKEN
 (EndpointUnavailable after handoff_timeout), one that never reads its
 control socket (EndpointUnavailable at once), one killed -9 with clients
 in flight (every client answered, nettcpd's descriptors back to where they
-were); VALIDATE; a reload while clients are handed off.  The registrant is
-Python's socket.recv_fds on a SOCK_SEQPACKET socket, written from the
-protocol, not from the daemon's code."""
+were); VALIDATE; a reload while clients are handed off; the access log
+record and the counts; a binary upgrade with a handoff waiting for TAKEN.
+The registrant is Python's socket.recv_fds on a SOCK_SEQPACKET socket,
+written from the protocol, not from the daemon's code."""
 
+import json
 import os
 import re
 import select
@@ -448,6 +450,96 @@ def test_reload_keeps_registration_and_pending_handoffs():
         s.close()
         assert handoffs(d, "lost") + handoffs(d, "timeout") == 0
         reg.close()
+
+
+def test_access_log_and_metrics_say_handoff():
+    """The client's record is written when it is handed off: outcome and
+    backend handoff, its route, the bytes passed; /metrics counts it."""
+    d = metrics_daemon()
+    d.access = os.path.join(d.dir, "access.log")
+    with open(d.config) as f:
+        text = f.read().replace("[global]\n", f"[global]\naccess_log = {d.access}\n", 1)
+    with open(d.config, "w") as f:
+        f.write(text)
+    with d:
+        reg = Registrant(d, serve=echo_preamble)
+        pre = preamble(PREFIX + "logged")
+        s = d.connect()
+        s.sendall(pre)
+        assert recv_until_close(s) == (pre, "eof")
+        s.close()
+        wait_for(lambda: os.path.exists(d.access) and os.path.getsize(d.access) > 0,
+                 what="the access log record")
+        with open(d.access) as f:
+            rec = json.loads(f.readline())
+        assert (rec["outcome"], rec["backend"], rec["route"], rec["bytes_up"],
+                rec["bytes_down"], rec["via"]) == (
+            "handoff", "handoff", f"reg:{reg.reg}", len(pre), 0,
+            PREFIX + "logged"), rec
+        wait_for(lambda: handoffs(d, "taken") == 1, what="taken counted")
+        reg.close()
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_binary_upgrade_keeps_registration_and_pending_handoff():
+    """SIGUSR2, then SIGTERM to the old process: the registrant's control
+    connection, its registration and a handoff waiting for its TAKEN pass
+    to the new process.  The registrant notices nothing: its TAKEN, sent
+    after the old process is gone, is honoured (no fault for that
+    client), the next client comes on the same connection under the same
+    registration with a new id, and LIST shows the registration."""
+    d = handoff_daemon(extra="handoff_timeout = 30s")
+    d.start()
+    pid = None
+    try:
+        ctl = Control(d.control).hello()
+        reg = ctl.register()
+        first = d.connect(timeout=10)
+        first.sendall(preamble(PREFIX + "before"))
+        line, data, fd = ctl.recv()
+        hid, r, data, fd = parse_handoff(line, data, fd)
+        assert r == reg and data == preamble(PREFIX + "before")
+        d.proc.send_signal(signal.SIGUSR2)
+        d.wait_log("binary upgrade: started")
+        pid = int(re.search(r"binary upgrade: started \S+ as pid (\d+)",
+                            d.log()).group(1))
+        d.wait_log(f"nettcpd[{pid}]: notice: binary upgrade: took over 1 "
+                   "control connection, 1 registration and 1 handoff waiting")
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(10 * SLOW) == 0
+        ctl.send(f"TAKEN {hid}")
+        client = socket.socket(fileno=fd)
+        client.sendall(b"served")
+        client.close()
+        assert recv_until_close(first) == (b"served", "eof")
+        first.close()
+        second = d.connect(timeout=10)
+        second.sendall(preamble(PREFIX + "after"))
+        line, data, fd = ctl.recv()
+        hid2, r, data, fd = parse_handoff(line, data, fd)
+        assert r == reg and hid2 > hid and data == preamble(PREFIX + "after")
+        ctl.send(f"TAKEN {hid2}")
+        os.close(fd)
+        second.close()
+        routes = [x for x in ctl.request("LIST") if x.startswith("ROUTE ")]
+        assert any(x.split(" ")[2:6] == ["handoff", f"reg:{reg}", PREFIX.rstrip("/"),
+                                         "handoff"] for x in routes), routes
+        assert "EndpointUnavailable" not in d.log(), d.log()
+        ctl.close()
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        if pid is not None and alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not alive(pid), what="the new process to exit")
 
 
 if __name__ == "__main__":

@@ -325,6 +325,84 @@ START_TEST(test_peer_gone)
 }
 END_TEST
 
+/* What handoff_each_pending() lists. */
+static struct { int fd; uint64_t id, reg; double left; } seen[4];
+static int n;
+
+static void
+each(void *arg, int f, uint64_t id, uint64_t reg, double left)
+{
+	(void)arg;
+	ck_assert_int_lt(n, 4);
+	seen[n].fd = f;
+	seen[n].id = id;
+	seen[n].reg = reg;
+	seen[n++].left = left;
+}
+
+/* A binary upgrade: the old process's pending handoffs and ids go to the
+ * new one, which honours their TAKEN and their deadline; the old one
+ * closes its copies without a word to the client, and what it still
+ * hands off on the connection it forgets once sent. */
+START_TEST(test_upgrade_hands_over)
+{
+	struct rig r;
+	char line[128];
+	uint8_t bytes[8192];
+	size_t len;
+	int sp[3][2], fd[3];
+	char c;
+
+	rig_up(&r, "up");
+	handoff_set_limits(30, 128, 0);
+	for (int i = 0; i < 2; i++) {
+		client_pair(sp[i]);
+		submit(&r, sp[i], "abc", 3);
+	}
+	turn(&r);
+	for (int i = 0; i < 2; i++)
+		fd[i] = recv_handoff(&r, line, sizeof(line), bytes, &len);
+	handoff_each_pending(r.peer, each, NULL);
+	ck_assert_int_eq(n, 2);
+	ck_assert(seen[0].id == 1 && seen[1].id == 2 && seen[0].reg == 7);
+	ck_assert(seen[0].left > 29 && seen[0].left <= 30);
+	ck_assert_uint_eq(handoff_next_id(), 3);
+	/* What exec gives the new process: its own copy of each socket. */
+	for (int i = 0; i < 2; i++)
+		seen[i].fd = dup(seen[i].fd);
+
+	handoff_peer_handed_over(r.peer);
+	/* The old copies are closed and the clients told nothing: the
+	 * registrant's copy and the new process's hold them. */
+	ck_assert_int_eq(write(fd[0], "y", 1), 1);
+	ck_assert_int_eq(read(sp[0][1], &c, 1), 1);
+	ck_assert_int_eq(c, 'y');
+	ck_assert_int_eq(handoff_taken(r.peer, 1), -1);
+	/* A client this process still hands off is sent and forgotten. */
+	client_pair(sp[2]);
+	submit(&r, sp[2], "abc", 3);
+	turn(&r);
+	fd[2] = recv_handoff(&r, line, sizeof(line), bytes, &len);
+	ck_assert_str_eq(line, "HANDOFF 3 7 3");
+	ck_assert_int_eq(handoff_taken(r.peer, 3), -1);
+	ck_assert_uint_eq(counted("up", HANDOFF_TAKEN), 1);
+
+	/* The new process (this one again, for the test): the two adopted,
+	 * one taken, one left to time out. */
+	handoff_set_next_id(handoff_next_id());
+	handoff_adopt(r.peer, r.sink, seen[0].fd, seen[0].id, 30);
+	handoff_adopt(r.peer, r.sink, seen[1].fd, seen[1].id, 0.05);
+	ck_assert_int_eq(handoff_taken(r.peer, 1), 0);
+	close(fd[1]);
+	ev_run(r.loop, EVRUN_ONCE);   /* the timer of the second */
+	client_gets_fault(&r, sp[1][1]);
+	ck_assert_uint_eq(counted("up", HANDOFF_TIMEOUT), 1);
+	close(fd[0]);
+	close(fd[2]);
+	handoff_shutdown();
+}
+END_TEST
+
 static Suite *
 handoff_suite(void)
 {
@@ -337,6 +415,7 @@ handoff_suite(void)
 	tcase_add_test(tc, test_max_pending);
 	tcase_add_test(tc, test_queue_full);
 	tcase_add_test(tc, test_peer_gone);
+	tcase_add_test(tc, test_upgrade_hands_over);
 	suite_add_tcase(s, tc);
 	return s;
 }
