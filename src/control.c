@@ -392,8 +392,9 @@ dispatch(struct peer *p, const struct ctl_msg *m)
 		return do_list(p, m);
 	case CTL_STATS:
 		return do_stats(p, m);
-	default: /* TAKEN, which has no answer */
-		(void)handoff_taken(p->hp, m->handoff_id);
+	default: /* TAKEN, which has no answer: counted as if it had one */
+		stat_add(&ctl.d->stats.control_requests[ctl.verb]
+		    [handoff_taken(p->hp, m->handoff_id) < 0], 1);
 		return 0;
 	}
 }

@@ -89,8 +89,8 @@ def stats(c):
     return dict(line.split(" ")[2:] for line in c.ask("STATS {}")[:-1])
 
 
-def daemon(routes=(), extra="", **kw):
-    d = Daemon(routes, extra_global="workers = 2\n" + extra, **kw)
+def daemon(routes=(), extra="", workers=2, **kw):
+    d = Daemon(routes, extra_global=f"workers = {workers}\n" + extra, **kw)
     d.control = os.path.join(d.dir, "control.sock")
     with open(d.config) as f:
         text = f.read()
@@ -180,6 +180,23 @@ def registrant(path, via, backend, user=None):
     p = subprocess.Popen([python, "-c", REGISTRANT, path, via, backend],
                          stdout=subprocess.PIPE, text=True, preexec_fn=drop)
     return p, p.stdout.readline().strip()
+
+
+def test_ok_means_every_worker_routes():
+    """Right after OK to REGISTER a client is routed, right after OK to
+    UNREGISTER it is not: 200 rounds over 4 workers, no waiting."""
+    svc = service("OK")
+    with daemon(workers=4) as d:
+        c = Control(d.control)
+        wrong = 0
+        for i in range(200):
+            ok = c.register("net.tcp://+/ok", svc.addr)
+            wrong += routed(d, "net.tcp://h/ok") != "OK"
+            c.ask("UNREGISTER {} " + ok.split()[2])
+            wrong += routed(d, "net.tcp://h/ok") != "fault:EndpointNotFound"
+        assert wrong == 0, f"{wrong} of 400 clients routed by the old generation"
+        c.close()
+    svc.close()
 
 
 def test_kill9_registrant():
