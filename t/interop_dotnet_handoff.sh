@@ -21,6 +21,8 @@
 #      Then a channel to the static route /Static (service S, proxied) and one to /Handoff:
 #      nettcpd follows the first session on the pooled connection and hands the connection
 #      off at the second, with the second's preamble.
+#      A binary upgrade (SIGUSR2, then SIGTERM to the old process): A and B keep their
+#      control connections and registrations, and go on serving.
 #   3. Registrations refused: a third service asks for /Handoff (held by A) and for the
 #      static route's prefix: each exits 1 at once with ERR conflict.
 #   4. A killed with SIGKILL: its route disappears at once, the client gets EndpointNotFound.
@@ -117,11 +119,11 @@ wait_line() { # FILE REGEX PID
     done
     grep -qsE "$2" "$1"
 }
-# Waits up to 10 s for PID to exit; its status in EXITED, or false.
+# Waits up to 10 s for PID to exit; its status in EXITED (127 if no child of this shell), or false.
 wait_exit() { # PID
     local i
     for i in $(seq 1 100); do
-        kill -0 "$1" 2>/dev/null || { wait "$1"; EXITED=$?; return 0; }
+        kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null; EXITED=$?; return 0; }
         sleep 0.1
     done
     return 1
@@ -297,6 +299,31 @@ check_conn "nettcpd handed off, with its own preamble, the session for /Handoff 
     "$(served 1 "$URL/Handoff")" "$(answered 1 1)" \
     "closed by the client after 1 session(s): Via '$URL/Handoff'"
 
+# ---------------------------------------------------------------- binary upgrade
+# SIGUSR2, then SIGTERM to the old process: the control connections and registrations pass
+# to the new process, the registrants notice nothing and go on taking clients.
+kill -USR2 "$DPID"
+if wait_line "$TMP/nettcpd.log" 'binary upgrade: started .* as pid [0-9]+' "$DPID"; then
+    NEWPID=$(sed -nE 's/.*binary upgrade: started .* as pid ([0-9]+).*/\1/p' "$TMP/nettcpd.log" | head -n 1)
+    PIDS+=("$NEWPID")
+    wait_line "$TMP/nettcpd.log" "nettcpd\[$NEWPID\]: info: nettcpd .* started" "$NEWPID"
+    kill -TERM "$DPID"
+    if wait_exit "$DPID" && [ "$EXITED" -eq 0 ]; then
+        pass "binary upgrade: the old nettcpd exited 0, pid $NEWPID serves"
+    else
+        fail "binary upgrade: the old nettcpd did not exit 0 within 10 s of SIGTERM"
+    fi
+    DPID=$NEWPID
+    run_client handoff-upgraded "${NET[@]}" --address "$URL/Handoff" --expect-name A --calls 2 --then "$URL/Other" B
+    if grep -qs "control connection closed" "$TMP/service-A.log" "$TMP/service-B.log"; then
+        fail "binary upgrade: a registrant saw its control connection end"
+    else
+        pass "binary upgrade: A and B kept their control connections and registrations"
+    fi
+else
+    fail "binary upgrade: nettcpd did not start a new process on SIGUSR2"
+fi
+
 # ---------------------------------------------------------------- 3. refusals
 for want in "net.tcp://+/Handoff A's" "net.tcp://+/Static the static route's"; do
     prefix=${want%% *}
@@ -329,11 +356,12 @@ else
 fi
 
 # ---------------------------------------------------------------- 6. nettcpd stopped
+# (after the upgrade nettcpd is no child of this shell: its last line tells how it ended)
 kill -TERM "$DPID"
-if wait_exit "$DPID" && [ "$EXITED" -eq 0 ]; then
-    pass "nettcpd exited 0 on SIGTERM"
+if wait_exit "$DPID" && grep -qE "nettcpd\[$DPID\]: info: stopped" "$TMP/nettcpd.log"; then
+    pass "nettcpd stopped on SIGTERM"
 else
-    fail "nettcpd did not exit 0 within 10 s of SIGTERM"
+    fail "nettcpd did not stop within 10 s of SIGTERM"
 fi
 if wait_exit "$BPID" && [ "$EXITED" -eq 1 ] && grep -qE '^[0-9:.]+ service B control connection closed: ' "$TMP/service-B.log"; then
     pass "B saw its control connection end with nettcpd and exited 1"
