@@ -45,7 +45,7 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 if [ -z "${NETTCPD:-}" ] || [ ! -x "$NETTCPD" ]; then
     echo "FAIL: interop_dotnet_handoff: NETTCPD must name the built nettcpd binary (got '${NETTCPD:-}')"
-    echo "interop_dotnet_handoff: 0 passed, 1 failed"
+    echo "interop: the C# example service (interop_dotnet_handoff): 0 passed, 1 failed"
     exit 1
 fi
 if ! command -v python3 >/dev/null 2>&1; then
@@ -78,7 +78,7 @@ finish() {
             tail -n 40 "$f" | sed 's/^/    /'
         done
     fi
-    echo "interop_dotnet_handoff: $NPASS passed, $NFAIL failed"
+    echo "interop: the C# example service (interop_dotnet_handoff): $NPASS passed, $NFAIL failed"
     [ "$NFAIL" -eq 0 ] && exit 0
     exit 1
 }
@@ -338,6 +338,9 @@ done
 
 # ---------------------------------------------------------------- 4. registrant killed
 kill -KILL "$APID"; wait "$APID" 2>/dev/null
+# nettcpd takes the route away as it sees the control connection end (its log line the sync)
+wait_line "$TMP/nettcpd.log" 'unregistered net\.tcp://\+/Handoff ' "$DPID" ||
+    fail "nettcpd did not log A's registration ended after kill -9"
 run_client handoff-killed "${NET[@]}" --address "$URL/Handoff" --expect-endpoint-not-found
 
 # ---------------------------------------------------------------- 5. reload
