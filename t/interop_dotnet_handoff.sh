@@ -257,6 +257,10 @@ else
     finish
 fi
 
+# The sockets a process holds (the registrants: their control connection, and each client
+# connection while they serve it).
+sockets() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c 'socket:'; }
+A_SOCKETS=$(sockets "$APID")
 run_client handoff-channels "${NET[@]}" --address "$URL/Handoff" --expect-name A --calls 3 --size 1048576 \
     --then "$URL/Handoff/Deep" A --then "$URL/Other" B --then "$URL/Handoff" A
 # A preamble without an upgrade is Version (3), Mode (2), Via (2 + its length; < 128),
@@ -298,6 +302,13 @@ check_conn "nettcpd handed off, with its own preamble, the session for /Handoff 
     "$TMP/service-A.log" A 3 "$A1" \
     "$(served 1 "$URL/Handoff")" "$(answered 1 1)" \
     "closed by the client after 1 session(s): Via '$URL/Handoff'"
+# three connections handed off to A and closed: none of their sockets left behind
+n=$(sockets "$APID")
+if [ "$n" -eq "$A_SOCKETS" ]; then
+    pass "A holds $n socket(s) after its handed-off connections closed, as before them"
+else
+    fail "A holds $n socket(s) after its handed-off connections closed, $A_SOCKETS before them"
+fi
 
 # ---------------------------------------------------------------- binary upgrade
 # SIGUSR2, then SIGTERM to the old process: the control connections and registrations pass
