@@ -17,7 +17,8 @@
 #          hands the new connection to B;
 #        /Handoff arrives at B, VALIDATE no, B closes, the new connection goes to A.
 #      Each handed-off connection's first session is parsed from the preamble bytes nettcpd
-#      passed: their count must be exactly that preamble's length.
+#      passed: their count must be exactly that preamble's length. Once the client is done,
+#      A holds as many sockets as before.
 #      Then a channel to the static route /Static (service S, proxied) and one to /Handoff:
 #      nettcpd follows the first session on the pooled connection and hands the connection
 #      off at the second, with the second's preamble.
