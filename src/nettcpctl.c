@@ -53,7 +53,7 @@ usage(FILE *out)
 	    "  register   hold the registrations while COMMAND runs; exit "
 	    "with its status\n"
 	    "  list       routes, static and registered\n"
-	    "  stats      the control socket's counters\n",
+	    "  stats      the daemon's counters\n",
 	    NTS_DEFAULT_CONTROL);
 }
 
