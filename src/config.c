@@ -204,6 +204,11 @@ enter_section(struct parser *p, const char *name, size_t len)
 		p->kind = SECT_GLOBAL;
 		return;
 	}
+	/* "reg:" names the routes services register (nettcpd(8)
+	 * REGISTRATION): a section so named would count as one of them. */
+	if (strncmp(copy, "reg:", 4) == 0)
+		add_error(p, p->lineno, "route [%s]: names beginning with "
+		    "'reg:' are the registered routes'", copy);
 	/*
 	 * A duplicate name still gets a section of its own, so that its keys
 	 * are checked too; check_route_names() reports it at the end.  The

@@ -144,7 +144,10 @@ same_tls(SSL_CTX *a, SSL_CTX *b)
 
 /* next's route named as r is, or NULL.  By name, one pass per connection
  * pinned at a reload (routes_lookup finds Vias, not names): once per
- * reload, not per byte. */
+ * reload, not per byte.  A registered route is the same only under the
+ * same registration: its name is its prefix's, which the next instance of
+ * a restarted service registers again, to another backend, and the old
+ * instance's sessions run on (nettcpd(8) REGISTRATION). */
 static const struct route *
 same_route(const struct route *r, const struct generation *next)
 {
@@ -153,7 +156,7 @@ same_route(const struct route *r, const struct generation *next)
 	for (size_t i = 0; i < routes_count(t); i++) {
 		const struct route *n = routes_get(t, i);
 
-		if (strcmp(n->name, r->name) == 0)
+		if (n->reg_id == r->reg_id && strcmp(n->name, r->name) == 0)
 			return n;
 	}
 	return NULL;

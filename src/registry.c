@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "explain.h"
 #include "log.h"
 #include "routes.h"
 #include "stats.h"
@@ -38,7 +39,6 @@ add_route(struct route_table *t, const struct registration *reg, char *why,
 	struct backend_list l = { 0 };
 	const struct route *policy;
 	const char *bad;
-	char name[32];
 	int ri, other = -1, rc;
 
 	if (via_parse(reg->prefix, strlen(reg->prefix), VIA_ALLOW_WILDCARD, &v,
@@ -58,8 +58,7 @@ add_route(struct route_table *t, const struct registration *reg, char *why,
 	if (reg->sink == NULL && backend_list_parse(reg->backend, &l, why,
 	    len) < 0)
 		return CTL_E_BACKEND;
-	snprintf(name, sizeof(name), "reg:%llu", (unsigned long long)reg->id);
-	if ((ri = routes_add_route(t, name, reg->sink != NULL ? &none :
+	if ((ri = routes_add_route(t, reg->name, reg->sink != NULL ? &none :
 	    &l.m[0].addr, reg->backend)) < 0)
 		goto oom;
 	if (reg->sink != NULL)
@@ -161,8 +160,50 @@ reg_free(struct registration *r)
 	if (r->sink != NULL)
 		handoff_sink_close(r->sink);
 	free(r->prefix);
+	free(r->name);
 	free(r->backend);
 	free(r);
+}
+
+/*
+ * A registered route's name: "reg:" and its prefix as nettcpctl list shows
+ * it.  Named by the prefix, not by the registration, a service that
+ * registers again after a restart counts on under the same name in
+ * /metrics and the access log, and the names a process ever holds are as
+ * many as the prefixes ever registered, not as the registrations (a fleet
+ * restarting its instances all day would otherwise grow every worker's
+ * per-route counters and /metrics without end).  Two live registrations
+ * never share a prefix, so never a name.
+ */
+static enum ctl_code
+reg_name(struct registration *r, char *why, size_t len)
+{
+	struct via *v = malloc(sizeof(*v));
+	char *text = malloc(VIA_HOST_MAX + VIA_PATH_MAX + 32);
+	const char *bad;
+	enum ctl_code code = CTL_E_COUNT_;
+
+	if (v == NULL || text == NULL) {
+		snprintf(why, len, "out of memory");
+		code = CTL_E_LIMIT;
+	} else if (via_parse(r->prefix, strlen(r->prefix), VIA_ALLOW_WILDCARD,
+	    v, &bad) < 0) {
+		snprintf(why, len, "bad via prefix: %s", bad);
+		code = CTL_E_VIA;
+	} else {
+		struct route_prefix rp = { .host_class = v->host_class,
+		    .host = v->host, .port = v->port, .path = v->path };
+
+		explain_prefix_text(&rp, text, VIA_HOST_MAX + VIA_PATH_MAX + 32);
+		if (asprintf(&r->name, "reg:%s", text) < 0) {
+			r->name = NULL;
+			snprintf(why, len, "out of memory");
+			code = CTL_E_LIMIT;
+		}
+	}
+	free(text);
+	free(v);
+	return code;
 }
 
 enum ctl_code
@@ -183,7 +224,6 @@ registry_restore(struct daemon *d, void *owner, struct handoff_peer *hpeer,
 	struct registration *r = calloc(1, sizeof(*r));
 	struct route_table *t;
 	enum ctl_code code = CTL_E_LIMIT;
-	char name[32];
 
 	if (r == NULL || (r->prefix = strdup(prefix)) == NULL ||
 	    (r->backend = strdup(backend != NULL ? backend : "handoff")) ==
@@ -193,9 +233,11 @@ registry_restore(struct daemon *d, void *owner, struct handoff_peer *hpeer,
 	}
 	r->id = id;
 	r->mode = backend != NULL ? CTL_MODE_PROXY : CTL_MODE_HANDOFF;
-	snprintf(name, sizeof(name), "reg:%llu", (unsigned long long)r->id);
+	if ((code = reg_name(r, why, len)) != CTL_E_COUNT_)
+		goto fail;
+	code = CTL_E_LIMIT;
 	if (backend == NULL &&
-	    (r->sink = handoff_sink_new(hpeer, r->id, name)) == NULL) {
+	    (r->sink = handoff_sink_new(hpeer, r->id, r->name)) == NULL) {
 		snprintf(why, len, "out of memory");
 		goto fail;
 	}
@@ -213,9 +255,9 @@ registry_restore(struct daemon *d, void *owner, struct handoff_peer *hpeer,
 		last_id = r->id;
 	r->next = regs;
 	regs = r;
-	log_notice("registered %s for uid %u pid %d: route [reg:%llu] to %s, "
-	    "generation %u", prefix, uid, (int)pid, (unsigned long long)r->id,
-	    r->backend, d->gen->number);
+	log_notice("registered %s for uid %u pid %d: route [%s] (id %llu) to "
+	    "%s, generation %u", prefix, uid, (int)pid, r->name,
+	    (unsigned long long)r->id, r->backend, d->gen->number);
 	return CTL_E_COUNT_;
 fail:
 	reg_free(r);
@@ -232,9 +274,9 @@ unlink_regs(const void *owner, uint64_t id)
 	while ((r = *pp) != NULL) {
 		if (r->owner == owner && (id == 0 || r->id == id)) {
 			*pp = r->next;
-			log_notice("unregistered %s (route [reg:%llu], uid %u pid "
-			    "%d)", r->prefix, (unsigned long long)r->id, r->uid,
-			    (int)r->pid);
+			log_notice("unregistered %s (route [%s], id %llu, uid %u "
+			    "pid %d)", r->prefix, r->name,
+			    (unsigned long long)r->id, r->uid, (int)r->pid);
 			reg_free(r);
 			n++;
 		} else

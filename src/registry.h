@@ -25,6 +25,8 @@
 struct registration {
 	uint64_t id;
 	char *prefix;              /* as registered */
+	char *name;                /* its route's: "reg:" and the prefix */
+	                           /* normalised (registry_add) */
 	enum ctl_mode mode;
 	char *backend;             /* proxy: the backend list as given */
 	struct handoff_sink *sink; /* handoff: where its clients go */

@@ -156,6 +156,39 @@ def test_register_routes_and_close_unregisters():
     svc.close()
 
 
+def test_rolling_restart_same_prefix():
+    """A service restarted instance by instance: A registers, a session is
+    in flight on A when A's registration goes and B registers the same
+    prefix to another backend.  New clients go to B; A's session runs on
+    (followed or pinned), though its route's name is B's route's name now:
+    a route is the same across generations only under one registration.
+    Both are counted under that one name, as the access log says."""
+    a, b = service("A"), service("B")
+    for extra in ("", "follow_sessions = off\n"):
+        with daemon(extra=extra) as d:
+            ca = Control(d.control)
+            assert ca.register("net.tcp://+/roll/", a.addr).startswith("OK")
+            s = d.connect()
+            r = Reader(s)
+            s.sendall(preamble("net.tcp://h/roll/x"))
+            assert r.record()[0] == 0x0B
+            ca.close()
+            d.wait_log("unregistered net.tcp://+/roll/")
+            cb = Control(d.control)
+            assert cb.register("net.tcp://+/roll/", b.addr).startswith("OK")
+            assert routed(d, "net.tcp://h/roll/y") == "B"
+            s.sendall(b"\x06\x05after")
+            t, reply = r.record()
+            assert (t, reply) == (0x06, b"A:after"), (extra, t, reply, d.log())
+            s.sendall(b"\x07")
+            assert r.record()[0] == 0x07
+            s.close()
+            cb.close()
+            assert "reg:net.tcp://+/roll" in d.log(), d.log()
+    a.close()
+    b.close()
+
+
 REGISTRANT = textwrap.dedent("""
     import socket, sys, time
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -266,7 +299,7 @@ def test_conflicts():
         assert c1.register("net.tcp://+/svc", b.addr) == f"OK {c1.tag} 1"
         err = c2.register("net.tcp://+/svc", a.addr)
         assert err == f"ERR {c2.tag} conflict net.tcp://+/svc is held by " \
-                      "registered route [reg:1]", err
+                      "registered route [reg:net.tcp://+/svc]", err
         # deeper under a static route: allowed, and the registration wins
         assert c2.register("net.tcp://+/calc/deep", b.addr).startswith("OK")
         assert routed(d, "net.tcp://h/calc/deep/x") == "B"
@@ -321,7 +354,7 @@ def test_handoff_registration():
         base = len(d.fds())
         c = Control(d.control)
         assert c.ask("REGISTER {} net.tcp://+/hand handoff")[-1] == f"OK {c.tag} 1"
-        assert c.ask("LIST {}")[0] == f"ROUTE {c.tag} handoff reg:1 net.tcp://+/hand " \
+        assert c.ask("LIST {}")[0] == f"ROUTE {c.tag} handoff reg:net.tcp://+/hand net.tcp://+/hand " \
                                       f"handoff 0 {os.getpid()} 0"
         assert c.ask("VALIDATE {} 1 net.tcp://x/hand/y")[-1] == f"OK {c.tag} yes"
         s = d.connect()
@@ -465,7 +498,7 @@ def test_list_and_stats():
         assert sorted(lines[:-1]) == sorted([
             f"ROUTE {t} static calc net.tcp://+/calc {a.addr} - - 0",
             f"ROUTE {t} static calc net.tcp://h:9/c2 {a.addr} - - 0",
-            f"ROUTE {t} proxy reg:1 net.tcp://*/reg {b.addr} 0 {os.getpid()} 1",
+            f"ROUTE {t} proxy reg:net.tcp://*/reg net.tcp://*/reg {b.addr} 0 {os.getpid()} 1",
         ]), lines
         s.close()
         stats_now = stats(c)
@@ -544,7 +577,7 @@ def test_metrics_and_access_log():
         assert v(samples, "nettcpd_control_requests_total", verb="HELLO",
                  result="ok") == 1
         wait_for(lambda: v(test_metrics.scrape(mport)[0],
-                           "nettcpd_route_sessions_total", route="reg:1") == 1,
+                           "nettcpd_route_sessions_total", route="reg:net.tcp://+/m") == 1,
                  what="the registered route's session counted")
         c.close()
         wait_for(lambda: v(test_metrics.scrape(mport)[0],
@@ -557,7 +590,7 @@ def test_metrics_and_access_log():
                  what="the registration's drop counted")
     with open(log) as f:
         records = [json.loads(line) for line in f]
-    assert [r["route"] for r in records] == ["reg:1"], records
+    assert [r["route"] for r in records] == ["reg:net.tcp://+/m"], records
     svc.close()
 
 

@@ -474,7 +474,7 @@ def test_access_log_and_metrics_say_handoff():
             rec = json.loads(f.readline())
         assert (rec["outcome"], rec["backend"], rec["route"], rec["bytes_up"],
                 rec["bytes_down"], rec["via"]) == (
-            "handoff", "handoff", f"reg:{reg.reg}", len(pre), 0,
+            "handoff", "handoff", "reg:" + PREFIX.rstrip("/"), len(pre), 0,
             PREFIX + "logged"), rec
         wait_for(lambda: handoffs(d, "taken") == 1, what="taken counted")
         reg.close()
@@ -529,7 +529,7 @@ def test_binary_upgrade_keeps_registration_and_pending_handoff():
         os.close(fd)
         second.close()
         routes = [x for x in ctl.request("LIST") if x.startswith("ROUTE ")]
-        assert any(x.split(" ")[2:6] == ["handoff", f"reg:{reg}", PREFIX.rstrip("/"),
+        assert any(x.split(" ")[2:6] == ["handoff", "reg:" + PREFIX.rstrip("/"), PREFIX.rstrip("/"),
                                          "handoff"] for x in routes), routes
         assert "EndpointUnavailable" not in d.log(), d.log()
         ctl.close()

@@ -1232,6 +1232,22 @@ START_TEST(test_duplicate_route)
 }
 END_TEST
 
+/* "reg:" is the registered routes' (registry.c): a section of that name
+ * would be counted as one. */
+START_TEST(test_reserved_route_name)
+{
+	load_bad(
+	    "[calc]\n"
+	    "via = net.tcp://+/a\n"
+	    "backend = 127.0.0.1:9001\n"
+	    "[reg:net.tcp://+/b]\n"
+	    "via = net.tcp://+/b\n"
+	    "backend = 127.0.0.1:9002\n");
+	ck_error(4, "route [reg:net.tcp://+/b]", "registered");
+	ck_assert_int_eq(error_count(), 1);
+}
+END_TEST
+
 START_TEST(test_duplicate_via)
 {
 	load_bad(
@@ -1578,6 +1594,7 @@ static Suite *config_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_route_without_via_or_backend);
 	tcase_add_test(tc, test_duplicate_route);
+	tcase_add_test(tc, test_reserved_route_name);
 	tcase_add_test(tc, test_duplicate_via);
 	tcase_add_test(tc, test_bad_via);
 	tcase_add_test(tc, test_bad_backend);
