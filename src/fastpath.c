@@ -20,6 +20,8 @@
 #ifdef HAVE_BPF
 
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>   /* tcp_info with bytes_sent (glibc's lacks it) */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -140,6 +142,28 @@ fastpath_forget(struct fastpath *fp, uint64_t cookie)
 	(void)bpf_map_delete_elem(fp->stat, &cookie);
 }
 
+int
+fastpath_remove(struct fastpath *fp, uint64_t cookie)
+{
+	return bpf_map_delete_elem(fp->socks, &cookie);
+}
+
+int
+fastpath_written(int fd, uint64_t *total)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return -1;
+	/* Sent once (a retransmission counts twice in bytes_sent), and
+	 * queued but not sent: up to the send queue's last byte. */
+	*total = ti.tcpi_bytes_sent - ti.tcpi_bytes_retrans +
+	    ti.tcpi_notsent_bytes;
+	return 0;
+}
+
 #else /* !HAVE_BPF */
 
 struct fastpath {
@@ -197,6 +221,24 @@ fastpath_forget(struct fastpath *fp, uint64_t cookie)
 {
 	(void)fp;
 	(void)cookie;
+}
+
+int
+fastpath_remove(struct fastpath *fp, uint64_t cookie)
+{
+	(void)fp;
+	(void)cookie;
+	errno = ENOSYS;
+	return -1;
+}
+
+int
+fastpath_written(int fd, uint64_t *total)
+{
+	(void)fd;
+	(void)total;
+	errno = ENOSYS;
+	return -1;
 }
 
 #endif /* HAVE_BPF */

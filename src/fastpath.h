@@ -65,6 +65,20 @@ int fastpath_stat(struct fastpath *fp, uint64_t cookie,
  * stopped (st->stopped set): at a boundary, in a size or in a payload. */
 void fastpath_flow_resume(const struct fastpath_stat *st, struct nmf_flow *flow);
 
+/* Take the socket out of the sockmap: it is a plain TCP socket again.
+ * What the kernel had handed to user space and it had not read is lost:
+ * compare fastpath_stat's passed with what was read. */
+int fastpath_remove(struct fastpath *fp, uint64_t cookie);
+
+/*
+ * The bytes ever written into fd's send queue (by user space or by the
+ * kernel's redirect), in *total: user space writes to a peer only once
+ * this has grown by what the kernel sent there, so that it overtakes
+ * nothing still on its way through the sockmap.  It takes the socket's
+ * lock, so a verdict running on it has finished when it returns.
+ */
+int fastpath_written(int fd, uint64_t *total);
+
 /* The socket is closed (the kernel took it out of the sockmap): forget
  * what the maps hold about it. */
 void fastpath_forget(struct fastpath *fp, uint64_t cookie);
