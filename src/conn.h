@@ -121,6 +121,7 @@ struct conn {
 	unsigned sessions;                        /* sessions ended on this connection */
 	struct conn_fast *fast;                   /* in the fast path (conn_fastpath.c); */
 	                                          /* NULL: never was */
+	unsigned fast_tried : 1;                  /* it could not be: not again */
 
 	/* For the access log: the session (or attempt) under way. */
 	unsigned in_session : 1;                  /* one is open: a record is due */

@@ -38,6 +38,7 @@ struct fast_dir {
 struct conn_fast {
 	uint64_t kc, kb;        /* the sockets' cookies; kb 0: the backend's */
 	                        /* is not in the sockmap */
+	unsigned backend_off : 1; /* this session's backend is no TCP socket */
 	uint64_t read_c, read_b; /* bytes user space read from each since added */
 	uint32_t arm;           /* the last arming's number */
 	struct fast_dir up, down;
@@ -75,12 +76,23 @@ fast_stat(struct conn *c, uint64_t cookie, struct fastpath_stat *st)
 	return errno == ENOENT ? 0 : -1;
 }
 
+/* Only TCP sockets: user space reads their send queue's progress from
+ * tcp_info (a unix backend, or a unix listener's client, stays on the
+ * splice path). */
+static int
+fast_tcp(int fd)
+{
+	uint64_t written;
+
+	return fastpath_written(fd, &written) == 0;
+}
+
 static int
 fast_add(struct conn *c)
 {
-	struct conn_fast *f = calloc(1, sizeof(*f));
+	struct conn_fast *f;
 
-	if (f == NULL)
+	if (!fast_tcp(c->client_fd) || (f = calloc(1, sizeof(*f))) == NULL)
 		return -1;
 	if (fastpath_add(c->w->fastpath, c->client_fd, &f->kc) < 0) {
 		conn_log(c, LOG_LEVEL_DEBUG, "fast path: the client's socket "
@@ -99,6 +111,10 @@ fast_add_backend(struct conn *c)
 {
 	struct conn_fast *f = c->fast;
 
+	if (!fast_tcp(c->backend_fd)) {
+		f->backend_off = 1;
+		return -1;
+	}
 	if (fastpath_add(c->w->fastpath, c->backend_fd, &f->kb) < 0) {
 		conn_log(c, LOG_LEVEL_DEBUG, "fast path: the backend's socket "
 		    "does not go into the sockmap (%s)", strerror(errno));
@@ -147,10 +163,14 @@ fast_try(struct conn *c)
 	    c->down.held == 0 && !c->down.src_eof && !c->down.dst_shut;
 	if (!up && !down)
 		return;
-	if (f == NULL && fast_add(c) < 0)
+	if (f == NULL && c->fast_tried)
 		return;
+	if (f == NULL && fast_add(c) < 0) {
+		c->fast_tried = 1;   /* once per connection */
+		return;
+	}
 	f = c->fast;
-	if (f->kb == 0 && fast_add_backend(c) < 0)
+	if (f->kb == 0 && (f->backend_off || fast_add_backend(c) < 0))
 		return;
 	if (up)
 		fast_arm(c, &f->up, f->kc, f->kb, f->read_c, c->backend_fd);
@@ -247,7 +267,10 @@ fast_session_end(struct conn *c)
 	uint64_t written;
 	int clean;
 
-	if (f == NULL || f->kb == 0)
+	if (f == NULL)
+		return 1;
+	f->backend_off = 0;
+	if (f->kb == 0)
 		return 1;
 	conn_log(c, LOG_LEVEL_DEBUG, "fast path: the kernel carried %llu bytes "
 	    "up, %llu down of this session", (unsigned long long)f->carried_up,

@@ -136,7 +136,9 @@ fp_verdict(struct __sk_buff *skb)
 	w.size_bytes = st->size_bytes;
 	w.remaining = st->remaining;
 	bpf_loop(FP_WALK_MAX, walk_step, &w, 0);
-	if (w.stop || w.off < skb->len ||
+	/* An empty segment is a FIN: user space passes it on, after the
+	 * bytes before it. */
+	if (skb->len == 0 || w.stop || w.off < skb->len ||
 	    bpf_sk_redirect_hash(skb, &fp_socks, &ctl->peer, 0) != SK_PASS) {
 		/* The follower's state stays as at this segment's first
 		 * byte: user space goes on from there. */

@@ -309,6 +309,32 @@ START_TEST(unread_holds_back)
 }
 END_TEST
 
+/* The service's FIN while armed reaches user space as the end of stream,
+ * and the client's socket stays the proxy's to write to. */
+START_TEST(fin_to_user)
+{
+	struct rig r;
+	uint8_t buf[16];
+	struct pollfd p;
+
+	rig_open(&r);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1), 0);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kb, r.kc, 0, 1), 0);
+	put(r.client, hello, sizeof(hello));
+	get(r.service, buf, sizeof(hello));
+	ck_assert_int_eq(shutdown(r.service, SHUT_WR), 0);
+	p.fd = r.proxy_b;
+	p.events = POLLIN;
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	ck_assert_int_eq(recv(r.proxy_b, buf, sizeof(buf), MSG_DONTWAIT), 0);
+	ck_assert_int_eq(send(r.proxy_c, hello, sizeof(hello), MSG_NOSIGNAL),
+	    (ssize_t)sizeof(hello));
+	get(r.client, buf, sizeof(hello));
+	ck_assert_mem_eq(buf, hello, sizeof(hello));
+	rig_close(&r);
+}
+END_TEST
+
 /* Without root, or built without libbpf, the program must not load, and
  * say why. */
 START_TEST(unprivileged_says_why)
@@ -356,6 +382,7 @@ main(void)
 		tcase_add_test(tc, bad_size);
 		tcase_add_test(tc, stop_mid_payload);
 		tcase_add_test(tc, unread_holds_back);
+		tcase_add_test(tc, fin_to_user);
 	} else {
 		tcase_add_test(tc, unprivileged_says_why);
 	}
