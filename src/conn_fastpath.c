@@ -2,7 +2,8 @@
  * conn_fastpath.c - a followed session's envelopes through the kernel
  * (fastpath.h).  Once the session is in its envelope phase, the client's
  * and the backend's sockets go into the sockmap, and each direction is
- * armed whenever user space holds nothing of it at a record boundary.
+ * armed whenever user space holds nothing of it, the kernel's follower
+ * starting where user space's stands.
  * The kernel then moves envelopes without waking nettcpd; nettcpd is
  * woken only when the kernel hands it something (End, another record, a
  * FIN, an error), and it takes the direction back before its pump reads
@@ -87,6 +88,8 @@ fast_tcp(int fd)
 	return fastpath_written(fd, &written) == 0;
 }
 
+/* The client's socket into the sockmap: 0 (c->fast set, or not yet:
+ * bytes wait on it), or -1 (never on this connection). */
 static int
 fast_add(struct conn *c)
 {
@@ -95,10 +98,14 @@ fast_add(struct conn *c)
 	if (!fast_tcp(c->client_fd) || (f = calloc(1, sizeof(*f))) == NULL)
 		return -1;
 	if (fastpath_add(c->w->fastpath, c->client_fd, &f->kc) < 0) {
-		conn_log(c, LOG_LEVEL_DEBUG, "fast path: the client's socket "
-		    "does not go into the sockmap (%s)", strerror(errno));
+		int waits = errno == EAGAIN;
+
+		if (!waits)
+			conn_log(c, LOG_LEVEL_DEBUG, "fast path: the client's "
+			    "socket does not go into the sockmap (%s)",
+			    strerror(errno));
 		free(f);
-		return -1;
+		return waits ? 0 : -1;
 	}
 	ev_init(&f->retry, fast_on_retry);
 	f->retry.data = c;
@@ -116,8 +123,10 @@ fast_add_backend(struct conn *c)
 		return -1;
 	}
 	if (fastpath_add(c->w->fastpath, c->backend_fd, &f->kb) < 0) {
-		conn_log(c, LOG_LEVEL_DEBUG, "fast path: the backend's socket "
-		    "does not go into the sockmap (%s)", strerror(errno));
+		if (errno != EAGAIN)
+			conn_log(c, LOG_LEVEL_DEBUG, "fast path: the backend's "
+			    "socket does not go into the sockmap (%s)",
+			    strerror(errno));
 		f->kb = 0;
 		return -1;
 	}
@@ -128,7 +137,7 @@ fast_add_backend(struct conn *c)
 /* Arm one direction: src's envelopes go to dst from its next segment. */
 static void
 fast_arm(struct conn *c, struct fast_dir *d, uint64_t src, uint64_t dst,
-    uint64_t read, int dst_fd)
+    uint64_t read, int dst_fd, const struct nmf_flow *flow)
 {
 	struct conn_fast *f = c->fast;
 	struct fastpath_stat st;
@@ -138,8 +147,24 @@ fast_arm(struct conn *c, struct fast_dir *d, uint64_t src, uint64_t dst,
 	d->redirected = st.redirected;
 	if (++f->arm == 0)
 		f->arm = 1;
-	if (fastpath_arm(c->w->fastpath, src, dst, read, f->arm) == 0)
+	if (fastpath_arm(c->w->fastpath, src, dst, read, f->arm, flow) == 0)
 		d->armed = 1;
+}
+
+/* The kernel's follower goes on from here: anywhere in the envelope
+ * phase (a boundary, a size, a payload), not after End or out of it. */
+static int
+fast_followable(const struct nmf_flow *flow)
+{
+	return flow->state == NMF_FLOW_RECORD || flow->state == NMF_FLOW_SIZE ||
+	    flow->state == NMF_FLOW_PAYLOAD;
+}
+
+/* Inside a payload pump.c would splice. */
+static int
+fast_large(const struct nmf_flow *flow)
+{
+	return flow->state == NMF_FLOW_PAYLOAD && flow->remaining >= PUMP_SPLICE_MIN;
 }
 
 void
@@ -155,13 +180,22 @@ fast_try(struct conn *c)
 		return;
 	/* The client's first envelope after a pooled connection's Ack goes
 	 * through user space (ack_alone above): it says the client spoke. */
-	up = (f == NULL || !f->up.armed) && c->up_flow.state == NMF_FLOW_RECORD &&
+	up = (f == NULL || !f->up.armed) && fast_followable(&c->up_flow) &&
 	    c->up.pending == 0 && c->up.held == 0 && !c->up.src_eof &&
 	    !c->up.dst_shut;
 	down = (f == NULL || !f->down.armed) &&
-	    c->down_flow.state == NMF_FLOW_RECORD && c->down.pending == 0 &&
+	    fast_followable(&c->down_flow) && c->down.pending == 0 &&
 	    c->down.held == 0 && !c->down.src_eof && !c->down.dst_shut;
 	if (!up && !down)
+		return;
+	/* A stream of large envelopes moves faster by splice (measured: one
+	 * connection down, 850 MB/s spliced, 360 through the sockmap), and a
+	 * socket in the sockmap cannot be spliced from: a connection enters
+	 * the fast path once the service has answered an envelope (a
+	 * request and its reply went by), and not while envelopes are
+	 * large. */
+	if (f == NULL && (c->down.total <= 1 || c->up.large || c->down.large ||
+	    fast_large(&c->up_flow) || fast_large(&c->down_flow)))
 		return;
 	if (f == NULL && c->fast_tried)
 		return;
@@ -169,13 +203,17 @@ fast_try(struct conn *c)
 		c->fast_tried = 1;   /* once per connection */
 		return;
 	}
-	f = c->fast;
+	/* Unread bytes on the client's socket: the next time. */
+	if ((f = c->fast) == NULL)
+		return;
 	if (f->kb == 0 && (f->backend_off || fast_add_backend(c) < 0))
 		return;
 	if (up)
-		fast_arm(c, &f->up, f->kc, f->kb, f->read_c, c->backend_fd);
+		fast_arm(c, &f->up, f->kc, f->kb, f->read_c, c->backend_fd,
+		    &c->up_flow);
 	if (down)
-		fast_arm(c, &f->down, f->kb, f->kc, f->read_b, c->client_fd);
+		fast_arm(c, &f->down, f->kb, f->kc, f->read_b, c->client_fd,
+		    &c->down_flow);
 }
 
 int
@@ -199,7 +237,7 @@ fast_take_back(struct conn *c, struct pump *p)
 	/* Disarmed first: from here the kernel hands user space everything,
 	 * after all it sent on.  The socket's lock (taken to read its
 	 * tcp_info) waits for a verdict running on it. */
-	if (!d->waiting && fastpath_arm(c->w->fastpath, src, 0, 0, 0) < 0)
+	if (!d->waiting && fastpath_arm(c->w->fastpath, src, 0, 0, 0, NULL) < 0)
 		return -1;
 	d->waiting = 1;
 	if (fastpath_written(src_fd, &written) < 0 || fast_stat(c, src, &st) < 0 ||
@@ -212,7 +250,11 @@ fast_take_back(struct conn *c, struct pump *p)
 		ev_timer_start(c->w->loop, &f->retry);
 		return 0;
 	}
-	fastpath_flow_resume(&st, up ? &c->up_flow : &c->down_flow);
+	/* The kernel's follower is this arming's only once it sent
+	 * something on (until then it may be an earlier arming's); if it
+	 * sent nothing, the follower is where user space left it. */
+	if (moved > 0)
+		fastpath_flow_resume(&st, up ? &c->up_flow : &c->down_flow);
 	p->total += moved;
 	*(up ? &f->carried_up : &f->carried_down) += moved;
 	d->armed = 0;

@@ -20,7 +20,9 @@
 #ifdef HAVE_BPF
 
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <linux/tcp.h>   /* tcp_info with bytes_sent (glibc's lacks it) */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -98,7 +100,18 @@ fastpath_add(struct fastpath *fp, int fd, uint64_t *cookie)
 {
 	socklen_t len = sizeof(*cookie);
 	__u64 value = (__u64)fd;
+	int unread = 0;
 
+	/* The verdict is handed the socket's queued segments whole
+	 * (tcp_read_skb), also one user space has read part of: those bytes
+	 * would go twice.  An empty queue holds no such segment, and what
+	 * arrives after this is whole. */
+	if (ioctl(fd, SIOCINQ, &unread) < 0)
+		return -1;
+	if (unread > 0) {
+		errno = EAGAIN;
+		return -1;
+	}
 	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len) < 0)
 		return -1;
 	/* A socket closed before its cookie was reused left nothing. */
@@ -108,9 +121,16 @@ fastpath_add(struct fastpath *fp, int fd, uint64_t *cookie)
 
 int
 fastpath_arm(struct fastpath *fp, uint64_t cookie, uint64_t peer,
-    uint64_t read, uint32_t arm)
+    uint64_t read, uint32_t arm, const struct nmf_flow *flow)
 {
 	struct fp_ctl ctl = { .peer = peer, .passed = read, .arm = arm };
+
+	if (flow != NULL) {
+		ctl.state = flow->state;
+		ctl.size = flow->size;
+		ctl.size_bytes = flow->size_bytes;
+		ctl.remaining = flow->remaining;
+	}
 
 	/* One update replaces the whole value: the verdict sees the old
 	 * arming or the new one, never half of each. */
@@ -195,8 +215,9 @@ fastpath_add(struct fastpath *fp, int fd, uint64_t *cookie)
 
 int
 fastpath_arm(struct fastpath *fp, uint64_t cookie, uint64_t peer,
-    uint64_t read, uint32_t arm)
+    uint64_t read, uint32_t arm, const struct nmf_flow *flow)
 {
+	(void)flow;
 	(void)fp;
 	(void)cookie;
 	(void)peer;

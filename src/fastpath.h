@@ -43,19 +43,22 @@ void fastpath_close(struct fastpath *fp);
 
 /* Add a connected TCP socket, not armed: everything it receives goes to
  * user space.  Its cookie (the key of every call below) in *cookie.
- * 0, or -1 with errno. */
+ * 0, or -1 with errno: EAGAIN while it holds bytes user space has not
+ * read (try again once it has read them all). */
 int fastpath_add(struct fastpath *fp, int fd, uint64_t *cookie);
 
 /*
- * Arm the socket at a record boundary: from its next segment on, the
- * kernel follows its records and sends envelopes to peer (a socket
- * added too), as long as user space has read every byte handed to it
- * -- read is the count it has read since fastpath_add, compared with
- * the kernel's, so that no segment overtakes bytes still queued for user
- * space.  arm names this arming (not 0; a new one each time).
+ * Arm the socket: from its next segment on, the kernel follows its
+ * records from where flow stands (a duplex follower at a boundary, in a
+ * size or in a payload; NULL: at a boundary) and sends envelopes to peer
+ * (a socket added too), as long as user space has read every byte
+ * handed to it -- read is the count it has read since fastpath_add,
+ * compared with the kernel's, so that no segment overtakes bytes still
+ * queued for user space.  arm names this arming (0 disarms; a new one
+ * each time).
  */
 int fastpath_arm(struct fastpath *fp, uint64_t cookie, uint64_t peer,
-    uint64_t read, uint32_t arm);
+    uint64_t read, uint32_t arm, const struct nmf_flow *flow);
 
 /* 0 and *st, or -1 (errno ENOENT: the kernel has seen no segment yet). */
 int fastpath_stat(struct fastpath *fp, uint64_t cookie,

@@ -76,7 +76,7 @@ walk_step(__u32 index, void *data)
 		w->stop = 1;
 		return 1;
 	}
-	if (w->state == FP_FLOW_RECORD) {
+	if (w->state != FP_FLOW_SIZE) {     /* at a record boundary */
 		if (b != REC_SIZED_ENVELOPE) {
 			w->stop = 1;
 			return 1;
@@ -126,10 +126,13 @@ fp_verdict(struct __sk_buff *skb)
 	    st->passed != ctl->passed)
 		goto pass;
 	if (st->armed != ctl->arm) {
-		/* A new arming starts at a record boundary. */
+		/* A new arming starts where user space's follower stands:
+		 * at a boundary, in a size or in a payload. */
 		st->armed = ctl->arm;
-		st->state = FP_FLOW_RECORD;
-		st->size = st->size_bytes = st->remaining = 0;
+		st->state = ctl->state;
+		st->size = ctl->size;
+		st->size_bytes = ctl->size_bytes;
+		st->remaining = ctl->remaining;
 	}
 	w.state = st->state;
 	w.size = st->size;

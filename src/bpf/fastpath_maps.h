@@ -26,8 +26,9 @@ struct fp_ctl {
 	__u64 peer;     /* where envelopes go: the peer socket's cookie */
 	__u64 passed;   /* fp_stat.passed when user space armed it: it had */
 	                /* read every byte passed to it */
-	__u32 arm;      /* which arming (0: not armed), at a record boundary */
-	__u32 pad;
+	__u32 arm;      /* which arming (0: not armed) */
+	/* The follower where user space left it: the kernel's starts here. */
+	__u32 state, size, size_bytes, remaining;
 };
 
 /* Set by the verdict. */

@@ -153,7 +153,7 @@ START_TEST(envelope_to_peer)
 	uint8_t buf[16];
 
 	rig_open(&r);
-	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1), 0);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1, NULL), 0);
 	put(r.client, hello, sizeof(hello));
 	get(r.service, buf, sizeof(hello));
 	ck_assert_mem_eq(buf, hello, sizeof(hello));
@@ -192,7 +192,7 @@ START_TEST(end_stops)
 	uint8_t buf[16];
 
 	rig_open(&r);
-	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1), 0);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1, NULL), 0);
 	put(r.client, seg, sizeof(seg));
 	proxy_get(&r, buf, sizeof(seg));
 	ck_assert_mem_eq(buf, seg, sizeof(seg));
@@ -217,7 +217,7 @@ START_TEST(split_header)
 
 	memset(payload, 'Q', sizeof(payload));
 	rig_open(&r);
-	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1), 0);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1, NULL), 0);
 	put(r.client, head, 1);
 	put(r.client, head + 1, 2);
 	put(r.client, payload, 100);
@@ -242,7 +242,7 @@ START_TEST(bad_size)
 
 	for (int i = 0; i < 2; i++) {
 		rig_open(&r);
-		ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1), 0);
+		ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1, NULL), 0);
 		put(r.client, bad[i], 6);
 		proxy_get(&r, buf, 6);
 		ck_assert_mem_eq(buf, bad[i], 6);
@@ -264,7 +264,7 @@ START_TEST(stop_mid_payload)
 	uint8_t buf[8];
 
 	rig_open(&r);
-	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1), 0);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1, NULL), 0);
 	put(r.client, first, sizeof(first));
 	get(r.service, buf, sizeof(first));
 	put(r.client, rest, sizeof(rest));
@@ -294,16 +294,38 @@ START_TEST(unread_holds_back)
 
 	rig_open(&r);
 	put(r.client, end, 1);                 /* handed over, not read */
-	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1), 0);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1, NULL), 0);
 	put(r.client, hello, sizeof(hello));
 	proxy_get(&r, buf, 1 + sizeof(hello));
 	ck_assert_uint_eq(buf[0], 0x07);
 	ck_assert_mem_eq(buf + 1, hello, sizeof(hello));
 	nothing_on(r.service);
 	/* Read up and armed again: on it goes. */
-	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 2), 0);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 2, NULL), 0);
 	put(r.client, hello, sizeof(hello));
 	get(r.service, buf, sizeof(hello));
+	nothing_on(r.proxy_c);
+	rig_close(&r);
+}
+END_TEST
+
+/* Armed inside a payload, the kernel's follower starts there: the
+ * payload's rest and the next envelope go to the service. */
+START_TEST(armed_mid_payload)
+{
+	static const uint8_t seg[] = { 'c', 'd', 0x06, 0x01, 'x' };
+	struct rig r;
+	struct nmf_flow flow;
+	uint8_t buf[8];
+
+	rig_open(&r);
+	nmf_flow_init(&flow, NMF_FLOW_UP);
+	ck_assert_uint_eq(nmf_flow_feed(&flow, (const uint8_t *)"\x06\x04" "ab", 4), 4);
+	ck_assert_int_eq(flow.state, NMF_FLOW_PAYLOAD);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1, &flow), 0);
+	put(r.client, seg, sizeof(seg));
+	get(r.service, buf, sizeof(seg));
+	ck_assert_mem_eq(buf, seg, sizeof(seg));
 	nothing_on(r.proxy_c);
 	rig_close(&r);
 }
@@ -318,8 +340,8 @@ START_TEST(fin_to_user)
 	struct pollfd p;
 
 	rig_open(&r);
-	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1), 0);
-	ck_assert_int_eq(fastpath_arm(r.fp, r.kb, r.kc, 0, 1), 0);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kc, r.kb, r.read, 1, NULL), 0);
+	ck_assert_int_eq(fastpath_arm(r.fp, r.kb, r.kc, 0, 1, NULL), 0);
 	put(r.client, hello, sizeof(hello));
 	get(r.service, buf, sizeof(hello));
 	ck_assert_int_eq(shutdown(r.service, SHUT_WR), 0);
@@ -383,6 +405,7 @@ main(void)
 		tcase_add_test(tc, stop_mid_payload);
 		tcase_add_test(tc, unread_holds_back);
 		tcase_add_test(tc, fin_to_user);
+		tcase_add_test(tc, armed_mid_payload);
 	} else {
 		tcase_add_test(tc, unprivileged_says_why);
 	}
