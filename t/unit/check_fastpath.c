@@ -33,6 +33,7 @@
 #include "fastpath.h"
 #include "nmf.h"
 
+#ifdef HAVE_BPF
 static void
 tcp_pair(int fds[2])
 {
@@ -357,6 +358,8 @@ START_TEST(fin_to_user)
 }
 END_TEST
 
+#endif /* HAVE_BPF */
+
 /* Without root, or built without libbpf, the program must not load, and
  * say why. */
 START_TEST(unprivileged_says_why)
@@ -368,6 +371,7 @@ START_TEST(unprivileged_says_why)
 }
 END_TEST
 
+#ifdef HAVE_BPF
 /* CAP_SYS_ADMIN, or CAP_BPF with CAP_NET_ADMIN, in the effective set
  * (geteuid() says 0 under fakeroot too). */
 static int
@@ -385,6 +389,7 @@ may_load_bpf(void)
 	fclose(f);
 	return (eff >> 21 & 1) || ((eff >> 39 & 1) && (eff >> 12 & 1));
 }
+#endif
 
 int
 main(void)
