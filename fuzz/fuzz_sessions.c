@@ -22,6 +22,9 @@
  * their own:
  *
  *   settings bit 0   forward = copy instead of splice
+ *   settings bit 1   the BPF fast path (fastpath.h), where it loads (as
+ *                    root): envelopes of a session move in the kernel,
+ *                    and the invariants below hold all the same
  *   0  send          client (arg & 1) sends the next N bytes of the input,
  *                    N the byte after the operation (0: all that is left)
  *   1  connect       client (arg & 1) connects (again, if it was closed)
@@ -56,6 +59,7 @@
 #include <ev.h>
 
 #include "config.h"
+#include "fastpath.h"
 #include "conn.h"
 #include "fuzz.h"
 #include "generation.h"
@@ -133,7 +137,8 @@ static struct {
 	int ready;
 	struct generation *gen[2];
 	struct limits limits;
-	struct worker w[2];
+	struct worker w[4];     /* splice, copy; the same with the fast path */
+	struct fastpath *fp;    /* NULL where the program does not load */
 	struct ev_loop *loop;
 	int svc_listen[NSERVICES];
 	uint16_t svc_port[NSERVICES];
@@ -198,6 +203,7 @@ static void
 setup(void)
 {
 	struct sockaddr_in addr;
+	char why[160];
 	int i;
 
 	/* As main() does: splice() into a closed socket raises SIGPIPE. */
@@ -215,18 +221,20 @@ setup(void)
 	FUZZ_CHECK(pending_init(&g.limits.pending) == 0);
 	g.gen[0] = load_generation("splice");
 	g.gen[1] = load_generation("copy");
-	for (i = 0; i < 2; i++) {
+	g.fp = fastpath_open(why, sizeof(why));
+	for (i = 0; i < 4; i++) {
 		struct worker *w = &g.w[i];
 
 		memset(w, 0, sizeof(*w));
 		w->loop = g.loop;
-		w->gen = g.gen[i];
+		w->gen = g.gen[i & 1];
 		w->limits = &g.limits;
 		w->pending.data = w;
-		pipe_pool_init(&w->pipes, g.gen[i]->cfg->pipe_size);
-		bpool_init(&w->backends, g.loop, g.gen[i]->cfg->backend_pool,
-		    g.gen[i]->cfg->backend_pool_timeout,
-		    g.gen[i]->cfg->backend_pool_settle);
+		w->fastpath = i & 2 ? g.fp : NULL;
+		pipe_pool_init(&w->pipes, g.gen[i & 1]->cfg->pipe_size);
+		bpool_init(&w->backends, g.loop, g.gen[i & 1]->cfg->backend_pool,
+		    g.gen[i & 1]->cfg->backend_pool_timeout,
+		    g.gen[i & 1]->cfg->backend_pool_settle);
 	}
 	/* The secret of the stray envelopes: not in any input. */
 	for (i = 0; i < (int)sizeof(g.marker); i++)
@@ -707,7 +715,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup();
 	if (size == 0)
 		return 0;
-	w = &g.w[data[0] & 1];
+	w = &g.w[data[0] & 3];
 	while (i < size) {
 		uint8_t op = data[i] & 0x0F, arg = data[i] >> 4;
 		struct client *c = &clients[arg & 1];

@@ -476,6 +476,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->forward = FORWARD_SPLICE;
 	cfg->pipe_size = CONFIG_DEFAULT_PIPE_SIZE;
 	cfg->follow_sessions = 1;
+	cfg->fastpath = 1;
 	cfg->backend_pool = CONFIG_DEFAULT_BACKEND_POOL;
 	cfg->backend_pool_timeout = CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT;
 	cfg->backend_pool_settle = CONFIG_DEFAULT_BACKEND_POOL_SETTLE;

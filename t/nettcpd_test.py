@@ -31,6 +31,9 @@ SRCDIR = os.environ.get("NETTCPD_SRCDIR") or os.path.join(
 WRAPPER = shlex.split(os.environ.get("NETTCPD_WRAPPER", ""))
 FORWARD_METHODS = [os.environ["NETTCPD_FORWARD"]] if os.environ.get(
     "NETTCPD_FORWARD") else ["splice", "copy"]
+# fastpath = VALUE in every daemon's [global] that does not set it (CI
+# runs the session tests again with the kernel fast path forced off).
+FASTPATH = os.environ.get("NETTCPD_FASTPATH", "")
 # A daemon under valgrind is many times slower; scale every wait.
 SLOW = 10.0 if WRAPPER else 1.0
 
@@ -297,6 +300,8 @@ class Daemon:
         if raw_config is None:
             lines = ["[global]", f"listen = {self.listen}", f"forward = {forward}",
                      f"log_level = {log_level}", extra_global.strip(), ""]
+            if FASTPATH and "fastpath" not in extra_global:
+                lines.insert(1, f"fastpath = {FASTPATH}")
             for name, vias, backend in routes:
                 lines.append(f"[{name}]")
                 for v in ([vias] if isinstance(vias, str) else vias):
