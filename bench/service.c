@@ -97,6 +97,7 @@ struct sconn {
 	size_t stream_off;          /* bytes of the current stream envelope sent */
 	enum phase phase;
 	unsigned reused : 1;        /* a session has ended on this connection */
+	unsigned handed_off : 1;    /* nettcpd passed it over (--control) */
 };
 
 static volatile sig_atomic_t stopping;
@@ -151,6 +152,12 @@ set_events(struct sconn *c, uint32_t events)
 static void
 conn_close(struct sconn *c)
 {
+	/* close() takes a socket out of epoll only once every descriptor of
+	 * its open file is closed, and nettcpd holds one of a handed-off
+	 * client until it has read our TAKEN: without this its events would
+	 * keep coming, for c freed. */
+	if (c->handed_off)
+		(void)epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	free(c->out);
 	free(c);
@@ -513,6 +520,7 @@ on_handoff(struct control *ctl)
 		}
 		if ((c = conn_new(fd, 0)) == NULL)
 			continue;
+		c->handed_off = 1;
 		if (conn_feed(c, pre, n) < 0 || conn_flush(c) < 0)
 			conn_close(c);
 	}

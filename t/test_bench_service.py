@@ -120,6 +120,34 @@ def test_many_handed_off_clients_each_acked_once():
         assert "50 sessions (0 on a kept connection), 0 bad" in err, err
 
 
+def test_clients_gone_at_once_leave_the_service_serving():
+    # Clients that close right after their preamble: the service may close
+    # its socket before nettcpd has closed its own copy (it does on TAKEN),
+    # and epoll keeps reporting a socket whose open file lives on in
+    # another process; the service must not act on its freed connection.
+    with control_daemon() as d:
+        svc = start_service(d)
+        try:
+            for round_ in range(10):
+                held = []
+                for i in range(40):
+                    c = d.connect(timeout=10 * SLOW)
+                    c.sendall(preamble(f"net.tcp://bench.local/handoff/svc{i}"))
+                    held.append(c)
+                for c in held:
+                    c.close()
+                with d.connect(timeout=10 * SLOW) as c:
+                    c.sendall(preamble(VIA))
+                    assert recv_exact(c, 1) == b"\x0b", round_
+                    c.sendall(request(32) + b"\x07")
+                    assert len(read_reply(c, 32)) == 32
+                    assert recv_exact(c, 1) == b"\x07"
+            assert svc.poll() is None, svc.stderr.read()
+        finally:
+            err = stop_service(svc)
+        assert "0 bad" in err, err
+
+
 def test_refused_registration_exits_non_zero():
     # A static route holds the prefix: nettcpd answers ERR conflict and the
     # service says so and exits 1 at once, serving nothing.
