@@ -14,8 +14,20 @@
  * closes at the client's FIN (close() sends ours), on a reset, or on a
  * protocol error.  One thread, one level-triggered epoll loop; runs until
  * SIGTERM or SIGINT, or for -t seconds at most.
+ *
+ * With --control PATH --via PREFIX it also registers PREFIX with nettcpd
+ * for handoff (libnettcpshare) and serves each client socket nettcpd
+ * passes over exactly as an accepted one, starting from the preamble bytes
+ * nettcpd read from it, so make bench can set a handed-off route beside a
+ * proxied one and a direct connection to the same process.  A next session
+ * on a handed-off connection is served without asking nettcpd VALIDATE:
+ * this service serves every Via alike, directly or behind nettcpd, so the
+ * answer would change nothing it does (a real service must ask; see
+ * libnettcpshare(3)).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -28,6 +40,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <nettcpshare.h>
+
 #include "wire.h"
 
 #define MAX_LISTENERS 8
@@ -39,12 +53,18 @@
 #define SCRATCH_SIZE (256u * 1024u)
 #define DEFAULT_LIFETIME 3600 /* seconds */
 
-enum kind { KIND_LISTENER, KIND_CONN };
+enum kind { KIND_LISTENER, KIND_CONN, KIND_CONTROL };
 
 struct listener {
 	enum kind kind;
 	int fd;
 	int is_unix;          /* a unix stream socket: no TCP options */
+};
+
+/* The handoff registration's control connection (--control). */
+struct control {
+	enum kind kind;
+	struct nts *nts;
 };
 
 /* A prebuilt envelope (06 + mbint + payload) of one size. */
@@ -77,6 +97,7 @@ struct sconn {
 	size_t stream_off;          /* bytes of the current stream envelope sent */
 	enum phase phase;
 	unsigned reused : 1;        /* a session has ended on this connection */
+	unsigned handed_off : 1;    /* nettcpd passed it over (--control) */
 };
 
 static volatile sig_atomic_t stopping;
@@ -84,7 +105,7 @@ static int epfd = -1;
 static struct frame frames[FRAME_CACHE];
 static size_t nframes;
 static uint8_t scratch[SCRATCH_SIZE];
-static unsigned long nconns, accepted, bad_records;
+static unsigned long nconns, accepted, handed_off, bad_records;
 static unsigned long sessions, reuses; /* acked; acked on a kept connection */
 
 static void
@@ -131,6 +152,12 @@ set_events(struct sconn *c, uint32_t events)
 static void
 conn_close(struct sconn *c)
 {
+	/* close() takes a socket out of epoll only once every descriptor of
+	 * its open file is closed, and nettcpd holds one of a handed-off
+	 * client until it has read our TAKEN: without this its events would
+	 * keep coming, for c freed. */
+	if (c->handed_off)
+		(void)epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	free(c->out);
 	free(c);
@@ -366,12 +393,33 @@ on_record(struct sconn *c)
 	return -1;
 }
 
+/* Act on every record in buf[0..len) from the client.  Returns 0, or -1
+ * when the connection must close. */
+static int
+conn_feed(struct sconn *c, const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		size_t used;
+		int st = wire_read(&c->rd, buf + off, len - off, &used);
+
+		off += used;
+		if (st == WIRE_BAD) {
+			bad_records++;
+			return -1;
+		}
+		if (st == WIRE_RECORD && on_record(c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static void
 conn_readable(struct sconn *c)
 {
 	for (int i = 0; i < READS_PER_WAKEUP; i++) {
 		ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
-		size_t off = 0;
 
 		if (n == 0) {
 			conn_close(c);
@@ -383,20 +431,9 @@ conn_readable(struct sconn *c)
 			conn_close(c);
 			return;
 		}
-		while (off < (size_t)n) {
-			size_t used;
-			int st = wire_read(&c->rd, scratch + off, (size_t)n - off, &used);
-
-			off += used;
-			if (st == WIRE_BAD) {
-				bad_records++;
-				conn_close(c);
-				return;
-			}
-			if (st == WIRE_RECORD && on_record(c) < 0) {
-				conn_close(c);
-				return;
-			}
+		if (conn_feed(c, scratch, (size_t)n) < 0) {
+			conn_close(c);
+			return;
 		}
 		if ((size_t)n < sizeof(scratch))
 			break;
@@ -405,13 +442,39 @@ conn_readable(struct sconn *c)
 		conn_close(c);
 }
 
+/* A connection on the client socket fd (non-blocking), in the loop;
+ * NULL (fd closed) when there is no room for it. */
+static struct sconn *
+conn_new(int fd, int is_unix)
+{
+	struct epoll_event ev;
+	struct sconn *c;
+	int one = 1;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	if (!is_unix)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->kind = KIND_CONN;
+	c->fd = fd;
+	c->events = EPOLLIN;
+	ev.events = EPOLLIN;
+	ev.data.ptr = c;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		free(c);
+		return NULL;
+	}
+	nconns++;
+	return c;
+}
+
 static void
 on_acceptable(struct listener *l)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		struct epoll_event ev;
-		struct sconn *c;
-		int one = 1;
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -419,25 +482,78 @@ on_acceptable(struct listener *l)
 				perror("nmf-service: accept");
 			return;
 		}
-		if ((c = calloc(1, sizeof(*c))) == NULL) {
-			close(fd);
-			continue;
-		}
-		if (!l->is_unix)
-			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c->kind = KIND_CONN;
-		c->fd = fd;
-		c->events = EPOLLIN;
-		ev.events = EPOLLIN;
-		ev.data.ptr = c;
-		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		nconns++;
-		accepted++;
+		if (conn_new(fd, l->is_unix) != NULL)
+			accepted++;
 	}
+}
+
+/*
+ * Take the clients nettcpd handed off (the control socket is non-blocking)
+ * and serve each from the preamble bytes nettcpd read: they are answered
+ * here as if this process had read them, the Preamble Ack included.  A
+ * revocation or a lost control connection stops the service: its handoff
+ * route is gone.
+ */
+static void
+on_handoff(struct control *ctl)
+{
+	static uint8_t pre[NTS_PREAMBLE_MAX];
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sconn *c;
+		size_t n = 0;
+		uint64_t reg_id;
+		int fd, rc = nts_accept(ctl->nts, &fd, pre, sizeof(pre), &n, &reg_id);
+
+		if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (rc != 0) {
+			fprintf(stderr, "nmf-service: handoff: %s\n", rc == NTS_REVOKED ?
+			    "nettcpd revoked the registration" : nts_error(ctl->nts));
+			stopping = 1;
+			return;
+		}
+		handed_off++;
+		if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+			close(fd);
+			continue;
+		}
+		if ((c = conn_new(fd, 0)) == NULL)
+			continue;
+		c->handed_off = 1;
+		if (conn_feed(c, pre, n) < 0 || conn_flush(c) < 0)
+			conn_close(c);
+	}
+}
+
+/* --control PATH --via PREFIX: register PREFIX for handoff and watch the
+ * control socket in the loop.  Returns 0, or -1 said on stderr. */
+static int
+handoff_register(struct control *ctl, const char *path, const char *via)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = ctl };
+	char err[256];
+	uint64_t reg_id;
+	int fd;
+
+	ctl->kind = KIND_CONTROL;
+	if ((ctl->nts = nts_open(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "nmf-service: %s: %s\n", path, err);
+		return -1;
+	}
+	if (nts_register_handoff(ctl->nts, via, &reg_id) < 0) {
+		fprintf(stderr, "nmf-service: register %s: %s\n", via, nts_error(ctl->nts));
+		return -1;
+	}
+	fd = nts_fd(ctl->nts);
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+	    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		perror("nmf-service: control socket");
+		return -1;
+	}
+	printf("registered %s for handoff: registration %llu\n", via,
+	    (unsigned long long)reg_id);
+	return 0;
 }
 
 /* "unix:/path": a unix stream socket, for nettcpd's unix backends.  The
@@ -497,26 +613,39 @@ listen_on(const char *text, struct listener *l)
 static void
 usage(FILE *out)
 {
-	fputs("usage: nmf-service -l 127.0.0.1:PORT [-l ADDR:PORT ...] [-t SECONDS]\n"
+	fputs("usage: nmf-service [-l 127.0.0.1:PORT ...] [--control PATH --via PREFIX]\n"
+	    "                   [-t SECONDS]\n"
 	    "  -l ADDR:PORT  listen here (loopback only; up to 8)\n"
 	    "  -l unix:/PATH listen on a new unix socket file (removed at exit)\n"
+	    "  --control PATH --via PREFIX\n"
+	    "                register PREFIX with the nettcpd whose control socket\n"
+	    "                is PATH and serve the clients it hands off\n"
 	    "  -t SECONDS    exit after this long at most (default 3600)\n"
-	    "Exits on SIGTERM or SIGINT.\n", out);
+	    "At least one -l or --control.  Exits on SIGTERM or SIGINT, or when\n"
+	    "nettcpd ends the registration.\n", out);
 }
 
 int
 main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "control", required_argument, NULL, 'C' },
+		{ "via", required_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	static struct listener listeners[MAX_LISTENERS];
+	struct control ctl = { KIND_CONTROL, NULL };
+	const char *control = NULL, *via = NULL;
 	struct epoll_event evs[256];
 	struct sigaction sa;
 	const char *addrs[MAX_LISTENERS];
-	size_t naddrs = 0;
+	size_t naddrs = 0, nlistening = 0;
 	double lifetime = DEFAULT_LIFETIME;
 	uint64_t deadline;
-	int opt;
+	int opt, rc = 1;
 
-	while ((opt = getopt(argc, argv, "l:t:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "l:t:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
 			if (naddrs == MAX_LISTENERS) {
@@ -528,6 +657,12 @@ main(int argc, char **argv)
 		case 't':
 			lifetime = atof(optarg);
 			break;
+		case 'C':
+			control = optarg;
+			break;
+		case 'V':
+			via = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -536,7 +671,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (naddrs == 0 || optind != argc || lifetime <= 0) {
+	if ((naddrs == 0 && control == NULL) || (control == NULL) != (via == NULL) ||
+	    optind != argc || lifetime <= 0) {
 		usage(stderr);
 		return 2;
 	}
@@ -552,9 +688,11 @@ main(int argc, char **argv)
 		perror("nmf-service: epoll_create1");
 		return 1;
 	}
-	for (size_t i = 0; i < naddrs; i++)
-		if (listen_on(addrs[i], &listeners[i]) < 0)
-			return 1;
+	for (; nlistening < naddrs; nlistening++)
+		if (listen_on(addrs[nlistening], &listeners[nlistening]) < 0)
+			goto out;
+	if (control != NULL && handoff_register(&ctl, control, via) < 0)
+		goto out;
 	printf("ready\n");
 	fflush(stdout);
 
@@ -564,13 +702,17 @@ main(int argc, char **argv)
 
 		if (n < 0 && errno != EINTR) {
 			perror("nmf-service: epoll_wait");
-			return 1;
+			goto out;
 		}
 		for (int i = 0; i < n; i++) {
 			enum kind *k = evs[i].data.ptr;
 
 			if (*k == KIND_LISTENER) {
 				on_acceptable((struct listener *)(void *)k);
+				continue;
+			}
+			if (*k == KIND_CONTROL) {
+				on_handoff((struct control *)(void *)k);
 				continue;
 			}
 			struct sconn *c = (struct sconn *)(void *)k;
@@ -580,11 +722,16 @@ main(int argc, char **argv)
 				conn_close(c);
 		}
 	}
-	for (size_t i = 0; i < naddrs; i++)
+	fprintf(stderr, "nmf-service: %lu connections served (%lu accepted, %lu handed "
+	    "off), %lu open, %lu sessions (%lu on a kept connection), %lu bad, %.2f "
+	    "CPU-seconds\n", accepted + handed_off, accepted, handed_off, nconns, sessions,
+	    reuses, bad_records, wire_cpu_seconds());
+	rc = 0;
+out:
+	nts_close(ctl.nts);
+	/* only the socket files this process made */
+	for (size_t i = 0; i < nlistening; i++)
 		if (listeners[i].is_unix)
 			(void)unlink(addrs[i] + 5);
-	fprintf(stderr, "nmf-service: %lu connections served, %lu open, %lu sessions "
-	    "(%lu on a kept connection), %lu bad, %.2f CPU-seconds\n", accepted,
-	    nconns, sessions, reuses, bad_records, wire_cpu_seconds());
-	return 0;
+	return rc;
 }
