@@ -98,6 +98,7 @@ struct sconn {
 	enum phase phase;
 	unsigned reused : 1;        /* a session has ended on this connection */
 	unsigned handed_off : 1;    /* nettcpd passed it over (--control) */
+	struct sconn *prev, *next;  /* in open_conns */
 };
 
 static volatile sig_atomic_t stopping;
@@ -105,6 +106,7 @@ static int epfd = -1;
 static struct frame frames[FRAME_CACHE];
 static size_t nframes;
 static uint8_t scratch[SCRATCH_SIZE];
+static struct sconn *open_conns; /* every connection open, to close at exit */
 static unsigned long nconns, accepted, handed_off, bad_records;
 static unsigned long sessions, reuses; /* acked; acked on a kept connection */
 
@@ -159,6 +161,12 @@ conn_close(struct sconn *c)
 	if (c->handed_off)
 		(void)epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		open_conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
 	free(c->out);
 	free(c);
 	nconns--;
@@ -467,6 +475,10 @@ conn_new(int fd, int is_unix)
 		free(c);
 		return NULL;
 	}
+	c->next = open_conns;
+	if (open_conns != NULL)
+		open_conns->prev = c;
+	open_conns = c;
 	nconns++;
 	return c;
 }
@@ -728,6 +740,8 @@ main(int argc, char **argv)
 	    reuses, bad_records, wire_cpu_seconds());
 	rc = 0;
 out:
+	while (open_conns != NULL)
+		conn_close(open_conns);
 	nts_close(ctl.nts);
 	/* only the socket files this process made */
 	for (size_t i = 0; i < nlistening; i++)
