@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "decimal.h"
 #include "safefile.h"
 
 enum target { TARGET_OFF, TARGET_FD, TARGET_SYSLOG };
@@ -171,13 +172,9 @@ put_raw(struct line *l, const char *s, size_t len)
 static void
 put_u64(struct line *l, uint64_t n)
 {
-	char digits[20];
-	size_t i = sizeof(digits);
+	char digits[DECIMAL_MAX];
+	size_t i = decimal_format(n, digits);
 
-	do {
-		digits[--i] = (char)('0' + n % 10);
-		n /= 10;
-	} while (n > 0);
 	put_raw(l, digits + i, sizeof(digits) - i);
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ctlproto.h"
+#include "decimal.h"
 
 static const char *const verb_names[] = {
 	[CTL_HELLO] = "HELLO", [CTL_REGISTER] = "REGISTER",
@@ -476,13 +477,9 @@ put_span(struct out *o, struct ctl_span sp)
 static void
 put_number(struct out *o, uint64_t v)
 {
-	char d[24];
-	size_t i = sizeof(d);
+	char d[DECIMAL_MAX];
+	size_t i = decimal_format(v, d);
 
-	do {
-		d[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
 	put_token(o, d + i, sizeof(d) - i);
 }
 

@@ -9,8 +9,6 @@
  */
 #include "metrics.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,63 +18,25 @@
 #include "ctlproto.h"
 #include "handoff.h"
 #include "procstat.h"
-
-/* A growing text buffer; after a failed append it stays failed. */
-struct out {
-	char *buf;
-	size_t len, cap;
-	int failed;
-};
-
-static void __attribute__((format(printf, 2, 3)))
-out_printf(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		if (o->failed)
-			return;
-		va_start(ap, fmt);
-		n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			o->failed = 1;
-			return;
-		}
-		if ((size_t)n < o->cap - o->len) {
-			o->len += (size_t)n;
-			return;
-		}
-		size_t cap = o->cap * 2 + (size_t)n + 1;
-		char *buf = realloc(o->buf, cap);
-
-		if (buf == NULL) {
-			o->failed = 1;
-			return;
-		}
-		o->buf = buf;
-		o->cap = cap;
-	}
-}
+#include "textbuf.h"
 
 static void
-out_head(struct out *o, const char *name, const char *type, const char *help)
+out_head(struct textbuf *o, const char *name, const char *type, const char *help)
 {
-	out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	textbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* A label value, escaped as the format asks: \\, \" and \n. */
 static void
-out_label(struct out *o, const char *s)
+out_label(struct textbuf *o, const char *s)
 {
 	for (; *s != '\0'; s++) {
 		if (*s == '\\' || *s == '"')
-			out_printf(o, "\\%c", *s);
+			textbuf_printf(o, "\\%c", *s);
 		else if (*s == '\n')
-			out_printf(o, "\\n");
+			textbuf_printf(o, "\\n");
 		else
-			out_printf(o, "%c", *s);
+			textbuf_printf(o, "%c", *s);
 	}
 }
 
@@ -95,23 +55,23 @@ sum(const struct metrics_view *v, size_t off)
 #define SUM(v, field) sum((v), offsetof(struct worker_stats, field))
 
 static void
-out_counter(struct out *o, const char *name, const char *help, uint64_t value)
+out_counter(struct textbuf *o, const char *name, const char *help, uint64_t value)
 {
 	out_head(o, name, "counter", help);
-	out_printf(o, "%s %llu\n", name, (unsigned long long)value);
+	textbuf_printf(o, "%s %llu\n", name, (unsigned long long)value);
 }
 
 static void
-out_gauge(struct out *o, const char *name, const char *help, double value)
+out_gauge(struct textbuf *o, const char *name, const char *help, double value)
 {
 	out_head(o, name, "gauge", help);
-	out_printf(o, "%s %.17g\n", name, value);
+	textbuf_printf(o, "%s %.17g\n", name, value);
 }
 
 /* The process_* family, as the client libraries write it; what /proc does
  * not say is left out, not written as 0. */
 static void
-out_process(struct out *o)
+out_process(struct textbuf *o)
 {
 	struct procstat ps;
 
@@ -119,7 +79,7 @@ out_process(struct out *o)
 		return;
 	out_head(o, "process_cpu_seconds_total", "counter",
 	    "Total user and system CPU time spent in seconds.");
-	out_printf(o, "process_cpu_seconds_total %.17g\n", ps.cpu_seconds);
+	textbuf_printf(o, "process_cpu_seconds_total %.17g\n", ps.cpu_seconds);
 	if (ps.open_fds >= 0)
 		out_gauge(o, "process_open_fds", "Number of open file descriptors.",
 		    ps.open_fds);
@@ -137,7 +97,7 @@ out_process(struct out *o)
 /* One histogram's samples: hs[0..nh-1] summed, each line with labels
  * ("" or 'k="v",'), already escaped. */
 static void
-out_hist_samples(struct out *o, const struct stat_hist *const *hs, unsigned nh,
+out_hist_samples(struct textbuf *o, const struct stat_hist *const *hs, unsigned nh,
     const char *name, const char *labels)
 {
 	uint64_t cumulative = 0, count = 0, sum_ns = 0;
@@ -155,7 +115,7 @@ out_hist_samples(struct out *o, const struct stat_hist *const *hs, unsigned nh,
 		}
 		cumulative += n;
 		if (b < STAT_HIST_BUCKETS)
-			out_printf(o, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels,
+			textbuf_printf(o, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels,
 			    stat_hist_bounds[b], (unsigned long long)cumulative);
 	}
 	/* Counted apart from the buckets, so a scrape that races an
@@ -164,7 +124,7 @@ out_hist_samples(struct out *o, const struct stat_hist *const *hs, unsigned nh,
 	if (count < cumulative)
 		count = cumulative;
 	/* The labels without their trailing comma, in braces, or nothing. */
-	out_printf(o, "%s_bucket{%sle=\"+Inf\"} %llu\n"
+	textbuf_printf(o, "%s_bucket{%sle=\"+Inf\"} %llu\n"
 	    "%s_sum%s%.*s%s %.9f\n%s_count%s%.*s%s %llu\n",
 	    name, labels, (unsigned long long)count,
 	    name, ll ? "{" : "", (int)(ll ? ll - 1 : 0), labels, ll ? "}" : "",
@@ -174,7 +134,7 @@ out_hist_samples(struct out *o, const struct stat_hist *const *hs, unsigned nh,
 }
 
 static void
-out_hist(struct out *o, const struct metrics_view *v, size_t off,
+out_hist(struct textbuf *o, const struct metrics_view *v, size_t off,
     const char *name, const char *help)
 {
 	const struct stat_hist *hs[CONFIG_MAX_WORKERS];
@@ -191,22 +151,18 @@ out_hist(struct out *o, const struct metrics_view *v, size_t off,
 static char *
 backend_labels(const struct backend_health *h)
 {
-	struct out l = { 0 };
+	struct textbuf l = { 0 };
 
-	out_printf(&l, "route=\"");
+	textbuf_printf(&l, "route=\"");
 	out_label(&l, h->route);
-	out_printf(&l, "\",backend=\"");
+	textbuf_printf(&l, "\",backend=\"");
 	out_label(&l, h->backend);
-	out_printf(&l, "\",");
-	if (l.failed) {
-		free(l.buf);
-		return NULL;
-	}
-	return l.buf;
+	textbuf_printf(&l, "\",");
+	return textbuf_take(&l, NULL);
 }
 
 struct backend_pass {
-	struct out *o;
+	struct textbuf *o;
 	int which;            /* 0 up, 1 connect failures, 2 connect seconds, */
 	                      /* 3 health checks */
 };
@@ -226,11 +182,11 @@ backend_line(void *arg, const struct backend_health *h)
 	ll = strlen(labels) - 1;   /* without the comma */
 	switch (bp->which) {
 	case 0:
-		out_printf(bp->o, "nettcpd_backend_up{%.*s} %u\n", (int)ll, labels,
+		textbuf_printf(bp->o, "nettcpd_backend_up{%.*s} %u\n", (int)ll, labels,
 		    !atomic_load_explicit(&h->down, memory_order_relaxed));
 		break;
 	case 1:
-		out_printf(bp->o, "nettcpd_backend_connect_failures_total{%.*s} "
+		textbuf_printf(bp->o, "nettcpd_backend_connect_failures_total{%.*s} "
 		    "%llu\n", (int)ll, labels,
 		    (unsigned long long)stat_read(&h->connect_failures));
 		break;
@@ -240,7 +196,7 @@ backend_line(void *arg, const struct backend_health *h)
 		break;
 	default:
 		for (int r = 0; r < BACKEND_CHECK_COUNT; r++)
-			out_printf(bp->o, "nettcpd_backend_checks_total{%sresult="
+			textbuf_printf(bp->o, "nettcpd_backend_checks_total{%sresult="
 			    "\"%s\"} %llu\n", labels, backend_check_name(r),
 			    (unsigned long long)stat_read(&h->checks[r]));
 		break;
@@ -249,7 +205,7 @@ backend_line(void *arg, const struct backend_health *h)
 }
 
 static void
-out_backends(struct out *o)
+out_backends(struct textbuf *o)
 {
 	struct backend_pass bp = { .o = o };
 
@@ -276,7 +232,7 @@ out_backends(struct out *o)
 
 /* The per-route families, one route name (slot) at a time. */
 struct route_pass {
-	struct out *o;
+	struct textbuf *o;
 	const struct metrics_view *v;
 	int which;            /* 0 sessions, 1 active, 2 bytes, 3 unavailable, */
 	                      /* 4 pool hits, 5 pool misses, 6 denied, */
@@ -285,26 +241,26 @@ struct route_pass {
 
 /* One sample of a per-route counter. */
 static void
-route_sample(struct out *o, const char *family, const char *name, uint64_t n)
+route_sample(struct textbuf *o, const char *family, const char *name, uint64_t n)
 {
-	out_printf(o, "%s{route=\"", family);
+	textbuf_printf(o, "%s{route=\"", family);
 	out_label(o, name);
-	out_printf(o, "\"} %llu\n", (unsigned long long)n);
+	textbuf_printf(o, "\"} %llu\n", (unsigned long long)n);
 }
 
 /* The main thread's handoff counts of one route, by result; none for a
  * route that never handed a client off. */
 static void
-handoff_lines(struct out *o, unsigned slot, const char *name)
+handoff_lines(struct textbuf *o, unsigned slot, const char *name)
 {
 	const struct route_stats *rs = route_stats_peek(handoff_stats(), slot);
 
 	if (rs == NULL)
 		return;
 	for (unsigned r = 0; r < HANDOFF_RESULTS; r++) {
-		out_printf(o, "nettcpd_handoffs_total{route=\"");
+		textbuf_printf(o, "nettcpd_handoffs_total{route=\"");
 		out_label(o, name);
-		out_printf(o, "\",result=\"%s\"} %llu\n", handoff_result_name(r),
+		textbuf_printf(o, "\",result=\"%s\"} %llu\n", handoff_result_name(r),
 		    (unsigned long long)stat_read(&rs->handoffs[r]));
 	}
 }
@@ -347,25 +303,25 @@ route_line(void *arg, unsigned slot, const char *name)
 		route_sample(rp->o, "nettcpd_route_pool_misses_total", name, misses);
 		return;
 	case 0:
-		out_printf(rp->o, "nettcpd_route_sessions_total{route=\"");
+		textbuf_printf(rp->o, "nettcpd_route_sessions_total{route=\"");
 		out_label(rp->o, name);
-		out_printf(rp->o, "\"} %llu\n", (unsigned long long)sessions);
+		textbuf_printf(rp->o, "\"} %llu\n", (unsigned long long)sessions);
 		break;
 	case 1:
-		out_printf(rp->o, "nettcpd_route_sessions_active{route=\"");
+		textbuf_printf(rp->o, "nettcpd_route_sessions_active{route=\"");
 		out_label(rp->o, name);
-		out_printf(rp->o, "\"} %llu\n", (unsigned long long)active);
+		textbuf_printf(rp->o, "\"} %llu\n", (unsigned long long)active);
 		break;
 	case 6:
 		route_sample(rp->o, "nettcpd_route_denied_total", name, denied);
 		return;
 	default:
-		out_printf(rp->o, "nettcpd_route_bytes_total{route=\"");
+		textbuf_printf(rp->o, "nettcpd_route_bytes_total{route=\"");
 		out_label(rp->o, name);
-		out_printf(rp->o, "\",direction=\"up\"} %llu\n"
+		textbuf_printf(rp->o, "\",direction=\"up\"} %llu\n"
 		    "nettcpd_route_bytes_total{route=\"", (unsigned long long)up);
 		out_label(rp->o, name);
-		out_printf(rp->o, "\",direction=\"down\"} %llu\n",
+		textbuf_printf(rp->o, "\",direction=\"down\"} %llu\n",
 		    (unsigned long long)down);
 		break;
 	}
@@ -374,15 +330,15 @@ route_line(void *arg, unsigned slot, const char *name)
 static void
 cert_line(void *arg, const char *name, double not_after)
 {
-	struct out *o = arg;
+	struct textbuf *o = arg;
 
-	out_printf(o, "nettcpd_tls_certificate_expiry_timestamp_seconds{route=\"");
+	textbuf_printf(o, "nettcpd_tls_certificate_expiry_timestamp_seconds{route=\"");
 	out_label(o, name);
-	out_printf(o, "\"} %.17g\n", not_after);
+	textbuf_printf(o, "\"} %.17g\n", not_after);
 }
 
 static void
-out_routes(struct out *o, const struct metrics_view *v)
+out_routes(struct textbuf *o, const struct metrics_view *v)
 {
 	struct route_pass rp = { .o = o, .v = v };
 
@@ -431,21 +387,21 @@ out_routes(struct out *o, const struct metrics_view *v)
 
 /* The control socket (control.c): connections, registrations, requests. */
 static void
-out_control(struct out *o, const struct process_stats *p)
+out_control(struct textbuf *o, const struct process_stats *p)
 {
 	out_gauge(o, "nettcpd_control_connections", "Control connections open.",
 	    (double)stat_read(&p->control_connections));
 	out_head(o, "nettcpd_registrations", "gauge",
 	    "Live registrations, by kind.");
 	for (unsigned k = 0; k < 2; k++)
-		out_printf(o, "nettcpd_registrations{kind=\"%s\"} %llu\n",
+		textbuf_printf(o, "nettcpd_registrations{kind=\"%s\"} %llu\n",
 		    ctl_mode_name((enum ctl_mode)k),
 		    (unsigned long long)stat_read(&p->registrations[k]));
 	out_head(o, "nettcpd_control_requests_total", "counter",
 	    "Control requests answered, by verb (invalid: unreadable) and result.");
 	for (unsigned k = 0; k <= CTL_STATS; k++)
 		for (unsigned r = 0; r < 2; r++)
-			out_printf(o, "nettcpd_control_requests_total{verb=\"%s\","
+			textbuf_printf(o, "nettcpd_control_requests_total{verb=\"%s\","
 			    "result=\"%s\"} %llu\n", k == 0 ? "invalid" :
 			    ctl_verb_name((enum ctl_verb)k), r == 0 ? "ok" : "err",
 			    (unsigned long long)stat_read(
@@ -456,12 +412,12 @@ char *
 metrics_format(const struct metrics_view *v, size_t *len)
 {
 	const struct process_stats *p = v->process;
-	struct out o = { 0 };
+	struct textbuf o = { 0 };
 	uint64_t accepted = SUM(v, accepted), finished = 0, pipes = 0;
 	unsigned i;
 
 	out_head(&o, "nettcpd_build_info", "gauge", "The running version.");
-	out_printf(&o, "nettcpd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+	textbuf_printf(&o, "nettcpd_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	out_gauge(&o, "nettcpd_start_time_seconds", "When nettcpd started, "
 	    "Unix time.", p->start_time);
 	out_gauge(&o, "nettcpd_workers", "Worker threads.", v->nworkers);
@@ -478,7 +434,7 @@ metrics_format(const struct metrics_view *v, size_t *len)
 		    i * sizeof(stat_t));
 
 		finished += n;
-		out_printf(&o, "nettcpd_connections_finished_total{outcome=\"%s\"} "
+		textbuf_printf(&o, "nettcpd_connections_finished_total{outcome=\"%s\"} "
 		    "%llu\n", conn_outcome_name(i), (unsigned long long)n);
 	}
 	out_gauge(&o, "nettcpd_connections_active", "Client connections open.",
@@ -491,13 +447,13 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	out_head(&o, "nettcpd_faults_total", "counter",
 	    "Framing Fault records sent to clients, by fault.");
 	for (i = 0; i < NMF_FAULT_COUNT; i++)
-		out_printf(&o, "nettcpd_faults_total{fault=\"%s\"} %llu\n",
+		textbuf_printf(&o, "nettcpd_faults_total{fault=\"%s\"} %llu\n",
 		    nmf_fault_name((enum nmf_fault)i), (unsigned long long)sum(v,
 		    offsetof(struct worker_stats, faults) + i * sizeof(stat_t)));
 	out_head(&o, "nettcpd_preamble_errors_total", "counter",
 	    "Preambles refused, by what was wrong with them.");
 	for (i = PREAMBLE_ERR_NONE + 1; i < PREAMBLE_ERR_COUNT; i++)
-		out_printf(&o, "nettcpd_preamble_errors_total{kind=\"%s\"} %llu\n",
+		textbuf_printf(&o, "nettcpd_preamble_errors_total{kind=\"%s\"} %llu\n",
 		    preamble_error_name((enum preamble_error)i),
 		    (unsigned long long)sum(v, offsetof(struct worker_stats,
 		    preamble_errors) + i * sizeof(stat_t)));
@@ -524,7 +480,7 @@ metrics_format(const struct metrics_view *v, size_t *len)
 
 	out_head(&o, "nettcpd_reloads_total", "counter",
 	    "SIGHUP reloads, by result (failed: the running generation serves on).");
-	out_printf(&o, "nettcpd_reloads_total{result=\"ok\"} %llu\n"
+	textbuf_printf(&o, "nettcpd_reloads_total{result=\"ok\"} %llu\n"
 	    "nettcpd_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)stat_read(&p->reloads_ok),
 	    (unsigned long long)stat_read(&p->reloads_failed));
@@ -544,10 +500,5 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	out_routes(&o, v);
 	out_process(&o);
 
-	if (o.failed) {
-		free(o.buf);
-		return NULL;
-	}
-	*len = o.len;
-	return o.buf;
+	return textbuf_take(&o, len);
 }

@@ -15,6 +15,8 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "decimal.h"
+
 extern char **environ;
 
 #define LISTEN_PID_MAX 32
@@ -57,17 +59,12 @@ static void
 format_pid(char *out, pid_t pid)
 {
 	static const char key[] = "LISTEN_PID=";
-	char digits[16];
-	size_t n = 0, o = sizeof(key) - 1;
+	char digits[DECIMAL_MAX];
+	size_t i = decimal_format((uint64_t)pid, digits);
 
-	memcpy(out, key, o);
-	do {
-		digits[n++] = (char)('0' + pid % 10);
-		pid /= 10;
-	} while (pid > 0);
-	while (n > 0)
-		out[o++] = digits[--n];
-	out[o] = '\0';
+	memcpy(out, key, sizeof(key) - 1);
+	memcpy(out + sizeof(key) - 1, digits + i, sizeof(digits) - i);
+	out[sizeof(key) - 1 + sizeof(digits) - i] = '\0';
 }
 
 pid_t

@@ -4,12 +4,12 @@
  */
 #include "upgrade_state.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "decimal.h"
+#include "textbuf.h"
 
 #define HEADER "nettcpd-upgrade-state 1"
 #define FD_MAX 0x7fffffffUL
@@ -113,57 +113,23 @@ upgrade_state_add_pending(struct upgrade_state *st, size_t conn, uint64_t id,
 	return 0;
 }
 
-/* A buffer that grows as lines are added; failed once out of memory. */
-struct out {
-	char *buf;
-	size_t len, cap;
-	int failed;
-};
-
-static void __attribute__((format(printf, 2, 3)))
-out_line(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		if (o->failed)
-			return;
-		va_start(ap, fmt);
-		n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-		va_end(ap);
-		if (n >= 0 && (size_t)n < o->cap - o->len) {
-			o->len += (size_t)n;
-			return;
-		}
-		char *b = realloc(o->buf, o->cap * 2 + 4096);
-
-		if (n < 0 || b == NULL) {
-			o->failed = 1;
-			return;
-		}
-		o->buf = b;
-		o->cap = o->cap * 2 + 4096;
-	}
-}
-
 char *
 upgrade_state_format(const struct upgrade_state *st, size_t *len)
 {
-	struct out o = { 0 };
+	struct textbuf o = { 0 };
 	size_t i;
 
-	out_line(&o, HEADER "\nids %llu %llu\n",
+	textbuf_printf(&o, HEADER "\nids %llu %llu\n",
 	    (unsigned long long)st->next_reg_id,
 	    (unsigned long long)st->next_handoff_id);
 	if (st->listener >= 0)
-		out_line(&o, "listener %d\n", st->listener);
+		textbuf_printf(&o, "listener %d\n", st->listener);
 	for (i = 0; i < st->nconns; i++)
-		out_line(&o, "conn %d\n", st->conns[i]);
+		textbuf_printf(&o, "conn %d\n", st->conns[i]);
 	for (i = 0; i < st->nregs; i++) {
 		const struct upgrade_reg *r = &st->regs[i];
 
-		out_line(&o, "reg %zu %llu %s %s%s%s\n", r->conn,
+		textbuf_printf(&o, "reg %zu %llu %s %s%s%s\n", r->conn,
 		    (unsigned long long)r->id, ctl_mode_name(r->mode), r->prefix,
 		    r->backend != NULL ? " " : "",
 		    r->backend != NULL ? r->backend : "");
@@ -171,17 +137,12 @@ upgrade_state_format(const struct upgrade_state *st, size_t *len)
 	for (i = 0; i < st->npending; i++) {
 		const struct upgrade_pending *p = &st->pending[i];
 
-		out_line(&o, "pending %zu %llu %llu %d %lu\n", p->conn,
+		textbuf_printf(&o, "pending %zu %llu %llu %d %lu\n", p->conn,
 		    (unsigned long long)p->id, (unsigned long long)p->reg_id,
 		    p->fd, (unsigned long)(p->left * 1000.0 + 0.5));
 	}
-	out_line(&o, "end\n");
-	if (o.failed) {
-		free(o.buf);
-		return NULL;
-	}
-	*len = o.len;
-	return o.buf;
+	textbuf_printf(&o, "end\n");
+	return textbuf_take(&o, len);
 }
 
 /* One decimal field of at most max (at least min). */

@@ -65,49 +65,17 @@
 # certificates, go to $NETTCPD_INTEROP_BUILDDIR (default t/interop/build below the current
 # directory, removed by `make clean`).
 set -u
-
-SRCDIR=${NETTCPD_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-IDIR=$SRCDIR/t/interop
+. "$(dirname "$0")/interop/lib.sh"
 BUILD=${NETTCPD_INTEROP_BUILDDIR:-t/interop/build}
-T=20   # seconds: every client's own watchdog and WCF timeouts; `timeout` adds a margin
 
 if ! command -v mono >/dev/null 2>&1 || ! command -v mcs >/dev/null 2>&1; then
     echo "SKIP: interop: mono-complete not installed (apt-get install mono-complete)"
     exit 77
 fi
-if [ -z "${NETTCPD:-}" ] || [ ! -x "$NETTCPD" ]; then
-    echo "FAIL: interop: NETTCPD must name the built nettcpd binary (got '${NETTCPD:-}')"
-    echo "interop: 0 passed, 1 failed"
-    exit 1
-fi
-
-mkdir -p "$BUILD" && BUILD=$(cd "$BUILD" && pwd) || exit 1
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/nettcpd-interop.XXXXXX") || exit 1
-
-PIDS=()          # processes started here; stopped by PID on exit
+need_nettcpd
+interop_dirs nettcpd-interop
 DAEMON_PID=      # nettcpd on the public port
 DAEMON2_PID=     # nettcpd #2, the TLS-terminating backend of /Relayed
-cleanup() {
-    local p
-    for p in "${PIDS[@]}" $DAEMON_PID $DAEMON2_PID; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}" $DAEMON_PID $DAEMON2_PID; do wait "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-NPASS=0; NFAIL=0
-pass() { NPASS=$((NPASS + 1)); echo "PASS $*"; }
-fail() { NFAIL=$((NFAIL + 1)); echo "FAIL $*"; }
-show_log() { echo "---- $1"; sed 's/^/    /' "$2" 2>/dev/null | tail -n 40; }
-finish() {
-    if [ "$NFAIL" -gt 0 ]; then
-        for f in "$TMP"/*.log; do [ -s "$f" ] && show_log "$(basename "$f")" "$f"; done
-    fi
-    echo "interop: $NPASS passed, $NFAIL failed"
-    [ "$NFAIL" -eq 0 ] && exit 0
-    exit 1
-}
 
 # ---------------------------------------------------------------- build
 MONO_OUT=$BUILD/mono
@@ -121,11 +89,7 @@ fi
 
 HAVE_DOTNET=no
 if command -v dotnet >/dev/null 2>&1; then
-    export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
-    # --artifacts-path keeps obj/ out of the source tree; no build servers are left running.
-    if dotnet build "$IDIR/dotnet/InteropClient.csproj" -c Release -o "$BUILD/dotnet" \
-            --artifacts-path "$BUILD/dotnet-artifacts" -nodeReuse:false -p:UseSharedCompilation=false \
-            >"$TMP/build-dotnet.log" 2>&1; then
+    if dotnet_build "$IDIR/dotnet/InteropClient.csproj" "$BUILD/dotnet"; then
         HAVE_DOTNET=yes
     else
         fail "build of the .NET client (dotnet build; NuGet System.ServiceModel.NetTcp 10.1.0)"
@@ -189,32 +153,12 @@ else
 fi
 
 # ---------------------------------------------------------------- ports
-# Fourteen free loopback ports, bound without SO_REUSEADDR (so none is in TIME-WAIT:
-# Mono's listener would refuse it), then released for the services and nettcpd.
-free_ports() { # COUNT
-    if command -v python3 >/dev/null 2>&1; then
-        python3 -c '
-import socket, sys
-ss = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
-    else   # fallback: distinct random ports nobody answers on
-        local out=() p
-        while [ ${#out[@]} -lt "$1" ]; do
-            p=$((20000 + RANDOM % 30000))
-            [[ " ${out[*]} " == *" $p "* ]] && continue
-            (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || out+=("$p")
-        done
-        echo "${out[@]}"
-    fi
-}
+# Fifteen: the services, the relays, the daemons, and a member nobody serves.
 read -r PUB PA PB PC PD P2 PE PF RE RF PG PH RG RH PZ < <(free_ports 15)
 if [ -z "${PZ:-}" ]; then fail "could not pick free ports"; finish; fi
 echo "ports: nettcpd $PUB, service A $PA, B $PB, C $PC, D $PD, nettcpd #2 $P2," \
     "service E $PE, F $PF, relay E $RE, F $RF, service G $PG, H $PH, relay G $RG, H $RH," \
     "a member nobody serves $PZ"
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------- services
 # All started at once, then waited for one by one.
@@ -236,14 +180,7 @@ start_relay() { # NAME PORT SERVICE-PORT SERVICE-URI : a WCF-like server in fron
     started "relay $1" "$TMP/relay-$1.log"
 }
 wait_service() { # KEY
-    local log=${SERVICE_LOG[$1]} i
-    for i in $(seq 1 300); do
-        grep -qs '^LISTENING' "$log" && return 0
-        kill -0 "${SERVICE_PID[$1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    fail "$1 did not start"
-    return 1
+    wait_line "${SERVICE_LOG[$1]}" '^LISTENING' "${SERVICE_PID[$1]}" "$1 did not start"
 }
 start_service A "net.tcp://127.0.0.1:$PUB/Calculator" "net.tcp://127.0.0.1:$PA/Calculator"
 start_service B "net.tcp://127.0.0.1:$PUB/Echo/Deep" "net.tcp://127.0.0.1:$PB/Echo/Deep"
@@ -354,24 +291,6 @@ tls_min_version = 1.3
 EOF
 fi
 
-start_daemon() { # NAME LOGNAME CONFIG PORT : checks the config, starts nettcpd, sets STARTED_PID
-    local i
-    if "$NETTCPD" -t -c "$3" >"$TMP/$2-check.log" 2>&1; then
-        pass "$1 -t accepts the test config"
-    else
-        fail "$1 -t rejects the test config"
-    fi
-    "$NETTCPD" -c "$3" >"$TMP/$2.log" 2>&1 &
-    STARTED_PID=$!
-    for i in $(seq 1 100); do
-        port_open "$4" && return 0
-        kill -0 "$STARTED_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    port_open "$4" && return 0
-    fail "$1 is not accepting on 127.0.0.1:$4"
-    return 1
-}
 start_daemon nettcpd nettcpd "$CONF" "$PUB"; rc=$?; DAEMON_PID=$STARTED_PID
 [ "$rc" -eq 0 ] || finish
 if [ "$HAVE_TLS" = yes ]; then
@@ -380,19 +299,6 @@ if [ "$HAVE_TLS" = yes ]; then
 fi
 
 # ---------------------------------------------------------------- calls
-run_client() { # LOGNAME COMMAND... : one PASS/FAIL line from the client decides
-    local out rc
-    out=$(timeout -k 5 $((T + 15)) "${@:2}" --timeout "$T" 2>"$TMP/$1.log"); rc=$?
-    out=$(printf '%s\n' "$out" | grep -E '^(PASS|FAIL) ' | tail -n 1)
-    [ -n "$out" ] || out="FAIL $1: no result line (exit status $rc)"
-    if [ "$rc" -eq 0 ] && [[ $out == PASS* ]]; then
-        NPASS=$((NPASS + 1)); echo "$out"
-    elif [[ $out == FAIL* ]]; then
-        NFAIL=$((NFAIL + 1)); echo "$out"
-    else
-        NFAIL=$((NFAIL + 1)); echo "FAIL $1: exit status $rc after: $out"
-    fi
-}
 URL=net.tcp://127.0.0.1:$PUB
 TLSURL=net.tcp://localhost:$PUB   # the name in the test certificate
 
@@ -569,25 +475,20 @@ fi
 
 # ---------------------------------------------------------------- shutdown
 stop_daemon() { # NAME PID
-    local i rc
     kill -TERM "$2" 2>/dev/null
-    for i in $(seq 1 100); do
-        kill -0 "$2" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$2" 2>/dev/null; then
+    if ! wait_exit "$2"; then
         fail "$1 still running 10 s after SIGTERM"
         kill -KILL "$2" 2>/dev/null
         wait "$2" 2>/dev/null
+    elif [ "$EXITED" -eq 0 ]; then
+        pass "$1 exited 0 on SIGTERM"
     else
-        wait "$2"; rc=$?
-        if [ "$rc" -eq 0 ]; then pass "$1 exited 0 on SIGTERM"; else fail "$1 exited $rc on SIGTERM"; fi
+        fail "$1 exited $EXITED on SIGTERM"
     fi
+    forget_pid "$2"
 }
 stop_daemon nettcpd "$DAEMON_PID"
-DAEMON_PID=
 if [ -n "$DAEMON2_PID" ]; then
     stop_daemon "nettcpd #2" "$DAEMON2_PID"
-    DAEMON2_PID=
 fi
 finish

@@ -35,62 +35,23 @@
 # (no .NET SDK, with a SKIP line). Build outputs go to $NETTCPD_INTEROP_BUILDDIR/handoff
 # (default t/interop/build/handoff below the current directory, removed by `make clean`).
 set -u
-
-SRCDIR=${NETTCPD_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+. "$(dirname "$0")/interop/lib.sh"
+INTEROP_WHAT="the C# example service"
 BUILD=${NETTCPD_INTEROP_BUILDDIR:-t/interop/build}/handoff
-T=20   # seconds: the client's watchdog and WCF timeouts; `timeout` adds a margin
 
 if ! command -v dotnet >/dev/null 2>&1; then
     echo "SKIP: interop_dotnet_handoff: .NET SDK absent, the C# handoff example is not tested"
     exit 77
 fi
-if [ -z "${NETTCPD:-}" ] || [ ! -x "$NETTCPD" ]; then
-    echo "FAIL: interop_dotnet_handoff: NETTCPD must name the built nettcpd binary (got '${NETTCPD:-}')"
-    echo "interop: the C# example service (interop_dotnet_handoff): 0 passed, 1 failed"
-    exit 1
-fi
+need_nettcpd
 if ! command -v python3 >/dev/null 2>&1; then
     echo "SKIP: interop_dotnet_handoff: python3 absent (it picks free ports and plays a broken client)"
     exit 77
 fi
 
-mkdir -p "$BUILD" && BUILD=$(cd "$BUILD" && pwd) || exit 1
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/nettcpd-handoff.XXXXXX") || exit 1
-
-PIDS=()   # processes started here; stopped by PID on exit
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-NPASS=0; NFAIL=0
-pass() { NPASS=$((NPASS + 1)); echo "PASS $*"; }
-fail() { NFAIL=$((NFAIL + 1)); echo "FAIL $*"; }
-finish() {
-    local f
-    if [ "$NFAIL" -gt 0 ]; then
-        for f in "$TMP"/*.log; do
-            [ -s "$f" ] || continue
-            echo "---- $(basename "$f")"
-            tail -n 40 "$f" | sed 's/^/    /'
-        done
-    fi
-    echo "interop: the C# example service (interop_dotnet_handoff): $NPASS passed, $NFAIL failed"
-    [ "$NFAIL" -eq 0 ] && exit 0
-    exit 1
-}
+interop_dirs nettcpd-handoff
 
 # ---------------------------------------------------------------- build
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
-# --artifacts-path keeps obj/ out of the source tree; no build servers are left running.
-dotnet_build() { # PROJECT OUT
-    dotnet build "$1" -c Release -o "$2" --artifacts-path "$2-artifacts" \
-        -nodeReuse:false -p:UseSharedCompilation=false >>"$TMP/build.log" 2>&1
-}
 if ! dotnet_build "$SRCDIR/examples/dotnet/HandoffService/HandoffService.csproj" "$BUILD/service" ||
    ! dotnet_build "$SRCDIR/t/interop/dotnet/InteropClient.csproj" "$BUILD/client"; then
     fail "build of the C# handoff example and the .NET client (dotnet build)"
@@ -99,49 +60,13 @@ fi
 SVC=(dotnet "$BUILD/service/HandoffService.dll")
 NET=(dotnet "$BUILD/client/InteropClient.dll")
 
-read -r PUB PL PM PS < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(4)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
+read -r PUB PL PM PS < <(free_ports 4)
 if [ -z "${PS:-}" ]; then fail "could not pick free ports"; finish; fi
 URL=net.tcp://127.0.0.1:$PUB
 LURL=net.tcp://127.0.0.1:$PL
 MURL=net.tcp://127.0.0.1:$PM
 
 # ---------------------------------------------------------------- helpers
-# Waits up to 30 s for a line matching the extended regex in FILE; false if PID died first.
-wait_line() { # FILE REGEX PID
-    local i
-    for i in $(seq 1 300); do
-        grep -qsE "$2" "$1" && return 0
-        kill -0 "$3" 2>/dev/null || break
-        sleep 0.1
-    done
-    grep -qsE "$2" "$1"
-}
-# Waits up to 10 s for PID to exit; its status in EXITED (127 if no child of this shell), or false.
-wait_exit() { # PID
-    local i
-    for i in $(seq 1 100); do
-        kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null; EXITED=$?; return 0; }
-        sleep 0.1
-    done
-    return 1
-}
-run_client() { # LOGNAME COMMAND... : one PASS/FAIL line from the client decides
-    local out rc
-    out=$(timeout -k 5 $((T + 15)) "${@:2}" --timeout "$T" 2>"$TMP/$1.log"); rc=$?
-    out=$(printf '%s\n' "$out" | grep -E '^(PASS|FAIL) ' | tail -n 1)
-    [ -n "$out" ] || out="FAIL $1: no result line (exit status $rc)"
-    if [ "$rc" -eq 0 ] && [[ $out == PASS* ]]; then
-        NPASS=$((NPASS + 1)); echo "$out"
-    elif [[ $out == FAIL* ]]; then
-        NFAIL=$((NFAIL + 1)); echo "$out"
-    else
-        NFAIL=$((NFAIL + 1)); echo "FAIL $1: exit status $rc after: $out"
-    fi
-}
 # The events a service logged for its connection N, without the time and prefix.
 conn_log() { # LOGFILE NAME N
     sed -nE "s/^[0-9:.]+ service $2 conn $3 //p" "$1"
@@ -225,16 +150,8 @@ log_level = debug
 via = net.tcp://+/Static
 backend = 127.0.0.1:$PS
 EOF
-if "$NETTCPD" -t -c "$CONF" >"$TMP/nettcpd-check.log" 2>&1; then
-    pass "nettcpd -t accepts a config with a control socket"
-else
-    fail "nettcpd -t rejects a config with a control socket"
-    finish
-fi
-"$NETTCPD" -c "$CONF" >"$TMP/nettcpd.log" 2>&1 &
-DPID=$!; PIDS+=("$DPID")
-for i in $(seq 1 100); do [ -S "$CTL" ] && break; kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-if [ ! -S "$CTL" ]; then fail "nettcpd made no control socket"; finish; fi
+start_daemon nettcpd nettcpd "$CONF" "$PUB" "$CTL" || finish
+DPID=$STARTED_PID
 
 start_registrant() { # NAME PREFIX : sets STARTED_PID
     "${SVC[@]}" --name "$1" --via "$2" --control "$CTL" >"$TMP/service-$1.log" 2>&1 &

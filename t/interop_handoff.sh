@@ -28,11 +28,9 @@
 # (no .NET SDK).  Build outputs go to $NETTCPD_INTEROP_BUILDDIR (default
 # t/interop/build below the current directory, removed by `make clean`).
 set -u
-
-SRCDIR=${NETTCPD_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-IDIR=$SRCDIR/t/interop
+. "$(dirname "$0")/interop/lib.sh"
+INTEROP_WHAT="the C example service"
 BUILD=${NETTCPD_INTEROP_BUILDDIR:-t/interop/build}
-T=20   # seconds: the client's own watchdog and WCF timeouts; `timeout` adds a margin
 BULK=100000
 TEXT=35000   # Hello's text: 35,000 euro signs, 105 KB as UTF-8, sent as 70 KB of UTF-16
 
@@ -40,10 +38,7 @@ if ! command -v dotnet >/dev/null 2>&1; then
     echo "SKIP: interop_handoff: .NET SDK absent, the C example service is not tested with the .NET WCF client"
     exit 77
 fi
-if [ -z "${NETTCPD:-}" ] || [ ! -x "$NETTCPD" ]; then
-    echo "FAIL: interop_handoff: NETTCPD must name the built nettcpd binary (got '${NETTCPD:-}')"
-    exit 1
-fi
+need_nettcpd
 WHOAMI=${NETTCPD_WHOAMI:-$(dirname "$NETTCPD")/../examples/c/nettcp-whoami}
 NETTCPCTL=$(dirname "$NETTCPD")/nettcpctl
 for p in "$WHOAMI" "$NETTCPCTL"; do
@@ -53,72 +48,22 @@ for p in "$WHOAMI" "$NETTCPCTL"; do
     fi
 done
 
-mkdir -p "$BUILD" && BUILD=$(cd "$BUILD" && pwd) || exit 1
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/nettcpd-interop-handoff.XXXXXX") || exit 1
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-NPASS=0; NFAIL=0
-pass() { NPASS=$((NPASS + 1)); echo "PASS $*"; }
-fail() { NFAIL=$((NFAIL + 1)); echo "FAIL $*"; }
-finish() {
-    local f
-    if [ "$NFAIL" -gt 0 ]; then
-        for f in "$TMP"/*.log; do
-            [ -s "$f" ] && { echo "---- $(basename "$f")"; tail -n 40 "$f" | sed 's/^/    /'; }
-        done
-    fi
-    echo "interop: the C example service (interop_handoff): $NPASS passed, $NFAIL failed"
-    [ "$NFAIL" -eq 0 ]
-    exit
-}
+interop_dirs nettcpd-interop-handoff
 
 # ---------------------------------------------------------------- build
 # An output directory of its own: t/interop.sh may build the same client at the same time.
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 CLIENT=(dotnet "$BUILD/dotnet-handoff/InteropClient.dll")
-if ! dotnet build "$IDIR/dotnet/InteropClient.csproj" -c Release -o "$BUILD/dotnet-handoff" \
-        --artifacts-path "$BUILD/dotnet-handoff-artifacts" -nodeReuse:false -p:UseSharedCompilation=false \
-        >"$TMP/build-dotnet.log" 2>&1; then
+if ! dotnet_build "$IDIR/dotnet/InteropClient.csproj" "$BUILD/dotnet-handoff"; then
     fail "build of the .NET client (dotnet build; NuGet System.ServiceModel.NetTcp 10.1.0)"
     finish
 fi
 
-read -r PUB PD PR < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
+read -r PUB PD PR < <(free_ports 3)
 [ -n "${PR:-}" ] || { fail "could not pick free ports"; finish; }
 URL=net.tcp://127.0.0.1:$PUB
 
-wait_line() { # LOGFILE PID PATTERN WHAT
-    local i
-    for i in $(seq 1 300); do
-        grep -qs "$3" "$1" && return 0
-        kill -0 "$2" 2>/dev/null || break
-        sleep 0.1
-    done
-    fail "$4"
-    return 1
-}
-
-run_client() { # NAME ARGS... : the client's one PASS/FAIL line decides
-    local out rc
-    out=$(timeout -k 5 $((T + 15)) "${CLIENT[@]}" "${@:2}" --timeout "$T" 2>"$TMP/client-$1.log"); rc=$?
-    out=$(printf '%s\n' "$out" | grep -E '^(PASS|FAIL) ' | tail -n 1)
-    if [ "$rc" -eq 0 ] && [[ $out == PASS* ]]; then
-        NPASS=$((NPASS + 1)); echo "$out"
-    else
-        NFAIL=$((NFAIL + 1)); echo "FAIL $1: exit status $rc: ${out:-no result line}"
-    fi
+client() { # NAME ARGS... : the .NET client, its one PASS/FAIL line decides
+    run_client "client-$1" "${CLIENT[@]}" "${@:2}"
 }
 
 # Did SERVICE's log show a session for VIA as session N of a connection (fd F
@@ -132,16 +77,16 @@ same_connection() { # LOG FIRST-VIA N VIA
 # ---------------------------------------------------------------- direct
 "$WHOAMI" --verbose --name D --listen "127.0.0.1:$PD" >"$TMP/service-D.out" 2>"$TMP/service-D.log" &
 PIDS+=($!); D_PID=$!
-wait_line "$TMP/service-D.out" "$D_PID" '^LISTENING' "service D did not start" || finish
+wait_line "$TMP/service-D.out" '^LISTENING' "$D_PID" "service D did not start" || finish
 
-run_client direct --address "net.tcp://127.0.0.1:$PD/Direct" --expect-name D --calls 3 --size "$BULK" \
+client direct --address "net.tcp://127.0.0.1:$PD/Direct" --expect-name D --calls 3 --size "$BULK" \
     --then "net.tcp://127.0.0.1:$PD/Direct/Two" D
 if same_connection "$TMP/service-D.log" "net.tcp://127.0.0.1:$PD/Direct" 2 "net.tcp://127.0.0.1:$PD/Direct/Two"; then
     pass "direct: the second channel's session came on the first one's connection"
 else
     fail "direct: no second session on the first connection in D's log"
 fi
-run_client direct-text --address "net.tcp://127.0.0.1:$PD/Direct" --expect-name D --calls 2 --text-size "$TEXT"
+client direct-text --address "net.tcp://127.0.0.1:$PD/Direct" --expect-name D --calls 2 --text-size "$TEXT"
 
 # ---------------------------------------------------------------- nettcpd
 CONF=$TMP/nettcpd.ini
@@ -157,32 +102,26 @@ log_level = debug
 via = net.tcp://+/Proxied
 backend = 127.0.0.1:$PD
 EOF
-"$NETTCPD" -c "$CONF" >"$TMP/nettcpd.log" 2>&1 &
-PIDS+=($!); DAEMON_PID=$!
-for i in $(seq 1 100); do
-    [ -S "$TMP/control.sock" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PUB") 2>/dev/null && break
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[ -S "$TMP/control.sock" ] || { fail "nettcpd did not open its control socket"; finish; }
+start_daemon nettcpd nettcpd "$CONF" "$PUB" "$TMP/control.sock" || finish
+DAEMON_PID=$STARTED_PID
 
-run_client proxy --address "$URL/Proxied" --expect-name D --calls 3 --size "$BULK" \
+client proxy --address "$URL/Proxied" --expect-name D --calls 3 --size "$BULK" \
     --then "$URL/Proxied/Two" D
 
 "$NETTCPCTL" -s "$TMP/control.sock" register --via "net.tcp://+/Registered" --backend "127.0.0.1:$PR" -- \
     "$WHOAMI" --name R --listen "127.0.0.1:$PR" >"$TMP/service-R.out" 2>"$TMP/service-R.log" &
 PIDS+=($!); R_PID=$!
-if wait_line "$TMP/service-R.out" "$R_PID" '^LISTENING' "nettcpctl register did not start service R"; then
-    run_client registered --address "$URL/Registered" --expect-name R --calls 3 --size "$BULK"
+if wait_line "$TMP/service-R.out" '^LISTENING' "$R_PID" "nettcpctl register did not start service R"; then
+    client registered --address "$URL/Registered" --expect-name R --calls 3 --size "$BULK"
 fi
 
 # ---------------------------------------------------------------- handoff
 "$WHOAMI" --verbose --name H --control "$TMP/control.sock" --via "net.tcp://+/Handoff" \
     >"$TMP/service-H.out" 2>"$TMP/service-H.log" &
 PIDS+=($!); H_PID=$!
-wait_line "$TMP/service-H.out" "$H_PID" '^LISTENING' "service H did not register" || finish
+wait_line "$TMP/service-H.out" '^LISTENING' "$H_PID" "service H did not register" || finish
 
-run_client handoff --address "$URL/Handoff" --expect-name H --calls 3 --size "$BULK" \
+client handoff --address "$URL/Handoff" --expect-name H --calls 3 --size "$BULK" \
     --then "$URL/Handoff/Two" H --then "$URL/Proxied" D
 if same_connection "$TMP/service-H.log" "$URL/Handoff" 2 "$URL/Handoff/Two"; then
     pass "handoff: the second channel's session came on the handed-off connection (VALIDATE yes)"
@@ -194,22 +133,22 @@ if grep -q "session 3: no longer routed here, closing: $URL/Proxied\$" "$TMP/ser
 else
     fail "handoff: H did not close the connection on the third channel's Via"
 fi
-run_client handoff-text --address "$URL/Handoff" --expect-name H --calls 2 --text-size "$TEXT"
+client handoff-text --address "$URL/Handoff" --expect-name H --calls 2 --text-size "$TEXT"
 
 # A reload keeps the registration.
 kill -HUP "$DAEMON_PID"
-wait_line "$TMP/nettcpd.log" "$DAEMON_PID" 'SIGHUP received: reloaded' "nettcpd did not log the reload" &&
-    run_client after-reload --address "$URL/Handoff" --expect-name H --calls 2
+wait_line "$TMP/nettcpd.log" 'SIGHUP received: reloaded' "$DAEMON_PID" "nettcpd did not log the reload" &&
+    client after-reload --address "$URL/Handoff" --expect-name H --calls 2
 
 # A binary upgrade passes the control connection and the registration to the new
 # process: H notices nothing and goes on taking clients from it.
 kill -USR2 "$DAEMON_PID"
-if wait_line "$TMP/nettcpd.log" "$DAEMON_PID" 'binary upgrade: took over' "no binary upgrade in nettcpd's log"; then
+if wait_line "$TMP/nettcpd.log" 'binary upgrade: took over' "$DAEMON_PID" "no binary upgrade in nettcpd's log"; then
     NEW_PID=$(sed -nE 's/.*binary upgrade: started .* as pid ([0-9]+).*/\1/p' "$TMP/nettcpd.log" | tail -n 1)
     kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null
     if [ -n "$NEW_PID" ] && kill -0 "$NEW_PID" 2>/dev/null; then
         PIDS+=("$NEW_PID"); DAEMON_PID=$NEW_PID
-        run_client after-upgrade --address "$URL/Handoff" --expect-name H --calls 2
+        client after-upgrade --address "$URL/Handoff" --expect-name H --calls 2
     else
         fail "binary upgrade: no new nettcpd process"
         finish
@@ -218,7 +157,7 @@ fi
 
 # The registration ends with the registrant.
 kill -9 "$H_PID"; wait "$H_PID" 2>/dev/null
-run_client gone --address "$URL/Handoff" --expect-endpoint-not-found
+client gone --address "$URL/Handoff" --expect-endpoint-not-found
 
 # A reload whose file now holds a registered prefix revokes the registration: the
 # file wins, the registrant is told (nettcp-whoami then exits with status 1), and
@@ -226,18 +165,18 @@ run_client gone --address "$URL/Handoff" --expect-endpoint-not-found
 "$WHOAMI" --name V --control "$TMP/control.sock" --via "net.tcp://+/Revoked" \
     >"$TMP/service-V.out" 2>"$TMP/service-V.log" &
 PIDS+=($!); V_PID=$!
-if wait_line "$TMP/service-V.out" "$V_PID" '^LISTENING' "service V did not register"; then
-    run_client before-revoke --address "$URL/Revoked" --expect-name V
+if wait_line "$TMP/service-V.out" '^LISTENING' "$V_PID" "service V did not register"; then
+    client before-revoke --address "$URL/Revoked" --expect-name V
     printf '\n[revoked]\nvia = net.tcp://+/Revoked\nbackend = 127.0.0.1:%s\n' "$PD" >>"$CONF"
     kill -HUP "$DAEMON_PID"
-    for i in $(seq 1 100); do kill -0 "$V_PID" 2>/dev/null || break; sleep 0.1; done
-    wait "$V_PID" 2>/dev/null; rc=$?
-    if [ "$rc" -eq 1 ] && grep -q "revoked registration" "$TMP/service-V.log"; then
+    rc="still running"
+    wait_exit "$V_PID" && rc=$EXITED
+    if [ "$rc" = 1 ] && grep -q "revoked registration" "$TMP/service-V.log"; then
         pass "revoke: a reloaded static route took V's prefix, V was told and exited with status 1"
     else
         fail "revoke: V exit status $rc (want 1 after a REVOKED)"
     fi
-    run_client after-revoke --address "$URL/Revoked" --expect-name D
+    client after-revoke --address "$URL/Revoked" --expect-name D
 fi
 
 finish

@@ -668,7 +668,7 @@ def test_binary_upgrade_keeps_the_socket_path():
     leaves both alone: the registrant's connection stays open and its route
     still routes, the file is still there, and ids go on from the old
     process's."""
-    from test_upgrade import alive, new_pid
+    from test_upgrade import new_pid, stop_upgraded
     svc = service("U")
     d = daemon().start()
     pid = None
@@ -693,9 +693,7 @@ def test_binary_upgrade_keeps_the_socket_path():
         wait_for(lambda: routed(d, "net.tcp://h/u") != "U",
                  what="the route to go with its connection")
     finally:
-        if pid is not None and alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not alive(pid), what="the new process to exit")
+        stop_upgraded(pid)
         d.stop()
     assert not os.path.exists(d.control)
     svc.close()

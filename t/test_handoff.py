@@ -28,6 +28,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (SLOW, Daemon, fault_record, free_port, preamble,  # noqa: E402
                           recv_exact, recv_until_close, run_tests, wait_for)
+from test_upgrade import new_pid, stop_upgraded  # noqa: E402
 
 UNAVAILABLE = fault_record("EndpointUnavailable")
 PREFIX = "net.tcp://localhost/handed/"
@@ -480,14 +481,6 @@ def test_access_log_and_metrics_say_handoff():
         reg.close()
 
 
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 def test_binary_upgrade_keeps_registration_and_pending_handoff():
     """SIGUSR2, then SIGTERM to the old process: the registrant's control
     connection, its registration and a handoff waiting for its TAKEN pass
@@ -507,9 +500,7 @@ def test_binary_upgrade_keeps_registration_and_pending_handoff():
         hid, r, data, fd = parse_handoff(line, data, fd)
         assert r == reg and data == preamble(PREFIX + "before")
         d.proc.send_signal(signal.SIGUSR2)
-        d.wait_log("binary upgrade: started")
-        pid = int(re.search(r"binary upgrade: started \S+ as pid (\d+)",
-                            d.log()).group(1))
+        pid = new_pid(d)
         d.wait_log(f"nettcpd[{pid}]: notice: binary upgrade: took over 1 "
                    "control connection, 1 registration and 1 handoff waiting")
         d.proc.send_signal(signal.SIGTERM)
@@ -537,9 +528,7 @@ def test_binary_upgrade_keeps_registration_and_pending_handoff():
         if d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait()
-        if pid is not None and alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not alive(pid), what="the new process to exit")
+        stop_upgraded(pid)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Each refusal is tried with a touch file as COMMAND, in a directory anyone
 may write: the file must not appear."""
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (NETTCPD, SLOW, Daemon, fault_record,  # noqa: E402
                           preamble, recv_exact, run_tests, wait_for)
 from test_sessions import Reader, service  # noqa: E402
+from test_upgrade import new_pid, stop_upgraded  # noqa: E402
 
 BUILDDIR = os.path.abspath(os.path.join(os.path.dirname(NETTCPD), ".."))
 NETTCPCTL = os.path.join(BUILDDIR, "src", "nettcpctl")
@@ -242,8 +242,7 @@ def test_binary_upgrade_passes_the_registration_on():
         via = "net.tcp://localhost/Up/x"
         wait_for(lambda: answer(d, via) == b"\x0b", 10, "the registration")
         d.proc.send_signal(signal.SIGUSR2)
-        d.wait_log("binary upgrade: started")
-        pid = int(re.search(r"binary upgrade: started \S+ as pid (\d+)", d.log()).group(1))
+        pid = new_pid(d)
         d.wait_log(f"nettcpd[{pid}]: notice: binary upgrade: took over 1 control connection, "
                    "1 registration")
         d.proc.send_signal(signal.SIGTERM)
@@ -262,11 +261,7 @@ def test_binary_upgrade_passes_the_registration_on():
         if d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait()
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        stop_upgraded(pid)
         b.close()
 
 

@@ -30,6 +30,14 @@ def new_pid(d):
     return int(re.search(r"binary upgrade: started \S+ as pid (\d+)", d.log()).group(1))
 
 
+def stop_upgraded(pid):
+    """SIGTERM to the process an upgrade started (no child of ours), and
+    wait for it to go; None or gone already: nothing to do."""
+    if pid is not None and alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), what="the new process to exit")
+
+
 def test_upgrade_hands_over_the_port_without_a_refusal():
     a = service("A")
     stop = threading.Event()
@@ -75,9 +83,7 @@ def test_upgrade_hands_over_the_port_without_a_refusal():
         s.close()
     finally:
         stop.set()
-        if pid is not None and alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not alive(pid), what="the new process to exit")
+        stop_upgraded(pid)
         d.stop()
     a.close()
 
@@ -127,9 +133,7 @@ def test_the_notice_counts_the_sockets_handed_over():
         notice = re.search(r"binary upgrade: started .*", d.log()).group(0)
         assert f"this one's {want} listening sockets" in notice, notice
     finally:
-        if pid is not None and alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not alive(pid), what="the new process to exit")
+        stop_upgraded(pid)
         d.stop()
     a.close()
 

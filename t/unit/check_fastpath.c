@@ -17,9 +17,6 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,29 +29,9 @@
 
 #include "fastpath.h"
 #include "nmf.h"
+#include "tcp_pair.h"
 
 #ifdef HAVE_BPF
-static void
-tcp_pair(int fds[2])
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-
-	ck_assert_int_ge(lfd, 0);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	ck_assert_int_eq(listen(lfd, 1), 0);
-	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
-	fds[0] = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_eq(connect(fds[0], (struct sockaddr *)&sin, sizeof(sin)), 0);
-	fds[1] = accept(lfd, NULL, NULL);
-	ck_assert_int_ge(fds[1], 0);
-	close(lfd);
-	for (int i = 0; i < 2; i++)
-		(void)setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
 /* One proxied connection: client -> proxy_c (fast path) ... proxy_b
  * (fast path) -> service. */
 struct rig {
@@ -72,8 +49,8 @@ rig_open(struct rig *r)
 
 	r->fp = fastpath_open(why, sizeof(why));
 	ck_assert_msg(r->fp != NULL, "the fast path does not load: %s", why);
-	tcp_pair(a);
-	tcp_pair(b);
+	tcp_pair(a, 0);
+	tcp_pair(b, 0);
 	r->client = a[0];
 	r->proxy_c = a[1];
 	r->proxy_b = b[0];

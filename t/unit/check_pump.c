@@ -11,9 +11,6 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,32 +19,7 @@
 
 #include "nmf.h"
 #include "pump.h"
-
-/* A connected pair of non-blocking loopback TCP sockets. */
-static void
-tcp_pair(int fds[2])
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-
-	ck_assert_int_ge(lfd, 0);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	ck_assert_int_eq(listen(lfd, 1), 0);
-	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
-	fds[0] = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_eq(connect(fds[0], (struct sockaddr *)&sin, sizeof(sin)), 0);
-	fds[1] = accept(lfd, NULL, NULL);
-	ck_assert_int_ge(fds[1], 0);
-	close(lfd);
-	for (int i = 0; i < 2; i++) {
-		int one = 1;
-
-		ck_assert_int_eq(fcntl(fds[i], F_SETFL, O_NONBLOCK), 0);
-		(void)setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-}
+#include "tcp_pair.h"
 
 /* Sized Envelopes of the given sizes, then End, then tail bytes. */
 static uint8_t *
@@ -98,8 +70,8 @@ pump_through(const struct run *run, const uint8_t *stream, size_t len,
 	unsigned idle = 0;
 
 	ck_assert_ptr_nonnull(out);
-	tcp_pair(src);
-	tcp_pair(dst);
+	tcp_pair(src, 1);
+	tcp_pair(dst, 1);
 	/* The proxy's end of dst sends into a small buffer. */
 	(void)setsockopt(dst[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	pipe_pool_init(&pool, run->pipe_size);
