@@ -337,6 +337,56 @@ def test_second_ack_mid_session_resets_the_client():
     svc.close()
 
 
+def test_service_out_of_the_protocol_reaches_only_its_own_client():
+    """The case fuzz_sessions flagged (its own service answered a singleton
+    session with 05 00 00, an empty envelope and then a 00 that no session
+    holds): a service out of the protocol is passed on unread, End and
+    stray envelope after it included, but only to the client whose session
+    that connection carries.  The connection never goes to the pool, even
+    with no settle period: the next client's session gets a new one."""
+    conns = []
+
+    def handler(c, backend):
+        with backend.lock:
+            conns.append(c)
+            first = len(conns) == 1
+        if not first:
+            return mode_service()(c, backend)
+        r = Reader(c)
+        if r.preamble() is None:
+            return
+        c.sendall(b"\x0b")
+        if read_session(r) is None or read_session(r) != ("end", None):
+            return
+        c.sendall(b"\x05\x00\x00\x07" + sized_envelope(STRAY + b"own"))
+        r.take(1)   # until the proxy closes it
+    svc = Backend(handler=handler, name="S")
+    svc.sessions = []
+    own = b"\x0b\x05\x00\x00\x07" + sized_envelope(STRAY + b"own")
+    with daemon(svc, extra="backend_pool_settle = 0") as d:
+        a = d.connect()
+        a.sendall(preamble("net.tcp://h/S", mode=1) + unsized_envelope(b"a") +
+                  b"\x07")
+        got = b""
+        while len(got) < len(own):
+            chunk = a.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+        assert got == own, got
+        d.wait_log("service sent record 0x00 out of the session")
+        # a stays open: its backend connection is live, not pooled.
+        b = d.connect()
+        r = Reader(b)
+        assert client_session(b, r, 2, b"b") == "ok"
+        assert STRAY not in bytes(r.buf)
+        # Pooled, the first connection would have been taken at once.
+        assert svc.accepted == 2, svc.accepted
+        a.close()
+        b.close()
+    svc.close()
+
+
 def test_pool_off_per_route_applied_by_reload():
     """pool = off: each session of the route dials and closes its own
     backend connection; a reload that turns it on pools the next one."""
