@@ -283,6 +283,39 @@ def test_ack_with_bytes_behind_it_on_a_reused_connection_is_redialled():
     svc.close()
 
 
+def test_client_sending_its_envelope_with_the_preamble_gets_a_new_connection():
+    """A client that sends its first envelope and End with its preamble,
+    without waiting for the Ack (legal framing, found by fuzz_sessions):
+    an Ack with an envelope behind it may then be the service's whole
+    answer, or the last session's stray Ack and envelope, which no check
+    can tell apart.  Here the service sends such a stray as the second
+    preamble on a connection comes.  The session takes a new connection
+    instead of a pooled one, and the stray reaches nobody."""
+    def answer(c, n):
+        if n < 2:
+            return False
+        c.sendall(b"\x0b" + sized_envelope(STRAY + b"old"))
+        return True
+    svc = service(answer=answer)
+    with daemon(svc) as d:
+        s = d.connect()
+        assert client_session(s, Reader(s), 2, b"first") == "ok"
+        d.wait_log("backend connection pooled")
+        s.close()
+        settle()
+        s = d.connect()
+        r = Reader(s)
+        s.sendall(preamble("net.tcp://h/S", mode=2) + sized_envelope(b"p") +
+                  b"\x07")
+        got = [r.take(1)]
+        while got[-1] not in (None, ("end", None)):
+            got.append(read_session(r))
+        assert got == [b"\x0b", ("env", b"S:p"), ("end", None)], got
+        assert svc.accepted == 2, svc.accepted
+        s.close()
+    svc.close()
+
+
 def test_bytes_after_the_ack_before_the_client_spoke_reset_it():
     """On a reused connection the service sends an envelope after the Ack,
     before the client's first envelope went to it: nobody asked for it, it
