@@ -376,8 +376,13 @@ svc_record_done(struct svc_conn *s, const struct worker *w)
 		r->in_session = 0;
 		r->stage = 0;
 		if (r->mode == 1 && s->now != BEHAVE_END_AT_ONCE) {
+			/* One chunk, then the 00 that ends the Unsized
+			 * Envelope; a chunk of size 0 would be that 00
+			 * itself, so an empty request gets 05 00 alone (a
+			 * second 00 would be a record out of the session). */
 			queue_reply(s, 0x05);
-			queue(s, "\x00", 1);
+			if (s->payload_len > 0)
+				queue(s, "\x00", 1);
 		}
 		if (s->now != BEHAVE_END_AT_ONCE)
 			queue(s, &end, 1);
@@ -433,9 +438,12 @@ svc_record_start(struct svc_conn *s, uint8_t type)
 		    (type == 0x07 && r->singleton_done));
 		r->in_chunks = type == 0x05;
 	}
-	s->payload_len = 0;
-	if (type == 0x06 || type == 0x05)
+	/* Not at End: a singleton's reply, sent at its End, is as long as
+	 * its request. */
+	if (type == 0x06 || type == 0x05) {
+		s->payload_len = 0;
 		r->state = RD_SIZE;
+	}
 }
 
 /* Feed what a service received, checking each byte's place. */

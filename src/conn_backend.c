@@ -242,7 +242,6 @@ backend_answered(struct conn *c)
 {
 	uint8_t peek[2];
 	ssize_t n = recv(c->backend_fd, peek, sizeof(peek), MSG_PEEK);
-	int asked = replay_holds_session_bytes(c);
 	char why[64];
 
 	/* A new connection's answer is the service's own: the follower reads
@@ -260,12 +259,14 @@ backend_answered(struct conn *c)
 		backend_redial(c, why);
 		return -1;
 	}
-	if (n > 1 && peek[0] == NMF_REC_PREAMBLE_ACK && !asked) {
+	/* Only the preamble went out on it (backend_start): the service
+	 * was asked nothing else. */
+	if (n > 1 && peek[0] == NMF_REC_PREAMBLE_ACK) {
 		backend_redial(c, "sent bytes behind its Ack");
 		return -1;
 	}
 	if (n > 0) {
-		c->down_flow.ack_alone = peek[0] == NMF_REC_PREAMBLE_ACK && !asked;
+		c->down_flow.ack_alone = peek[0] == NMF_REC_PREAMBLE_ACK;
 		c->unanswered = 0;
 		replay_done(c);
 		idle_start(c);
@@ -560,7 +561,13 @@ backend_start(struct conn *c)
 		    "route has no backend");
 		return;
 	}
-	if (c->following && !c->pre.route->pool_off) {
+	/* A client that sent its first envelope with its preamble takes a
+	 * new connection: its service may answer with the Ack and the reply
+	 * at once, and on a pooled connection that cannot be told from the
+	 * last session's stray Ack and envelope (backend_answered), which
+	 * would reach this client. */
+	if (c->following && !c->pre.route->pool_off &&
+	    !replay_holds_session_bytes(c)) {
 		fd = bpool_take(&c->w->backends,
 		    &c->pre.route->backends.m[c->member].addr,
 		    backend_pool_client(c, &client));

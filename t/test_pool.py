@@ -283,6 +283,39 @@ def test_ack_with_bytes_behind_it_on_a_reused_connection_is_redialled():
     svc.close()
 
 
+def test_client_sending_its_envelope_with_the_preamble_gets_a_new_connection():
+    """A client that sends its first envelope and End with its preamble,
+    without waiting for the Ack (legal framing, found by fuzz_sessions):
+    an Ack with an envelope behind it may then be the service's whole
+    answer, or the last session's stray Ack and envelope, which no check
+    can tell apart.  Here the service sends such a stray as the second
+    preamble on a connection comes.  The session takes a new connection
+    instead of a pooled one, and the stray reaches nobody."""
+    def answer(c, n):
+        if n < 2:
+            return False
+        c.sendall(b"\x0b" + sized_envelope(STRAY + b"old"))
+        return True
+    svc = service(answer=answer)
+    with daemon(svc) as d:
+        s = d.connect()
+        assert client_session(s, Reader(s), 2, b"first") == "ok"
+        d.wait_log("backend connection pooled")
+        s.close()
+        settle()
+        s = d.connect()
+        r = Reader(s)
+        s.sendall(preamble("net.tcp://h/S", mode=2) + sized_envelope(b"p") +
+                  b"\x07")
+        got = [r.take(1)]
+        while got[-1] not in (None, ("end", None)):
+            got.append(read_session(r))
+        assert got == [b"\x0b", ("env", b"S:p"), ("end", None)], got
+        assert svc.accepted == 2, svc.accepted
+        s.close()
+    svc.close()
+
+
 def test_bytes_after_the_ack_before_the_client_spoke_reset_it():
     """On a reused connection the service sends an envelope after the Ack,
     before the client's first envelope went to it: nobody asked for it, it
@@ -334,6 +367,56 @@ def test_second_ack_mid_session_resets_the_client():
         assert STRAY not in bytes(r.buf)
         d.wait_log("second Ack")
         s.close()
+    svc.close()
+
+
+def test_service_out_of_the_protocol_reaches_only_its_own_client():
+    """The case fuzz_sessions flagged (its own service answered a singleton
+    session with 05 00 00, an empty envelope and then a 00 that no session
+    holds): a service out of the protocol is passed on unread, End and
+    stray envelope after it included, but only to the client whose session
+    that connection carries.  The connection never goes to the pool, even
+    with no settle period: the next client's session gets a new one."""
+    conns = []
+
+    def handler(c, backend):
+        with backend.lock:
+            conns.append(c)
+            first = len(conns) == 1
+        if not first:
+            return mode_service()(c, backend)
+        r = Reader(c)
+        if r.preamble() is None:
+            return
+        c.sendall(b"\x0b")
+        if read_session(r) is None or read_session(r) != ("end", None):
+            return
+        c.sendall(b"\x05\x00\x00\x07" + sized_envelope(STRAY + b"own"))
+        r.take(1)   # until the proxy closes it
+    svc = Backend(handler=handler, name="S")
+    svc.sessions = []
+    own = b"\x0b\x05\x00\x00\x07" + sized_envelope(STRAY + b"own")
+    with daemon(svc, extra="backend_pool_settle = 0") as d:
+        a = d.connect()
+        a.sendall(preamble("net.tcp://h/S", mode=1) + unsized_envelope(b"a") +
+                  b"\x07")
+        got = b""
+        while len(got) < len(own):
+            chunk = a.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+        assert got == own, got
+        d.wait_log("service sent record 0x00 out of the session")
+        # a stays open: its backend connection is live, not pooled.
+        b = d.connect()
+        r = Reader(b)
+        assert client_session(b, r, 2, b"b") == "ok"
+        assert STRAY not in bytes(r.buf)
+        # Pooled, the first connection would have been taken at once.
+        assert svc.accepted == 2, svc.accepted
+        a.close()
+        b.close()
     svc.close()
 
 

@@ -331,7 +331,8 @@ def test_reload_turns_send_proxy_on_and_off():
 def test_rewrite_via_first_and_later_session():
     """The backend reads a Via naming itself, its size field recomputed,
     for the first session and the next on the same (pooled) connection;
-    envelopes the client sent with its preamble follow exactly."""
+    envelopes the client sent with its preamble follow exactly (on a new
+    connection: such a session takes no pooled one)."""
     b = service()
     d = Daemon(raw_config="")
     with open(d.config, "w") as f:
@@ -341,16 +342,19 @@ def test_rewrite_via_first_and_later_session():
         s = connect(d.port)
         session(s, "net.tcp://front.example.com:808/calc/Svc", b"one")
         pooled(d, 1)
-        # The second preamble with its envelope and End in one write.
-        s.sendall(envelope_bytes("net.tcp://f" + long_path, b"two"))
+        session(s, "net.tcp://f" + long_path, b"two")
+        pooled(d, 2)
+        # The third preamble with its envelope and End in one write.
+        s.sendall(envelope_bytes("net.tcp://f" + long_path, b"thr"))
         assert recv_exact(s, 1) == b"\x0b"
-        assert recv_exact(s, 5) == sized_envelope(b"two")
+        assert recv_exact(s, 5) == sized_envelope(b"thr")
         assert recv_exact(s, 1) == b"\x07"
         s.close()
-        want = (envelope_bytes(f"net.tcp://{b.addr}/calc/Svc", b"one") +
-                envelope_bytes(f"net.tcp://{b.addr}" + long_path, b"two"))
-        wait_for(lambda: len(b.conns) == 1 and bytes(b.conns[0]) == want,
-                 what="both Vias naming the backend")
+        want = [envelope_bytes(f"net.tcp://{b.addr}/calc/Svc", b"one") +
+                envelope_bytes(f"net.tcp://{b.addr}" + long_path, b"two"),
+                envelope_bytes(f"net.tcp://{b.addr}" + long_path, b"thr")]
+        wait_for(lambda: [bytes(c) for c in b.conns] == want,
+                 what="every Via naming the backend")
     b.close()
 
 
