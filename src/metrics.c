@@ -365,7 +365,8 @@ out_routes(struct textbuf *o, const struct metrics_view *v)
 	stats_route_names(route_line, &rp);
 	rp.which = 5;
 	out_head(o, "nettcpd_route_pool_misses_total", "counter", "Followed "
-	    "sessions of the route that found none pooled and dialled.");
+	    "sessions of the route that dialled: none pooled, or the client "
+	    "sent envelopes with its preamble.");
 	stats_route_names(route_line, &rp);
 	rp.which = 6;
 	out_head(o, "nettcpd_route_denied_total", "counter",
@@ -465,7 +466,8 @@ metrics_format(const struct metrics_view *v, size_t *len)
 	out_counter(&o, "nettcpd_backend_pool_hits_total", "Followed sessions "
 	    "that took a pooled backend connection.", SUM(v, pool_hits));
 	out_counter(&o, "nettcpd_backend_pool_misses_total", "Followed sessions "
-	    "that found none pooled and dialled.", SUM(v, pool_misses));
+	    "that dialled: none pooled, or the client sent envelopes with its "
+	    "preamble.", SUM(v, pool_misses));
 	out_counter(&o, "nettcpd_backend_pool_redials_total", "Pooled backend "
 	    "connections found dead before they answered, and dialled anew.",
 	    SUM(v, pool_redials));
