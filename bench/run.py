@@ -42,7 +42,8 @@ Environment (defaults in brackets):
                       splice path only); left out, with a notice, when
                       the binary has no fastpath key
   BENCH_FASTPATH      fastpath = VALUE in every other nettcpd's [global]
-                      (auto or off); unset: the binary's default
+                      (auto or off); unset: auto where the binary has the
+                      key (the daemon's default is off)
   BENCH_SCENARIOS     which to run
                       [idle cps routes rr bulk tls unix observe handoff]
                       observe: nettcpd only, conn rate with metrics (scraped
@@ -1529,14 +1530,19 @@ def main():
     note(f"  BENCH_SECONDS={st.seconds:g} BENCH_CONNS={st.conns} BENCH_IDLE_CONNS={st.idle_conns} "
          f"routes {st.routes}/{st.routes_large} request {st.req_bytes} B reply {st.reply_bytes} B "
          f"envelope {st.envelope} B")
+    workdir = tempfile.mkdtemp(prefix="nettcpd-bench-")
+    supported = fastpath_supported(st, workdir)
+    if not st.fastpath and supported:
+        # The fast path is the daemon's opt-in: the nettcpd columns measure
+        # it, beside nettcpd-nofast without it.
+        st.fastpath = "auto"
     note(f"  event loops per proxy: {st.threads} (nettcpd workers = {st.threads}, HAProxy nbthread "
          f"{st.hp_threads});  HAProxy routing={st.hp_routing}, haproxy: splice-request +"
          f" splice-response, haproxy-auto: splice-auto;  nettcpd: forward = splice,"
          f" fastpath {st.fastpath or 'as built'}")
 
-    workdir = tempfile.mkdtemp(prefix="nettcpd-bench-")
     if (st.fastpath or any(t in NETTCPD_NOFAST for t in st.targets)) and \
-            not fastpath_supported(st, workdir):
+            not supported:
         if st.fastpath:
             shutil.rmtree(workdir, ignore_errors=True)
             raise SystemExit(f"BENCH_FASTPATH={st.fastpath}: {st.nettcpd} has no fastpath key")
