@@ -14,7 +14,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (NETTCPD, SLOW, Daemon, fault_record,  # noqa: E402
-                          preamble, recv_exact, run_tests, sized_envelope)
+                          preamble, recv_exact, run_tests, sized_envelope,
+                          wait_for)
 
 BUILDDIR = os.path.abspath(os.path.join(os.path.dirname(NETTCPD), ".."))
 NMF_SERVICE = os.path.join(BUILDDIR, "bench", "nmf-service")
@@ -96,11 +97,18 @@ def test_handed_off_client_is_served_by_the_bench_service():
             err = stop_service(svc)
         assert "1 connections served (0 accepted, 1 handed off)" in err, err
         assert "2 sessions (1 on a kept connection), 0 bad" in err, err
-        # Its registration ended with it: the prefix routes nowhere now.
-        with d.connect(timeout=10 * SLOW) as c:
-            c.sendall(preamble(VIA))
-            got = recv_exact(c, len(fault_record("EndpointNotFound")))
-            assert got == fault_record("EndpointNotFound"), got
+        # Its registration ended with it: the prefix routes nowhere now,
+        # once nettcpd has seen the control connection close and every
+        # worker has the routes without it (until then a client is handed
+        # off to no one: EndpointUnavailable).
+        d.wait_log("unregistered " + PREFIX)
+
+        def fault():
+            with d.connect(timeout=10 * SLOW) as c:
+                c.sendall(preamble(VIA))
+                return recv_exact(c, len(fault_record("EndpointNotFound")))
+        wait_for(lambda: fault() == fault_record("EndpointNotFound"),
+                 what="EndpointNotFound for the prefix")
 
 
 def test_many_handed_off_clients_each_acked_once():
