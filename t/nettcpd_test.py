@@ -12,6 +12,7 @@ Environment:
 
 import atexit
 import os
+import random
 import re
 import resource
 import shlex
@@ -107,11 +108,39 @@ def sized_envelope(payload):
 
 # ------------------------------------------------------------ sockets
 
+# Ports for listeners a test names before it starts them.  A port the kernel
+# picked with bind(port 0) comes from the ephemeral range, where any process's
+# connect() may take it as a source port before the listener binds it (CI's
+# sanitizer stage lost test_tshark to exactly that); so these come from below
+# that range, at random (a generator of our own: tests seed `random`), and never
+# twice in one test program.
+_PORTS_RNG = random.Random(os.urandom(16))
+_PORTS_GIVEN = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host="127.0.0.1"):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    high = max(_ephemeral_low(), 12000)
+    for _ in range(1000):
+        port = _PORTS_RNG.randrange(10000, high)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise AssertionError(f"no free port on {host} below the ephemeral range")
 
 
 def connect(port, host="127.0.0.1", timeout=5.0):

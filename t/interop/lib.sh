@@ -61,18 +61,30 @@ forget_pid() { # PID
 }
 
 # COUNT free loopback ports, bound without SO_REUSEADDR (so none is in TIME-WAIT: Mono's
-# listener would refuse it), then released for the services and nettcpd.
+# listener would refuse it), then released for the services and nettcpd. They are
+# drawn from below the ephemeral range: a port bind(0) picked could be taken as the
+# source port of anyone's connect() before its listener binds it.
 free_ports() { # COUNT
     if command -v python3 >/dev/null 2>&1; then
         python3 -c '
-import socket, sys
-ss = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+out = []
+while len(out) < int(sys.argv[1]):
+    p = random.randrange(10000, max(low, 12000))
+    if p in out:
+        continue
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+    out.append(p)
+print(" ".join(map(str, out)))' "$1"
     else   # fallback: distinct random ports nobody answers on
         local out=() p
         while [ ${#out[@]} -lt "$1" ]; do
-            p=$((20000 + RANDOM % 30000))
+            p=$((10000 + RANDOM % 22000))
             [[ " ${out[*]} " == *" $p "* ]] && continue
             (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || out+=("$p")
         done
