@@ -477,11 +477,13 @@ def wait_for(predicate, timeout=5.0, what="condition"):
 # ------------------------------------------------------------ test runner
 
 def run_tests(namespace):
-    """Run every test_* function in namespace; print one line per test and
-    the summary line; exit 1 if any failed."""
+    """Run every test_* function in namespace, or those named on the
+    command line; print one line per test and the summary line; exit 1 if
+    any failed."""
     raise_fd_limit()
     tests = [(n, f) for n, f in sorted(namespace.items())
-             if n.startswith("test_") and callable(f)]
+             if n.startswith("test_") and callable(f)
+             and (len(sys.argv) < 2 or n in sys.argv[1:])]
     passed = failed = 0
     for name, fn in tests:
         started = time.time()
