@@ -31,19 +31,13 @@ Environment (defaults in brackets):
   BENCH_SERVICE       the test service                [./bench/nmf-service]
   HAPROXY             haproxy binary, or "none"       [haproxy on PATH]
   BENCH_TARGETS       columns, in order
-                      [direct nettcpd nettcpd-nofast haproxy haproxy-auto]
+                      [direct nettcpd haproxy haproxy-auto]
                       haproxy:      option splice-request + splice-response
                       haproxy-auto: option splice-auto
                       haproxy-copy: no splice option
                       nettcpd-copy: nettcpd with forward = copy
                       nettcpd-pipe: nettcpd with follow_sessions = off
                       (each connection a pipe, no backend pool)
-                      nettcpd-nofast: nettcpd with fastpath = off (the
-                      splice path only); left out, with a notice, when
-                      the binary has no fastpath key
-  BENCH_FASTPATH      fastpath = VALUE in every other nettcpd's [global]
-                      (auto or off); unset: auto where the binary has the
-                      key (the daemon's default is off)
   BENCH_SCENARIOS     which to run
                       [idle cps routes rr bulk tls unix observe handoff]
                       observe: nettcpd only, conn rate with metrics (scraped
@@ -91,15 +85,12 @@ TARGET_KINDS = {
     "nettcpd": ("nettcpd", "splice"),
     "nettcpd-copy": ("nettcpd", "copy"),
     "nettcpd-pipe": ("nettcpd", "splice"),
-    "nettcpd-nofast": ("nettcpd", "splice"),
     "haproxy": ("haproxy", "always"),
     "haproxy-auto": ("haproxy", "auto"),
     "haproxy-copy": ("haproxy", "off"),
 }
 # nettcpd columns that do not follow sessions.
 NETTCPD_PIPE = {"nettcpd-pipe"}
-# nettcpd columns with the kernel fast path forced off.
-NETTCPD_NOFAST = {"nettcpd-nofast"}
 # HAProxy keeps up to this many pipes for splicing (two descriptors each).
 HAPROXY_MAXPIPES = 256
 SCENARIOS = ("idle", "cps", "routes", "rr", "bulk", "tls", "unix", "observe", "handoff")
@@ -150,8 +141,7 @@ class Settings:
         self.haproxy = None if hp == "none" else (hp or shutil.which("haproxy")
                                                   or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy") or None)
         self.targets = env_list("BENCH_TARGETS",
-                                "direct nettcpd nettcpd-nofast haproxy haproxy-auto")
-        self.fastpath = os.environ.get("BENCH_FASTPATH", "")
+                                "direct nettcpd haproxy haproxy-auto")
         self.scenarios = env_list("BENCH_SCENARIOS",
                                   "idle cps routes rr bulk tls unix observe handoff")
         self.seconds = env_float("BENCH_SECONDS", 5)
@@ -186,8 +176,6 @@ class Settings:
             if t not in TARGET_KINDS:
                 raise SystemExit(f"BENCH_TARGETS: unknown target {t} "
                                  f"(known: {' '.join(TARGET_KINDS)})")
-        if self.fastpath not in ("", "auto", "off"):
-            raise SystemExit("BENCH_FASTPATH must be auto or off")
         if self.hp_routing not in ("map", "acl"):
             raise SystemExit("HAPROXY_ROUTING must be map or acl")
         if self.tls_key not in TLS_KEYS:
@@ -329,30 +317,6 @@ def wait_listening(child, port, timeout):
 
 # ------------------------------------------------------------------ targets
 
-def fastpath_line(st, name="nettcpd"):
-    """The [global] fastpath line of a nettcpd column: off for the columns
-    that force the kernel fast path off, BENCH_FASTPATH for the others
-    (nothing when it is unset: the binary's default)."""
-    if name in NETTCPD_NOFAST:
-        return "fastpath = off\n"
-    return f"fastpath = {st.fastpath}\n" if st.fastpath else ""
-
-
-def fastpath_supported(st, workdir):
-    """Whether this nettcpd knows the fastpath key: `nettcpd -t` of a
-    configuration that sets it.  An older binary names the key in its
-    FILE:LINE error; any other failure is the runner's to report."""
-    cfg = os.path.join(workdir, "fastpath-check.ini")
-    nettcpd_config(cfg, free_port(), free_port(), 1, "splice", 100, extra="fastpath = off\n")
-    p = subprocess.run([st.nettcpd, "-t", "-c", cfg], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True, timeout=30)
-    if p.returncode == 0:
-        return True
-    if "fastpath" in p.stdout:
-        return False
-    raise RuntimeError(f"nettcpd -t failed: {p.stdout.strip()[-300:]}")
-
-
 def via_path(i):
     return f"/svc{i}"
 
@@ -391,7 +355,7 @@ authorityKeyIdentifier = keyid
 
 
 def nettcpd_unix_config(path, port, backend_port, socket_path, nroutes, maxconn,
-                        workers, fastpath=""):
+                        workers):
     """The unix scenario's daemon: nroutes routes to the service's TCP port
     (svcN) and nroutes to its unix socket (uxN), forward = splice and
     log_level = notice, as the tls scenario's."""
@@ -400,7 +364,7 @@ def nettcpd_unix_config(path, port, backend_port, socket_path, nroutes, maxconn,
                 f"listen = 127.0.0.1:{port}\n"
                 f"max_connections = {maxconn}\nmax_pending = 1000\n"
                 "forward = splice\nlog = stderr\nlog_level = notice\n"
-                f"workers = {workers}\n{fastpath}")
+                f"workers = {workers}\n")
         for stem, backend in ((UNIX_TCP_STEM, f"127.0.0.1:{backend_port}"),
                               (UNIX_STEM, f"unix:{socket_path}")):
             for i in range(nroutes):
@@ -439,8 +403,7 @@ def make_pki(st, workdir):
             os.path.join(pki, "server.key"))
 
 
-def nettcpd_tls_config(path, port, backend_port, nroutes, cert, key, maxconn, workers,
-                       fastpath=""):
+def nettcpd_tls_config(path, port, backend_port, nroutes, cert, key, maxconn, workers):
     """The tls scenario's daemon: nroutes plain routes (svcN, passthrough,
     forward = splice) and nroutes terminating ones (tlsN), all to the
     service.  log_level = notice, so that every failed handshake or aborted
@@ -450,7 +413,7 @@ def nettcpd_tls_config(path, port, backend_port, nroutes, cert, key, maxconn, wo
                 f"listen = 127.0.0.1:{port}\n"
                 f"max_connections = {maxconn}\nmax_pending = 1000\n"
                 "forward = splice\nlog = stderr\nlog_level = notice\n"
-                f"workers = {workers}\n{fastpath}")
+                f"workers = {workers}\n")
         for i in range(nroutes):
             f.write(f"\n[{TLS_PLAIN_STEM}{i}]\nvia = net.tcp://+/{TLS_PLAIN_STEM}{i}\n"
                     f"backend = 127.0.0.1:{backend_port}\n")
@@ -522,7 +485,7 @@ class Target:
             cfg = os.path.join(self.workdir, f"{tag}.ini")
             nettcpd_config(cfg, self.port, self.service_port, nroutes, forward, st.maxconn,
                            st.threads, "off" if self.name in NETTCPD_PIPE else "on",
-                           fastpath_line(st, self.name) + self.extra)
+                           self.extra)
             argv = [st.nettcpd, "-c", cfg]
         else:
             cfg = os.path.join(self.workdir, f"{tag}.cfg")
@@ -818,7 +781,7 @@ def run_tls(st, service, workdir, results):
     port = free_port()
     cfg = os.path.join(workdir, "nettcpd-tls.ini")
     nettcpd_tls_config(cfg, port, service.port, st.routes, cert, key, st.maxconn,
-                       st.threads, fastpath_line(st))
+                       st.threads)
     child = Child("nettcpd-tls", [st.nettcpd, "-c", cfg], workdir)
     out = results.setdefault("nettcpd-tls", {})
     try:
@@ -895,7 +858,7 @@ def run_unix(st, service, workdir, results):
     port = free_port()
     cfg = os.path.join(workdir, "nettcpd-unix.ini")
     nettcpd_unix_config(cfg, port, service.port, service.unix_path, st.routes,
-                        st.maxconn, st.threads, fastpath_line(st))
+                        st.maxconn, st.threads)
     child = Child("nettcpd-unix", [st.nettcpd, "-c", cfg], workdir)
     out = results.setdefault("nettcpd-unix", {})
     modes = (("tcp", ["-P", UNIX_TCP_STEM]), ("unix", ["-P", UNIX_STEM]))
@@ -971,7 +934,7 @@ def run_handoff(st, workdir, results):
     cfg = os.path.join(workdir, "nettcpd-handoff.ini")
     # root may always register; anyone else needs allow_users
     nettcpd_config(cfg, port, svc_port, st.routes, "splice", st.maxconn, st.threads,
-                   extra=fastpath_line(st) + f"control = {control}\n"
+                   extra=f"control = {control}\n"
                    f"allow_users = {os.getuid()}\n")
     child = Child("nettcpd-handoff", [st.nettcpd, "-c", cfg], workdir)
     service = None
@@ -1531,24 +1494,10 @@ def main():
          f"routes {st.routes}/{st.routes_large} request {st.req_bytes} B reply {st.reply_bytes} B "
          f"envelope {st.envelope} B")
     workdir = tempfile.mkdtemp(prefix="nettcpd-bench-")
-    supported = fastpath_supported(st, workdir)
-    if not st.fastpath and supported:
-        # The fast path is the daemon's opt-in: the nettcpd columns measure
-        # it, beside nettcpd-nofast without it.
-        st.fastpath = "auto"
     note(f"  event loops per proxy: {st.threads} (nettcpd workers = {st.threads}, HAProxy nbthread "
          f"{st.hp_threads});  HAProxy routing={st.hp_routing}, haproxy: splice-request +"
-         f" splice-response, haproxy-auto: splice-auto;  nettcpd: forward = splice,"
-         f" fastpath {st.fastpath or 'as built'}")
+         f" splice-response, haproxy-auto: splice-auto;  nettcpd: forward = splice")
 
-    if (st.fastpath or any(t in NETTCPD_NOFAST for t in st.targets)) and \
-            not supported:
-        if st.fastpath:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise SystemExit(f"BENCH_FASTPATH={st.fastpath}: {st.nettcpd} has no fastpath key")
-        note("*** NOTICE: this nettcpd has no fastpath key (no kernel fast path): "
-             "the nettcpd-nofast column is left out ***")
-        st.targets = [t for t in st.targets if t not in NETTCPD_NOFAST]
     service = None
     targets = []
     results = {}

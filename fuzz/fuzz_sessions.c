@@ -22,9 +22,6 @@
  * their own:
  *
  *   settings bit 0   forward = copy instead of splice
- *   settings bit 1   the BPF fast path (fastpath.h), where it loads (as
- *                    root): envelopes of a session move in the kernel,
- *                    and the invariants below hold all the same
  *   0  send          client (arg & 1) sends the next N bytes of the input,
  *                    N the byte after the operation (0: all that is left)
  *   1  connect       client (arg & 1) connects (again, if it was closed)
@@ -59,7 +56,6 @@
 #include <ev.h>
 
 #include "config.h"
-#include "fastpath.h"
 #include "conn.h"
 #include "fuzz.h"
 #include "generation.h"
@@ -137,8 +133,7 @@ static struct {
 	int ready;
 	struct generation *gen[2];
 	struct limits limits;
-	struct worker w[4];     /* splice, copy; the same with the fast path */
-	struct fastpath *fp;    /* NULL where the program does not load */
+	struct worker w[2];
 	struct ev_loop *loop;
 	int svc_listen[NSERVICES];
 	uint16_t svc_port[NSERVICES];
@@ -203,7 +198,6 @@ static void
 setup(void)
 {
 	struct sockaddr_in addr;
-	char why[160];
 	int i;
 
 	/* As main() does: splice() into a closed socket raises SIGPIPE. */
@@ -221,20 +215,18 @@ setup(void)
 	FUZZ_CHECK(pending_init(&g.limits.pending) == 0);
 	g.gen[0] = load_generation("splice");
 	g.gen[1] = load_generation("copy");
-	g.fp = fastpath_open(why, sizeof(why));
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < 2; i++) {
 		struct worker *w = &g.w[i];
 
 		memset(w, 0, sizeof(*w));
 		w->loop = g.loop;
-		w->gen = g.gen[i & 1];
+		w->gen = g.gen[i];
 		w->limits = &g.limits;
 		w->pending.data = w;
-		w->fastpath = i & 2 ? g.fp : NULL;
-		pipe_pool_init(&w->pipes, g.gen[i & 1]->cfg->pipe_size);
-		bpool_init(&w->backends, g.loop, g.gen[i & 1]->cfg->backend_pool,
-		    g.gen[i & 1]->cfg->backend_pool_timeout,
-		    g.gen[i & 1]->cfg->backend_pool_settle);
+		pipe_pool_init(&w->pipes, g.gen[i]->cfg->pipe_size);
+		bpool_init(&w->backends, g.loop, g.gen[i]->cfg->backend_pool,
+		    g.gen[i]->cfg->backend_pool_timeout,
+		    g.gen[i]->cfg->backend_pool_settle);
 	}
 	/* The secret of the stray envelopes: not in any input. */
 	for (i = 0; i < (int)sizeof(g.marker); i++)
@@ -723,7 +715,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup();
 	if (size == 0)
 		return 0;
-	w = &g.w[data[0] & 3];
+	w = &g.w[data[0] & 1];
 	while (i < size) {
 		uint8_t op = data[i] & 0x0F, arg = data[i] >> 4;
 		struct client *c = &clients[arg & 1];

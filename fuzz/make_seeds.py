@@ -342,21 +342,10 @@ SESSIONS = {
     "fin-after-end": send(duplex("net.tcp://h/A")) + b"\x02" + RUN,
     "copy-mode": b"\x01" + send(duplex("net.tcp://h/A", [b"x" * 40000]) +
                                 duplex("net.tcp://h/B")) + RUN,
-    # envelopes one write at a time, so that the fast path is armed for
-    # the later ones, then End with the next session's preamble behind it
-    "envelope-by-envelope": send(preamble("net.tcp://h/A")) + RUN +
-    b"".join(send(sized_envelope(b"e%d" % i)) + RUN for i in range(6)) +
-    send(b"\x07" + duplex("net.tcp://h/B")) + RUN,
-    "envelope-by-envelope-stray": behave(0, 2) + send(preamble("net.tcp://h/A")) + RUN +
-    b"".join(send(sized_envelope(b"e%d" % i)) + RUN for i in range(4)) +
-    send(b"\x07") + RUN + send(duplex("net.tcp://h/A"), client=1) + RUN,
 }
-# Each seed also with the fast path (settings bit 1): where the program
-# loads (as root), the kernel carries the envelopes of the same sessions.
 for name, ops in SESSIONS.items():
     data = ops if name == "copy-mode" else b"\x00" + ops
     write("sessions", name, data)
-    write("sessions", "fast-" + name, bytes([data[0] | 2]) + data[1:])
 
 # ------------------------------------------------ proxy (fuzz_proxy.c)
 # Control byte as for nmf (low nibble: split bytes that follow), then a

@@ -476,9 +476,6 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->forward = FORWARD_SPLICE;
 	cfg->pipe_size = CONFIG_DEFAULT_PIPE_SIZE;
 	cfg->follow_sessions = 1;
-	/* Opt-in: it hangs a half-closing client in the soak (nettcpd.ini(5)),
-	 * and saves no CPU for the whole machine yet. */
-	cfg->fastpath = 0;
 	cfg->backend_pool = CONFIG_DEFAULT_BACKEND_POOL;
 	cfg->backend_pool_timeout = CONFIG_DEFAULT_BACKEND_POOL_TIMEOUT;
 	cfg->backend_pool_settle = CONFIG_DEFAULT_BACKEND_POOL_SETTLE;

@@ -116,8 +116,6 @@ struct config {
 	enum forward_method forward;
 	unsigned pipe_size;        /* bytes per splice pipe; 0: the kernel's default */
 	int follow_sessions;       /* follow duplex sessions to their End records */
-	int fastpath;              /* auto: envelopes of followed sessions in clear */
-	                           /* move in the kernel when its program loads */
 	unsigned backend_pool;     /* idle backend connections kept per worker */
 	double backend_pool_timeout; /* seconds one is kept idle */
 	double backend_pool_settle;  /* seconds quiet before it is reused */

@@ -40,7 +40,6 @@ static const char *const global_keys[GK_COUNT] = {
 	[GK_WORKERS] = "workers",
 	[GK_PIPE_SIZE] = "pipe_size",
 	[GK_FOLLOW_SESSIONS] = "follow_sessions",
-	[GK_FASTPATH] = "fastpath",
 	[GK_BACKEND_POOL] = "backend_pool",
 	[GK_BACKEND_POOL_TIMEOUT] = "backend_pool_timeout",
 	[GK_BACKEND_POOL_SETTLE] = "backend_pool_settle",
@@ -483,15 +482,6 @@ global_key(struct parser *p, const char *name, const char *value)
 		    cfg->workers > CONFIG_MAX_WORKERS)
 			add_error(p, p->lineno, "bad workers '%s' (auto, or an "
 			    "integer from 1 to %u)", value, CONFIG_MAX_WORKERS);
-		break;
-	case GK_FASTPATH:
-		if (strcmp(value, "auto") == 0)
-			cfg->fastpath = 1;
-		else if (strcmp(value, "off") == 0)
-			cfg->fastpath = 0;
-		else
-			add_error(p, p->lineno,
-			    "bad fastpath '%s' (auto or off)", value);
 		break;
 	case GK_FOLLOW_SESSIONS:
 		if (strcmp(value, "on") == 0)

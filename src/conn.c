@@ -274,7 +274,6 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	}
 	close(c->client_fd);
 	close_backend(c);
-	fast_free(c);
 	pump_release(&c->up, &w->pipes);
 	pump_release(&c->down, &w->pipes);
 	SSL_free(c->ssl);
@@ -404,11 +403,6 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 	case CONN_FORWARDING:
 		if (c->unanswered) {
 			backend_unanswered_failed(c, "did not answer the preamble");
-			break;
-		}
-		/* The kernel moved the session's envelopes meanwhile. */
-		if (fast_progress(c)) {
-			ev_timer_again(c->w->loop, &c->deadline);
 			break;
 		}
 		/* Within a millisecond: idle_touch's floor. */

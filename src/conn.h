@@ -62,7 +62,6 @@ union conn_sockaddr {
 };
 
 struct transport;
-struct conn_fast;
 
 struct conn {
 	struct worker *w;
@@ -124,9 +123,6 @@ struct conn {
 	                                          /* client's End and next preamble: */
 	                                          /* not passed on, the session is over */
 	unsigned sessions;                        /* sessions ended on this connection */
-	struct conn_fast *fast;                   /* in the fast path (conn_fastpath.c); */
-	                                          /* NULL: never was */
-	unsigned fast_tried : 1;                  /* it could not be: not again */
 
 	/* For the access log: the session (or attempt) under way. */
 	unsigned in_session : 1;                  /* one is open: a record is due */

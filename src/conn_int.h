@@ -153,25 +153,6 @@ void session_check(struct conn *c);   /* both sides over: end the session */
 void unfollow_down(struct conn *c);
 void client_out_of_place(struct conn *c);
 
-/* ---- conn_fastpath.c */
-/* Arm what can be armed: after a direction moved, while following. */
-void fast_try(struct conn *c);
-/* Before p's pump runs: 1 go on (the direction is user space's), 0 wait
- * (the kernel's writes are not all out; a timer comes back), -1 failed
- * (errno). */
-int fast_take_back(struct conn *c, struct pump *p);
-/* The client's socket is in the sockmap: read it with recv() only. */
-int fast_copy_only(const struct conn *c);
-/* User space read n bytes from the client's socket (from_client) or the
- * backend's. */
-void fast_read(struct conn *c, int from_client, uint64_t n);
-/* idle_timeout: 1 if the kernel moved bytes since the last call. */
-int fast_progress(struct conn *c);
-/* The session ended: the backend's socket leaves the sockmap; 0 if bytes
- * it handed over were never read (it must not be pooled). */
-int fast_session_end(struct conn *c);
-void fast_free(struct conn *c);       /* the connection closes */
-
 /* ---- conn_fault.c */
 /* Say why (", sent FAULT" is added), send a Fault record, then FIN, drain,
  * close. */

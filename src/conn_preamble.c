@@ -97,8 +97,6 @@ preamble_recv(struct conn *c, const char *what)
 	}
 	n = recv(c->client_fd, c->preamble + c->preamble_len,
 	    NMF_PREAMBLE_MAX - c->preamble_len, 0);
-	if (n > 0)
-		fast_read(c, 1, (uint64_t)n);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return 0;

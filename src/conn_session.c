@@ -123,14 +123,9 @@ session_end(struct conn *c, int ended_by_service)
 	size_t next = c->up.held;
 	struct addr client;
 
-	/* Through the fast path, bytes after the service's End may have
-	 * gone with its socket out of the sockmap, unread: not clean. */
-	int clean = fast_session_end(c);
-
 	stop_watchers(c);
 	c->backend_fd = -1;
-	if (c->down.held == 0 && clean && !ended_by_service &&
-	    !c->pre.route->pool_off)
+	if (c->down.held == 0 && !ended_by_service && !c->pre.route->pool_off)
 		kept = bpool_put(&w->backends,
 		    &c->pre.route->backends.m[c->member].addr,
 		    backend_pool_client(c, &client), fd);
@@ -145,7 +140,7 @@ session_end(struct conn *c, int ended_by_service)
 	    (unsigned long long)c->up.total, (unsigned long long)c->down.total,
 	    kept ? "pooled" : ended_by_service ? "closed (the service ended "
 	    "without End; the client's next preamble is routed)" :
-	    c->down.held > 0 || !clean ? "closed (bytes after its End)" : "closed");
+	    c->down.held > 0 ? "closed (bytes after its End)" : "closed");
 	if (next > NMF_PREAMBLE_MAX ||
 	    (next > 0 && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL)) {
 		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
@@ -263,8 +258,7 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 	enum pump_status *wait = p == &c->up ? &c->up_wait : &c->down_wait;
 	struct nmf_flow *flow = !c->following ? NULL : p == &c->up ? &c->up_flow :
 	    c->down_flow.state == NMF_FLOW_OPAQUE ? NULL : &c->down_flow;
-	uint64_t before, in;
-	int back = fast_take_back(c, p);
+	uint64_t before = p->total;
 	/* Its End was delivered before this wakeup (reads()). */
 	int ended = flow != NULL && flow->state == NMF_FLOW_ENDED && p->pending == 0;
 	/* The client has ended its session and sent its next preamble: the
@@ -275,26 +269,9 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 	    c->up.held > 0 && !c->up.dst_shut &&
 	    (c->down_flow.state == NMF_FLOW_RECORD ||
 	    c->down_flow.state == NMF_FLOW_OPAQUE);
-	enum pump_status status;
+	enum pump_status status = pump_run(p, src, dst, c->gen->cfg->forward,
+	    &c->w->pipes, other->dst_shut || hold_fin, flow);
 
-	if (back <= 0) {
-		if (back < 0) {
-			conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING,
-			    "fast path: cannot take the session back (%s), reset",
-			    strerror(errno));
-			return;
-		}
-		/* Until the kernel's writes are out, this direction waits
-		 * for nothing but the timer. */
-		*wait = PUMP_ENDED;
-		forward_wait(c);
-		return;
-	}
-	before = p->total;
-	in = p->total + p->pending + p->held;
-	status = pump_run(p, src, dst, fast_copy_only(c) ? FORWARD_COPY :
-	    c->gen->cfg->forward, &c->w->pipes, other->dst_shut || hold_fin, flow);
-	fast_read(c, p == &c->up, p->total + p->pending + p->held - in);
 	if (p->total != before)
 		idle_touch(c);
 	if (status == PUMP_DONE && hold_fin)
@@ -338,7 +315,6 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 		    (unsigned long long)c->down.total);
 		return;
 	}
-	fast_try(c);
 	forward_wait(c);
 	session_check(c);
 }

@@ -49,15 +49,10 @@ struct daemon {
 	char metrics_text[ADDR_TEXT_MAX];
 	struct metrics_server *metrics;
 	struct health *health;     /* the active checks; NULL once draining */
-	struct fastpath *fastpath; /* loaded as root at the start; NULL: none */
 };
 
 /* Say once how terminated TLS is carried, so an operator knows the cost. */
 void daemon_log_tls_path(const struct config *cfg);
-
-/* Load the fast path as root, before the privilege drop, unless
- * fastpath = off, and say which path followed sessions take, and why. */
-void daemon_fastpath_open(struct daemon *d, const struct config *cfg);
 
 /* d->gen is the newest generation, loaded in load_seconds: for /metrics. */
 void daemon_count_generation(struct daemon *d, double load_seconds);

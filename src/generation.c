@@ -97,9 +97,6 @@ generation_needs_restart(const struct generation *cur,
 		return "pipe_size";
 	if (a->follow_sessions != b->follow_sessions)
 		return "follow_sessions";
-	/* The program loads as root, at the start only. */
-	if (a->fastpath != b->fastpath)
-		return "fastpath";
 	if (a->backend_pool != b->backend_pool)
 		return "backend_pool";
 	if (a->backend_pool_timeout != b->backend_pool_timeout)

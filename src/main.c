@@ -347,7 +347,6 @@ run(struct daemon *d)
 	 * as the user, and before the pid file and the access log are opened:
 	 * the user may own their directories (SIGUSR1 reopens the log there),
 	 * and root must not write where the user can plant a link. */
-	daemon_fastpath_open(d, cfg);
 	if (privs_drop(cfg) < 0)
 		goto out;
 	if (cfg->pidfile != NULL) {
@@ -365,7 +364,6 @@ run(struct daemon *d)
 		    d->nsocks, ready, n) < 0)
 			goto out;
 		workers[ready].main_loop = loop;
-		workers[ready].fastpath = d->fastpath;
 		workers[ready].main_notify = &d->notify;
 	}
 	if (routes_count(cfg->routes) == 0)
@@ -427,8 +425,6 @@ out:
 	control_close();
 	handoff_shutdown();
 	pending_destroy(&d->limits.pending);
-	fastpath_close(d->fastpath);
-	d->fastpath = NULL;
 	if (d->socks != NULL)
 		listen_socks_close(d->socks, d->nsocks, 0);
 	if (d->retired != NULL)

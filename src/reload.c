@@ -32,34 +32,6 @@ daemon_log_tls_path(const struct config *cfg)
 	    log_plural(terminating, "route", "routes"));
 }
 
-void
-daemon_fastpath_open(struct daemon *d, const struct config *cfg)
-{
-	char why[160];
-
-	d->fastpath = NULL;
-	if (!cfg->fastpath) {
-		log_info("fast path: off (fastpath = off); followed sessions "
-		    "are forwarded in user space (forward = %s)",
-		    cfg->forward == FORWARD_SPLICE ? "splice" : "copy");
-		return;
-	}
-	if (!cfg->follow_sessions) {
-		log_info("fast path: off (follow_sessions = off: it carries "
-		    "followed sessions only)");
-		return;
-	}
-	if ((d->fastpath = fastpath_open(why, sizeof(why))) == NULL) {
-		log_notice("fast path: not available, %s; followed sessions "
-		    "are forwarded in user space (forward = %s)", why,
-		    cfg->forward == FORWARD_SPLICE ? "splice" : "copy");
-		return;
-	}
-	log_info("fast path: on (BPF sockmap verdict); the envelopes of "
-	    "followed sessions in clear move in the kernel, End and the rest "
-	    "in user space");
-}
-
 /* gen is the newest generation, loaded in load_seconds. */
 void
 daemon_count_generation(struct daemon *d, double load_seconds)

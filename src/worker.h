@@ -14,7 +14,6 @@
 #include <ev.h>
 
 #include "bpool.h"
-#include "fastpath.h"
 #include "config.h"
 #include "generation.h"
 #include "pending.h"
@@ -97,8 +96,6 @@ struct worker {
 
 	struct pipe_pool pipes;
 	struct bpool backends;          /* idle backend connections */
-	struct fastpath *fastpath;      /* the process's, shared; NULL: the */
-	                                /* splice path only (fastpath.h) */
 	struct worker_stats stats;      /* for /metrics: written by this */
 	struct route_stats_table route_stats; /* thread only (stats.h) */
 

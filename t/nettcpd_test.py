@@ -13,7 +13,6 @@ Environment:
 import atexit
 import os
 import random
-import re
 import resource
 import shlex
 import signal
@@ -33,23 +32,6 @@ SRCDIR = os.environ.get("NETTCPD_SRCDIR") or os.path.join(
 WRAPPER = shlex.split(os.environ.get("NETTCPD_WRAPPER", ""))
 FORWARD_METHODS = [os.environ["NETTCPD_FORWARD"]] if os.environ.get(
     "NETTCPD_FORWARD") else ["splice", "copy"]
-# fastpath = VALUE in every daemon's [global] that does not set it (CI
-# runs the session tests again with the kernel fast path forced off).
-FASTPATH = os.environ.get("NETTCPD_FASTPATH", "")
-
-
-def with_fastpath(text):
-    """text, a configuration, with fastpath = FASTPATH in its [global]
-    (made if it has none) unless FASTPATH is unset or text sets the key.
-    Daemon.start() applies it to whatever file a test wrote; a test that
-    writes a file for a reload applies it too (the key takes a restart)."""
-    if not FASTPATH or re.search(r"^[ \t]*fastpath[ \t]*=", text, re.M):
-        return text
-    if re.search(r"^[ \t]*\[global\][ \t]*$", text, re.M):
-        return re.sub(r"^([ \t]*\[global\][ \t]*)$",
-                      lambda m: m.group(1) + "\nfastpath = " + FASTPATH,
-                      text, count=1, flags=re.M)
-    return f"[global]\nfastpath = {FASTPATH}\n" + text
 # A daemon under valgrind is many times slower; scale every wait.
 SLOW = 10.0 if WRAPPER else 1.0
 
@@ -359,11 +341,6 @@ class Daemon:
         self.proc = None
 
     def start(self):
-        if FASTPATH:
-            with open(self.config) as f:
-                text = f.read()
-            with open(self.config, "w") as f:
-                f.write(with_fastpath(text))
         log = open(self.logpath, "wb")
 
         def limit():

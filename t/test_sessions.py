@@ -436,6 +436,54 @@ def test_client_fin_after_its_end():
     a.close()
 
 
+def test_client_halfclose_behind_pipelined_envelopes_slow_reader():
+    """A client that sends hundreds of envelopes, End and its FIN at once,
+    and reads the replies only later, through a small receive buffer: every
+    reply, the service's End, then the end of the stream, and the service's
+    connection pooled.  (The kernel fast path this build no longer has
+    stalled here: the replies it had queued for the client held back the
+    End it handed to user space, and the FIN, which waits in no queue,
+    overtook it; make soak's framed_client_halfclose found it.)"""
+    for forward in FORWARD_METHODS:
+        a = service("A")
+        with daemon([("a", "net.tcp://+/A", a.addr)], forward=forward) as d:
+            for i in range(3):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+                s.settimeout(10 * SLOW)
+                s.connect(("127.0.0.1", d.port))
+                r = Reader(s)
+                assert session(s, "net.tcp://h/A", [b"warm"], reader=r) == [b"A:warm"]
+                payloads = [os.urandom(1 + (i * 977 + k * 4099) % 16000)
+                            for k in range(300 + 200 * i)]
+                wire = b"".join(sized_envelope(p) for p in payloads) + b"\x07"
+
+                def send(s=s, wire=wire, i=i):
+                    s.sendall(preamble("net.tcp://h/A"))
+                    if i == 1:
+                        for k in range(0, len(wire), 1000):
+                            s.sendall(wire[k:k + 1000])
+                    else:
+                        s.sendall(wire)
+                    s.shutdown(socket.SHUT_WR)
+
+                sender = threading.Thread(target=send, daemon=True)
+                sender.start()
+                time.sleep(0.3)   # the replies pile up towards the client
+                assert r.record()[0] == 0x0B
+                for k, p in enumerate(payloads):
+                    assert r.record() == (0x06, b"A:" + p), (forward, i, k)
+                assert r.record()[0] == 0x07, (forward, i)
+                assert s.recv(1) == b"", (forward, i)
+                sender.join(10 * SLOW)
+                assert not sender.is_alive()
+                s.close()
+            # (a session whose envelopes came with its preamble takes a new
+            # backend connection: test_pool's isolation rule)
+            d.wait_log("backend connection pooled")
+        a.close()
+
+
 def test_follow_sessions_off_is_a_plain_pipe():
     a, b = service("A"), service("B")
     with daemon(routes_ab(a, b), extra="follow_sessions = off") as d:
