@@ -30,6 +30,7 @@ Environment (defaults in brackets):
   BENCH_LOADGEN       the load generator              [./bench/nmf-loadgen]
   BENCH_SERVICE       the test service                [./bench/nmf-service]
   HAPROXY             haproxy binary, or "none"       [haproxy on PATH]
+  NETTCPD_BEFORE      the nettcpd-before column's daemon  [unset]
   BENCH_TARGETS       columns, in order
                       [direct nettcpd haproxy haproxy-auto]
                       haproxy:      option splice-request + splice-response
@@ -38,6 +39,9 @@ Environment (defaults in brackets):
                       nettcpd-copy: nettcpd with forward = copy
                       nettcpd-pipe: nettcpd with follow_sessions = off
                       (each connection a pipe, no backend pool)
+                      nettcpd-before: NETTCPD_BEFORE, configured as the
+                      nettcpd column (an older build, for before/after
+                      figures from one run)
   BENCH_SCENARIOS     which to run
                       [idle cps routes rr bulk tls unix observe handoff]
                       observe: nettcpd only, conn rate with metrics (scraped
@@ -85,6 +89,7 @@ TARGET_KINDS = {
     "nettcpd": ("nettcpd", "splice"),
     "nettcpd-copy": ("nettcpd", "copy"),
     "nettcpd-pipe": ("nettcpd", "splice"),
+    "nettcpd-before": ("nettcpd", "splice"),
     "haproxy": ("haproxy", "always"),
     "haproxy-auto": ("haproxy", "auto"),
     "haproxy-copy": ("haproxy", "off"),
@@ -135,6 +140,7 @@ class Settings:
     def __init__(self):
         here = os.getcwd()
         self.nettcpd = os.environ.get("NETTCPD", os.path.join(here, "src", "nettcpd"))
+        self.nettcpd_before = os.environ.get("NETTCPD_BEFORE", "")
         self.loadgen = os.environ.get("BENCH_LOADGEN", os.path.join(here, "bench", "nmf-loadgen"))
         self.service = os.environ.get("BENCH_SERVICE", os.path.join(here, "bench", "nmf-service"))
         hp = os.environ.get("HAPROXY", "")
@@ -176,6 +182,8 @@ class Settings:
             if t not in TARGET_KINDS:
                 raise SystemExit(f"BENCH_TARGETS: unknown target {t} "
                                  f"(known: {' '.join(TARGET_KINDS)})")
+        if "nettcpd-before" in self.targets and not self.nettcpd_before:
+            raise SystemExit("BENCH_TARGETS: nettcpd-before needs NETTCPD_BEFORE")
         if self.hp_routing not in ("map", "acl"):
             raise SystemExit("HAPROXY_ROUTING must be map or acl")
         if self.tls_key not in TLS_KEYS:
@@ -486,7 +494,8 @@ class Target:
             nettcpd_config(cfg, self.port, self.service_port, nroutes, forward, st.maxconn,
                            st.threads, "off" if self.name in NETTCPD_PIPE else "on",
                            self.extra)
-            argv = [st.nettcpd, "-c", cfg]
+            binary = st.nettcpd_before if self.name == "nettcpd-before" else st.nettcpd
+            argv = [binary, "-c", cfg]
         else:
             cfg = os.path.join(self.workdir, f"{tag}.cfg")
             haproxy_config(cfg, os.path.join(self.workdir, f"{tag}.map"),
@@ -1177,7 +1186,8 @@ def best_haproxy(results, key, field, scale=1.0):
 
 def print_table(st, results):
     cols = [t for t in st.targets if t in results]
-    head = ["scenario", "metric"] + cols + ["n/h", "h=", "n/d"]
+    before = "nettcpd-before" in results
+    head = ["scenario", "metric"] + cols + ["n/h", "h=", "n/d"] + (["n/b"] if before else [])
     body = []
     for title, metric, key, field, scale in rows(st):
         vals = [get(results, t, key, field, scale) for t in cols]
@@ -1186,13 +1196,15 @@ def print_table(st, results):
         d = get(results, "direct", key, field, scale)
         if field in ("vs_small", "cpu_vs_small"):
             body.append([title, metric] + [fmt(v) if v is None else f"{v:.3f}" for v in vals]
-                        + ["", "", ""])
+                        + ["", "", ""] + ([""] if before else []))
             continue
         rn, rd = ratio(n, h), ratio(n, d)
+        rb = ratio(n, get(results, "nettcpd-before", key, field, scale))
         body.append([title, metric] + [fmt(v) for v in vals] +
                     ["-" if rn is None else f"{rn:.2f}x",
                      "" if rn is None else h_from.replace("haproxy-", "").replace("haproxy", "splice"),
-                     "-" if rd is None else f"{rd:.2f}x"])
+                     "-" if rd is None else f"{rd:.2f}x"] +
+                    ([("-" if rb is None else f"{rb:.2f}x")] if before else []))
     widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
     line = "  ".join("-" * w for w in widths)
 
@@ -1209,7 +1221,8 @@ def print_table(st, results):
     print(line)
     print("n/h = nettcpd / the better HAProxy column for that metric (h= names it:\n"
           "splice = splice-request + splice-response, auto = splice-auto); n/d = nettcpd /\n"
-          "direct.  CPU = the proxy's utime+stime from /proc/PID/stat (all threads).\n"
+          "direct.  CPU = the proxy's utime+stime from /proc/PID/stat (all threads).\n" +
+          ("n/b = nettcpd / nettcpd-before (NETTCPD_BEFORE, an older build).\n" if before else "") +
           "machine CPU = the whole machine's busy time from /proc/stat (user, nice, system,\n"
           "irq, softirq, steal; every process, the load generator's too) per unit of work;\n"
           "machine-direct = that less the direct column's: what the proxy adds, wherever it\n"
