@@ -15,6 +15,7 @@ import os
 import random
 import resource
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -453,11 +454,30 @@ def wait_for(predicate, timeout=5.0, what="condition"):
 
 # ------------------------------------------------------------ test runner
 
+def own_tempdir():
+    """Every temporary directory of this program (each daemon's, and the
+    tests' own) goes under one of its own, which drop_tempdir removes."""
+    tempfile.tempdir = tempfile.mkdtemp(prefix=f"nettcpd-{os.path.basename(sys.argv[0])[:-3]}-")
+    # as /tmp lets them, others may reach what a test opens to them (the
+    # privilege tests' service user)
+    os.chmod(tempfile.tempdir, 0o755)
+
+
+def drop_tempdir(ok):
+    """Removed when everything passed; kept, its path printed, for the logs
+    of a failure."""
+    if ok:
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+    else:
+        print(f"the tests' files are kept in {tempfile.tempdir}")
+
+
 def run_tests(namespace):
     """Run every test_* function in namespace, or those named on the
     command line; print one line per test and the summary line; exit 1 if
     any failed."""
     raise_fd_limit()
+    own_tempdir()
     tests = [(n, f) for n, f in sorted(namespace.items())
              if n.startswith("test_") and callable(f)
              and (len(sys.argv) < 2 or n in sys.argv[1:])]
@@ -475,4 +495,5 @@ def run_tests(namespace):
             print(f"ok   {name} ({time.time() - started:.2f}s)")
         sys.stdout.flush()
     print(f"{os.path.basename(sys.argv[0])}: {passed} passed, {failed} failed")
+    drop_tempdir(failed == 0)
     sys.exit(1 if failed else 0)

@@ -79,8 +79,8 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nettcpd_test import (NETTCPD, SLOW, Daemon, fault_record, mbint,  # noqa: E402
-                          preamble, raise_fd_limit, recv_exact, recv_until_close,
+from nettcpd_test import (NETTCPD, SLOW, Daemon, drop_tempdir, fault_record, mbint,  # noqa: E402
+                          own_tempdir, preamble, raise_fd_limit, recv_exact, recv_until_close,
                           reset, sized_envelope, string_record, wait_for)
 
 SECONDS = float(os.environ.get("SOAK_SECONDS") or 180)
@@ -1420,4 +1420,7 @@ def soak(daemons, backends):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    own_tempdir()
+    status = main()
+    drop_tempdir(status == 0)
+    sys.exit(status)
