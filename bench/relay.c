@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,10 @@ struct relay_dir {
 	int pipe[2];        /* splice: pend bytes in the pipe */
 	size_t off, pend;
 	int eof, shut;      /* the source ended; the sink was shut */
+	/* sockmap: the kernel carries this direction, user space waits for
+	 * its end only.  Every segment the verdict redirects wakes EPOLLIN
+	 * waiters (sk_psock_data_ready), for a recv() that finds nothing. */
+	int quiet;
 };
 
 struct relay_pair;
@@ -134,7 +139,9 @@ relay_fill(struct relay_pair *p, int d)
 		dir->pend = (size_t)n;
 	} else if (n == 0) {
 		dir->eof = 1;
-	} else if (errno != EAGAIN && errno != EINTR) {
+	} else if (errno == EAGAIN) {
+		dir->quiet = relay_mode == RELAY_SOCKMAP;
+	} else if (errno != EINTR) {
 		return -1;
 	}
 	return 0;
@@ -196,7 +203,8 @@ relay_settle(struct relay_pair *p)
 		struct relay_side *s = &p->side[i];
 		struct epoll_event ev = { .data.ptr = s };
 
-		ev.events = (!p->dir[i].pend && !p->dir[i].eof ? EPOLLIN : 0) |
+		ev.events = (p->dir[i].pend || p->dir[i].eof ? 0 :
+		    p->dir[i].quiet ? EPOLLRDHUP : EPOLLIN) |
 		    (p->dir[!i].pend ? EPOLLOUT : 0);
 		if (ev.events != s->events &&
 		    epoll_ctl(relay_ep, EPOLL_CTL_MOD, p->fd[i], &ev) == 0)
@@ -216,7 +224,8 @@ relay_event(struct relay_side *s, uint32_t events)
 		return;
 	if (events & EPOLLERR)
 		goto fail;
-	if ((events & (EPOLLIN | EPOLLHUP)) && !p->dir[i].pend && !p->dir[i].eof) {
+	if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && !p->dir[i].pend &&
+	    !p->dir[i].eof) {
 		if (relay_fill(p, i) < 0)
 			goto fail;
 		bad = !i;
@@ -338,9 +347,20 @@ relay_open(int cfd)
 	 * relayed by the copy path; the verdict carries all that follows.
 	 * (An MC-NMF client waits for its PreambleAck after its first bytes,
 	 * so the two paths never carry bytes of one direction at once.) */
-	if (relay_mode == RELAY_SOCKMAP && relay_map_pair(p) < 0) {
-		perror("nmf-relay: into the sockhash");
-		goto fail;
+	if (relay_mode == RELAY_SOCKMAP) {
+		if (relay_map_pair(p) < 0) {
+			perror("nmf-relay: into the sockhash");
+			goto fail;
+		}
+		/* Nothing readable now: all that comes goes by the verdict.
+		 * (poll, not SIOCINQ: in the sockhash SIOCINQ counts only
+		 * what the verdict passed, not bytes queued before.) */
+		for (int i = 0; i < 2; i++) {
+			struct pollfd pfd = { .fd = p->fd[i], .events = POLLIN };
+
+			p->dir[i].quiet = poll(&pfd, 1, 0) == 0;
+		}
+		relay_settle(p);
 	}
 	return;
 fail:
