@@ -29,6 +29,7 @@ Environment (defaults in brackets):
   NETTCPD             the daemon                      [./src/nettcpd]
   BENCH_LOADGEN       the load generator              [./bench/nmf-loadgen]
   BENCH_SERVICE       the test service                [./bench/nmf-service]
+  BENCH_RELAY         the floor columns' relay        [./bench/nmf-relay]
   HAPROXY             haproxy binary, or "none"       [haproxy on PATH]
   NETTCPD_BEFORE      the nettcpd-before column's daemon  [unset]
   BENCH_TARGETS       columns, in order
@@ -42,6 +43,12 @@ Environment (defaults in brackets):
                       nettcpd-before: NETTCPD_BEFORE, configured as the
                       nettcpd column (an older build, for before/after
                       figures from one run)
+                      relay-copy, relay-splice, relay-sockmap: the floor,
+                      bench/nmf-relay (no framing, no routing) in its copy
+                      (recv/send), splice or sockmap (every segment
+                      redirected by a BPF verdict) mode; cps, rr and bulk
+                      only; relay-sockmap left out, with a notice, where it
+                      cannot load (no BPF build, no privilege)
   BENCH_SCENARIOS     which to run
                       [idle cps routes rr bulk tls unix observe handoff]
                       observe: nettcpd only, conn rate with metrics (scraped
@@ -93,7 +100,13 @@ TARGET_KINDS = {
     "haproxy": ("haproxy", "always"),
     "haproxy-auto": ("haproxy", "auto"),
     "haproxy-copy": ("haproxy", "off"),
+    "relay-copy": ("relay", "copy"),
+    "relay-splice": ("relay", "splice"),
+    "relay-sockmap": ("relay", "sockmap"),
 }
+# The relay columns' scenarios: a bare relay has no routes, memory or
+# daemon features to measure.
+RELAY_SCENARIOS = ("cps", "rr", "bulk")
 # nettcpd columns that do not follow sessions.
 NETTCPD_PIPE = {"nettcpd-pipe"}
 # HAProxy keeps up to this many pipes for splicing (two descriptors each).
@@ -143,6 +156,7 @@ class Settings:
         self.nettcpd_before = os.environ.get("NETTCPD_BEFORE", "")
         self.loadgen = os.environ.get("BENCH_LOADGEN", os.path.join(here, "bench", "nmf-loadgen"))
         self.service = os.environ.get("BENCH_SERVICE", os.path.join(here, "bench", "nmf-service"))
+        self.relay = os.environ.get("BENCH_RELAY", os.path.join(here, "bench", "nmf-relay"))
         hp = os.environ.get("HAPROXY", "")
         self.haproxy = None if hp == "none" else (hp or shutil.which("haproxy")
                                                   or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy") or None)
@@ -1482,6 +1496,19 @@ def main():
                        (st.service, "BENCH_SERVICE")):
         if not os.access(path, os.X_OK):
             raise SystemExit(f"{what}={path}: not an executable (run `make bench`)")
+    relays = [t for t in st.targets if TARGET_KINDS[t][0] == "relay"]
+    if relays and not os.access(st.relay, os.X_OK):
+        raise SystemExit(f"BENCH_RELAY={st.relay}: not an executable (run `make bench`)")
+    for t in relays:
+        # nmf-relay -t -m MODE: whether the mode can run here, or why not.
+        p = subprocess.run([st.relay, "-t", "-m", TARGET_KINDS[t][1]], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=30)
+        if p.returncode != 0:
+            print(f"\n*** NOTICE: {p.stdout.strip()}; the {t} column is left out. ***\n",
+                  flush=True)
+            st.targets.remove(t)
+    if relays and not any(s in RELAY_SCENARIOS for s in st.scenarios):
+        note(f"*** NOTICE: the relay columns run in {' '.join(RELAY_SCENARIOS)} only ***")
     if st.haproxy is None and any(TARGET_KINDS[t][0] == "haproxy" for t in st.targets):
         print("\n*** NOTICE: HAProxy is not installed (apt-get install haproxy); "
               "its columns are skipped. ***\n", flush=True)
@@ -1530,6 +1557,8 @@ def main():
         if "idle" in st.scenarios:
             note("\n== idle connections: memory")
             for t in targets:
+                if TARGET_KINDS[t.name][0] == "relay":
+                    continue
                 note(f"  [{t.name}]")
                 t.start(st.routes)
                 try:

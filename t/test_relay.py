@@ -1,0 +1,166 @@
+"""bench/nmf-relay, the floor columns of make bench (relay-copy,
+relay-splice, relay-sockmap): in each mode it relays request/response and
+1 MiB each way to a slow reader, each way ended by a half-close that
+must come after all of its bytes, byte-exact; it says why when a mode cannot run
+and refuses bad arguments."""
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nettcpd_test import (NETTCPD, SLOW, Backend,  # noqa: E402
+                          free_port, recv_exact, recv_until_close, run_tests,
+                          wait_for)
+
+BUILDDIR = os.path.abspath(os.path.join(os.path.dirname(NETTCPD), ".."))
+NMF_RELAY = os.path.join(BUILDDIR, "bench", "nmf-relay")
+MIB = 1 << 20
+ROUNDS = 5
+# How long each side leaves the other's bytes unread (not a synchronisation:
+# the relay must hold the end back however long the reader waits).
+SLOW_READER = 0.3
+SMALL_RCVBUF = 8192
+# Clients one after another: a relay that ends a direction before its last
+# bytes fails on some of them, not on every one.
+CLIENTS = 6
+
+
+def pattern(seed, n):
+    """n bytes no two offsets of which are alike in a short window: a
+    byte lost, doubled or reordered shows."""
+    out = bytearray()
+    block = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}:{block}".encode()).digest()
+        block += 1
+    return bytes(out[:n])
+
+
+def relay_handler(c, backend):
+    """ROUNDS requests (4-byte length, payload) answered reversed; then the
+    client's 1 MiB read to its EOF, its digest recorded, and 1 MiB sent
+    back, ended by a half-close."""
+    for _ in range(ROUNDS):
+        n = int.from_bytes(recv_exact(c, 4), "big")
+        c.sendall(recv_exact(c, n)[::-1])
+    # A slow reader: the relay holds bytes it must deliver before the end.
+    time.sleep(SLOW_READER)
+    got, how = recv_until_close(c)
+    with backend.lock:
+        backend.received.append((hashlib.sha256(got).hexdigest(), len(got), how))
+    c.sendall(pattern("down", MIB))
+    c.shutdown(socket.SHUT_WR)
+    # The relay closes once both ends are through: EOF here, not a reset.
+    assert c.recv(1) == b""
+
+
+def can_run(mode):
+    """(True, '') or (False, why) from nmf-relay -t."""
+    p = subprocess.run([NMF_RELAY, "-t", "-m", mode], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=30 * SLOW)
+    return p.returncode == 0, p.stdout.strip()
+
+
+class Relay:
+    def __init__(self, mode, backend_port):
+        self.port = free_port()
+        self.proc = subprocess.Popen([NMF_RELAY, "-m", mode, "-l", str(self.port),
+                                      "-b", str(backend_port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        assert line == f"listening 127.0.0.1:{self.port}\n", \
+            (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
+
+    def stop(self):
+        assert self.proc.poll() is None, self.proc.stderr.read()
+        self.proc.terminate()
+        self.proc.wait(10 * SLOW)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+def relays(mode):
+    ok, why = can_run(mode)
+    if not ok:
+        # Visible in the test log, and the test names what it did not run.
+        print(f"NOTICE: nmf-relay -m {mode} not run here: {why}")
+        assert mode == "sockmap", why
+        return
+    backend = Backend(relay_handler)
+    # Small receive buffers on both ends: the relay holds most of the 1 MiB
+    # when the half-close comes (sockmap: in the kernel's queue).
+    backend.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+    relay = Relay(mode, backend.port)
+    try:
+        clients = []
+        for _ in range(CLIENTS):
+            c = socket.socket()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+            c.settimeout(30 * SLOW)
+            c.connect(("127.0.0.1", relay.port))
+            clients.append(c)
+        for i, c in enumerate(clients):
+            for r in range(ROUNDS):
+                req = pattern(f"req{i}.{r}", 1 + 997 * r)
+                c.sendall(len(req).to_bytes(4, "big") + req)
+                assert recv_exact(c, len(req)) == req[::-1], (mode, i, r)
+        # One way, then the other: each direction ends with a half-close
+        # that must come after all of its bytes.
+        up = pattern("up", MIB)
+        for c in clients:
+            c.sendall(up)
+            c.shutdown(socket.SHUT_WR)
+            time.sleep(SLOW_READER)
+            got, how = recv_until_close(c)
+            assert how == "eof" and len(got) == MIB, (mode, how, len(got))
+            assert got == pattern("down", MIB), mode
+            c.close()
+        wait_for(lambda: len(backend.received) == len(clients), 10 * SLOW,
+                 "the backend's reads to EOF")
+        want = (hashlib.sha256(up).hexdigest(), MIB, "eof")
+        assert backend.received == [want] * len(clients), (mode, backend.received)
+        # Both directions ended: the relay let both sockets go (no backend
+        # connection left open by it).
+        assert backend.accepted == len(clients)
+    finally:
+        relay.stop()
+        backend.close()
+
+
+def test_copy_relays_both_ways_byte_exact():
+    relays("copy")
+
+
+def test_splice_relays_both_ways_byte_exact():
+    relays("splice")
+
+
+def test_sockmap_relays_both_ways_byte_exact():
+    relays("sockmap")
+
+
+def test_bad_arguments_are_refused():
+    for argv in (["-m", "bogus", "-l", "1", "-b", "2"], ["-l", "0", "-b", "2"],
+                 ["-l", "1"], ["-l", "1", "-b", "70000"], ["-l", "1", "-b", "2", "extra"]):
+        p = subprocess.run([NMF_RELAY] + argv, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=10 * SLOW)
+        assert p.returncode == 2 and "usage: nmf-relay" in p.stderr, (argv, p.stderr)
+
+
+def test_a_port_in_use_is_named():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        p = subprocess.run([NMF_RELAY, "-l", str(port), "-b", "1"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=10 * SLOW)
+    assert p.returncode == 1 and f"listen on 127.0.0.1:{port}" in p.stderr, p.stderr
+
+
+if __name__ == "__main__":
+    run_tests(globals())
