@@ -510,6 +510,8 @@ class Target:
                            self.extra)
             binary = st.nettcpd_before if self.name == "nettcpd-before" else st.nettcpd
             argv = [binary, "-c", cfg]
+        elif program == "relay":
+            argv = [st.relay, "-m", forward, "-l", str(self.port), "-b", str(self.service_port)]
         else:
             cfg = os.path.join(self.workdir, f"{tag}.cfg")
             haproxy_config(cfg, os.path.join(self.workdir, f"{tag}.map"),
