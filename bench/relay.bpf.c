@@ -1,13 +1,14 @@
 /*
  * relay.bpf.c - nmf-relay's sockmap mode (bench/relay.c loads it): an
  * sk_skb verdict that sends every segment to the peer socket, parsing
- * nothing.  The kernel path alone, the floor under nettcpd's fast path
- * (src/bpf/fastpath.bpf.c), which walks the MC-NMF records first.
+ * nothing: the kernel path alone, what any sockmap fast path for a proxy
+ * costs before it parses a byte (nettcpd had one, which walked the MC-NMF
+ * records first; it is gone, for what these figures show: README).
  *
  * One sockhash, keyed by socket cookie, holds each socket under its PEER's
  * cookie: the verdict looks up its own socket's cookie and finds the socket
- * to send to, with no second map.  No stream parser: on 6.18 verdict-only
- * is what works (see src/fastpath.c).
+ * to send to, with no second map.  No stream parser: on 6.18 strparser
+ * hands its verdict the whole segment, not the message at its offset.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -32,7 +33,7 @@ relay_verdict(struct __sk_buff *skb)
 	 * half-close once the bytes before it have reached the peer. */
 	if (skb->len == 0)
 		return SK_PASS;
-	/* Egress: sent out of the peer socket, as the fast path does. */
+	/* Egress: sent out of the peer socket (by its psock's backlog worker). */
 	return bpf_sk_redirect_hash(skb, &relay_socks, &cookie, 0);
 }
 
