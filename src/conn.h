@@ -88,6 +88,7 @@ struct conn {
 
 	uint8_t *preamble;                        /* the preamble as read, replayed */
 	size_t preamble_len;
+	size_t preamble_cap;                      /* the room preamble has */
 	uint8_t *replay;                          /* what the backend is sent instead of */
 	size_t replay_len;                        /* the preamble (send_proxy, rewrite_via); */
 	                                          /* NULL: the preamble as read */

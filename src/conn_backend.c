@@ -26,6 +26,7 @@ replay_done(struct conn *c)
 {
 	free(c->preamble);
 	c->preamble = NULL;
+	c->preamble_cap = 0;
 	free(c->replay);
 	c->replay = NULL;
 }

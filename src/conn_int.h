@@ -114,6 +114,9 @@ int conn_shed_chosen(struct worker *w, const struct conn *newcomer);
  * "PROXY header", for the log): the bytes read (> 0), 0 to wait, or -1
  * once the connection was closed. */
 ssize_t preamble_recv(struct conn *c, const char *what);
+/* Room for need bytes (at most NMF_PREAMBLE_MAX) in c->preamble: 0, or -1
+ * when out of memory. */
+int preamble_reserve(struct conn *c, size_t need);
 void preamble_read(struct conn *c);
 void preamble_parse(struct conn *c);
 

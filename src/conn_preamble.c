@@ -85,18 +85,43 @@ preamble_parse(struct conn *c)
 	}
 }
 
+/* Most preambles are short (a Via of a few dozen bytes), so the buffer
+ * starts at this and grows to NMF_PREAMBLE_MAX only for a long one.  A
+ * buffer of NMF_PREAMBLE_MAX for every connection, held until its service
+ * answers, left holes in the heap between the connections that stay:
+ * make bench's idle connections took 1.19 KiB each instead of 0.77. */
+#define PREAMBLE_FIRST 256u
+
+int
+preamble_reserve(struct conn *c, size_t need)
+{
+	size_t cap;
+	uint8_t *grown;
+
+	if (need > NMF_PREAMBLE_MAX)
+		need = NMF_PREAMBLE_MAX;
+	if (c->preamble != NULL && c->preamble_cap >= need)
+		return 0;
+	cap = need <= PREAMBLE_FIRST ? PREAMBLE_FIRST : NMF_PREAMBLE_MAX;
+	if ((grown = realloc(c->preamble, cap)) == NULL)
+		return -1;
+	c->preamble = grown;
+	c->preamble_cap = cap;
+	return 0;
+}
+
 ssize_t
 preamble_recv(struct conn *c, const char *what)
 {
 	ssize_t n;
 
-	if (c->preamble == NULL && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL) {
+	if (preamble_reserve(c, c->preamble_len + 1) < 0) {
 		conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING,
 		    "out of memory, reset");
 		return -1;
 	}
 	n = recv(c->client_fd, c->preamble + c->preamble_len,
-	    NMF_PREAMBLE_MAX - c->preamble_len, 0);
+	    c->preamble_cap - c->preamble_len, 0);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return 0;

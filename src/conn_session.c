@@ -141,8 +141,7 @@ session_end(struct conn *c, int ended_by_service)
 	    kept ? "pooled" : ended_by_service ? "closed (the service ended "
 	    "without End; the client's next preamble is routed)" :
 	    c->down.held > 0 ? "closed (bytes after its End)" : "closed");
-	if (next > NMF_PREAMBLE_MAX ||
-	    (next > 0 && (c->preamble = malloc(NMF_PREAMBLE_MAX)) == NULL)) {
+	if (next > NMF_PREAMBLE_MAX || (next > 0 && preamble_reserve(c, next) < 0)) {
 		conn_finish(c, OUTCOME_MALFORMED, CLOSE_RESET, LOG_LEVEL_NOTICE,
 		    "%zu bytes after End without waiting "
 		    "for the service, reset", next);

@@ -42,8 +42,13 @@ tls_preamble_read(struct conn *c)
 			    "no Preamble End inside TLS, reset");
 			return;
 		}
+		if (preamble_reserve(c, c->preamble_len + 1) < 0) {
+			conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING,
+			    "out of memory, reset");
+			return;
+		}
 		step = tls_read(c->ssl, c->preamble + c->preamble_len,
-		    NMF_PREAMBLE_MAX - c->preamble_len, &got);
+		    c->preamble_cap - c->preamble_len, &got);
 		if (step == TLS_STEP_ERROR) {
 			tls_fail(c, "TLS read failed in the preamble");
 			return;

@@ -7,7 +7,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nettcpd_test import (Backend, Daemon, FORWARD_METHODS, connect, free_port,  # noqa: E402
-                          preamble, recv_exact, run_tests, sized_envelope, string_record)
+                          preamble, recv_exact, run_tests, sized_envelope, string_record,
+                          wait_for)
 
 
 def call(daemon_port, via, host="127.0.0.1", **kw):
@@ -190,12 +191,18 @@ def test_extensible_encoding_and_long_via():
         via = "net.tcp://h/Long/" + "x" * (2048 - len("net.tcp://h/Long/"))
         assert len(via) == 2048
         pre = preamble(via, encoding=None)[:-1] + string_record(4, "application/soap+msbinsession1+gzip") + b"\x0c"
-        s = d.connect()
-        s.sendall(pre)
-        assert recv_exact(s, 2) == b"\x0bA"
-        s.close()
-        time.sleep(0.05)
-        assert a.received == [pre]
+        # whole, and cut around the preamble buffer's first size (256)
+        for cuts in ((), (255, 256, 257), (100, 300, 2000)):
+            s = d.connect()
+            last = 0
+            for cut in cuts + (len(pre),):
+                s.sendall(pre[last:cut])
+                last = cut
+                time.sleep(0.01)
+            assert recv_exact(s, 2) == b"\x0bA"
+            s.close()
+        wait_for(lambda: len(a.received) == 3, what="three preambles")
+        assert a.received == [pre] * 3
     a.close()
 
 

@@ -201,6 +201,26 @@ def test_terminated_preamble_and_bulk_both_ways():
     b.close()
 
 
+def test_long_via_then_preamble_end_inside_tls():
+    """A Via near the 2048-byte limit before the upgrade, Preamble End
+    inside TLS: the preamble's buffer grows past its first size on the
+    clear side and takes the bytes read inside TLS after them."""
+    received = {}
+
+    def backend(c, be):
+        received["preamble"] = read_preamble(c)
+        c.sendall(b"\x0b")
+
+    via = "net.tcp://localhost/Secure/" + "x" * 1990
+    b = Backend(backend)
+    with daemon_with(tls_route("secure", "net.tcp://+/Secure", b.addr)) as d:
+        t = upgrade(d, via)
+        assert recv_exact(t, 1) == b"\x0b"
+        assert received["preamble"] == preamble(via)
+        t.close()
+    b.close()
+
+
 def test_fin_without_close_notify_is_a_normal_end():
     """A client that stops in the middle of a session with a FIN and no
     close_notify: the upload ends cleanly (the service sees the FIN), not
