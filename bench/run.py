@@ -1200,6 +1200,25 @@ def best_haproxy(results, key, field, scale=1.0):
     return pick(found, key=lambda vt: vt[0])
 
 
+def print_rows(head, body):
+    """A table between rules: the first two columns left-aligned, the figures
+    right-aligned, a blank line before each scenario's first row."""
+    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
+    line = "  ".join("-" * w for w in widths)
+
+    def show(r):
+        return "  ".join(str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i])
+                         for i, c in enumerate(r))
+    print(line)
+    print(show(head))
+    print(line)
+    for r in body:
+        if r[0] and r is not body[0]:
+            print()
+        print(show(r))
+    print(line)
+
+
 def print_table(st, results):
     cols = [t for t in st.targets if t in results]
     before = "nettcpd-before" in results
@@ -1221,20 +1240,7 @@ def print_table(st, results):
                      "" if rn is None else h_from.replace("haproxy-", "").replace("haproxy", "splice"),
                      "-" if rd is None else f"{rd:.2f}x"] +
                     ([("-" if rb is None else f"{rb:.2f}x")] if before else []))
-    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-
-    def show(r):
-        return "  ".join(str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i])
-                         for i, c in enumerate(r))
-    print(line)
-    print(show(head))
-    print(line)
-    for r in body:
-        if r[0] and r is not body[0]:
-            print()
-        print(show(r))
-    print(line)
+    print_rows(head, body)
     print("n/h = nettcpd / the better HAProxy column for that metric (h= names it:\n"
           "splice = splice-request + splice-response, auto = splice-auto); n/d = nettcpd /\n"
           "direct.  CPU = the proxy's utime+stime from /proc/PID/stat (all threads).\n" +
@@ -1275,23 +1281,10 @@ def print_tls_table(st, results):
         rt = ratio(t, p)
         body.append([title, metric, fmt(p), fmt(t), fmt(tr),
                      "-" if rt is None else f"{rt:.2f}x"])
-    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-
-    def show(r):
-        return "  ".join(str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i])
-                         for i, c in enumerate(r))
     tls = res.get("cps_tls", {})
     print("\nTLS termination, nettcpd only: a tls = terminate route next to a plain "
           "(passthrough,\nforward = splice) route of the same daemon, measured back to back.")
-    print(line)
-    print(show(head))
-    print(line)
-    for r in body:
-        if r[0] and r is not body[0]:
-            print()
-        print(show(r))
-    print(line)
+    print_rows(head, body)
     print(f"TLS: {tls.get('tls_version', '?')} {tls.get('tls_cipher', '?')} group "
           f"{tls.get('tls_group', '?')}, server key {st.tls_key}, full handshake per "
           f"connection\n({int(tls.get('resumed', 0))} resumed; TLS resumed: "
@@ -1336,23 +1329,10 @@ def print_unix_table(st, results):
         u = None if u is None else u * scale
         ru = ratio(u, t)
         body.append([title, metric, fmt(t), fmt(u), "-" if ru is None else f"{ru:.2f}x"])
-    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-
-    def show(r):
-        return "  ".join(str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i])
-                         for i, c in enumerate(r))
     print("\nUnix-domain backends, nettcpd only: a route to the service's unix socket next "
           "to one\nto its loopback TCP port, same daemon, forward = splice, measured back to "
           "back.")
-    print(line)
-    print(show(head))
-    print(line)
-    for r in body:
-        if r[0] and r is not body[0]:
-            print()
-        print(show(r))
-    print(line)
+    print_rows(head, body)
     print(f"Request/response: {st.req_bytes}/{st.reply_bytes}-byte envelopes, sessions "
           f"followed, backend pool on.\nBulk MB/s counts envelope bytes, {st.envelope}-byte "
           "envelopes;\nCPU = nettcpd's utime+stime; machine CPU = the whole machine's busy "
@@ -1392,23 +1372,10 @@ def print_handoff_table(st, results):
             rd = None
         body.append([title, metric] + [fmt(v[w]) for w in HANDOFF_WAYS] +
                     ["-" if rd is None else f"{rd:.2f}x", "-" if rp is None else f"{rp:.2f}x"])
-    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-
-    def show(r):
-        return "  ".join(str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i])
-                         for i, c in enumerate(r))
     print("\nSocket handoff: the same service process direct, behind a nettcpd route "
           "proxying to it\n(forward = splice), and behind a prefix it registered for "
           f"handoff; means of {st.handoff_rounds} rounds\nin alternating order.")
-    print(line)
-    print(show(head))
-    print(line)
-    for r in body:
-        if r[0] and r is not body[0]:
-            print()
-        print(show(r))
-    print(line)
+    print_rows(head, body)
     print(f"Request/response: {st.req_bytes}/{st.reply_bytes}-byte envelopes, one in "
           "flight per connection.\nnettcpd CPU = its utime+stime (handoff: the accept, "
           "the preamble and the handoff);\nmachine CPU = the whole machine's busy time "
