@@ -188,7 +188,7 @@ set_watch(struct conn *c, ev_io *io, int on)
 	if (on && io->fd >= 0)
 		ev_io_start(c->w->loop, io);
 	else
-		ev_io_stop(c->w->loop, io);
+		ready_unwatch(c, io);
 }
 
 /* Every change of what a connection waits for goes through here. */
@@ -227,8 +227,8 @@ close_backend(struct conn *c)
 {
 	if (c->backend_fd < 0)
 		return;
-	ev_io_stop(c->w->loop, &c->backend_rd);
-	ev_io_stop(c->w->loop, &c->backend_wr);
+	ready_unwatch(c, &c->backend_rd);
+	ready_unwatch(c, &c->backend_wr);
 	close(c->backend_fd);
 	c->backend_fd = -1;
 }
@@ -281,13 +281,13 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	free(c->replay);
 	free(c->via_copy);
 	generation_unref(c->gen);
+	ready_forget(c);
 	free(c);
 
 	conn_accept_limit_update(w);
 	worker_check_drained(w);
 }
 
-/* Both client watchers: what an event means depends on the state. */
 /*
  * The client's next session begins: it starts under the generation new
  * connections get (so a reload applies to it) and has a preamble's time.
@@ -302,12 +302,10 @@ conn_next_session(struct conn *c)
 	conn_session_begin(c);
 }
 
+/* The client's socket is ready: what that means depends on the state. */
 void
-conn_on_client_io(struct ev_loop *loop, ev_io *io, int revents)
+conn_client_io(struct conn *c, int revents)
 {
-	struct conn *c = io->data;
-
-	(void)loop;
 	switch (c->state) {
 	case CONN_PROXY_HEADER:
 		proxy_read(c);
@@ -342,13 +340,10 @@ conn_on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-/* Both backend watchers. */
-static void
-on_backend_io(struct ev_loop *loop, ev_io *io, int revents)
+/* The backend's socket is ready. */
+void
+conn_backend_io(struct conn *c, int revents)
 {
-	struct conn *c = io->data;
-
-	(void)loop;
 	switch (c->state) {
 	case CONN_CONNECTING:
 		connect_done(c);
@@ -486,10 +481,10 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 	c->tp = &transport_clear;
 	pump_init(&c->up);
 	pump_init(&c->down);
-	ev_io_init(&c->client_rd, conn_on_client_io, fd, EV_READ);
-	ev_io_init(&c->client_wr, conn_on_client_io, fd, EV_WRITE);
-	ev_io_init(&c->backend_rd, on_backend_io, -1, EV_READ);
-	ev_io_init(&c->backend_wr, on_backend_io, -1, EV_WRITE);
+	ev_io_init(&c->client_rd, ready_on_io, fd, EV_READ);
+	ev_io_init(&c->client_wr, ready_on_io, fd, EV_WRITE);
+	ev_io_init(&c->backend_rd, ready_on_io, -1, EV_READ);
+	ev_io_init(&c->backend_wr, ready_on_io, -1, EV_WRITE);
 	ev_init(&c->deadline, on_deadline);
 	c->client_rd.data = c->client_wr.data = c;
 	c->backend_rd.data = c->backend_wr.data = c;

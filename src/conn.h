@@ -61,6 +61,14 @@ union conn_sockaddr {
 	struct sockaddr_in6 sin6;
 };
 
+/* Which of a connection's watchers fired (conn.ready_ev). */
+enum {
+	READY_CLIENT_RD = 1,
+	READY_CLIENT_WR = 2,
+	READY_BACKEND_RD = 4,
+	READY_BACKEND_WR = 8,
+};
+
 struct transport;
 
 struct conn {
@@ -74,6 +82,10 @@ struct conn {
 	int client_fd;
 	int backend_fd;                           /* -1 until connecting */
 	ev_io client_rd, client_wr, backend_rd, backend_wr;
+	unsigned ready_at;                        /* queued in w->ready at this */
+	                                          /* index + 1; 0: not queued */
+	uint8_t ready_ev;                         /* READY_*: its watchers that */
+	                                          /* fired and wait there */
 	ev_timer deadline;                        /* preamble, connect or drain deadline */
 
 	union conn_sockaddr client_addr;          /* the client: a PROXY header's */
@@ -151,6 +163,10 @@ struct conn {
  * a listen_proxy listener, a PROXY header comes first). */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
     socklen_t peerlen, uint16_t local_port, int proxy);
+
+/* The worker's ev_prepare: serve the connections whose sockets the last
+ * loop iteration found ready, in the order the kernel reported them. */
+void conn_run_ready(struct ev_loop *loop, ev_prepare *prep, int revents);
 
 /* Close every connection of the worker at once (shutdown). */
 void conn_close_all(struct worker *w);

@@ -98,8 +98,17 @@ void proxy_expired(struct conn *c);   /* proxy_timeout */
 const char *proxy_who(const struct conn *c, const char *peer, char *buf,
     size_t buflen);
 
-/* The client socket's watcher (conn.c): read or write as the state needs. */
-void conn_on_client_io(struct ev_loop *loop, ev_io *io, int revents);
+/* A socket is ready (conn.c): read or write as the state needs. */
+void conn_client_io(struct conn *c, int revents);
+void conn_backend_io(struct conn *c, int revents);
+
+/* ---- conn_ready.c: ready sockets served in the kernel's order */
+/* The callback of every watcher of a connection: queues it. */
+void ready_on_io(struct ev_loop *loop, ev_io *io, int revents);
+/* Stop one of c's watchers; an event of it still queued is dropped. */
+void ready_unwatch(struct conn *c, ev_io *io);
+/* c is being freed: out of the queue. */
+void ready_forget(struct conn *c);
 
 /* ---- conn_limits.c */
 /* Accept while the process is below max_connections, or while one of this

@@ -38,7 +38,7 @@ shed_one(struct worker *w, struct conn *c)
 {
 	unsigned before = w->npending;
 
-	conn_on_client_io(w->loop, &c->client_rd, EV_READ);
+	conn_client_io(c, EV_READ);
 	if (w->npending < before)
 		return; /* routed, faulted or closed: no longer pending */
 	conn_finish(c, OUTCOME_EVICTED, CLOSE_RESET, LOG_LEVEL_NOTICE,

@@ -4,6 +4,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -266,6 +267,10 @@ worker_init(struct worker *w, struct generation *gen, struct limits *limits,
 	bpool_init(&w->backends, w->loop, cfg->follow_sessions ?
 	    share(cfg->backend_pool, n) : 0, cfg->backend_pool_timeout,
 	    cfg->backend_pool_settle);
+	ev_prepare_init(&w->ready_run, conn_run_ready);
+	w->ready_run.data = w;
+	ev_prepare_start(w->loop, &w->ready_run);
+	ev_unref(w->loop);   /* it keeps no loop alive */
 	ev_async_init(&w->stop, on_stop);
 	ev_async_start(w->loop, &w->stop);
 	ev_async_init(&w->reload, on_reload);
@@ -340,6 +345,9 @@ worker_finish(struct worker *w, int started)
 	ev_async_stop(w->loop, &w->drain);
 	ev_async_stop(w->loop, &w->wake);
 	ev_timer_stop(w->loop, &w->client_lines_end);
+	ev_ref(w->loop);
+	ev_prepare_stop(w->loop, &w->ready_run);
+	free(w->ready);
 	if (ev_is_active(&w->access_flush)) {
 		ev_ref(w->loop);
 		ev_timer_stop(w->loop, &w->access_flush);

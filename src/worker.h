@@ -88,6 +88,9 @@ struct worker {
 
 	struct conn *conns;             /* every open client connection */
 	unsigned nconns;
+	struct conn **ready;            /* those whose sockets were found */
+	size_t nready, ready_cap;       /* ready, served by ready_run */
+	ev_prepare ready_run;           /* before the loop waits again */
 	unsigned npending;              /* connections in their preamble */
 	struct pending_owner pending;   /* of them, those chosen to give way */
 	struct conn *idle_oldest;       /* connections between sessions, */
