@@ -280,6 +280,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	free(c->preamble);
 	free(c->replay);
 	free(c->via_copy);
+	free(c->proxy);
 	generation_unref(c->gen);
 	free(c);
 
@@ -464,6 +465,10 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		    "longest between sessions", l->max_connections);
 	}
 	c = calloc(1, sizeof(*c));
+	if (c != NULL && proxy && proxy_attach(c) < 0) {
+		free(c);
+		c = NULL;
+	}
 	if (c == NULL) {
 		log_warn("out of memory accepting a connection, reset");
 		stat_add(&w->stats.refused, 1);

@@ -15,7 +15,6 @@
 #include "generation.h"
 #include "nmf.h"
 #include "pending.h"
-#include "proxy.h"
 #include "pump.h"
 #include "tls.h"
 #include "worker.h"
@@ -62,6 +61,7 @@ union conn_sockaddr {
 };
 
 struct transport;
+struct conn_proxy;
 
 struct conn {
 	struct worker *w;
@@ -78,13 +78,10 @@ struct conn {
 
 	union conn_sockaddr client_addr;          /* the client: a PROXY header's */
 	                                          /* source, or the socket's peer */
-	union conn_sockaddr proxy_addr;           /* the balancer that sent that */
-	                                          /* header; AF_UNSPEC: none */
-	union conn_sockaddr client_dst;           /* what the client dialled, that */
-	                                          /* header's destination (the */
-	                                          /* balancer's); AF_UNSPEC: none */
-	struct proxy_parser proxy;                /* CONN_PROXY_HEADER: so far */
 	uint16_t local_port;
+	struct conn_proxy *proxy;                 /* listen_proxy only: the header */
+	                                          /* and the balancer (conn_proxy.c); */
+	                                          /* NULL on other listeners */
 
 	uint8_t *preamble;                        /* the preamble as read, replayed */
 	size_t preamble_len;

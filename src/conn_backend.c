@@ -312,12 +312,13 @@ backend_pool_client(const struct conn *c, struct addr *key)
 static size_t
 replay_header(struct conn *c, uint8_t *out)
 {
+	const union conn_sockaddr *dst = proxy_client_dst(c);
 	union conn_sockaddr local;
 	socklen_t len = sizeof(local);
 	int known = 1;
 
-	if (c->client_dst.sa.sa_family != AF_UNSPEC)
-		local = c->client_dst;
+	if (dst != NULL)
+		local = *dst;
 	else
 		known = getsockname(c->client_fd, &local.sa, &len) == 0;
 	return proxy_send_header((enum proxy_send_version)c->pre.route->send_proxy,
