@@ -382,7 +382,7 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 	case CONN_PREAMBLE:
 		stat_add(&c->w->stats.preamble_errors[PREAMBLE_ERR_TIMEOUT], 1);
 		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_RESET, LOG_LEVEL_NOTICE,
-		    "preamble_timeout expired after %zu bytes, reset", c->preamble_len);
+		    "preamble_timeout expired after %u bytes, reset", c->preamble_len);
 		break;
 	case CONN_TLS_HANDSHAKE:
 	case CONN_TLS_PREAMBLE:

@@ -333,6 +333,9 @@ replay_header(struct conn *c, uint8_t *out)
  * and c->replay stays NULL.  Returns 0, or -1 when the connection was
  * closed.
  */
+_Static_assert(PROXY_SEND_MAX + NMF_PREAMBLE_MAX + REWRITE_GROWTH <= UINT16_MAX,
+    "struct conn's replay_len and replay_off are 16 bits");
+
 static int
 replay_build(struct conn *c, int new_connection)
 {

@@ -134,6 +134,6 @@ proxy_expired(struct conn *c)
 {
 	stat_add(&c->w->stats.preamble_errors[PREAMBLE_ERR_PROXY], 1);
 	conn_finish(c, OUTCOME_TIMEOUT, CLOSE_RESET, LOG_LEVEL_NOTICE,
-	    "proxy_timeout expired after %zu bytes of PROXY header, reset",
+	    "proxy_timeout expired after %u bytes of PROXY header, reset",
 	    c->preamble_len);
 }
