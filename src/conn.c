@@ -280,6 +280,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	free(c->preamble);
 	free(c->replay);
 	free(c->via_copy);
+	free(c->proxy);
 	generation_unref(c->gen);
 	ready_forget(c);
 	free(c);
@@ -376,7 +377,7 @@ on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 	case CONN_PREAMBLE:
 		stat_add(&c->w->stats.preamble_errors[PREAMBLE_ERR_TIMEOUT], 1);
 		conn_finish(c, OUTCOME_TIMEOUT, CLOSE_RESET, LOG_LEVEL_NOTICE,
-		    "preamble_timeout expired after %zu bytes, reset", c->preamble_len);
+		    "preamble_timeout expired after %u bytes, reset", c->preamble_len);
 		break;
 	case CONN_TLS_HANDSHAKE:
 	case CONN_TLS_PREAMBLE:
@@ -459,6 +460,10 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *peer,
 		    "longest between sessions", l->max_connections);
 	}
 	c = calloc(1, sizeof(*c));
+	if (c != NULL && proxy && proxy_attach(c) < 0) {
+		free(c);
+		c = NULL;
+	}
 	if (c == NULL) {
 		log_warn("out of memory accepting a connection, reset");
 		stat_add(&w->stats.refused, 1);

@@ -15,7 +15,6 @@
 #include "generation.h"
 #include "nmf.h"
 #include "pending.h"
-#include "proxy.h"
 #include "pump.h"
 #include "tls.h"
 #include "worker.h"
@@ -70,6 +69,7 @@ enum {
 };
 
 struct transport;
+struct conn_proxy;
 
 struct conn {
 	struct worker *w;
@@ -90,43 +90,47 @@ struct conn {
 
 	union conn_sockaddr client_addr;          /* the client: a PROXY header's */
 	                                          /* source, or the socket's peer */
-	union conn_sockaddr proxy_addr;           /* the balancer that sent that */
-	                                          /* header; AF_UNSPEC: none */
-	union conn_sockaddr client_dst;           /* what the client dialled, that */
-	                                          /* header's destination (the */
-	                                          /* balancer's); AF_UNSPEC: none */
-	struct proxy_parser proxy;                /* CONN_PROXY_HEADER: so far */
 	uint16_t local_port;
+	struct conn_proxy *proxy;                 /* listen_proxy only: the header */
+	                                          /* and the balancer (conn_proxy.c); */
+	                                          /* NULL on other listeners */
 
 	uint8_t *preamble;                        /* the preamble as read, replayed */
-	size_t preamble_len;
-	size_t preamble_cap;                      /* the room preamble has */
 	uint8_t *replay;                          /* what the backend is sent instead of */
-	size_t replay_len;                        /* the preamble (send_proxy, rewrite_via); */
+	                                          /* the preamble (send_proxy, rewrite_via); */
 	                                          /* NULL: the preamble as read */
-	size_t replay_off;                        /* next replay byte to send the backend */
+	/* 16 bits: conn_preamble.c and conn_backend.c assert the bounds. */
+	uint16_t preamble_len;                    /* at most NMF_PREAMBLE_MAX */
+	uint16_t preamble_cap;                    /* the room preamble has */
+	uint16_t replay_len;                      /* a PROXY header and the preamble, */
+	                                          /* its Via rewritten */
+	uint16_t replay_off;                      /* next replay byte to send the backend */
 	struct preamble pre;                      /* what the preamble decided so far; */
 	                                          /* its route, the Via inside preamble */
 	SSL *ssl;                                 /* TLS: the client side, once upgraded */
 	const struct transport *tp;               /* clear, or inside TLS once it is up */
-	unsigned tls_left : 1;                    /* TLS: the session inside it ended; the */
-	                                          /* client's next byte says how it left */
-	unsigned tls_closing : 1;                 /* that byte began a TLS record: */
-	                                          /* it must be the client's close_notify */
 
 	struct generation *gen;                   /* what this session started under */
 
 	const uint8_t *fault;                     /* Fault record being sent (static) */
-	size_t fault_len, fault_off;
-	size_t drained;                           /* client bytes discarded after a fault */
+	uint16_t fault_len, fault_off;            /* its URI's length is one byte */
+	uint32_t drained;                         /* client bytes discarded after a */
+	                                          /* fault: FAULT_DRAIN_MAX + a read */
 
 	struct pump up;                           /* client to backend */
 	struct pump down;                         /* backend to client */
 	enum pump_status up_wait, down_wait;      /* what each asked for last */
 	struct tls_wants up_wants, down_wants;    /* TLS: and on which sockets */
+	struct nmf_flow up_flow, down_flow;       /* where the session stands */
+	unsigned sessions;                        /* sessions ended on this connection */
+
+	/* The flags, in one word, each named for what it belongs to. */
+	unsigned tls_left : 1;                    /* TLS: the session inside it ended; the */
+	                                          /* client's next byte says how it left */
+	unsigned tls_closing : 1;                 /* that byte began a TLS record: */
+	                                          /* it must be the client's close_notify */
 	unsigned up_end_woke : 1;                 /* clear: woken with its End already */
 	unsigned down_end_woke : 1;               /* delivered: stop watching its source */
-	struct nmf_flow up_flow, down_flow;       /* where the session stands */
 	unsigned following : 1;                   /* the session is followed to its End */
 	unsigned unanswered : 1;                  /* the service has not answered the */
 	                                          /* preamble: if the connection fails, */
@@ -135,15 +139,19 @@ struct conn {
 	unsigned fin_held : 1;                    /* the service's FIN after the */
 	                                          /* client's End and next preamble: */
 	                                          /* not passed on, the session is over */
-	unsigned sessions;                        /* sessions ended on this connection */
+	unsigned in_session : 1;                  /* access log: a session (or attempt) */
+	                                          /* is open, a record is due */
+	unsigned member_held : 1;                 /* metrics: counted on its member */
+	                                          /* (leastconn) */
+	unsigned served : 1;                      /* metrics: a member took the session */
 
 	/* For the access log: the session (or attempt) under way. */
-	unsigned in_session : 1;                  /* one is open: a record is due */
 	enum nmf_fault fault_sent;                /* OUTCOME_FAULTED: which */
+	uint32_t via_copy_len;                    /* via_copy's: at most NMF_MAX_VIA */
 	double session_start;                     /* its first moment (ev_time) */
 	double route_time;                        /* seconds to its route; < 0: none */
 	uint8_t *via_copy;                        /* its Via, kept once the preamble */
-	size_t via_copy_len;                      /* buffer is gone (access log on) */
+	                                          /* buffer is gone (access log on) */
 
 	/* For /metrics: the routed session's route counters, and the low 32
 	 * bits of the pumps' totals they hold (a pump moves far less than
@@ -154,8 +162,6 @@ struct conn {
 	                                          /* after session_start */
 	int member;                               /* of the route's backends: the */
 	                                          /* one dialled or serving; -1 none */
-	unsigned member_held : 1;                 /* counted on it (leastconn) */
-	unsigned served : 1;                      /* a member took the session */
 	uint64_t tried;                           /* members this session tried */
 };
 

@@ -312,12 +312,13 @@ backend_pool_client(const struct conn *c, struct addr *key)
 static size_t
 replay_header(struct conn *c, uint8_t *out)
 {
+	const union conn_sockaddr *dst = proxy_client_dst(c);
 	union conn_sockaddr local;
 	socklen_t len = sizeof(local);
 	int known = 1;
 
-	if (c->client_dst.sa.sa_family != AF_UNSPEC)
-		local = c->client_dst;
+	if (dst != NULL)
+		local = *dst;
 	else
 		known = getsockname(c->client_fd, &local.sa, &len) == 0;
 	return proxy_send_header((enum proxy_send_version)c->pre.route->send_proxy,
@@ -332,6 +333,9 @@ replay_header(struct conn *c, uint8_t *out)
  * and c->replay stays NULL.  Returns 0, or -1 when the connection was
  * closed.
  */
+_Static_assert(PROXY_SEND_MAX + NMF_PREAMBLE_MAX + REWRITE_GROWTH <= UINT16_MAX,
+    "struct conn's replay_len and replay_off are 16 bits");
+
 static int
 replay_build(struct conn *c, int new_connection)
 {

@@ -90,6 +90,8 @@ static void
 fault_start(struct conn *c, enum conn_outcome outcome, enum nmf_fault fault,
     enum log_level level, const char *why)
 {
+	size_t len;
+
 	conn_log(c, level, "%s, sent %s", why, nmf_fault_name(fault));
 	c->outcome = outcome;
 	c->fault_sent = fault;
@@ -101,7 +103,8 @@ fault_start(struct conn *c, enum conn_outcome outcome, enum nmf_fault fault,
 	stop_watchers(c);
 	close_backend(c);
 	conn_set_state(c, CONN_FAULTING);
-	c->fault = nmf_fault_record(fault, &c->fault_len);
+	c->fault = nmf_fault_record(fault, &len);
+	c->fault_len = (uint16_t)len; /* its URI's length is one byte */
 	c->fault_off = 0;
 	deadline_start(c, FAULT_DRAIN_SECONDS);
 	fault_write(c);

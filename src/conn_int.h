@@ -88,6 +88,9 @@ void stop_watchers(struct conn *c);
 void close_backend(struct conn *c);
 
 /* ---- conn_proxy.c */
+/* Accepted on a listen_proxy listener: room for its PROXY header and what
+ * it names (c->proxy), 0, or -1 when out of memory. */
+int proxy_attach(struct conn *c);
 /* Accepted on a listen_proxy listener: 1 if its peer is in proxy_trusted,
  * else 0 once c is reset (and freed). */
 int proxy_admit(struct conn *c);
@@ -97,6 +100,9 @@ void proxy_expired(struct conn *c);   /* proxy_timeout */
  * PROXY header came through, " (proxy ADDR)", written into buf. */
 const char *proxy_who(const struct conn *c, const char *peer, char *buf,
     size_t buflen);
+/* The address the client dialled, as a PROXY header named it; NULL when
+ * none did (another listener, a LOCAL header, none read yet). */
+const union conn_sockaddr *proxy_client_dst(const struct conn *c);
 
 /* A socket is ready (conn.c): read or write as the state needs. */
 void conn_client_io(struct conn *c, int revents);

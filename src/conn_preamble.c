@@ -44,7 +44,7 @@ preamble_handoff(struct conn *c)
 		return;
 	}
 	conn_finish(c, OUTCOME_HANDOFF, CLOSE_FIN, LOG_LEVEL_DEBUG,
-	    "handed off with %zu bytes", c->preamble_len);
+	    "handed off with %u bytes", c->preamble_len);
 }
 
 /* Act on what the preamble read so far decides (decide.c). */
@@ -92,6 +92,9 @@ preamble_parse(struct conn *c)
  * make bench's idle connections took 1.19 KiB each instead of 0.77. */
 #define PREAMBLE_FIRST 256u
 
+_Static_assert(NMF_PREAMBLE_MAX <= UINT16_MAX,
+    "struct conn's preamble_len and preamble_cap are 16 bits");
+
 int
 preamble_reserve(struct conn *c, size_t need)
 {
@@ -138,7 +141,7 @@ preamble_recv(struct conn *c, const char *what)
 		 * worth a notice. */
 		conn_finish(c, OUTCOME_CLOSED, CLOSE_FIN,
 		    c->preamble_len == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE,
-		    "end of stream after %zu %s bytes, closed", c->preamble_len,
+		    "end of stream after %u %s bytes, closed", c->preamble_len,
 		    what);
 		return -1;
 	}

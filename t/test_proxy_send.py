@@ -266,6 +266,39 @@ def test_behind_listen_proxy_the_balancers_addresses_pass_on():
     b.close()
 
 
+def test_behind_listen_proxy_a_local_header_passes_the_sockets_addresses():
+    """A LOCAL header (the balancer's own connection, as its health check)
+    names no client: the header sent names the balancer's connection to
+    nettcpd, as on a plain listener, and no log line names a balancer; nor
+    does the line of a connection whose header never comes."""
+    b = service()
+    d = Daemon(raw_config="")
+    with open(d.config, "w") as f:
+        f.write(config(f"127.0.0.1:{free_port()}", b.addr, "send_proxy = v1")
+                .replace("listen = ", f"listen_proxy = 127.0.0.1:{d.port}\n"
+                         "proxy_timeout = 500ms\nlisten = "))
+    with d:
+        s = connect(d.port)
+        src, dst = s.getsockname(), s.getpeername()
+        s.sendall(V2_SIG + b"\x20\x00\x00\x00")
+        session(s, "net.tcp://front/calc", b"one")
+        s.close()
+        want = header_v1(src, dst) + envelope_bytes("net.tcp://front/calc", b"one")
+        wait_for(lambda: [bytes(x) for x in b.conns] == [want],
+                 what="the balancer's own addresses, then the session")
+        silent = connect(d.port)
+        silent_port = silent.getsockname()[1]
+        recv_until_close(silent)
+        silent.close()
+        wait_for(lambda: "proxy_timeout expired" in d.log(),
+                 what="the silent connection's proxy_timeout")
+        log = d.log()
+        assert f"client 127.0.0.1:{src[1]}: PROXY v2 header (LOCAL" in log, log
+        assert f"client 127.0.0.1:{silent_port}: proxy_timeout expired" in log, log
+        assert "(proxy " not in log, log
+    b.close()
+
+
 def test_redial_sends_the_header_again():
     """A pooled connection the service closes under the next preamble is
     redialled: the new connection starts with the header again."""
