@@ -82,10 +82,6 @@ struct conn {
 	int client_fd;
 	int backend_fd;                           /* -1 until connecting */
 	ev_io client_rd, client_wr, backend_rd, backend_wr;
-	unsigned ready_at;                        /* queued in w->ready at this */
-	                                          /* index + 1; 0: not queued */
-	uint8_t ready_ev;                         /* READY_*: its watchers that */
-	                                          /* fired and wait there */
 	ev_timer deadline;                        /* preamble, connect or drain deadline */
 
 	union conn_sockaddr client_addr;          /* the client: a PROXY header's */
@@ -144,9 +140,14 @@ struct conn {
 	unsigned member_held : 1;                 /* metrics: counted on its member */
 	                                          /* (leastconn) */
 	unsigned served : 1;                      /* metrics: a member took the session */
+	uint8_t ready_ev;                         /* READY_*: its watchers that fired, */
+	                                          /* waiting in w->ready (conn_ready.c) */
+	uint8_t fault_sent;                       /* access log: an enum nmf_fault, */
+	                                          /* which Fault OUTCOME_FAULTED sent */
+	unsigned ready_at;                        /* queued in w->ready at this */
+	                                          /* index + 1; 0: not queued */
 
 	/* For the access log: the session (or attempt) under way. */
-	enum nmf_fault fault_sent;                /* OUTCOME_FAULTED: which */
 	uint32_t via_copy_len;                    /* via_copy's: at most NMF_MAX_VIA */
 	double session_start;                     /* its first moment (ev_time) */
 	double route_time;                        /* seconds to its route; < 0: none */

@@ -84,6 +84,9 @@ drain_read(struct conn *c)
 	}
 }
 
+_Static_assert(NMF_FAULT_COUNT <= UINT8_MAX + 1,
+    "struct conn's fault_sent is 8 bits");
+
 /* Say why, send a Fault record, then FIN, drain, close; the connection
  * ends with outcome. */
 static void
@@ -94,7 +97,7 @@ fault_start(struct conn *c, enum conn_outcome outcome, enum nmf_fault fault,
 
 	conn_log(c, level, "%s, sent %s", why, nmf_fault_name(fault));
 	c->outcome = outcome;
-	c->fault_sent = fault;
+	c->fault_sent = (uint8_t)fault;
 	stat_add(&c->w->stats.faults[fault], 1);
 	/* An EndpointUnavailable is a route none of whose members could be
 	 * reached (each failed connect is counted by backend_fail). */
