@@ -78,6 +78,7 @@ enum nmf_stage {
 
 struct nmf_parser {
 	enum nmf_stage stage;
+	uint32_t size;           /* mbint value being accumulated, then the string length */
 	size_t pos;              /* bytes of the stream consumed so far */
 	uint8_t record;          /* type of the record being read */
 	uint8_t expect;          /* which records may come next (private to nmf.c) */
@@ -85,7 +86,6 @@ struct nmf_parser {
 	uint8_t fixed[2];        /* body bytes of Version / Mode / Known Encoding */
 	uint8_t fixed_got;
 	uint8_t size_bytes;      /* mbint bytes read so far */
-	uint32_t size;           /* mbint value being accumulated, then the string length */
 };
 
 /* One decoded record.  str_off/str_len index the caller's buffer. */
@@ -141,10 +141,10 @@ enum nmf_flow_dir {
 
 struct nmf_flow {
 	enum nmf_flow_state state;
-	uint8_t want_ack;     /* down: the Preamble Ack must come first */
-	uint8_t size_bytes;   /* mbint bytes read so far */
 	uint32_t size;        /* mbint value being accumulated */
 	uint32_t remaining;   /* payload bytes still to come */
+	uint8_t want_ack;     /* down: the Preamble Ack must come first */
+	uint8_t size_bytes;   /* mbint bytes read so far */
 	uint8_t singleton;    /* mode 1: one Unsized Envelope, then End */
 	uint8_t chunks;       /* singleton: SIZE and PAYLOAD are its chunks' */
 	uint8_t want_end;     /* singleton: the envelope is over, End is next */
