@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -19,6 +20,8 @@ from nettcpd_test import (NETTCPD, SLOW, Backend,  # noqa: E402
 BUILDDIR = os.path.abspath(os.path.join(os.path.dirname(NETTCPD), ".."))
 NMF_RELAY = os.path.join(BUILDDIR, "bench", "nmf-relay")
 MIB = 1 << 20
+# nmf-relay -m uring's provided buffers (relay_uring.c: 1024 of 64 KiB).
+BUFFER_RING = 64 * MIB
 ROUNDS = 5
 # How long each side leaves the other's bytes unread (not a synchronisation:
 # the relay must hold the end back however long the reader waits).
@@ -148,6 +151,75 @@ def test_sockmap_relays_both_ways_byte_exact():
 
 def test_uring_relays_both_ways_byte_exact():
     relays("uring")
+
+
+def test_uring_relays_past_its_buffers():
+    """uring mode's provided buffers (64 MiB, shared by every socket) run
+    out while a sink reads nothing: the relay stops reading, from that
+    connection and from another one that sends meanwhile (ENOBUFS); once
+    the sink reads, every byte of both arrives, byte-exact."""
+    ok, why = can_run("uring")
+    if not ok:
+        print(f"NOTICE: nmf-relay -m uring not run here: {why}")
+        assert "usage" not in why, why
+        return
+    data = os.urandom(BUFFER_RING + 64 * MIB)
+    release = threading.Event()
+    seen = []
+
+    def sink(c, backend):
+        release.wait(60 * SLOW)
+        got, how = recv_until_close(c, limit=len(data) + 1)
+        seen.append((len(got), hashlib.sha256(got).hexdigest(), how))
+        c.close()
+
+    backend = Backend(sink)
+    backend.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+    relay = Relay("uring", backend.port)
+    sent = [0]
+
+    def send_all(c):
+        view = memoryview(data)
+        while sent[0] < len(data):
+            sent[0] += c.send(view[sent[0]:sent[0] + MIB])
+        c.shutdown(socket.SHUT_WR)
+
+    try:
+        # The other connection first: its recv is armed before the
+        # buffers run out, and meets their end.
+        other = socket.create_connection(("127.0.0.1", relay.port), timeout=30 * SLOW)
+        wait_for(lambda: backend.accepted == 1, 30 * SLOW, "the other connection")
+        c = socket.create_connection(("127.0.0.1", relay.port), timeout=60 * SLOW)
+        sender = threading.Thread(target=send_all, args=(c,))
+        sender.start()
+        # Past what the kernel's buffers on the way can hold, the rest is
+        # in the relay's; then the client's sends stop: the relay stopped
+        # reading.
+        wait_for(lambda: sent[0] > BUFFER_RING // 2, 60 * SLOW, "the first half")
+        last = [-1]
+
+        def stalled():
+            # No progress over half a second (a pause of a loaded machine
+            # only releases the sink early: the test then proves less).
+            was, last[0] = last[0], sent[0]
+            time.sleep(0.5)
+            return sent[0] == was and sent[0] < len(data)
+        wait_for(stalled, 60 * SLOW, "the relay to stop reading")
+        other.sendall(b"again")
+        other.shutdown(socket.SHUT_WR)
+        release.set()
+        sender.join(60 * SLOW)
+        assert not sender.is_alive() and sent[0] == len(data)
+        wait_for(lambda: len(seen) == 2, 60 * SLOW, "the sinks' reads to EOF")
+        assert sorted(seen) == [(5, hashlib.sha256(b"again").hexdigest(), "eof"),
+                                (len(data), hashlib.sha256(data).hexdigest(), "eof")], \
+            [x[0] for x in seen]
+        c.close()
+        other.close()
+    finally:
+        release.set()
+        relay.stop()
+        backend.close()
 
 
 def test_bad_arguments_are_refused():
