@@ -334,6 +334,25 @@ uring_complete(const struct io_uring_cqe *cqe)
 	uring_settle(p);
 }
 
+/* After each pass: the pairs with a direction starved of buffers, armed
+ * again if some came back, listed again if not.  Every pass, not only when
+ * buffers are free: a pair that failed meanwhile closes here and gives
+ * back the buffers the others wait for. */
+static void
+uring_wake_starved(void)
+{
+	struct uring_pair *list = uring_starved;
+
+	uring_starved = NULL;
+	while (list != NULL) {
+		struct uring_pair *p = list;
+
+		list = p->next;
+		p->listed = 0;
+		uring_settle(p);
+	}
+}
+
 int
 relay_uring_setup(void)
 {
@@ -395,19 +414,7 @@ relay_uring_run(int lfd, const struct sockaddr_in *backend)
 			n++;
 		}
 		io_uring_cq_advance(&uring, n);
-		/* Directions starved of buffers, armed again if some came back. */
-		if (uring_bufs_free > 0) {
-			struct uring_pair *list = uring_starved;
-
-			uring_starved = NULL;
-			while (list != NULL) {
-				struct uring_pair *p = list;
-
-				list = p->next;
-				p->listed = 0;
-				uring_settle(p);
-			}
-		}
+		uring_wake_starved();
 	}
 }
 

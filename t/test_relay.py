@@ -7,6 +7,7 @@ and refuses bad arguments."""
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -218,6 +219,74 @@ def test_uring_relays_past_its_buffers():
         other.close()
     finally:
         release.set()
+        relay.stop()
+        backend.close()
+
+
+def test_uring_failed_connection_gives_its_buffers_back():
+    """A connection holding every provided buffer (its sink reads nothing),
+    its other direction starved of them, fails (the sink resets): its
+    buffers go back, and the next connection is relayed."""
+    ok, why = can_run("uring")
+    if not ok:
+        print(f"NOTICE: nmf-relay -m uring not run here: {why}")
+        assert "usage" not in why, why
+        return
+    data = os.urandom(BUFFER_RING + 64 * MIB)
+    reset = threading.Event()
+    seen = []
+
+    def sink(c, backend):
+        if backend.accepted == 1:
+            reset.wait(60 * SLOW)
+            # Its answer meets the relay without a buffer (ENOBUFS); then
+            # the reset.  (The pause only orders the two: without it the
+            # test proves less, it does not fail.)
+            c.sendall(b"x")
+            time.sleep(0.2)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            got, how = recv_until_close(c)
+            seen.append((got, how))
+        c.close()
+
+    backend = Backend(sink)
+    backend.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+    relay = Relay("uring", backend.port)
+    sent = [0]
+
+    def send_all(c):
+        view = memoryview(data)
+        try:
+            while sent[0] < len(data):
+                sent[0] += c.send(view[sent[0]:sent[0] + MIB])
+        except OSError:
+            pass   # the relay closed it: the sink reset
+
+    try:
+        c = socket.create_connection(("127.0.0.1", relay.port), timeout=60 * SLOW)
+        sender = threading.Thread(target=send_all, args=(c,))
+        sender.start()
+        wait_for(lambda: sent[0] > BUFFER_RING // 2, 60 * SLOW, "the first half")
+        last = [-1]
+
+        def stalled():
+            # As in test_uring_relays_past_its_buffers.
+            was, last[0] = last[0], sent[0]
+            time.sleep(0.5)
+            return sent[0] == was
+        wait_for(stalled, 60 * SLOW, "the relay to stop reading")
+        reset.set()
+        sender.join(60 * SLOW)
+        assert not sender.is_alive() and sent[0] < len(data)
+        c.close()
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=30 * SLOW) as c2:
+            c2.sendall(b"again")
+            c2.shutdown(socket.SHUT_WR)
+            wait_for(lambda: seen, 30 * SLOW, "the next connection's bytes")
+        assert seen == [(b"again", "eof")], seen
+    finally:
+        reset.set()
         relay.stop()
         backend.close()
 
