@@ -88,14 +88,20 @@ class Relay:
         self.proc.stderr.close()
 
 
-def relays(mode):
+def runs_here(mode):
+    """Whether mode can run here; if not, a notice in the test log (and
+    the test names what it did not run)."""
     ok, why = can_run(mode)
     if not ok:
-        # Visible in the test log, and the test names what it did not run.
         print(f"NOTICE: nmf-relay -m {mode} not run here: {why}")
         # Only the optional modes, and only where the relay says why (a
         # mode it does not know is a usage error, and fails here).
         assert mode in ("sockmap", "uring") and "usage" not in why, why
+    return ok
+
+
+def relays(mode):
+    if not runs_here(mode):
         return
     backend = Backend(relay_handler)
     # Small receive buffers on both ends: the relay holds most of the 1 MiB
@@ -154,15 +160,49 @@ def test_uring_relays_both_ways_byte_exact():
     relays("uring")
 
 
+class Flood:
+    """data sent on c from a thread, as fast as the relay takes it; the
+    end by a half-close, or the sends' error (the relay closed c)."""
+
+    def __init__(self, c, data):
+        self.c, self.data, self.sent = c, data, 0
+        self.thread = threading.Thread(target=self._send)
+        self.thread.start()
+
+    def _send(self):
+        view = memoryview(self.data)
+        try:
+            while self.sent < len(self.data):
+                self.sent += self.c.send(view[self.sent:self.sent + MIB])
+            self.c.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def wait_stalled(self):
+        """Past what the kernel's buffers on the way can hold, the rest is
+        in the relay's; then the sends stop: the relay stopped reading."""
+        wait_for(lambda: self.sent > BUFFER_RING // 2, 60 * SLOW, "the first half")
+        last = [-1]
+
+        def stalled():
+            # No progress over half a second (a pause of a loaded machine
+            # only ends the wait early: the test then proves less).
+            was, last[0] = last[0], self.sent
+            time.sleep(0.5)
+            return self.sent == was and self.sent < len(self.data)
+        wait_for(stalled, 60 * SLOW, "the relay to stop reading")
+
+    def join(self):
+        self.thread.join(60 * SLOW)
+        assert not self.thread.is_alive()
+
+
 def test_uring_relays_past_its_buffers():
     """uring mode's provided buffers (64 MiB, shared by every socket) run
     out while a sink reads nothing: the relay stops reading, from that
     connection and from another one that sends meanwhile (ENOBUFS); once
     the sink reads, every byte of both arrives, byte-exact."""
-    ok, why = can_run("uring")
-    if not ok:
-        print(f"NOTICE: nmf-relay -m uring not run here: {why}")
-        assert "usage" not in why, why
+    if not runs_here("uring"):
         return
     data = os.urandom(BUFFER_RING + 64 * MIB)
     release = threading.Event()
@@ -177,40 +217,19 @@ def test_uring_relays_past_its_buffers():
     backend = Backend(sink)
     backend.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
     relay = Relay("uring", backend.port)
-    sent = [0]
-
-    def send_all(c):
-        view = memoryview(data)
-        while sent[0] < len(data):
-            sent[0] += c.send(view[sent[0]:sent[0] + MIB])
-        c.shutdown(socket.SHUT_WR)
-
     try:
         # The other connection first: its recv is armed before the
         # buffers run out, and meets their end.
         other = socket.create_connection(("127.0.0.1", relay.port), timeout=30 * SLOW)
         wait_for(lambda: backend.accepted == 1, 30 * SLOW, "the other connection")
         c = socket.create_connection(("127.0.0.1", relay.port), timeout=60 * SLOW)
-        sender = threading.Thread(target=send_all, args=(c,))
-        sender.start()
-        # Past what the kernel's buffers on the way can hold, the rest is
-        # in the relay's; then the client's sends stop: the relay stopped
-        # reading.
-        wait_for(lambda: sent[0] > BUFFER_RING // 2, 60 * SLOW, "the first half")
-        last = [-1]
-
-        def stalled():
-            # No progress over half a second (a pause of a loaded machine
-            # only releases the sink early: the test then proves less).
-            was, last[0] = last[0], sent[0]
-            time.sleep(0.5)
-            return sent[0] == was and sent[0] < len(data)
-        wait_for(stalled, 60 * SLOW, "the relay to stop reading")
+        flood = Flood(c, data)
+        flood.wait_stalled()
         other.sendall(b"again")
         other.shutdown(socket.SHUT_WR)
         release.set()
-        sender.join(60 * SLOW)
-        assert not sender.is_alive() and sent[0] == len(data)
+        flood.join()
+        assert flood.sent == len(data)
         wait_for(lambda: len(seen) == 2, 60 * SLOW, "the sinks' reads to EOF")
         assert sorted(seen) == [(5, hashlib.sha256(b"again").hexdigest(), "eof"),
                                 (len(data), hashlib.sha256(data).hexdigest(), "eof")], \
@@ -227,12 +246,8 @@ def test_uring_failed_connection_gives_its_buffers_back():
     """A connection holding every provided buffer (its sink reads nothing),
     its other direction starved of them, fails (the sink resets): its
     buffers go back, and the next connection is relayed."""
-    ok, why = can_run("uring")
-    if not ok:
-        print(f"NOTICE: nmf-relay -m uring not run here: {why}")
-        assert "usage" not in why, why
+    if not runs_here("uring"):
         return
-    data = os.urandom(BUFFER_RING + 64 * MIB)
     reset = threading.Event()
     seen = []
 
@@ -246,39 +261,19 @@ def test_uring_failed_connection_gives_its_buffers_back():
             time.sleep(0.2)
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         else:
-            got, how = recv_until_close(c)
-            seen.append((got, how))
+            seen.append(recv_until_close(c))
         c.close()
 
     backend = Backend(sink)
     backend.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
     relay = Relay("uring", backend.port)
-    sent = [0]
-
-    def send_all(c):
-        view = memoryview(data)
-        try:
-            while sent[0] < len(data):
-                sent[0] += c.send(view[sent[0]:sent[0] + MIB])
-        except OSError:
-            pass   # the relay closed it: the sink reset
-
     try:
         c = socket.create_connection(("127.0.0.1", relay.port), timeout=60 * SLOW)
-        sender = threading.Thread(target=send_all, args=(c,))
-        sender.start()
-        wait_for(lambda: sent[0] > BUFFER_RING // 2, 60 * SLOW, "the first half")
-        last = [-1]
-
-        def stalled():
-            # As in test_uring_relays_past_its_buffers.
-            was, last[0] = last[0], sent[0]
-            time.sleep(0.5)
-            return sent[0] == was
-        wait_for(stalled, 60 * SLOW, "the relay to stop reading")
+        flood = Flood(c, os.urandom(BUFFER_RING + 64 * MIB))
+        flood.wait_stalled()
         reset.set()
-        sender.join(60 * SLOW)
-        assert not sender.is_alive() and sent[0] < len(data)
+        flood.join()
+        assert flood.sent < len(flood.data)
         c.close()
         with socket.create_connection(("127.0.0.1", relay.port), timeout=30 * SLOW) as c2:
             c2.sendall(b"again")
