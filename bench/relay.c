@@ -13,6 +13,9 @@
  *   sockmap  both sockets in a BPF sockhash whose verdict (relay.bpf.c)
  *            sends every segment to the peer: user space only accepts,
  *            connects and forwards the end (the kernel path alone)
+ *   uring    copy mode on one io_uring instead of epoll: multishot recv
+ *            into a shared buffer ring, one io_uring_enter per pass that
+ *            submits the sends and reaps what comes next (relay_uring.c)
  *
  * One thread, level-triggered epoll, non-blocking sockets, TCP_NODELAY.
  * The backend connect() blocks: on loopback it completes at once.
@@ -38,11 +41,12 @@
 #include <bpf/libbpf.h>
 #include "relay.skel.h"
 #endif
+#include "relay_uring.h"
 
 #define RELAY_BUF 65536
 #define RELAY_EVENTS 256
 
-enum relay_mode { RELAY_COPY, RELAY_SPLICE, RELAY_SOCKMAP };
+enum relay_mode { RELAY_COPY, RELAY_SPLICE, RELAY_SOCKMAP, RELAY_URING };
 
 /* One direction: what was read from fd[i] and is not yet written to its
  * peer. */
@@ -418,7 +422,7 @@ static int
 relay_usage(void)
 {
 	fprintf(stderr, "usage: nmf-relay -l PORT -b BACKEND_PORT "
-	    "[-m copy|splice|sockmap]\n"
+	    "[-m copy|splice|sockmap|uring]\n"
 	    "       nmf-relay -t -m MODE   (whether MODE can run here)\n");
 	return 2;
 }
@@ -452,12 +456,15 @@ main(int argc, char **argv)
 			relay_mode = RELAY_SPLICE;
 		else if (c == 'm' && strcmp(optarg, "sockmap") == 0)
 			relay_mode = RELAY_SOCKMAP;
+		else if (c == 'm' && strcmp(optarg, "uring") == 0)
+			relay_mode = RELAY_URING;
 		else
 			return relay_usage();
 	}
 	if (optind != argc || (!test && (port < 0 || backend < 0)))
 		return relay_usage();
-	if (relay_mode == RELAY_SOCKMAP && relay_load() < 0)
+	if ((relay_mode == RELAY_SOCKMAP && relay_load() < 0) ||
+	    (relay_mode == RELAY_URING && relay_uring_setup() < 0))
 		return 1;
 	/* A peer gone is a connection's error (EPIPE), not the relay's end:
 	 * splice() to a socket raises SIGPIPE. */
@@ -478,14 +485,17 @@ main(int argc, char **argv)
 		    strerror(errno));
 		return 1;
 	}
-	if ((relay_ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-	    epoll_ctl(relay_ep, EPOLL_CTL_ADD, lfd,
-	    &(struct epoll_event){ .events = EPOLLIN, .data.ptr = NULL }) < 0) {
+	if (relay_mode != RELAY_URING &&
+	    ((relay_ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	     epoll_ctl(relay_ep, EPOLL_CTL_ADD, lfd,
+	     &(struct epoll_event){ .events = EPOLLIN, .data.ptr = NULL }) < 0)) {
 		perror("nmf-relay: epoll");
 		return 1;
 	}
 	printf("listening 127.0.0.1:%d\n", port);
 	fflush(stdout);
+	if (relay_mode == RELAY_URING)
+		return relay_uring_run(lfd, &relay_backend);
 	for (;;) {
 		/* Ends held back are looked at again every millisecond. */
 		int n = epoll_wait(relay_ep, events, RELAY_EVENTS,

@@ -43,12 +43,14 @@ Environment (defaults in brackets):
                       nettcpd-before: NETTCPD_BEFORE, configured as the
                       nettcpd column (an older build, for before/after
                       figures from one run)
-                      relay-copy, relay-splice, relay-sockmap: the floor,
-                      bench/nmf-relay (no framing, no routing) in its copy
-                      (recv/send), splice or sockmap (every segment
-                      redirected by a BPF verdict) mode; cps, rr and bulk
-                      only; relay-sockmap left out, with a notice, where it
-                      cannot load (no BPF build, no privilege)
+                      relay-copy, relay-splice, relay-sockmap, relay-uring:
+                      the floor, bench/nmf-relay (no framing, no routing)
+                      in its copy (recv/send), splice, sockmap (every
+                      segment redirected by a BPF verdict) or uring (copy
+                      on one io_uring) mode; cps, rr and bulk only;
+                      relay-sockmap and relay-uring left out, with a
+                      notice, where they cannot run (no BPF or liburing
+                      build, no privilege)
   BENCH_SCENARIOS     which to run
                       [idle cps routes rr bulk tls unix observe handoff]
                       observe: nettcpd only, conn rate with metrics (scraped
@@ -103,6 +105,7 @@ TARGET_KINDS = {
     "relay-copy": ("relay", "copy"),
     "relay-splice": ("relay", "splice"),
     "relay-sockmap": ("relay", "sockmap"),
+    "relay-uring": ("relay", "uring"),
 }
 # The relay columns' scenarios: a bare relay has no routes, memory or
 # daemon features to measure.

@@ -1,5 +1,5 @@
 """bench/nmf-relay, the floor columns of make bench (relay-copy,
-relay-splice, relay-sockmap): in each mode it relays request/response and
+relay-splice, relay-sockmap, relay-uring): in each mode it relays request/response and
 1 MiB each way to a slow reader, each way ended by a half-close that
 must come after all of its bytes, byte-exact; it says why when a mode cannot run
 and refuses bad arguments."""
@@ -7,8 +7,10 @@ and refuses bad arguments."""
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -19,6 +21,8 @@ from nettcpd_test import (NETTCPD, SLOW, Backend,  # noqa: E402
 BUILDDIR = os.path.abspath(os.path.join(os.path.dirname(NETTCPD), ".."))
 NMF_RELAY = os.path.join(BUILDDIR, "bench", "nmf-relay")
 MIB = 1 << 20
+# nmf-relay -m uring's provided buffers (relay_uring.c: 1024 of 64 KiB).
+BUFFER_RING = 64 * MIB
 ROUNDS = 5
 # How long each side leaves the other's bytes unread (not a synchronisation:
 # the relay must hold the end back however long the reader waits).
@@ -84,12 +88,20 @@ class Relay:
         self.proc.stderr.close()
 
 
-def relays(mode):
+def runs_here(mode):
+    """Whether mode can run here; if not, a notice in the test log (and
+    the test names what it did not run)."""
     ok, why = can_run(mode)
     if not ok:
-        # Visible in the test log, and the test names what it did not run.
         print(f"NOTICE: nmf-relay -m {mode} not run here: {why}")
-        assert mode == "sockmap", why
+        # Only the optional modes, and only where the relay says why (a
+        # mode it does not know is a usage error, and fails here).
+        assert mode in ("sockmap", "uring") and "usage" not in why, why
+    return ok
+
+
+def relays(mode):
+    if not runs_here(mode):
         return
     backend = Backend(relay_handler)
     # Small receive buffers on both ends: the relay holds most of the 1 MiB
@@ -142,6 +154,136 @@ def test_splice_relays_both_ways_byte_exact():
 
 def test_sockmap_relays_both_ways_byte_exact():
     relays("sockmap")
+
+
+def test_uring_relays_both_ways_byte_exact():
+    relays("uring")
+
+
+class Flood:
+    """data sent on c from a thread, as fast as the relay takes it; the
+    end by a half-close, or the sends' error (the relay closed c)."""
+
+    def __init__(self, c, data):
+        self.c, self.data, self.sent = c, data, 0
+        self.thread = threading.Thread(target=self._send)
+        self.thread.start()
+
+    def _send(self):
+        view = memoryview(self.data)
+        try:
+            while self.sent < len(self.data):
+                self.sent += self.c.send(view[self.sent:self.sent + MIB])
+            self.c.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def wait_stalled(self):
+        """Past what the kernel's buffers on the way can hold, the rest is
+        in the relay's; then the sends stop: the relay stopped reading."""
+        wait_for(lambda: self.sent > BUFFER_RING // 2, 60 * SLOW, "the first half")
+        last = [-1]
+
+        def stalled():
+            # No progress over half a second (a pause of a loaded machine
+            # only ends the wait early: the test then proves less).
+            was, last[0] = last[0], self.sent
+            time.sleep(0.5)
+            return self.sent == was and self.sent < len(self.data)
+        wait_for(stalled, 60 * SLOW, "the relay to stop reading")
+
+    def join(self):
+        self.thread.join(60 * SLOW)
+        assert not self.thread.is_alive()
+
+
+def test_uring_relays_past_its_buffers():
+    """uring mode's provided buffers (64 MiB, shared by every socket) run
+    out while a sink reads nothing: the relay stops reading, from that
+    connection and from another one that sends meanwhile (ENOBUFS); once
+    the sink reads, every byte of both arrives, byte-exact."""
+    if not runs_here("uring"):
+        return
+    data = os.urandom(BUFFER_RING + 64 * MIB)
+    release = threading.Event()
+    seen = []
+
+    def sink(c, backend):
+        release.wait(60 * SLOW)
+        got, how = recv_until_close(c, limit=len(data) + 1)
+        seen.append((len(got), hashlib.sha256(got).hexdigest(), how))
+        c.close()
+
+    backend = Backend(sink)
+    backend.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+    relay = Relay("uring", backend.port)
+    try:
+        # The other connection first: its recv is armed before the
+        # buffers run out, and meets their end.
+        other = socket.create_connection(("127.0.0.1", relay.port), timeout=30 * SLOW)
+        wait_for(lambda: backend.accepted == 1, 30 * SLOW, "the other connection")
+        c = socket.create_connection(("127.0.0.1", relay.port), timeout=60 * SLOW)
+        flood = Flood(c, data)
+        flood.wait_stalled()
+        other.sendall(b"again")
+        other.shutdown(socket.SHUT_WR)
+        release.set()
+        flood.join()
+        assert flood.sent == len(data)
+        wait_for(lambda: len(seen) == 2, 60 * SLOW, "the sinks' reads to EOF")
+        assert sorted(seen) == [(5, hashlib.sha256(b"again").hexdigest(), "eof"),
+                                (len(data), hashlib.sha256(data).hexdigest(), "eof")], \
+            [x[0] for x in seen]
+        c.close()
+        other.close()
+    finally:
+        release.set()
+        relay.stop()
+        backend.close()
+
+
+def test_uring_failed_connection_gives_its_buffers_back():
+    """A connection holding every provided buffer (its sink reads nothing),
+    its other direction starved of them, fails (the sink resets): its
+    buffers go back, and the next connection is relayed."""
+    if not runs_here("uring"):
+        return
+    reset = threading.Event()
+    seen = []
+
+    def sink(c, backend):
+        if backend.accepted == 1:
+            reset.wait(60 * SLOW)
+            # Its answer meets the relay without a buffer (ENOBUFS); then
+            # the reset.  (The pause only orders the two: without it the
+            # test proves less, it does not fail.)
+            c.sendall(b"x")
+            time.sleep(0.2)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            seen.append(recv_until_close(c))
+        c.close()
+
+    backend = Backend(sink)
+    backend.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+    relay = Relay("uring", backend.port)
+    try:
+        c = socket.create_connection(("127.0.0.1", relay.port), timeout=60 * SLOW)
+        flood = Flood(c, os.urandom(BUFFER_RING + 64 * MIB))
+        flood.wait_stalled()
+        reset.set()
+        flood.join()
+        assert flood.sent < len(flood.data)
+        c.close()
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=30 * SLOW) as c2:
+            c2.sendall(b"again")
+            c2.shutdown(socket.SHUT_WR)
+            wait_for(lambda: seen, 30 * SLOW, "the next connection's bytes")
+        assert seen == [(b"again", "eof")], seen
+    finally:
+        reset.set()
+        relay.stop()
+        backend.close()
 
 
 def test_bad_arguments_are_refused():
