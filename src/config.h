@@ -82,6 +82,7 @@ struct control_cfg {
 enum forward_method {
 	FORWARD_SPLICE = 0, /* zero-copy through a pipe */
 	FORWARD_COPY,       /* recv()/send() through a small buffer */
+	FORWARD_URING,      /* copy, its receives done by io_uring (uring.h) */
 };
 
 struct listen_cfg {

@@ -428,9 +428,11 @@ global_key(struct parser *p, const char *name, const char *value)
 			cfg->forward = FORWARD_SPLICE;
 		else if (strcmp(value, "copy") == 0)
 			cfg->forward = FORWARD_COPY;
+		else if (strcmp(value, "uring") == 0)
+			cfg->forward = FORWARD_URING;
 		else
 			add_error(p, p->lineno,
-			    "unknown forward '%s' (splice or copy)", value);
+			    "unknown forward '%s' (splice, copy or uring)", value);
 		break;
 	case GK_ACCESS_LOG:
 		free(cfg->access_log);

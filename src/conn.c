@@ -58,6 +58,7 @@
 #include "addr.h"
 #include "listener.h"
 #include "routes.h"
+#include "uring.h"
 
 
 const char *
@@ -227,6 +228,7 @@ close_backend(struct conn *c)
 {
 	if (c->backend_fd < 0)
 		return;
+	uring_cancel(c);
 	ready_unwatch(c, &c->backend_rd);
 	ready_unwatch(c, &c->backend_wr);
 	close(c->backend_fd);
@@ -267,6 +269,7 @@ conn_finish(struct conn *c, enum conn_outcome outcome, enum close_how how,
 	else
 		limits_give(w->limits, w);
 
+	uring_cancel(c);
 	if (how == CLOSE_RESET) {
 		set_linger_reset(c->client_fd);
 		if (c->backend_fd >= 0)

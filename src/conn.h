@@ -66,6 +66,8 @@ enum {
 	READY_CLIENT_WR = 2,
 	READY_BACKEND_RD = 4,
 	READY_BACKEND_WR = 8,
+	READY_UP_RING = 16,     /* io_uring finished a receive or a send */
+	READY_DOWN_RING = 32,   /* for a direction (uring.c) */
 };
 
 struct transport;
@@ -127,6 +129,8 @@ struct conn {
 	                                          /* it must be the client's close_notify */
 	unsigned up_end_woke : 1;                 /* clear: woken with its End already */
 	unsigned down_end_woke : 1;               /* delivered: stop watching its source */
+	unsigned down_unfollowed : 1;             /* the service left the protocol: */
+	                                          /* its bytes go on unread */
 	unsigned following : 1;                   /* the session is followed to its End */
 	unsigned unanswered : 1;                  /* the service has not answered the */
 	                                          /* preamble: if the connection fails, */

@@ -93,6 +93,7 @@ forward_start(struct conn *c)
 	c->up.total = c->preamble_len; /* the replay counts as forwarded */
 	c->up_wait = c->down_wait = PUMP_WANT_READ;
 	c->up_end_woke = c->down_end_woke = 0;
+	c->down_unfollowed = 0;
 	c->up_wants.client = c->up_wants.backend = 0;
 	c->down_wants.client = c->down_wants.backend = 0;
 	conn_set_state(c, CONN_FORWARDING);
@@ -524,7 +525,7 @@ follow_early_bytes(struct conn *c)
 		return -1;
 	}
 	if (held > 0) {
-		if ((c->up.buf = malloc(PUMP_COPY_BUFSZ)) == NULL) {
+		if (pump_buffer(&c->up) == NULL) {
 			conn_finish(c, OUTCOME_ABORTED, CLOSE_RESET, LOG_LEVEL_WARNING,
 			    "out of memory, reset");
 			return -1;

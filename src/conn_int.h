@@ -109,6 +109,8 @@ void conn_client_io(struct conn *c, int revents);
 void conn_backend_io(struct conn *c, int revents);
 
 /* ---- conn_ready.c: ready sockets served in the kernel's order */
+/* Queue c with bit (READY_*) for the pass's end, in the kernel's order. */
+void ready_queue(struct conn *c, unsigned bit);
 /* The callback of every watcher of a connection: queues it. */
 void ready_on_io(struct ev_loop *loop, ev_io *io, int revents);
 /* Stop one of c's watchers; an event of it still queued is dropped. */

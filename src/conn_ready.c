@@ -13,6 +13,11 @@
 
 #include <stdlib.h>
 
+#include "uring.h"
+
+/* Rounds of serving and submitting in one pass (conn_run_ready). */
+#define READY_ROUNDS 16u
+
 /* Which of the connection's watchers io is, as a bit of ready_ev. */
 static unsigned
 ready_bit(const struct conn *c, const ev_io *io)
@@ -46,21 +51,27 @@ serve(struct conn *c, unsigned bit)
 	case READY_BACKEND_RD:
 		conn_backend_io(c, EV_READ);
 		break;
-	default:
+	case READY_BACKEND_WR:
 		conn_backend_io(c, EV_WRITE);
+		break;
+	default:
+		/* A receive or send io_uring did for a direction (uring.c),
+		 * which only forwarding queues. */
+		if (c->state == CONN_FORWARDING) {
+			if (bit == READY_UP_RING)
+				forward_up(c);
+			else
+				forward_down(c);
+		}
 		break;
 	}
 }
 
 void
-ready_on_io(struct ev_loop *loop, ev_io *io, int revents)
+ready_queue(struct conn *c, unsigned bit)
 {
-	struct conn *c = io->data;
 	struct worker *w = c->w;
-	unsigned bit = ready_bit(c, io);
 
-	(void)loop;
-	(void)revents;
 	if (c->ready_at == 0) {
 		if (w->nready == w->ready_cap) {
 			size_t cap = w->ready_cap ? 2 * w->ready_cap : 64;
@@ -79,9 +90,61 @@ ready_on_io(struct ev_loop *loop, ev_io *io, int revents)
 	c->ready_ev |= bit;
 }
 
-/* Queued newest first: the last one queued is the one the kernel
+void
+ready_on_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct conn *c = io->data;
+
+	(void)loop;
+	(void)revents;
+	ready_queue(c, ready_bit(c, io));
+}
+
+/*
+ * Queued newest first: the last one queued is the one the kernel
  * reported first.  A connection stays in its slot while its events are
- * served, so that one of them closing it (ready_forget) ends the rest. */
+ * served, so that one of them closing it (ready_forget) ends the rest.
+ * Serving can queue more (a teardown takes the ring's completions,
+ * uring_cancel): those are served after the batch.
+ */
+static void
+serve_queue(struct worker *w)
+{
+	size_t done = 0;
+
+	while (done < w->nready) {
+		size_t batch = w->nready;
+
+		for (size_t i = batch; i-- > done;) {
+			struct conn *c;
+
+			while ((c = w->ready[i]) != NULL && c->ready_ev != 0) {
+				unsigned bit = c->ready_ev & -c->ready_ev;
+
+				c->ready_ev &= ~bit;
+				serve(c, bit);
+			}
+			if (c != NULL)
+				c->ready_at = 0;
+		}
+		done = batch;
+	}
+	w->nready = 0;
+}
+
+/*
+ * Before the loop waits: serve the queue, then submit what that asked of
+ * the ring (forward = uring).  The ring's completions that came since the
+ * loop polled are queued first, with the sockets epoll reported: the
+ * kernel finished their work when the worker woke (COOP_TASKRUN), and
+ * left to the next poll they would be served a pass after them (a client
+ * closing would free its descriptors after the next accept).  A send the
+ * kernel finished at once is served in the same pass, as the epoll path's
+ * send() returns at once: a session whose End went out ends, and its
+ * backend connection is in the pool, before the loop accepts the next
+ * client.  A few rounds at most; what is left waits for the ring's
+ * watcher.
+ */
 void
 conn_run_ready(struct ev_loop *loop, ev_prepare *prep, int revents)
 {
@@ -89,19 +152,12 @@ conn_run_ready(struct ev_loop *loop, ev_prepare *prep, int revents)
 
 	(void)loop;
 	(void)revents;
-	for (size_t i = w->nready; i-- > 0;) {
-		struct conn *c;
-
-		while ((c = w->ready[i]) != NULL && c->ready_ev != 0) {
-			unsigned bit = c->ready_ev & -c->ready_ev;
-
-			c->ready_ev &= ~bit;
-			serve(c, bit);
-		}
-		if (c != NULL)
-			c->ready_at = 0;
+	uring_reap(w);
+	for (unsigned round = 1;; round++) {
+		serve_queue(w);
+		if (!uring_submit(w, round < READY_ROUNDS))
+			break;
 	}
-	w->nready = 0;
 }
 
 void

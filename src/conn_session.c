@@ -14,6 +14,7 @@
 #include "access.h"
 #include "bpool.h"
 #include "routes.h"
+#include "uring.h"
 
 /* Add what the pumps moved since the last call to the route's counters. */
 static void
@@ -103,6 +104,7 @@ unfollow_down(struct conn *c)
 	conn_log(c, LOG_LEVEL_DEBUG, "service sent record 0x%02x out of the "
 	    "session; its bytes are passed on unread until the connection closes",
 	    c->down_flow.bad);
+	c->down_unfollowed = 1;
 	pump_unhold(&c->down);
 	c->tp->forward_down(c);
 }
@@ -124,6 +126,9 @@ session_end(struct conn *c, int ended_by_service)
 	struct addr client;
 
 	stop_watchers(c);
+	/* Both directions stopped reading at their End, so nothing is queued
+	 * on the ring; a receive left would take the next owner's bytes. */
+	uring_cancel(c);
 	c->backend_fd = -1;
 	if (c->down.held == 0 && !ended_by_service && !c->pre.route->pool_off)
 		kept = bpool_put(&w->backends,
@@ -235,6 +240,50 @@ reads(enum pump_status wait, const struct nmf_flow *flow, int end_woke)
 	    flow->state == NMF_FLOW_ENDED && !end_woke) ? EV_READ : 0;
 }
 
+/* The forward method in force: forward = uring where the worker has no
+ * ring is splice (uring_get said why). */
+static enum forward_method
+forward_method(struct conn *c)
+{
+	enum forward_method method = c->gen->cfg->forward;
+
+	return method == FORWARD_URING && uring_get(c->w) == NULL ?
+	    FORWARD_SPLICE : method;
+}
+
+/* Whether c's receives go through the worker's ring: forward = uring on
+ * a clear connection (inside TLS, OpenSSL reads the client's socket and
+ * the TLS pump the service's). */
+static int
+conn_uring(struct conn *c)
+{
+	return c->tp == &transport_clear && forward_method(c) == FORWARD_URING;
+}
+
+/*
+ * forward = uring: what a direction needs goes to the ring instead of a
+ * watcher: a receive while it wants to read (only then: after its End
+ * there is no wakeup to leave alone, reads(), and none is queued), a send
+ * while its buffer has bytes to write.  A pipe's bytes (a large envelope
+ * is spliced, as splice does) wait for the destination's watcher:
+ * EV_WRITE is returned for it.
+ */
+static int
+ring_wait(struct conn *c, struct pump *p, enum pump_status wait,
+    const struct nmf_flow *flow, int src, int dst)
+{
+	/* Never past an End: a session's first wait is for reading even when
+	 * the client's End went out with the replay, and what a receive would
+	 * take then is the next preamble, not this session's. */
+	if (wait == PUMP_WANT_READ && !(c->following && flow->state == NMF_FLOW_ENDED))
+		uring_read(c->w, c, p, src);
+	else if (wait == PUMP_WANT_WRITE && p->pipe[0] >= 0)
+		return EV_WRITE;
+	else if (wait == PUMP_WANT_WRITE)
+		uring_write(c->w, c, p, dst);
+	return 0;
+}
+
 /*
  * Clear forwarding waits for what the two directions need, from what each
  * last asked for: up reads the client and writes the backend, down the
@@ -243,6 +292,15 @@ reads(enum pump_status wait, const struct nmf_flow *flow, int end_woke)
 static void
 forward_wait(struct conn *c)
 {
+	if (conn_uring(c)) {
+		int backend = ring_wait(c, &c->up, c->up_wait, &c->up_flow,
+		    c->client_fd, c->backend_fd);
+		int client = ring_wait(c, &c->down, c->down_wait, &c->down_flow,
+		    c->backend_fd, c->client_fd);
+
+		conn_wait(c, client, backend);
+		return;
+	}
 	conn_wait(c, reads(c->up_wait, &c->up_flow, c->up_end_woke) |
 	    (c->down_wait == PUMP_WANT_WRITE ? EV_WRITE : 0),
 	    reads(c->down_wait, &c->down_flow, c->down_end_woke) |
@@ -255,8 +313,11 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 {
 	const struct pump *other = p == &c->up ? &c->down : &c->up;
 	enum pump_status *wait = p == &c->up ? &c->up_wait : &c->down_wait;
+	/* Down stays followed until unfollow_down: with io_uring the bytes
+	 * before the record out of place may still be on their way out when
+	 * the follower has stopped at it (PUMP_ENDED comes after them). */
 	struct nmf_flow *flow = !c->following ? NULL : p == &c->up ? &c->up_flow :
-	    c->down_flow.state == NMF_FLOW_OPAQUE ? NULL : &c->down_flow;
+	    c->down_unfollowed ? NULL : &c->down_flow;
 	uint64_t before = p->total;
 	/* Its End was delivered before this wakeup (reads()). */
 	int ended = flow != NULL && flow->state == NMF_FLOW_ENDED && p->pending == 0;
@@ -268,8 +329,11 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 	    c->up.held > 0 && !c->up.dst_shut &&
 	    (c->down_flow.state == NMF_FLOW_RECORD ||
 	    c->down_flow.state == NMF_FLOW_OPAQUE);
-	enum pump_status status = pump_run(p, src, dst, c->gen->cfg->forward,
-	    &c->w->pipes, other->dst_shut || hold_fin, flow);
+	enum pump_status status;
+
+	uring_take(c->w, p);
+	status = pump_run(p, src, dst, forward_method(c), &c->w->pipes,
+	    other->dst_shut || hold_fin, flow);
 
 	if (p->total != before)
 		idle_touch(c);

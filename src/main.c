@@ -399,7 +399,8 @@ run(struct daemon *d)
 	    PACKAGE_VERSION, routes_count(cfg->routes),
 	    log_plural(routes_count(cfg->routes), "route", "routes"), n,
 	    log_plural(n, "worker", "workers"),
-	    cfg->forward == FORWARD_SPLICE ? "splice" : "copy",
+	    cfg->forward == FORWARD_SPLICE ? "splice" :
+	    cfg->forward == FORWARD_COPY ? "copy" : "uring",
 	    d->ninherited > 0 ? ", on listening sockets handed over" : "");
 	notify_state("READY=1", "serving generation %u, %zu %s",
 	    d->gen->number, routes_count(cfg->routes),

@@ -89,6 +89,84 @@ pump_init(struct pump *p)
 	p->src_eof = 0;
 	p->dst_shut = 0;
 	p->large = 0;
+	p->ring = 0;
+	p->armed = 0;
+	p->ahead = 0;
+	p->ahead_buf = 0;
+	p->sending = 0;
+	p->sent = 0;
+	p->ahead_res = 0;
+	p->sent_res = 0;
+}
+
+/*
+ * Copy buffers given back lately, for the next pump that needs one; per
+ * thread, as a worker's pumps all run on its thread.  With io_uring a loop
+ * pass holds many at once (their sends under way) and gives them all back
+ * after: malloc would return that memory to the system and fault it in
+ * again pass after pass (madvise, page faults: a fifth of the daemon's
+ * time under request/response, measured).  Only as many are kept as were
+ * in use at once, at most SPARE_MAX.
+ */
+#define SPARE_MAX 64u
+static _Thread_local uint8_t *spare[SPARE_MAX];
+static _Thread_local unsigned nspare;
+
+uint8_t *
+pump_buffer(struct pump *p)
+{
+	if (p->buf == NULL)
+		p->buf = nspare > 0 ? spare[--nspare] : malloc(PUMP_COPY_BUFSZ);
+	return p->buf;
+}
+
+/* Nothing in flight: the pump holds no buffer. */
+static void
+buffer_drop(struct pump *p)
+{
+	if (p->buf != NULL && nspare < SPARE_MAX)
+		spare[nspare++] = p->buf;
+	else
+		free(p->buf);
+	p->buf = NULL;
+}
+
+void
+pump_spares_free(void)
+{
+	while (nspare > 0)
+		free(spare[--nspare]);
+}
+
+/* A result the ring left for the pump, as recv() or send() returns it. */
+static ssize_t
+ring_result(int32_t res)
+{
+	if (res >= 0)
+		return res;
+	errno = -res;
+	return -1;
+}
+
+/*
+ * Read from src into the pump's buffer.  When the worker's io_uring
+ * receives for the pump, it hands over its result instead (its bytes are
+ * at the buffer's start already), and without one the source counts as
+ * empty: a recv() of our own would take bytes from under a queued one.
+ * The ring out of buffers said to read it ourselves.
+ */
+static ssize_t
+pump_recv(struct pump *p, int src)
+{
+	if (p->ahead) {
+		p->ahead = 0;
+		if (p->ahead_res != -ENOBUFS)
+			return ring_result(p->ahead_res);
+	} else if (p->ring) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return recv(src, p->buf, PUMP_COPY_BUFSZ, 0);
 }
 
 void
@@ -96,10 +174,10 @@ pump_release(struct pump *p, struct pipe_pool *pool)
 {
 	if (p->pipe[0] >= 0)
 		pipe_give(pool, p->pipe, p->pending == 0);
-	free(p->buf);
-	p->buf = NULL;
+	buffer_drop(p);
 	p->pending = 0;
 	p->held = 0;
+	p->ahead = 0;
 }
 
 void
@@ -116,11 +194,20 @@ flush_some(struct pump *p, int dst)
 {
 	ssize_t n;
 
-	if (p->pipe[0] >= 0)
+	if (p->ring && p->sent) {
+		/* The ring's send of the buffer's pending bytes is done. */
+		p->sent = 0;
+		n = ring_result(p->sent_res);
+	} else if (p->ring && p->pipe[0] < 0) {
+		/* Queued, or to be queued once the pump returns (forward_wait). */
+		errno = EAGAIN;
+		n = -1;
+	} else if (p->pipe[0] >= 0) {
 		n = splice(p->pipe[0], NULL, dst, NULL, p->pending,
 		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	else
+	} else {
 		n = send(dst, p->buf + p->buf_off, p->pending, MSG_NOSIGNAL);
+	}
 	if (n > 0) {
 		p->pending -= (size_t)n;
 		p->total += (uint64_t)n;
@@ -198,9 +285,9 @@ pump_copy(struct pump *p, int src, int dst)
 		ssize_t n;
 
 		if (!p->src_eof && p->pending == 0) {
-			if (p->buf == NULL && (p->buf = malloc(PUMP_COPY_BUFSZ)) == NULL)
+			if (pump_buffer(p) == NULL)
 				return PUMP_ERROR;
-			n = recv(src, p->buf, PUMP_COPY_BUFSZ, 0);
+			n = pump_recv(p, src);
 			if (n > 0) {
 				p->pending = (size_t)n;
 				p->buf_off = 0;
@@ -229,8 +316,7 @@ pump_copy(struct pump *p, int src, int dst)
 		if (!moved || (p->pending == 0 &&
 		    (drained || p->total - start >= PUMP_BUDGET))) {
 			/* Nothing in flight: an idle connection holds no buffer. */
-			free(p->buf);
-			p->buf = NULL;
+			buffer_drop(p);
 			return PUMP_WANT_READ;
 		}
 	}
@@ -288,7 +374,9 @@ framed_read(struct pump *p, int src, enum forward_method method,
 	 * the pipe would overtake them. */
 	if (p->pending > 0 && p->pipe[0] < 0)
 		return FRAMED_FLUSH;
-	if (method == FORWARD_SPLICE &&
+	/* uring splices large envelopes too (uring.h), once the ring's
+	 * receive is taken: its bytes come first. */
+	if ((method == FORWARD_SPLICE || (method == FORWARD_URING && !p->ahead)) &&
 	    (span = splice_span(p, src, flow, head, &headlen)) < 0)
 		return -1;
 	/* (Without a pipe, as on EMFILE, the payload is copied instead.) */
@@ -317,9 +405,9 @@ framed_read(struct pump *p, int src, enum forward_method method,
 	}
 	if (p->pending > 0)
 		return FRAMED_FLUSH;
-	if (p->buf == NULL && (p->buf = malloc(PUMP_COPY_BUFSZ)) == NULL)
+	if (pump_buffer(p) == NULL)
 		return -1;
-	n = recv(src, p->buf, PUMP_COPY_BUFSZ, 0);
+	n = pump_recv(p, src);
 	if (n > 0) {
 		size_t used = nmf_flow_feed(flow, p->buf, (size_t)n);
 
@@ -387,8 +475,7 @@ pump_framed(struct pump *p, int src, int dst, enum forward_method method,
 		    flow->state == NMF_FLOW_OPAQUE || p->total - start >= PUMP_BUDGET) {
 			/* Nothing in flight: keep the buffer only for held bytes. */
 			if (p->held == 0) {
-				free(p->buf);
-				p->buf = NULL;
+				buffer_drop(p);
 			}
 			return flow->state == NMF_FLOW_ENDED ||
 			    flow->state == NMF_FLOW_OPAQUE ? PUMP_ENDED : PUMP_WANT_READ;

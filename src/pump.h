@@ -59,11 +59,24 @@ struct pump {
 	unsigned dst_shut : 1; /* FIN passed on with shutdown(SHUT_WR) */
 	unsigned large : 1;    /* following: the last envelope was spliced, so */
 	                       /* the next one's header is peeked at first */
+	/* forward = uring (uring.h): the worker's ring receives and sends. */
+	unsigned ring : 1;     /* for this pump, which calls neither itself */
+	unsigned armed : 1;    /* a receive is queued on the source */
+	unsigned ahead : 1;    /* one completed: ahead_res is its result */
+	unsigned ahead_buf : 1; /* its bytes are still in the ring's buffer */
+	unsigned sending : 1;  /* a send of the pending bytes is queued */
+	unsigned sent : 1;     /* one completed: sent_res is its result */
+	uint16_t ahead_bid;    /* ahead_buf: which (uring_take copies them */
+	                       /* to buf's start before the pump runs) */
+	int32_t ahead_res;     /* bytes; 0: the end of stream; < 0: -errno; */
+	                       /* -ENOBUFS: no buffer, recv() it */
+	int32_t sent_res;      /* bytes, or -errno */
 };
 
 enum pump_status {
 	PUMP_WANT_READ,  /* wait until the source is readable */
-	PUMP_WANT_WRITE, /* wait until the destination is writable */
+	PUMP_WANT_WRITE, /* wait until the destination is writable (ring: */
+	                 /* send the pending bytes, or wait for that send) */
 	PUMP_DONE,       /* source ended and the FIN was passed on */
 	PUMP_ERROR,      /* a socket failed (errno says why); tear both down */
 	PUMP_ENDED,      /* following: the follower stopped (End delivered, or */
@@ -72,6 +85,13 @@ enum pump_status {
 };
 
 void pump_init(struct pump *p);
+
+/* The copy buffer (a receive done by io_uring is copied into it,
+ * uring_take), taken if the pump holds none: NULL when out of memory. */
+uint8_t *pump_buffer(struct pump *p);
+
+/* On a thread's way out: free the buffers kept for its pumps. */
+void pump_spares_free(void);
 
 /*
  * Move what can be moved now from src to dst.  Returns what to wait for.

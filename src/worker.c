@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "uring.h"
 
 unsigned
 worker_count(const struct config *cfg)
@@ -271,6 +272,10 @@ worker_init(struct worker *w, struct generation *gen, struct limits *limits,
 	w->ready_run.data = w;
 	ev_prepare_start(w->loop, &w->ready_run);
 	ev_unref(w->loop);   /* it keeps no loop alive */
+	/* Before the daemon says it started: the log says first whether
+	 * io_uring runs, and the ring's descriptor is there from the start. */
+	if (cfg->forward == FORWARD_URING)
+		(void)uring_get(w);
 	ev_async_init(&w->stop, on_stop);
 	ev_async_start(w->loop, &w->stop);
 	ev_async_init(&w->reload, on_reload);
@@ -308,6 +313,7 @@ worker_main(void *arg)
 
 	ev_run(w->loop, 0);
 	access_flush();
+	pump_spares_free();
 	return NULL;
 }
 
@@ -335,6 +341,7 @@ worker_finish(struct worker *w, int started)
 {
 	if (started)
 		pthread_join(w->thread, NULL);
+	uring_close(w);
 	listeners_close(w);
 	conn_close_all(w);
 	bpool_drain(&w->backends);

@@ -6,8 +6,10 @@ Environment:
   NETTCPD_SRCDIR   the source tree
   NETTCPD_WRAPPER  optional command prefix for the daemon, e.g. "valgrind -q
                    --leak-check=full --error-exitcode=99"
-  NETTCPD_FORWARD  run only this forward method ("splice" or "copy");
-                   by default forwarding tests run with both
+  NETTCPD_FORWARD  run only this forward method ("splice", "copy" or
+                   "uring"), and give it to every daemon whose [global]
+                   names none; by default forwarding tests run with each,
+                   the others with splice
 """
 
 import atexit
@@ -32,7 +34,8 @@ SRCDIR = os.environ.get("NETTCPD_SRCDIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..")
 WRAPPER = shlex.split(os.environ.get("NETTCPD_WRAPPER", ""))
 FORWARD_METHODS = [os.environ["NETTCPD_FORWARD"]] if os.environ.get(
-    "NETTCPD_FORWARD") else ["splice", "copy"]
+    "NETTCPD_FORWARD") else ["splice", "copy", "uring"]
+DEFAULT_FORWARD = os.environ.get("NETTCPD_FORWARD") or "splice"
 # A daemon under valgrind is many times slower; scale every wait.
 SLOW = 10.0 if WRAPPER else 1.0
 
@@ -318,7 +321,7 @@ def _kill_leftover_daemons():
 
 
 class Daemon:
-    def __init__(self, routes=(), listen=None, extra_global="", forward="splice",
+    def __init__(self, routes=(), listen=None, extra_global="", forward=DEFAULT_FORWARD,
                  raw_config=None, rlimit_nofile=None, log_level="debug", env=None):
         self.dir = tempfile.mkdtemp(prefix="nettcpd-test-")
         self.port = free_port()
@@ -342,6 +345,8 @@ class Daemon:
         self.proc = None
 
     def start(self):
+        if DEFAULT_FORWARD != "splice":
+            self.default_forward()
         log = open(self.logpath, "wb")
 
         def limit():
@@ -364,6 +369,19 @@ class Daemon:
         self.proc.kill()
         self.proc.wait()
         raise AssertionError("nettcpd did not start:\n" + self.log())
+
+    def default_forward(self):
+        """NETTCPD_FORWARD: a configuration written without a forward key
+        gets one, so that the whole suite runs with that method."""
+        with open(self.config) as f:
+            lines = f.read().split("\n")
+        if "[global]" not in lines or any(
+                ln.split("=")[0].strip() == "forward" for ln in lines):
+            return
+        at = lines.index("[global]") + 1
+        lines.insert(at, f"forward = {DEFAULT_FORWARD}")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines))
 
     def log(self):
         try:

@@ -483,7 +483,8 @@ def test_reload_applies_a_new_member_list():
             f.write(text.replace(f"backend = {a.addr}",
                                  f"backend = {b.addr}, {b.addr} weight=0"))
         d.proc.send_signal(1)
-        d.wait_log(f"{d.config}:8: bad backend")
+        line = text.split("\n").index(f"backend = {a.addr}") + 1
+        d.wait_log(f"{d.config}:{line}: bad backend")
         assert call(d.port) == "a"
         with open(d.config, "w") as f:
             f.write(text.replace(f"backend = {a.addr}", f"backend = {b.addr}"))

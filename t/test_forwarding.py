@@ -212,7 +212,7 @@ def test_pipe_size():
     for setting, want in (("", 1 << 20), ("pipe_size = 0", 65536),
                           ("pipe_size = 256k", 256 << 10)):
         b = Backend(bulk_backend)
-        with Daemon([("bulk", "net.tcp://+/", b.addr)],
+        with Daemon([("bulk", "net.tcp://+/", b.addr)], forward="splice",
                     extra_global="follow_sessions = off\n" + setting + "\nworkers = 1") as d:
             base = d.sockets()
             s = d.connect(timeout=60)

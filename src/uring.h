@@ -1,0 +1,67 @@
+/*
+ * uring.h - a worker's io_uring (forward = uring): the receives and sends
+ * of clear forwarding are queued on it instead of waiting for epoll and
+ * calling recv() and send(), so that however many messages a loop pass
+ * moves, it costs one io_uring_enter (README, Performance).
+ *
+ * A direction that wants to read queues one receive on its source
+ * (uring_read); the kernel does it into a buffer of the worker's
+ * provided-buffer ring when bytes arrive; the completion queues the
+ * connection as ready; serving it copies them into the pump's own buffer
+ * (uring_take), and the pump takes them as if its recv() had returned
+ * them.  A direction with bytes to write queues one send of them
+ * (uring_write), whose result the pump takes as send()'s.  A large
+ * envelope's payload is spliced as forward = splice does, the pipe written
+ * out when its watcher says so: copying it through the ring costs more
+ * than the calls it saves (make bench, bulk: a third of splice's rate).
+ * Everything else -- the follower, the session's end, half-closes,
+ * faults -- is the epoll path's, unchanged.
+ */
+#ifndef NETTCPD_URING_H
+#define NETTCPD_URING_H
+
+struct worker;
+struct conn;
+struct pump;
+
+/*
+ * The worker's ring, opened by worker_init (or on first use, after a
+ * reload that turned forward = uring on); NULL where io_uring is unavailable (a build without liburing, a kernel
+ * or seccomp filter that refuses it), said once in the log: then the
+ * worker forwards by splice instead.
+ */
+struct uring *uring_get(struct worker *w);
+
+/*
+ * Queue a receive on fd for the pump p of c, unless one is queued or its
+ * result waits; or a send of its pending bytes to fd, unless one is queued
+ * or its result waits.  Its completion queues c as ready, and the pump
+ * takes the result as if it had called recv() or send() itself.  From
+ * then on the pump calls neither (pump.ring).
+ */
+void uring_read(struct worker *w, struct conn *c, struct pump *p, int fd);
+void uring_write(struct worker *w, struct conn *c, struct pump *p, int fd);
+
+/* Before the pump p of c runs: the bytes of a receive done for it go from
+ * the ring's buffer to the pump's own, and the ring's buffer goes back. */
+void uring_take(struct worker *w, struct pump *p);
+
+/*
+ * Before c's sockets close or its backend socket goes to the pool: cancel
+ * its queued receives and take their completions, so that no completion
+ * names a freed connection and no receive takes the next owner's bytes.
+ */
+void uring_cancel(struct conn *c);
+
+/* Take the completions there are (uring.c: on the ring's watcher too). */
+void uring_reap(struct worker *w);
+
+/* Submit what the loop pass queued, before it waits; with and_reap, take
+ * the completions already there.  1 if that queued connections as ready. */
+int uring_submit(struct worker *w, int and_reap);
+
+/* Once the worker's loop has returned: close the ring (which cancels what
+ * is queued) and forget every queued receive and send. */
+void uring_close(struct worker *w);
+
+#endif
