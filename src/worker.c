@@ -344,6 +344,7 @@ worker_finish(struct worker *w, int started)
 	uring_close(w);
 	listeners_close(w);
 	conn_close_all(w);
+	pump_spares_free();    /* what conn_close_all gave back, here */
 	bpool_drain(&w->backends);
 	pipe_pool_drain(&w->pipes);
 	route_stats_free(&w->route_stats);

@@ -98,8 +98,8 @@ struct worker {
 	unsigned nidle;                 /* way at max_connections */
 
 	struct pipe_pool pipes;
-	struct uring *uring;            /* forward = uring: its receives */
-	unsigned uring_tried : 1;       /* (uring.h); tried once, NULL if none */
+	struct uring *uring;            /* forward = uring: its ring (uring.h); */
+	unsigned uring_tried : 1;       /* tried once, NULL where it failed */
 	struct bpool backends;          /* idle backend connections */
 	struct worker_stats stats;      /* for /metrics: written by this */
 	struct route_stats_table route_stats; /* thread only (stats.h) */
