@@ -7,7 +7,9 @@
  * that fired; before the loop waits again (the worker's ev_prepare), the
  * queue is served oldest first.  Stopping a watcher drops its queued
  * event, as libev drops a stopped watcher's pending one: it may concern a
- * socket closed since.
+ * socket closed since.  With forward = uring the ring's completions are
+ * queued the same way (uring.c), and the pass submits what serving asked
+ * of the ring.
  */
 #include "conn_int.h"
 

@@ -2,7 +2,7 @@
  * uring.h - a worker's io_uring (forward = uring): the receives and sends
  * of clear forwarding are queued on it instead of waiting for epoll and
  * calling recv() and send(), so that however many messages a loop pass
- * moves, it costs one io_uring_enter (README, Performance).
+ * moves, it costs an io_uring_enter or two (README, Performance).
  *
  * A direction that wants to read queues one receive on its source
  * (uring_read); the kernel does it into a buffer of the worker's
@@ -26,9 +26,9 @@ struct pump;
 
 /*
  * The worker's ring, opened by worker_init (or on first use, after a
- * reload that turned forward = uring on); NULL where io_uring is unavailable (a build without liburing, a kernel
- * or seccomp filter that refuses it), said once in the log: then the
- * worker forwards by splice instead.
+ * reload that turned forward = uring on); NULL where io_uring is
+ * unavailable (a build without liburing, a kernel or seccomp filter that
+ * refuses it), said once in the log: then the worker forwards by splice.
  */
 struct uring *uring_get(struct worker *w);
 
@@ -47,9 +47,11 @@ void uring_write(struct worker *w, struct conn *c, struct pump *p, int fd);
 void uring_take(struct worker *w, struct pump *p);
 
 /*
- * Before c's sockets close or its backend socket goes to the pool: cancel
- * its queued receives and take their completions, so that no completion
- * names a freed connection and no receive takes the next owner's bytes.
+ * Before c's sockets close, its backend socket goes to the pool or its
+ * buffers are freed: cancel its queued receives and sends and take their
+ * completions, so that no completion names a freed connection and no
+ * receive takes the next owner's bytes; and give back the ring's buffers
+ * it holds.
  */
 void uring_cancel(struct conn *c);
 
