@@ -1,11 +1,12 @@
 /*
  * relay.c - nmf-relay: the smallest TCP relay, make bench's floor columns
- * (relay-copy, relay-splice, relay-sockmap; bench/README).  It parses no
- * framing and routes nothing: it listens on 127.0.0.1:PORT, connects each
- * client to 127.0.0.1:BACKEND and forwards both ways, a half-close as
- * shutdown(SHUT_WR), until both sides are closed.  What it costs is what
- * any relay must pay on this machine, so nettcpd's distance from direct
- * can be split into the hop's share and nettcpd's own.
+ * (relay-copy, relay-splice, relay-sockmap, relay-uring, relay-uring1;
+ * bench/README).  It parses no framing and routes nothing: it listens on
+ * 127.0.0.1:PORT, connects each client to 127.0.0.1:BACKEND and forwards
+ * both ways, a half-close as shutdown(SHUT_WR), until both sides are
+ * closed.  What it costs is what any relay must pay on this machine, so
+ * nettcpd's distance from direct can be split into the hop's share and
+ * nettcpd's own.
  *
  *   copy     one recv() and one send() per direction and wake-up, through
  *            a 64 KiB buffer: the least a user-space relay does per message
@@ -16,6 +17,10 @@
  *   uring    copy mode on one io_uring instead of epoll: multishot recv
  *            into a shared buffer ring, one io_uring_enter per pass that
  *            submits the sends and reaps what comes next (relay_uring.c)
+ *   uring1   uring with a single-shot receive per direction, armed again
+ *            as each completes: a proxy that must see every record
+ *            boundary before it reads past it cannot keep a multishot
+ *            receive armed, which reads on past any boundary
  *
  * One thread, level-triggered epoll, non-blocking sockets, TCP_NODELAY.
  * The backend connect() blocks: on loopback it completes at once.
@@ -422,7 +427,7 @@ static int
 relay_usage(void)
 {
 	fprintf(stderr, "usage: nmf-relay -l PORT -b BACKEND_PORT "
-	    "[-m copy|splice|sockmap|uring]\n"
+	    "[-m copy|splice|sockmap|uring|uring1]\n"
 	    "       nmf-relay -t -m MODE   (whether MODE can run here)\n");
 	return 2;
 }
@@ -441,7 +446,7 @@ main(int argc, char **argv)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET };
 	struct epoll_event events[RELAY_EVENTS];
-	int port = -1, backend = -1, test = 0, lfd, one = 1, c;
+	int port = -1, backend = -1, test = 0, single = 0, lfd, one = 1, c;
 
 	while ((c = getopt(argc, argv, "l:b:m:t")) != -1) {
 		if (c == 'l')
@@ -458,13 +463,16 @@ main(int argc, char **argv)
 			relay_mode = RELAY_SOCKMAP;
 		else if (c == 'm' && strcmp(optarg, "uring") == 0)
 			relay_mode = RELAY_URING;
-		else
+		else if (c == 'm' && strcmp(optarg, "uring1") == 0) {
+			relay_mode = RELAY_URING;
+			single = 1;
+		} else
 			return relay_usage();
 	}
 	if (optind != argc || (!test && (port < 0 || backend < 0)))
 		return relay_usage();
 	if ((relay_mode == RELAY_SOCKMAP && relay_load() < 0) ||
-	    (relay_mode == RELAY_URING && relay_uring_setup() < 0))
+	    (relay_mode == RELAY_URING && relay_uring_setup(single) < 0))
 		return 1;
 	/* A peer gone is a connection's error (EPIPE), not the relay's end:
 	 * splice() to a socket raises SIGPIPE. */

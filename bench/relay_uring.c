@@ -9,7 +9,7 @@
  *    closes) and reaps the next ones in the same call;
  *  - multishot accept on the listener and multishot recv on every
  *    socket: armed once, each posts a completion per arrival, with no
- *    SQE to re-arm it;
+ *    SQE to re-arm it (mode uring1: single-shot receives, below);
  *  - the bytes land in a provided-buffer ring shared by every socket
  *    (64 KiB buffers, copy mode's size), and all that one direction has
  *    queued goes out in one sendmsg (MSG_WAITALL: the kernel finishes a
@@ -134,12 +134,25 @@ uring_arm_accept(void)
 	io_uring_prep_multishot_accept(sqe, uring_lfd, NULL, NULL, SOCK_CLOEXEC);
 }
 
+/*
+ * Mode uring1 (uring_single): one single-shot receive per direction,
+ * armed again as soon as it completes.  A proxy that must see each record
+ * boundary before it reads past it (nettcpd's follower: the next
+ * session's bytes are not its to take) cannot keep a multishot receive
+ * armed, which reads on past any boundary; uring1's figures are the floor
+ * of such a proxy on the ring, as relay-uring's are a blind relay's.
+ */
+static int uring_single;
+
 static void
 uring_arm_recv(struct uring_pair *p, int d)
 {
 	struct io_uring_sqe *sqe = uring_sqe(p, URING_RECV, d);
 
-	io_uring_prep_recv_multishot(sqe, p->fd[d], NULL, 0, 0);
+	if (uring_single)
+		io_uring_prep_recv(sqe, p->fd[d], NULL, URING_BUF_SIZE, 0);
+	else
+		io_uring_prep_recv_multishot(sqe, p->fd[d], NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = URING_BGID;
 	p->dir[d].armed = 1;
@@ -359,7 +372,7 @@ uring_wake_starved(void)
 }
 
 int
-relay_uring_setup(void)
+relay_uring_setup(int single)
 {
 	struct io_uring_params params = {
 		.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
@@ -370,6 +383,7 @@ relay_uring_setup(void)
 	size_t ringsize = URING_BUFS * sizeof(struct io_uring_buf);
 	int r = io_uring_queue_init_params(URING_ENTRIES, &uring, &params);
 
+	uring_single = single;
 	if (r < 0) {
 		fprintf(stderr, "nmf-relay: no io_uring here (%s)%s\n", strerror(-r),
 		    r == -EPERM ? ": see sysctl kernel.io_uring_disabled" : "");
@@ -426,8 +440,9 @@ relay_uring_run(int lfd, const struct sockaddr_in *backend)
 #else
 
 int
-relay_uring_setup(void)
+relay_uring_setup(int single)
 {
+	(void)single;
 	fprintf(stderr, "nmf-relay: no uring mode: built without liburing "
 	    "(configure --with-liburing)\n");
 	return -1;

@@ -45,12 +45,14 @@ Environment (defaults in brackets):
                       nettcpd-before: NETTCPD_BEFORE, configured as the
                       nettcpd column (an older build, for before/after
                       figures from one run)
-                      relay-copy, relay-splice, relay-sockmap, relay-uring:
-                      the floor, bench/nmf-relay (no framing, no routing)
-                      in its copy (recv/send), splice, sockmap (every
-                      segment redirected by a BPF verdict) or uring (copy
-                      on one io_uring) mode; cps, rr and bulk only;
-                      relay-sockmap and relay-uring left out, with a
+                      relay-copy, relay-splice, relay-sockmap, relay-uring,
+                      relay-uring1: the floor, bench/nmf-relay (no framing,
+                      no routing) in its copy (recv/send), splice, sockmap
+                      (every segment redirected by a BPF verdict), uring
+                      (copy on one io_uring) or uring1 (uring with
+                      single-shot receives, as a proxy that stops at record
+                      boundaries must) mode; cps, rr and bulk only;
+                      relay-sockmap and the uring ones left out, with a
                       notice, where they cannot run (no BPF or liburing
                       build, no privilege)
   BENCH_SCENARIOS     which to run
@@ -109,6 +111,7 @@ TARGET_KINDS = {
     "relay-splice": ("relay", "splice"),
     "relay-sockmap": ("relay", "sockmap"),
     "relay-uring": ("relay", "uring"),
+    "relay-uring1": ("relay", "uring1"),
 }
 # The relay columns' scenarios: a bare relay has no routes, memory or
 # daemon features to measure.

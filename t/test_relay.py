@@ -1,8 +1,8 @@
 """bench/nmf-relay, the floor columns of make bench (relay-copy,
-relay-splice, relay-sockmap, relay-uring): in each mode it relays request/response and
-1 MiB each way to a slow reader, each way ended by a half-close that
-must come after all of its bytes, byte-exact; it says why when a mode cannot run
-and refuses bad arguments."""
+relay-splice, relay-sockmap, relay-uring, relay-uring1): in each mode it
+relays request/response and 1 MiB each way to a slow reader, each way
+ended by a half-close that must come after all of its bytes, byte-exact;
+it says why when a mode cannot run and refuses bad arguments."""
 
 import hashlib
 import os
@@ -96,7 +96,7 @@ def runs_here(mode):
         print(f"NOTICE: nmf-relay -m {mode} not run here: {why}")
         # Only the optional modes, and only where the relay says why (a
         # mode it does not know is a usage error, and fails here).
-        assert mode in ("sockmap", "uring") and "usage" not in why, why
+        assert mode in ("sockmap", "uring", "uring1") and "usage" not in why, why
     return ok
 
 
@@ -160,6 +160,10 @@ def test_uring_relays_both_ways_byte_exact():
     relays("uring")
 
 
+def test_uring1_relays_both_ways_byte_exact():
+    relays("uring1")
+
+
 class Flood:
     """data sent on c from a thread, as fast as the relay takes it; the
     end by a half-close, or the sends' error (the relay closed c)."""
@@ -197,12 +201,12 @@ class Flood:
         assert not self.thread.is_alive()
 
 
-def test_uring_relays_past_its_buffers():
-    """uring mode's provided buffers (64 MiB, shared by every socket) run
+def relays_past_its_buffers(mode):
+    """The uring modes' provided buffers (64 MiB, shared by every socket) run
     out while a sink reads nothing: the relay stops reading, from that
     connection and from another one that sends meanwhile (ENOBUFS); once
     the sink reads, every byte of both arrives, byte-exact."""
-    if not runs_here("uring"):
+    if not runs_here(mode):
         return
     data = os.urandom(BUFFER_RING + 64 * MIB)
     release = threading.Event()
@@ -216,7 +220,7 @@ def test_uring_relays_past_its_buffers():
 
     backend = Backend(sink)
     backend.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
-    relay = Relay("uring", backend.port)
+    relay = Relay(mode, backend.port)
     try:
         # The other connection first: its recv is armed before the
         # buffers run out, and meets their end.
@@ -240,6 +244,14 @@ def test_uring_relays_past_its_buffers():
         release.set()
         relay.stop()
         backend.close()
+
+
+def test_uring_relays_past_its_buffers():
+    relays_past_its_buffers("uring")
+
+
+def test_uring1_relays_past_its_buffers():
+    relays_past_its_buffers("uring1")
 
 
 def test_uring_failed_connection_gives_its_buffers_back():
