@@ -506,6 +506,12 @@ pump_run(struct pump *p, int src, int dst, enum forward_method method,
 			status = pump_copy(p, src, dst);
 	} else if (plain) {
 		status = pump_copy(p, src, dst);
+		/* uring: once what the ring received is out, a stream nettcpd
+		 * does not follow is spliced, as a large envelope is (uring.h);
+		 * the ring's next receive waits for it to drain the socket. */
+		if (status == PUMP_WANT_READ && method == FORWARD_URING &&
+		    p->buf == NULL && !p->ahead && !p->src_eof)
+			status = pump_splice(p, src, dst, pool);
 	}
 	/* Pass the FIN on only once every byte before it is delivered. */
 	if (status == PUMP_WANT_READ && p->src_eof) {

@@ -11,9 +11,11 @@
  * (uring_take), and the pump takes them as if its recv() had returned
  * them.  A direction with bytes to write queues one send of them
  * (uring_write), whose result the pump takes as send()'s.  A large
- * envelope's payload is spliced as forward = splice does, the pipe written
- * out when its watcher says so: copying it through the ring costs more
- * than the calls it saves (make bench, bulk: a third of splice's rate).
+ * envelope's payload is spliced as forward = splice does, and so is a
+ * stream nettcpd does not follow once what the ring received of it is out
+ * (pump.c), the pipe written out when its watcher says so: copying it
+ * through the ring costs more than the calls it saves (make bench, bulk:
+ * a third of splice's rate; a stream not followed, half).
  * Everything else -- the follower, the session's end, half-closes,
  * faults -- is the epoll path's, unchanged.
  */

@@ -3,8 +3,8 @@
 whole suite also runs with it (NETTCPD_FORWARD=uring, .ci/run); these
 tests drive what that cannot: a kernel that refuses io_uring, more
 receives finishing at once than the ring has buffers, sends under way
-when a connection ends, and a reload that changes the method under live
-sessions."""
+when a connection ends, a reload that changes the method under live
+sessions, and a stream nettcpd does not follow, which is spliced."""
 
 import os
 import socket
@@ -18,7 +18,7 @@ from nettcpd_test import (SLOW, Backend, Daemon, preamble, read_preamble,  # noq
 from test_ready_order import stopped  # noqa: E402
 from test_reload import reload  # noqa: E402
 from test_sessions import Reader, service, session  # noqa: E402
-from test_syscalls import uring_runs  # noqa: E402
+from test_syscalls import Strace, uring_runs  # noqa: E402
 
 # src/uring.c: URING_BUFS
 RING_BUFFERS = 256
@@ -202,6 +202,32 @@ def test_reload_changes_the_method_under_live_sessions():
         assert r.record()[0] == 0x07
         live.close()
     a.close()
+
+
+def test_stream_it_does_not_follow_is_spliced():
+    """With follow_sessions = off nettcpd does not follow the stream: what
+    the ring receives goes out through the ring, and the rest of the
+    stream is spliced, as a large envelope is (copied through the ring
+    16 KiB at a time it ran at half of splice's rate, README); every byte
+    arrives, in order, both ways."""
+    a = service("A")
+    with daemon([("a", "net.tcp://+/A", a.addr)], "follow_sessions = off\n") as d:
+        if not uring_runs(d):
+            a.close()
+            return
+        s = d.connect()
+        big = os.urandom(4 << 20)
+        tracer = Strace(d, "splice,io_uring_enter")
+        try:
+            assert session(s, "net.tcp://h/A", [b"small", big, b"again"]) == \
+                [b"A:small", b"A:" + big, b"A:again"]
+        finally:
+            counts = tracer.stop()
+        s.close()
+    a.close()
+    print(f"  4 MiB each way: {counts}")
+    assert counts.get("io_uring_enter", (0, 0))[0] > 0, counts
+    assert counts.get("splice", (0, 0))[0] > 0, counts
 
 
 if __name__ == "__main__":
