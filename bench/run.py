@@ -41,7 +41,8 @@ Environment (defaults in brackets):
                       nettcpd-uring: nettcpd with forward = uring (its
                       receives done by io_uring)
                       nettcpd-pipe: nettcpd with follow_sessions = off
-                      (each connection a pipe, no backend pool)
+                      (each connection a pipe, no backend pool);
+                      nettcpd-uring-pipe: the same with forward = uring
                       nettcpd-before: NETTCPD_BEFORE, configured as the
                       nettcpd column (an older build, for before/after
                       figures from one run)
@@ -103,6 +104,7 @@ TARGET_KINDS = {
     "nettcpd-copy": ("nettcpd", "copy"),
     "nettcpd-uring": ("nettcpd", "uring"),
     "nettcpd-pipe": ("nettcpd", "splice"),
+    "nettcpd-uring-pipe": ("nettcpd", "uring"),
     "nettcpd-before": ("nettcpd", "splice"),
     "haproxy": ("haproxy", "always"),
     "haproxy-auto": ("haproxy", "auto"),
@@ -117,7 +119,7 @@ TARGET_KINDS = {
 # daemon features to measure.
 RELAY_SCENARIOS = ("cps", "rr", "bulk")
 # nettcpd columns that do not follow sessions.
-NETTCPD_PIPE = {"nettcpd-pipe"}
+NETTCPD_PIPE = {"nettcpd-pipe", "nettcpd-uring-pipe"}
 # HAProxy keeps up to this many pipes for splicing (two descriptors each).
 HAPROXY_MAXPIPES = 256
 SCENARIOS = ("idle", "cps", "routes", "rr", "bulk", "tls", "unix", "observe", "handoff")
