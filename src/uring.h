@@ -15,7 +15,7 @@
  * stream nettcpd does not follow once what the ring received of it is out
  * (pump.c), the pipe written out when its watcher says so: copying it
  * through the ring costs more than the calls it saves (make bench, bulk:
- * a third of splice's rate; a stream not followed, half).
+ * a third of splice's rate; a stream not followed, a third to a half).
  * Everything else -- the follower, the session's end, half-closes,
  * faults -- is the epoll path's, unchanged.
  */

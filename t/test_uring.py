@@ -208,8 +208,8 @@ def test_stream_it_does_not_follow_is_spliced():
     """With follow_sessions = off nettcpd does not follow the stream: what
     the ring receives goes out through the ring, and the rest of the
     stream is spliced, as a large envelope is (copied through the ring
-    16 KiB at a time it ran at half of splice's rate, README); every byte
-    arrives, in order, both ways."""
+    16 KiB at a time it ran at a third to a half of splice's rate,
+    README); every byte arrives, in order, both ways."""
     a = service("A")
     with daemon([("a", "net.tcp://+/A", a.addr)], "follow_sessions = off\n") as d:
         if not uring_runs(d):
