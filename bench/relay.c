@@ -18,9 +18,9 @@
  *            into a shared buffer ring, one io_uring_enter per pass that
  *            submits the sends and reaps what comes next (relay_uring.c)
  *   uring1   uring with a single-shot receive per direction, armed again
- *            as each completes: a proxy that must see every record
- *            boundary before it reads past it cannot keep a multishot
- *            receive armed, which reads on past any boundary
+ *            as each completes, as a proxy that must see every record
+ *            boundary before it reads past it may do (an unlimited
+ *            multishot receive reads on past any boundary)
  *
  * One thread, level-triggered epoll, non-blocking sockets, TCP_NODELAY.
  * The backend connect() blocks: on loopback it completes at once.

@@ -138,9 +138,10 @@ uring_arm_accept(void)
  * Mode uring1 (uring_single): one single-shot receive per direction,
  * armed again as soon as it completes.  A proxy that must see each record
  * boundary before it reads past it (nettcpd's follower: the next
- * session's bytes are not its to take) cannot keep a multishot receive
- * armed, which reads on past any boundary; uring1's figures are the floor
- * of such a proxy on the ring, as relay-uring's are a blind relay's.
+ * session's bytes are not its to take) cannot keep an unlimited multishot
+ * receive armed, which reads on past any boundary; a single-shot receive
+ * is the simplest it has (the README's Performance section also measures
+ * one limited to the bytes before the next boundary).
  */
 static int uring_single;
 

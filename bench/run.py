@@ -51,11 +51,11 @@ Environment (defaults in brackets):
                       no routing) in its copy (recv/send), splice, sockmap
                       (every segment redirected by a BPF verdict), uring
                       (copy on one io_uring) or uring1 (uring with
-                      single-shot receives, as a proxy that stops at record
-                      boundaries must) mode; cps, rr and bulk only;
-                      relay-sockmap and the uring ones left out, with a
-                      notice, where they cannot run (no BPF or liburing
-                      build, no privilege)
+                      single-shot receives, which a proxy that stops at
+                      record boundaries may use) mode; cps, rr and bulk
+                      only; relay-sockmap and the uring ones left out,
+                      with a notice, where they cannot run (no BPF or
+                      liburing build, no privilege)
   BENCH_SCENARIOS     which to run
                       [idle cps routes rr bulk tls unix observe handoff]
                       observe: nettcpd only, conn rate with metrics (scraped
