@@ -10,11 +10,13 @@ import os
 import socket
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nettcpd_test  # noqa: E402
 from nettcpd_test import (SLOW, Backend, Daemon, preamble, read_preamble,  # noqa: E402
-                          recv_exact, reset, run_tests, sized_envelope, wait_for)
+                          recv_exact, recv_until_close, reset, run_tests,
+                          sized_envelope, wait_for)
 from test_ready_order import stopped  # noqa: E402
 from test_reload import reload  # noqa: E402
 from test_sessions import Reader, service, session  # noqa: E402
@@ -228,6 +230,45 @@ def test_stream_it_does_not_follow_is_spliced():
     print(f"  4 MiB each way: {counts}")
     assert counts.get("io_uring_enter", (0, 0))[0] > 0, counts
     assert counts.get("splice", (0, 0))[0] > 0, counts
+
+
+def test_stream_it_does_not_follow_to_a_slow_reader():
+    """The spliced stream meets a client that reads nothing for a while
+    and then reads slowly: the pipe fills and waits for the client's
+    socket; every byte the service sent arrives, in order, before its end
+    of stream, and nothing is left open."""
+    data = os.urandom(8 << 20)
+
+    def flood(c, backend):
+        read_preamble(c)
+        c.sendall(b"\x0b" + data)
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(65536):
+            pass
+        c.close()
+
+    b = Backend(flood)
+    with daemon([("a", "net.tcp://+/A", b.addr)], "follow_sessions = off\n") as d:
+        if not uring_runs(d):
+            b.close()
+            return
+        base = d.sockets()
+        s = d.connect(timeout=60 * SLOW)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        s.sendall(preamble("net.tcp://h/A"))
+        assert recv_exact(s, 1) == b"\x0b"
+        time.sleep(0.5)
+        got = bytearray()
+        while len(got) < (1 << 20):
+            chunk = s.recv(4096)
+            assert chunk, len(got)
+            got += chunk
+        rest, how = recv_until_close(s, limit=len(data) + 1)
+        got += rest
+        assert how == "eof" and bytes(got) == data, (how, len(got))
+        s.close()
+        d.assert_no_leak(base)
+    b.close()
 
 
 if __name__ == "__main__":
