@@ -275,7 +275,9 @@ ring_wait(struct conn *c, struct pump *p, enum pump_status wait,
 	/* Never past an End: a session's first wait is for reading even when
 	 * the client's End went out with the replay, and what a receive would
 	 * take then is the next preamble, not this session's. */
-	if (wait == PUMP_WANT_READ && !(c->following && flow->state == NMF_FLOW_ENDED))
+	if (p->stream != NULL)
+		uring_stream_wait(c->w, c, p, flow, src, dst);
+	else if (wait == PUMP_WANT_READ && !(c->following && flow->state == NMF_FLOW_ENDED))
 		uring_read(c->w, c, p, src);
 	else if (wait == PUMP_WANT_WRITE && p->pipe[0] >= 0)
 		return EV_WRITE;
@@ -332,8 +334,19 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 	enum pump_status status;
 
 	uring_take(c->w, p);
-	status = pump_run(p, src, dst, forward_method(c), &c->w->pipes,
-	    other->dst_shut || hold_fin, flow);
+	if (!uring_stream_run(c->w, p, flow, &status)) {
+		status = pump_run(p, src, dst, forward_method(c), &c->w->pipes,
+		    other->dst_shut || hold_fin, flow);
+		/* A large payload begins: the ring reads the session ahead
+		 * from here where it can, else the pump splices it. */
+		if (status == PUMP_STREAM && uring_stream_start(c->w, p) == 0) {
+			status = PUMP_WANT_READ;
+		} else if (status == PUMP_STREAM) {
+			p->nostream = 1;
+			status = pump_run(p, src, dst, forward_method(c),
+			    &c->w->pipes, other->dst_shut || hold_fin, flow);
+		}
+	}
 
 	if (p->total != before)
 		idle_touch(c);
@@ -351,6 +364,7 @@ forward(struct conn *c, struct pump *p, int src, int dst)
 	switch (status) {
 	case PUMP_WANT_READ:
 	case PUMP_WANT_WRITE:
+	case PUMP_STREAM:   /* (taken over above) */
 		break;
 	case PUMP_ENDED:
 		if (flow == &c->up_flow && flow->state == NMF_FLOW_OPAQUE) {

@@ -95,8 +95,10 @@ pump_init(struct pump *p)
 	p->ahead_buf = 0;
 	p->sending = 0;
 	p->sent = 0;
+	p->nostream = 0;
 	p->ahead_res = 0;
 	p->sent_res = 0;
+	p->stream = NULL;
 }
 
 /*
@@ -324,6 +326,8 @@ pump_copy(struct pump *p, int src, int dst)
 
 /* framed_read(): what is in flight must be written out before this read. */
 #define FRAMED_FLUSH (-2)
+/* framed_read(): a large payload begins, for the ring (uring_stream.c). */
+#define FRAMED_STREAM (-3)
 /* The most a Sized Envelope's header takes: type and a 5-byte size. */
 #define ENVELOPE_HEAD_MAX (1u + NMF_MBINT_MAX_BYTES)
 
@@ -374,6 +378,13 @@ framed_read(struct pump *p, int src, enum forward_method method,
 	 * the pipe would overtake them. */
 	if (p->pending > 0 && p->pipe[0] < 0)
 		return FRAMED_FLUSH;
+	/* On the ring, a large payload is the ring's to move, unless it could
+	 * not take it. */
+	if (flow->state != NMF_FLOW_PAYLOAD)
+		p->nostream = 0;
+	else if (p->ring && !p->nostream && !p->ahead && p->pipe[0] < 0 &&
+	    flow->remaining >= PUMP_SPLICE_MIN)
+		return FRAMED_STREAM;
 	/* uring splices large envelopes too (uring.h), once the ring's
 	 * receive is taken: its bytes come first. */
 	if ((method == FORWARD_SPLICE || (method == FORWARD_URING && !p->ahead)) &&
@@ -441,6 +452,10 @@ pump_framed(struct pump *p, int src, int dst, enum forward_method method,
 			n = framed_read(p, src, method, pool, flow, &drained);
 			if (n == FRAMED_FLUSH)
 				break;
+			if (n == FRAMED_STREAM) {
+				buffer_drop(p);
+				return PUMP_STREAM;
+			}
 			if (n == 0) {
 				p->src_eof = 1;
 			} else if (n < 0 && errno == EINTR) {

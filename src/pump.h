@@ -66,11 +66,16 @@ struct pump {
 	unsigned ahead_buf : 1; /* its bytes are still in the ring's buffer */
 	unsigned sending : 1;  /* a send of the pending bytes is queued */
 	unsigned sent : 1;     /* one completed: sent_res is its result */
+	unsigned nostream : 1; /* this payload is spliced: the ring could not */
+	                       /* take it (uring_stream_start) */
 	uint16_t ahead_bid;    /* ahead_buf: which (uring_take copies them */
 	                       /* to buf's start before the pump runs) */
 	int32_t ahead_res;     /* bytes; 0: the end of stream; < 0: -errno; */
 	                       /* -ENOBUFS: no buffer, recv() it */
 	int32_t sent_res;      /* bytes, or -errno */
+	/* forward = uring: the session read ahead from a large payload on */
+	/* (uring_stream.c); pending counts what the follower let through */
+	struct ring_stream *stream;
 };
 
 enum pump_status {
@@ -79,6 +84,9 @@ enum pump_status {
 	                 /* send the pending bytes, or wait for that send) */
 	PUMP_DONE,       /* source ended and the FIN was passed on */
 	PUMP_ERROR,      /* a socket failed (errno says why); tear both down */
+	PUMP_STREAM,     /* following on the ring: a large payload begins; */
+	                 /* the ring reads ahead from here (uring.h, */
+	                 /* uring_stream_start) */
 	PUMP_ENDED,      /* following: the follower stopped (End delivered, or */
 	                 /* a byte that does not fit held back); the source */
 	                 /* is not read further */

@@ -34,7 +34,7 @@
 #ifdef HAVE_LIBURING
 #include <sys/mman.h>
 
-#include <liburing.h>
+#include "uring_int.h"
 
 #define URING_SQ_ENTRIES 256
 /* Completions can outnumber submissions between two passes; more than
@@ -47,27 +47,14 @@
 /* Completions taken from the ring at a time. */
 #define URING_BATCH 64
 
-struct uring {
-	struct io_uring ring;
-	struct io_uring_buf_ring *br;
-	uint8_t *bufs;              /* URING_BUFS of PUMP_COPY_BUFSZ */
-	ev_io watch;                /* the ring's fd: completions wait */
-	struct worker *w;
-};
-
-/* What a completion is for: user_data is the connection's address (malloc
- * aligns it to 16) with the direction in bit 0 (0: up, 1: down) and the
- * operation in bit 1. */
-enum { OP_RECV = 0, OP_SEND = 2 };
-
-static uint64_t
-tag(const struct conn *c, const struct pump *p, int op)
+uint64_t
+uring_tag(const struct conn *c, const struct pump *p, int op)
 {
 	return (uint64_t)(uintptr_t)c | (uint64_t)op | (p == &c->down);
 }
 
-static void
-buf_give(struct uring *u, unsigned bid)
+void
+uring_buf_give(struct uring *u, unsigned bid)
 {
 	io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * PUMP_COPY_BUFSZ,
 	    PUMP_COPY_BUFSZ, (unsigned short)bid, io_uring_buf_ring_mask(URING_BUFS), 0);
@@ -76,17 +63,25 @@ buf_give(struct uring *u, unsigned bid)
 
 /*
  * A receive or a send finished: its result waits in the pump (a
- * receive's bytes in the ring's buffer until uring_take), and the
- * connection is queued as ready.  Only state is written here, no handler
- * runs: uring_cancel reaps from inside a connection's teardown.
+ * receive's bytes in the ring's buffer until uring_take); 1 if the
+ * connection is to be queued as ready for it.  Only state is written
+ * here, no handler runs: uring_cancel reaps from inside a connection's
+ * teardown.
  */
-static void
+static int
 complete(struct uring *u, const struct io_uring_cqe *cqe)
 {
-	struct conn *c = (struct conn *)(uintptr_t)(cqe->user_data & ~(uint64_t)3);
+	struct conn *c = (struct conn *)(uintptr_t)(cqe->user_data & ~(uint64_t)OP_BITS);
 	int down = (int)(cqe->user_data & 1);
-	struct pump *p = down ? &c->down : &c->up;
+	struct pump *p;
 
+	/* A cancel's own completion, or the last of the stream probe's
+	 * receive (uring_stream.c): no connection. */
+	if (c == NULL)
+		return 0;
+	p = down ? &c->down : &c->up;
+	if (cqe->user_data & OP_STREAM)
+		return stream_complete(u, c, p, cqe);
 	if (cqe->user_data & OP_SEND) {
 		p->sending = 0;
 		p->sent = 1;
@@ -102,16 +97,25 @@ complete(struct uring *u, const struct io_uring_cqe *cqe)
 				p->ahead_buf = 1;
 				p->ahead_bid = (uint16_t)bid;
 			} else {
-				buf_give(u, bid);
+				uring_buf_give(u, bid);
 			}
 		}
 	}
 	/* Cancelled: the connection is closing, nothing waits for it. */
 	if (cqe->res == -ECANCELED) {
 		p->sent = p->ahead = 0;
-		return;
+		return 0;
 	}
-	ready_queue(c, down ? READY_DOWN_RING : READY_UP_RING);
+	return 1;
+}
+
+/* Queue the connection a completion is for as ready. */
+static void
+wake(const struct io_uring_cqe *cqe)
+{
+	struct conn *c = (struct conn *)(uintptr_t)(cqe->user_data & ~(uint64_t)OP_BITS);
+
+	ready_queue(c, cqe->user_data & 1 ? READY_DOWN_RING : READY_UP_RING);
 }
 
 /*
@@ -138,23 +142,29 @@ uring_take(struct worker *w, struct pump *p)
 	else
 		memcpy(dst, u->bufs + (size_t)p->ahead_bid * PUMP_COPY_BUFSZ,
 		    (size_t)p->ahead_res);
-	buf_give(u, p->ahead_bid);
+	uring_buf_give(u, p->ahead_bid);
 }
 
 /*
- * Take every completion waiting.  A batch is queued newest first, as
- * ready_on_io's are: conn_run_ready serves the queue from its end, so
- * the receive that finished first is served first.
+ * Take every completion waiting: in the kernel's order (a stream's
+ * buffers queue in the order they were filled), and the connections
+ * queued as ready newest first, as ready_on_io's are: conn_run_ready
+ * serves the queue from its end, so the receive that finished first is
+ * served first.
  */
 static void
 reap(struct uring *u)
 {
 	struct io_uring_cqe *cqes[URING_BATCH];
+	unsigned char woke[URING_BATCH];
 	unsigned n;
 
 	while ((n = io_uring_peek_batch_cqe(&u->ring, cqes, URING_BATCH)) > 0) {
+		for (unsigned i = 0; i < n; i++)
+			woke[i] = (unsigned char)complete(u, cqes[i]);
 		for (unsigned i = n; i-- > 0;)
-			complete(u, cqes[i]);
+			if (woke[i])
+				wake(cqes[i]);
 		io_uring_cq_advance(&u->ring, n);
 	}
 }
@@ -178,7 +188,7 @@ uring_open(struct worker *w)
 	struct io_uring_buf_reg reg = { .ring_entries = URING_BUFS, .bgid = URING_BGID };
 	size_t ringsize = URING_BUFS * sizeof(struct io_uring_buf);
 	struct uring *u = calloc(1, sizeof(*u));
-	const char *what = "memory";
+	const char *what = "memory", *why;
 	int r = -ENOMEM;
 
 	if (u == NULL)
@@ -202,13 +212,18 @@ uring_open(struct worker *w)
 		goto unmap_br;
 	io_uring_buf_ring_init(u->br);
 	for (unsigned bid = 0; bid < URING_BUFS; bid++)
-		buf_give(u, bid);
+		uring_buf_give(u, bid);
 	u->w = w;
+	why = stream_open(u);
 	ev_io_init(&u->watch, on_ring, u->ring.ring_fd, EV_READ);
 	u->watch.data = u;
 	ev_io_start(w->loop, &u->watch);
-	log_info("worker %u: forward = uring: receiving and sending through "
-	    "io_uring", w->index);
+	if (why == NULL)
+		log_info("worker %u: forward = uring: receiving and sending through "
+		    "io_uring, sessions read ahead from a large payload on", w->index);
+	else
+		log_info("worker %u: forward = uring: receiving and sending through "
+		    "io_uring; large payloads are spliced (%s)", w->index, why);
 	return u;
 
 unmap_br:
@@ -237,10 +252,8 @@ uring_get(struct worker *w)
 	return w->uring;
 }
 
-/* An SQE, the queue submitted first if it is full; NULL if even that
- * fails (the ring is broken). */
-static struct io_uring_sqe *
-sqe_get(struct uring *u)
+struct io_uring_sqe *
+uring_sqe(struct uring *u)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
@@ -249,13 +262,13 @@ sqe_get(struct uring *u)
 	return sqe;
 }
 
-/* No SQE for the operation: it fails at once, as a completion says. */
-static void
-sqe_failed(struct uring *u, struct conn *c, struct pump *p, int op)
+void
+uring_sqe_failed(struct uring *u, struct conn *c, struct pump *p, int op)
 {
-	struct io_uring_cqe cqe = { .user_data = tag(c, p, op), .res = -EIO };
+	struct io_uring_cqe cqe = { .user_data = uring_tag(c, p, op), .res = -EIO };
 
-	complete(u, &cqe);
+	if (complete(u, &cqe))
+		wake(&cqe);
 }
 
 void
@@ -268,8 +281,8 @@ uring_read(struct worker *w, struct conn *c, struct pump *p, int fd)
 	if (p->armed || p->ahead)
 		return;
 	p->armed = 1;
-	if ((sqe = sqe_get(u)) == NULL) {
-		sqe_failed(u, c, p, OP_RECV);
+	if ((sqe = uring_sqe(u)) == NULL) {
+		uring_sqe_failed(u, c, p, OP_RECV);
 		return;
 	}
 	io_uring_prep_recv(sqe, fd, NULL, PUMP_COPY_BUFSZ, 0);
@@ -278,7 +291,7 @@ uring_read(struct worker *w, struct conn *c, struct pump *p, int fd)
 	sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = URING_BGID;
-	io_uring_sqe_set_data64(sqe, tag(c, p, OP_RECV));
+	io_uring_sqe_set_data64(sqe, uring_tag(c, p, OP_RECV));
 }
 
 /* MSG_WAITALL: the kernel finishes a short send itself, so the result is
@@ -293,13 +306,13 @@ uring_write(struct worker *w, struct conn *c, struct pump *p, int fd)
 	if (p->sending || p->sent || p->pending == 0)
 		return;
 	p->sending = 1;
-	if ((sqe = sqe_get(u)) == NULL) {
-		sqe_failed(u, c, p, OP_SEND);
+	if ((sqe = uring_sqe(u)) == NULL) {
+		uring_sqe_failed(u, c, p, OP_SEND);
 		return;
 	}
 	io_uring_prep_send(sqe, fd, p->buf + p->buf_off, p->pending,
 	    MSG_NOSIGNAL | MSG_WAITALL);
-	io_uring_sqe_set_data64(sqe, tag(c, p, OP_SEND));
+	io_uring_sqe_set_data64(sqe, uring_tag(c, p, OP_SEND));
 }
 
 /* Cancel what is queued on fd and wait until it is: its completion is
@@ -329,6 +342,7 @@ uring_cancel(struct conn *c)
 	/* up receives from the client and sends to the backend, down the
 	 * other way round. */
 	if (c->up.armed || c->down.armed || c->up.sending || c->down.sending) {
+		u->tearing = c;
 		if (c->up.armed || c->down.sending)
 			cancel_fd(u, c->client_fd);
 		if (c->down.armed || c->up.sending)
@@ -337,12 +351,14 @@ uring_cancel(struct conn *c)
 		 * then take the completions: this connection's among them. */
 		(void)io_uring_get_events(&u->ring);
 		reap(u);
+		u->tearing = NULL;
 	}
 	for (int d = 0; d < 2; d++) {
 		if (p[d]->ahead_buf)
-			buf_give(u, p[d]->ahead_bid);
+			uring_buf_give(u, p[d]->ahead_bid);
 		p[d]->armed = p[d]->ahead = p[d]->ahead_buf = 0;
 		p[d]->sending = p[d]->sent = 0;
+		stream_drop(u, p[d]);
 	}
 }
 
@@ -379,8 +395,11 @@ uring_close(struct worker *w)
 		c->up.armed = c->up.ahead = c->up.ahead_buf = 0;
 		c->down.armed = c->down.ahead = c->down.ahead_buf = 0;
 		c->up.sending = c->up.sent = c->down.sending = c->down.sent = 0;
+		stream_drop(u, &c->up);
+		stream_drop(u, &c->down);
 	}
 	ev_io_stop(w->loop, &u->watch);
+	stream_close(u);
 	io_uring_queue_exit(&u->ring);
 	munmap(u->br, URING_BUFS * sizeof(struct io_uring_buf));
 	munmap(u->bufs, (size_t)URING_BUFS * PUMP_COPY_BUFSZ);

@@ -10,21 +10,26 @@
  * connection as ready; serving it copies them into the pump's own buffer
  * (uring_take), and the pump takes them as if its recv() had returned
  * them.  A direction with bytes to write queues one send of them
- * (uring_write), whose result the pump takes as send()'s.  A large
- * envelope's payload is spliced as forward = splice does, and so is a
- * stream nettcpd does not follow once what the ring received of it is out
- * (pump.c), the pipe written out when its watcher says so: copying it
- * through the ring costs more than the calls it saves (make bench, bulk:
- * a third of splice's rate; a stream not followed, a third to a half).
- * Everything else -- the follower, the session's end, half-closes,
- * faults -- is the epoll path's, unchanged.
+ * (uring_write), whose result the pump takes as send()'s.  From a large
+ * envelope's payload on, a followed session is read ahead by a multishot
+ * receive into 64 KiB buffers, which the follower reads before any byte
+ * goes on, up to the session's End (uring_stream.c; where the kernel
+ * cannot, the payload is spliced as forward = splice does).  A stream
+ * nettcpd does not follow is spliced once what the ring received of it is
+ * out (pump.c), the pipe written out when its watcher says so: copying it
+ * through the ring one buffer at a time costs more than the calls it
+ * saves (make bench, bulk: a third to a half of splice's rate).
+ * Everything else -- the session's end, half-closes, faults -- is the
+ * epoll path's, unchanged.
  */
 #ifndef NETTCPD_URING_H
 #define NETTCPD_URING_H
 
+#include "nmf.h"
+#include "pump.h"
+
 struct worker;
 struct conn;
-struct pump;
 
 /*
  * The worker's ring, opened by worker_init (or on first use, after a
@@ -56,6 +61,21 @@ void uring_take(struct worker *w, struct pump *p);
  * it holds.
  */
 void uring_cancel(struct conn *c);
+
+/*
+ * A large payload (uring_stream.c): the pump stopped at it (PUMP_STREAM)
+ * and the ring reads the session ahead from there, -1 where it cannot
+ * (then the pump splices it: pump.nostream).  While the stream runs,
+ * uring_stream_run takes its completions before the pump would run (1,
+ * with what to wait for in *status), and uring_stream_wait queues its
+ * receive and send; once the follower has stopped or the stream has
+ * ended (0) the pump goes on, holding what was read past the stop.
+ */
+int uring_stream_start(struct worker *w, struct pump *p);
+int uring_stream_run(struct worker *w, struct pump *p, struct nmf_flow *flow,
+    enum pump_status *status);
+void uring_stream_wait(struct worker *w, struct conn *c, struct pump *p,
+    const struct nmf_flow *flow, int src, int dst);
 
 /* Take the completions there are (uring.c: on the ring's watcher too). */
 void uring_reap(struct worker *w);

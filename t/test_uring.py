@@ -104,7 +104,7 @@ def test_more_receives_at_once_than_the_ring_has_buffers():
 def flooding_service(c, backend):
     """Ack, then send envelopes until the connection fails: the client
     never reads, so the daemon's send towards it stays under way.  Small
-    ones: a large envelope is spliced, not sent through the ring."""
+    ones: a large envelope starts a read-ahead (test_uring_stream.py)."""
     read_preamble(c)
     c.sendall(b"\x0b")
     chunk = sized_envelope(b"f" * 1000) * 16
