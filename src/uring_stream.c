@@ -24,9 +24,11 @@
  * is no longer followed (a service that left the protocol).
  *
  * What a direction may hold: past STREAM_HOLD buffers the receive is
- * cancelled until sends give some back.  With the ring out of buffers
- * (ENOBUFS), the stream ends once its queue is out, and the pump goes on
- * (a large payload's rest is spliced, as forward = splice does).
+ * cancelled until sends give some back (a multishot receive takes at once
+ * what its socket already holds, so a direction can go well past that
+ * before the cancel lands).  With the ring out of buffers (ENOBUFS), the
+ * stream ends once its queue is out, and the pump goes on (a large
+ * payload's rest is spliced, as forward = splice does).
  */
 #include "uring.h"
 
@@ -197,7 +199,7 @@ stream_complete(struct uring *u, struct conn *c, struct pump *p,
     const struct io_uring_cqe *cqe)
 {
 	struct ring_stream *st = p->stream;
-	int res = cqe->res;
+	int res = cqe->res, cancelled = 0;
 
 	if (st == NULL) {   /* not after stream_drop: it reaps first */
 		if (cqe->flags & IORING_CQE_F_BUFFER)
@@ -212,8 +214,13 @@ stream_complete(struct uring *u, struct conn *c, struct pump *p,
 		p->sent_res = res;
 		return 1;
 	}
-	if (!(cqe->flags & IORING_CQE_F_MORE))
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		/* The receive is over, whatever ended it (a cancel of it
+		 * meanwhile finds nothing): the next one may be cancelled. */
 		p->armed = 0;
+		cancelled = st->cancelling;
+		st->cancelling = 0;
+	}
 	if (cqe->flags & IORING_CQE_F_BUFFER) {
 		int bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 
@@ -232,14 +239,10 @@ stream_complete(struct uring *u, struct conn *c, struct pump *p,
 				st->unfed = bid;
 		}
 	}
-	if (res == -ECANCELED) {
-		/* Cancelled by the stream: served, so that it goes on; by the
-		 * connection's teardown: nothing waits. */
-		int woke = st->cancelling && u->tearing != c;
-
-		st->cancelling = 0;
-		return woke;
-	}
+	/* Cancelled by the stream: served, so that it goes on; by the
+	 * connection's teardown: nothing waits. */
+	if (res == -ECANCELED)
+		return cancelled && u->tearing != c;
 	if (res == 0)
 		st->eof = 1;
 	else if (res == -ENOBUFS)
