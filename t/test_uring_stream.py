@@ -55,6 +55,16 @@ def first_envelope(c):
     return r, pre
 
 
+def acked(d, via):
+    """A client of d whose preamble for via the service has acked: the
+    socket and its Reader."""
+    s = d.connect(timeout=30 * SLOW)
+    r = Reader(s)
+    s.sendall(preamble(via))
+    assert r.record()[0] == 0x0B
+    return s, r
+
+
 def drain(c):
     """Read c until it ends or fails: what it read."""
     got = bytearray()
@@ -156,10 +166,7 @@ def test_client_fin_right_behind_its_end():
             return
         base = d.sockets()
         big = os.urandom(BIG)
-        s = d.connect(timeout=30 * SLOW)
-        r = Reader(s)
-        s.sendall(preamble("net.tcp://h/A"))
-        assert r.record()[0] == 0x0B
+        s, r = acked(d, "net.tcp://h/A")
         s.sendall(sized_envelope(big) + b"\x07")
         s.shutdown(socket.SHUT_WR)
         assert r.record() == (0x06, b"A:" + big)
@@ -210,10 +217,7 @@ def test_more_than_a_preamble_after_end_is_reset_and_reaches_no_service():
                 return
             base = d.sockets()
             big = os.urandom(BIG)
-            s = d.connect(timeout=30 * SLOW)
-            r = Reader(s)
-            s.sendall(preamble("net.tcp://h/A"))
-            assert r.record()[0] == 0x0B
+            s, r = acked(d, "net.tcp://h/A")
             t = sender(s, sized_envelope(big) + b"\x07" + b"\x00" * after)
             answer = sized_envelope(b"A:" + big) + b"\x07"
             data, how = recv_until_close(s)
